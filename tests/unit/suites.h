@@ -1,0 +1,24 @@
+/* Each test_*.c file registers one CUnit suite through one of these. */
+#ifndef PIMAP_TEST_SUITES_H
+#define PIMAP_TEST_SUITES_H
+
+#include <CUnit/CUnit.h>
+
+void suite_buf(void);
+void suite_imap_parse(void);
+void suite_zio(void);
+void suite_cfg(void);
+void suite_url(void);
+void suite_log(void);
+void suite_caps(void);
+
+/* Add a suite with the given tests; aborts the run if CUnit cannot. */
+#define ADD_SUITE(name, ...)                                                   \
+	do {                                                                   \
+		CU_pSuite s_ = CU_add_suite((name), NULL, NULL);               \
+		CU_TestInfo t_[] = {__VA_ARGS__, CU_TEST_INFO_NULL};           \
+		for (CU_TestInfo *i_ = t_; s_ && i_->pName; i_++)              \
+			CU_add_test(s_, i_->pName, i_->pTestFunc);             \
+	} while (0)
+
+#endif
