@@ -1,0 +1,90 @@
+/*
+ * proxy_config.c - pimap-proxy's configuration key table.
+ *
+ * The one place that names each key, its type, default and bounds; cfg.c does
+ * the loading, etc/pimap-proxy.yaml documents the same keys (a unit test loads
+ * it and checks that it sets every key to exactly these defaults).
+ *
+ * Reloadable keys take effect on SIGHUP. Listeners, the upstream, TLS
+ * credentials and paths are fixed at startup: changing them means rebinding
+ * sockets or re-deciding trust for connections already in flight.
+ */
+#include "config.h"
+
+#include <stddef.h>
+
+#include "proxy_config.h"
+
+/* Designated initialisers keep the names in step with enum log_level_value. */
+static const char *const log_levels[] = {
+	[LOGV_ERROR] = "error",
+	[LOGV_WARN] = "warn",
+	[LOGV_INFO] = "info",
+	[LOGV_DEBUG] = "debug",
+	NULL,
+};
+
+#define KIB 1024.0
+#define MIB (1024.0 * KIB)
+#define GIB (1024.0 * MIB)
+
+#define OFF(field) offsetof(struct proxy_config, field)
+
+const struct cfg_key proxy_config_keys[] = {
+	{"listen.imap", CFG_STRLIST, OFF(listen_imap), "127.0.0.1:1143", 0, 0, NULL, false,
+	 "plain IMAP listeners offering STARTTLS: \"host:port\", \"[v6]:port\" or \":port\""},
+	{"listen.imaps", CFG_STRLIST, OFF(listen_imaps), "127.0.0.1:1993", 0, 0, NULL, false,
+	 "implicit-TLS IMAP listeners, same syntax as listen.imap"},
+
+	{"upstream.url", CFG_STRING, OFF(upstream_url), "", 0, 0, NULL, false,
+	 "upstream server: imaps://, imap://, pimaps://, pimap:// or https:// host[:port]"},
+	{"upstream.ca_file", CFG_STRING, OFF(upstream_ca_file), "", 0, 0, NULL, false,
+	 "PEM file of trust anchors for the upstream certificate; \"\" = system store"},
+	{"upstream.server_name", CFG_STRING, OFF(upstream_server_name), "", 0, 0, NULL, false,
+	 "name to send as SNI and verify in the upstream certificate; \"\" = the URL host"},
+	{"upstream.allow_plaintext", CFG_BOOL, OFF(upstream_allow_plaintext), "false", 0, 0, NULL, false,
+	 "allow imap:// to continue without TLS when the server offers no STARTTLS"},
+	{"upstream.compress", CFG_BOOL, OFF(upstream_compress), "true", 0, 0, NULL, false,
+	 "use COMPRESS=DEFLATE towards the upstream when it is offered"},
+	{"upstream.connect_timeout", CFG_DURATION, OFF(upstream_connect_timeout), "15s", 1, 300, NULL, false,
+	 "deadline for TCP connect, TLS handshake and greeting"},
+
+	{"tls.cert", CFG_STRING, OFF(tls_cert_file), "", 0, 0, NULL, false,
+	 "PEM certificate chain for the local listeners; \"\" = generate one in state_dir"},
+	{"tls.key", CFG_STRING, OFF(tls_key_file), "", 0, 0, NULL, false,
+	 "PEM private key for tls.cert"},
+
+	{"state_dir", CFG_STRING, OFF(state_dir), "", 0, 0, NULL, false,
+	 "directory for generated certificates; \"\" = $HOME/.local/state/pimap"},
+
+	{"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, true,
+	 "log verbosity: error, warn, info or debug"},
+	{"log.file", CFG_STRING, OFF(log_file), "", 0, 0, NULL, true,
+	 "log file, reopened on SIGHUP; \"\" = stderr"},
+	{"log.trace", CFG_BOOL, OFF(log_trace), "false", 0, 0, NULL, true,
+	 "log protocol traffic (passwords and message bodies are elided)"},
+
+	{"pid_file", CFG_STRING, OFF(pid_file), "", 0, 0, NULL, false,
+	 "write the daemon's pid here; \"\" = none"},
+
+	/* Bounds: below the minimums ordinary clients break, above the maximums one
+	 * connection could pin an unreasonable share of memory or time. */
+	{"limits.max_line_length", CFG_SIZE, OFF(max_line_length), "64K", KIB, 16 * MIB, NULL, true,
+	 "longest command or response line accepted, literals not counted"},
+	{"limits.max_literal_size", CFG_SIZE, OFF(max_literal_size), "64M", KIB, 2 * GIB, NULL, true,
+	 "largest single literal ({n}) accepted, e.g. one APPENDed message"},
+	{"limits.max_list_depth", CFG_INT, OFF(max_list_depth), "32", 1, 256, NULL, true,
+	 "deepest parenthesised list nesting accepted in a command or response"},
+	{"limits.max_output_queue", CFG_SIZE, OFF(max_output_queue), "1M", 16 * KIB, 256 * MIB, NULL, true,
+	 "queued bytes per direction before reading from the other side pauses"},
+	{"limits.max_clients", CFG_INT, OFF(max_clients), "256", 1, 100000, NULL, true,
+	 "concurrent client connections"},
+	{"limits.preauth_timeout", CFG_DURATION, OFF(preauth_timeout), "60s", 1, 3600, NULL, true,
+	 "close clients that have not logged in within this time"},
+	{"limits.idle_timeout", CFG_DURATION, OFF(idle_timeout), "31m", 60, 86400, NULL, true,
+	 "close authenticated clients silent for this long (RFC 3501 asks for at least 30m)"},
+	{"limits.drain_timeout", CFG_DURATION, OFF(drain_timeout), "10s", 0, 600, NULL, true,
+	 "on SIGTERM, how long open connections may finish before they are cut"},
+
+	{NULL, 0, 0, NULL, 0, 0, NULL, false, NULL},
+};

@@ -1,0 +1,44 @@
+/*
+ * proxy_config.h - pimap-proxy's configuration struct and its key table.
+ * One table (proxy_config_keys) is the single source of keys, types,
+ * defaults and bounds; etc/pimap-proxy.yaml documents the same keys.
+ */
+#ifndef PIMAP_PROXY_CONFIG_H
+#define PIMAP_PROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cfg.h"
+
+enum log_level_value { LOGV_ERROR, LOGV_WARN, LOGV_INFO, LOGV_DEBUG };
+
+struct proxy_config {
+	char  **listen_imap;              /* listen.imap: plain IMAP + STARTTLS listeners */
+	char  **listen_imaps;             /* listen.imaps: implicit TLS listeners */
+	char   *upstream_url;             /* upstream.url: imaps://, imap://, pimaps://, pimap://, https:// */
+	char   *upstream_ca_file;         /* upstream.ca_file: trust anchors; "" = system store */
+	char   *upstream_server_name;     /* upstream.server_name: name to verify/SNI; "" = URL host */
+	bool    upstream_allow_plaintext; /* upstream.allow_plaintext: allow imap:// without STARTTLS */
+	bool    upstream_compress;        /* upstream.compress: COMPRESS=DEFLATE when offered */
+	double  upstream_connect_timeout; /* upstream.connect_timeout: TCP+TLS+greeting deadline */
+	char   *tls_cert_file;            /* tls.cert: local listener certificate; "" = generated */
+	char   *tls_key_file;             /* tls.key */
+	char   *state_dir;                /* state_dir: generated certificate etc.; "" = $HOME/.local/state/pimap */
+	int     log_level;                /* log.level: error|warn|info|debug */
+	char   *log_file;                 /* log.file: "" = stderr */
+	bool    log_trace;                /* log.trace: protocol trace (secrets and bodies elided) */
+	char   *pid_file;                 /* pid_file: "" = none */
+	size_t  max_line_length;          /* limits.max_line_length */
+	size_t  max_literal_size;         /* limits.max_literal_size */
+	long long max_list_depth;         /* limits.max_list_depth */
+	size_t  max_output_queue;         /* limits.max_output_queue: per direction, backpressure threshold */
+	long long max_clients;            /* limits.max_clients: concurrent client connections */
+	double  preauth_timeout;          /* limits.preauth_timeout: close clients that do not log in */
+	double  idle_timeout;             /* limits.idle_timeout: close silent authenticated clients */
+	double  drain_timeout;            /* limits.drain_timeout: SIGTERM grace period */
+};
+
+extern const struct cfg_key proxy_config_keys[];
+
+#endif
