@@ -1,0 +1,1369 @@
+/*
+ * proxy.c - the transparent IMAP relay (see proxy.h).
+ *
+ * Connection lifecycle of one session:
+ *   accept -> (client TLS handshake if implicit) and, in parallel, upstream
+ *   connect -> upstream TLS (implicit) or greeting + STARTTLS -> CAPABILITY
+ *   -> greet the client -> relay. At the client's successful LOGIN or
+ *   AUTHENTICATE the proxy turns on COMPRESS=DEFLATE upstream when offered,
+ *   holding the client's next commands until that exchange is over.
+ *
+ * Both directions are parsed into whole IMAP messages (imap_parse.c) so
+ * that limits apply, traces can hide secrets, capability lists can be
+ * rewritten, and the commands the proxy owns on the client leg (STARTTLS,
+ * COMPRESS) are recognised. Everything else is forwarded byte for byte.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "caps.h"
+#include "imap_parse.h"
+#include "listener.h"
+#include "log.h"
+#include "proxy.h"
+#include "stream.h"
+#include "tlsio.h"
+#include "url.h"
+
+#define SESSION_MAGIC 0x53455353u /* "SESS" */
+
+/* Upstream responses are trusted more than clients, but still bounded:
+ * a SEARCH over a large mailbox is one long line, a FETCH BODY[] one big literal. */
+#define UPSTREAM_MAX_LINE_LENGTH  (16u * 1024 * 1024)
+#define UPSTREAM_MAX_LITERAL_SIZE (1024u * 1024 * 1024)
+#define UPSTREAM_MAX_ARGS         4000000u
+#define UPSTREAM_MAX_LIST_DEPTH   64u
+/* RFC 7888 LITERAL-: non-synchronising literals only up to this size. */
+#define LITERAL_MINUS_MAX 4096
+/* Sync literal segments of one client command forwarded step by step. */
+#define MAX_LITERAL_SEGMENTS 256
+#define INTERNAL_TAG_PREFIX "pimap-proxy-"
+
+enum up_state {
+	UP_CONNECTING,   /* TCP connect in progress */
+	UP_TLS,          /* implicit TLS handshake */
+	UP_GREETING,     /* waiting for the server greeting */
+	UP_CAPABILITY,   /* our CAPABILITY in flight (before STARTTLS or greeting the client) */
+	UP_STARTTLS,     /* our STARTTLS in flight */
+	UP_STARTTLS_HS,  /* STARTTLS handshake */
+	UP_READY,        /* relaying */
+};
+
+/* Client commands after which the proxy must see the outcome before relaying more. */
+enum block_kind {
+	BLOCK_NONE,
+	BLOCK_LOGIN,        /* LOGIN / AUTHENTICATE: may switch on upstream COMPRESS after it */
+	BLOCK_IDLE,         /* IDLE: "+" then a raw "DONE" line */
+	BLOCK_LITERALS,     /* sending a command's sync literals one upstream "+" at a time */
+	BLOCK_INTERNAL,     /* our own CAPABILITY/COMPRESS after login */
+};
+
+enum internal_cmd { INT_NONE, INT_CAPABILITY, INT_COMPRESS };
+
+struct proxy_server {
+	struct ev_loop            *loop;
+	const struct proxy_config *cfg;          /* borrowed */
+	struct upstream_url        upstream;
+	struct tls_creds          *upstream_creds;
+	struct tls_creds          *local_creds;  /* NULL in stdio mode */
+	struct listener          **listeners;
+	size_t                     nlisteners;
+	struct session            *sessions;
+	unsigned                   nsessions;
+	uint64_t                   next_id;
+	bool                       stdio_mode;
+	bool                       draining;
+	ev_timer                   drain_timer;
+};
+
+struct session {
+	unsigned             magic;
+	struct proxy_server *srv;
+	struct session      *prev, *next;
+	char                 prefix[96];        /* "c7 127.0.0.1:50312" for logs */
+
+	struct stream       *client, *upstream;
+	struct imap_parser  *cparser, *uparser;
+	struct imap_limits   climits;            /* copied from config at accept */
+	size_t               out_limit;
+
+	enum up_state        up_state;
+	bool                 client_ready;      /* client TLS done (implicit TLS listener) */
+	bool                 greeted;
+	bool                 client_tls;
+	bool                 authenticated;
+	bool                 upstream_bye;      /* upstream said BYE: close after relaying it */
+	bool                 closing;
+	bool                 bye_sent;          /* drain: BYE already sent to the client */
+	char                *upstream_caps;     /* latest capability list from upstream */
+
+	enum block_kind      block;
+	char                 block_tag[128];
+	bool                 raw_line_ok;       /* one raw client line may be parsed now */
+	bool                 raw_secret;        /* ...and it is an AUTHENTICATE response */
+	bool                 authenticate;      /* the LOGIN block is an AUTHENTICATE */
+	bool                 login_pending;     /* LOGIN/AUTHENTICATE forwarded, outcome unknown */
+	char                 login_tag[128];
+	bool                 skipping;
+	bool                 login_done;        /* post-login work (upstream COMPRESS) started */          /* discarding the rest of a bad client line */
+
+	/* BLOCK_LITERALS: the command's bytes and where each segment ends */
+	struct buf           lit_cmd;
+	size_t               lit_ends[MAX_LITERAL_SEGMENTS];
+	size_t               lit_nsegs, lit_next;
+
+	enum internal_cmd    internal;
+	unsigned             internal_seq;
+	char                 internal_tag[32];
+
+	unsigned             inflight;          /* client commands forwarded, not yet completed */
+	ev_timer             activity;          /* preauth / idle timeout */
+};
+
+static void session_close(struct session *s, const char *why);
+static void process_client_input(struct session *s);
+static void process_upstream_input(struct session *s);
+
+/* ------------------------------------------------------------------------ */
+/* helpers                                                                   */
+
+static void slog(const struct session *s, enum log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void slog(const struct session *s, enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(lvl, s->prefix, fmt, ap);
+	va_end(ap);
+}
+
+static bool is_internal_tag(const char *tag)
+{
+	return tag && strncmp(tag, INTERNAL_TAG_PREFIX, strlen(INTERNAL_TAG_PREFIX)) == 0;
+}
+
+/* Send one of our own lines to the client (traced). */
+static void client_say(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void client_say(struct session *s, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	memcpy(line + n, "\r\n", 3);
+	n += 2;
+	log_trace_imap(s->prefix, TRACE_CLIENT_OUT, (const uint8_t *)line, (size_t)n, false);
+	stream_write(s->client, line, (size_t)n);
+}
+
+static void upstream_send_internal(struct session *s, enum internal_cmd cmd, const char *command)
+{
+	char line[256];
+	snprintf(s->internal_tag, sizeof(s->internal_tag), INTERNAL_TAG_PREFIX "%u", ++s->internal_seq);
+	int n = snprintf(line, sizeof(line), "%s %s\r\n", s->internal_tag, command);
+	s->internal = cmd;
+	log_trace_imap(s->prefix, TRACE_UPSTREAM_OUT, (const uint8_t *)line, (size_t)n, false);
+	stream_write(s->upstream, line, (size_t)n);
+	stream_flush(s->upstream);
+}
+
+static void set_upstream_caps(struct session *s, const char *caps, size_t len)
+{
+	free(s->upstream_caps);
+	s->upstream_caps = xmalloc(len + 1);
+	memcpy(s->upstream_caps, caps, len);
+	s->upstream_caps[len] = '\0';
+}
+
+static bool upstream_has(const struct session *s, const char *cap)
+{
+	return s->upstream_caps && caps_contains(s->upstream_caps, strlen(s->upstream_caps), cap);
+}
+
+/* The capability list the client sees, for the current client-leg state. */
+static void client_caps(const struct session *s, struct buf *out)
+{
+	struct caps_client_leg leg = {.tls = s->client_tls, .authenticated = s->authenticated};
+	const char *up = s->upstream_caps ? s->upstream_caps : "IMAP4rev1";
+	caps_for_client(up, strlen(up), &leg, out);
+}
+
+/* If code is "CAPABILITY ..." return the list after the word, else NULL. */
+static const char *code_capability(const struct imap_msg *m, size_t *len)
+{
+	if (!m->code || m->code_len < 10 || strncasecmp(m->code, "CAPABILITY", 10) != 0)
+		return NULL;
+	if (m->code_len > 10 && m->code[10] != ' ')
+		return NULL;
+	const char *p = m->code + 10;
+	size_t n = m->code_len - 10;
+	while (n && *p == ' ') {
+		p++;
+		n--;
+	}
+	*len = n;
+	return p;
+}
+
+/* Join the atoms args[from..] of an untagged CAPABILITY response. */
+static void join_args(const struct imap_msg *m, size_t from, struct buf *out)
+{
+	for (size_t i = from; i < m->nargs; i++) {
+		if (i > from)
+			buf_append(out, " ", 1);
+		buf_append(out, m->args[i].str, m->args[i].len);
+	}
+}
+
+static void activity_arm(struct session *s)
+{
+	const struct proxy_config *cfg = s->srv->cfg;
+	double t = s->authenticated ? cfg->idle_timeout : cfg->preauth_timeout;
+	ev_timer_stop(s->srv->loop, &s->activity);
+	ev_timer_set(&s->activity, t, 0.);
+	ev_timer_start(s->srv->loop, &s->activity);
+}
+
+/* ------------------------------------------------------------------------ */
+/* session lifecycle                                                         */
+
+static void session_destroy(void *arg)
+{
+	struct session *s = arg;
+	imap_parser_free(s->cparser);
+	imap_parser_free(s->uparser);
+	buf_free(&s->lit_cmd);
+	free(s->upstream_caps);
+	s->magic = 0;
+	free(s);
+}
+
+static void server_maybe_finish_drain(struct proxy_server *srv)
+{
+	if ((srv->draining || srv->stdio_mode) && srv->nsessions == 0) {
+		ev_timer_stop(srv->loop, &srv->drain_timer);
+		ev_break(srv->loop, EVBREAK_ALL);
+	}
+}
+
+/*
+ * The single teardown path. Safe from inside any callback of the session's
+ * streams: streams and the session itself are freed from the loop later.
+ * Output already queued to the client is still delivered.
+ */
+static void session_close(struct session *s, const char *why)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	struct proxy_server *srv = s->srv;
+
+	uint64_t cin = 0, cout = 0, uin = 0, uout = 0;
+	if (s->client)
+		stream_wire_counts(s->client, &cin, &cout);
+	if (s->upstream)
+		stream_wire_counts(s->upstream, &uin, &uout);
+	slog(s, LOG_LEVEL_INFO, "closed (%s): client in=%llu out=%llu, upstream in=%llu out=%llu%s", why,
+	     (unsigned long long)cin, (unsigned long long)cout, (unsigned long long)uin,
+	     (unsigned long long)uout, s->upstream && stream_is_compressed(s->upstream) ? " compressed" : "");
+
+	ev_timer_stop(srv->loop, &s->activity);
+	if (s->upstream)
+		stream_close(s->upstream);
+	if (s->client) {
+		stream_set_deadline(s->client, 5.0); /* bounded: a client that stops reading */
+		stream_close_after_flush(s->client);
+	}
+	s->upstream = s->client = NULL;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	loop_defer_free(session_destroy, s);
+	server_maybe_finish_drain(srv);
+}
+
+/* Tell the client why, then close. */
+static void session_bye(struct session *s, const char *code, const char *why)
+{
+	if (s->closing)
+		return;
+	if (s->client && !s->bye_sent) {
+		if (code)
+			client_say(s, "* BYE [%s] %s", code, why);
+		else
+			client_say(s, "* BYE %s", why);
+		stream_flush(s->client);
+	}
+	session_close(s, why);
+}
+
+static void on_activity_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = w->data;
+	if (s->authenticated)
+		session_bye(s, NULL, "Autologout; idle for too long");
+	else
+		session_bye(s, NULL, "Autologout; login timeout");
+}
+
+/* ------------------------------------------------------------------------ */
+/* greeting the client once both legs are ready                              */
+
+static void maybe_greet_client(struct session *s)
+{
+	if (s->greeted || !s->client_ready || s->up_state != UP_READY)
+		return;
+	struct buf caps;
+	buf_init(&caps, 0);
+	client_caps(s, &caps);
+	buf_append(&caps, "", 1);
+	client_say(s, "* OK [CAPABILITY %s] pimap-proxy ready.", (const char *)buf_head(&caps));
+	buf_free(&caps);
+	stream_flush(s->client);
+	s->greeted = true;
+	slog(s, LOG_LEVEL_DEBUG, "greeted client");
+	/* The client may have spoken before the greeting; handle it now. */
+	process_client_input(s);
+}
+
+static void upstream_ready(struct session *s)
+{
+	s->up_state = UP_READY;
+	stream_set_deadline(s->upstream, 0);
+	slog(s, LOG_LEVEL_DEBUG, "upstream ready (%s)", stream_is_tls(s->upstream) ? "TLS" : "plaintext");
+	maybe_greet_client(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* upstream setup                                                            */
+
+static void upstream_start_tls(struct session *s)
+{
+	char err[256];
+	const struct proxy_config *cfg = s->srv->cfg;
+	const char *name = *cfg->upstream_server_name ? cfg->upstream_server_name : s->srv->upstream.host;
+	if (stream_start_tls_client(s->upstream, s->srv->upstream_creds, name, err, sizeof(err)) < 0)
+		session_bye(s, "UNAVAILABLE", err);
+}
+
+/* After TLS (or a plaintext greeting that is allowed) decide the next step. */
+static void upstream_after_greeting_caps(struct session *s)
+{
+	const struct proxy_server *srv = s->srv;
+	if (!stream_is_tls(s->upstream)) {
+		if (upstream_has(s, "STARTTLS")) {
+			s->up_state = UP_STARTTLS;
+			upstream_send_internal(s, INT_NONE, "STARTTLS");
+			return;
+		}
+		if (!srv->cfg->upstream_allow_plaintext) {
+			session_bye(s, "UNAVAILABLE",
+			            "Upstream does not offer STARTTLS; refusing to send credentials in plaintext");
+			return;
+		}
+		slog(s, LOG_LEVEL_WARN, "upstream without TLS (upstream.allow_plaintext is set)");
+	}
+	upstream_ready(s);
+}
+
+/* A message from the upstream before the relay starts. */
+static void upstream_setup_message(struct session *s, const struct imap_msg *m)
+{
+	char why[512];
+	switch (s->up_state) {
+	case UP_GREETING:
+		if (m->kind != IMAP_MSG_UNTAGGED ||
+		    (m->status != IMAP_STATUS_OK && m->status != IMAP_STATUS_PREAUTH && m->status != IMAP_STATUS_BYE)) {
+			session_bye(s, "UNAVAILABLE", "Upstream sent no IMAP greeting");
+			return;
+		}
+		if (m->status == IMAP_STATUS_BYE) {
+			snprintf(why, sizeof(why), "Upstream refused the connection: %.*s", (int)m->text_len, m->text);
+			session_bye(s, "UNAVAILABLE", why);
+			return;
+		}
+		if (m->status == IMAP_STATUS_PREAUTH) {
+			/* A preauthenticated upstream would log every client in as one user. */
+			session_bye(s, "UNAVAILABLE", "Upstream greeted with PREAUTH; refusing to relay");
+			return;
+		}
+		{
+			size_t len;
+			const char *caps = code_capability(m, &len);
+			if (caps) {
+				set_upstream_caps(s, caps, len);
+				upstream_after_greeting_caps(s);
+			} else {
+				s->up_state = UP_CAPABILITY;
+				upstream_send_internal(s, INT_CAPABILITY, "CAPABILITY");
+			}
+		}
+		return;
+	case UP_CAPABILITY:
+		if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 1 && imap_arg_is_atom(&m->args[0], "CAPABILITY")) {
+			struct buf caps;
+			buf_init(&caps, 0);
+			join_args(m, 1, &caps);
+			set_upstream_caps(s, (const char *)buf_head(&caps), buf_len(&caps));
+			buf_free(&caps);
+			return;
+		}
+		if (m->kind == IMAP_MSG_TAGGED && m->tag && strcmp(m->tag, s->internal_tag) == 0) {
+			s->internal = INT_NONE;
+			if (m->status != IMAP_STATUS_OK) {
+				session_bye(s, "UNAVAILABLE", "Upstream refused CAPABILITY");
+				return;
+			}
+			upstream_after_greeting_caps(s);
+		}
+		return; /* other untagged chatter before login is not the client's business */
+	case UP_STARTTLS:
+		if (m->kind == IMAP_MSG_TAGGED && m->tag && strcmp(m->tag, s->internal_tag) == 0) {
+			if (m->status != IMAP_STATUS_OK) {
+				snprintf(why, sizeof(why), "Upstream STARTTLS failed: %.*s", (int)m->text_len, m->text);
+				session_bye(s, "UNAVAILABLE", why);
+				return;
+			}
+			s->up_state = UP_STARTTLS_HS;
+			/* Anything the server sent after its OK is discarded by the TLS switch. */
+			imap_parser_reset(s->uparser);
+			upstream_start_tls(s);
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* client -> upstream                                                        */
+
+/*
+ * Find the synchronising literals of a complete client command: for each,
+ * the offset just after its "{n}\r\n" header. A literal header is "{n}" or
+ * "~{n}" at the end of a line, starting a token. Returns the count, or -1 if
+ * there are more than max.
+ */
+static int find_sync_literals(const uint8_t *raw, size_t len, size_t *ends, size_t *sizes, size_t max)
+{
+	size_t pos = 0;
+	int count = 0;
+	while (pos < len) {
+		const uint8_t *lf = memchr(raw + pos, '\n', len - pos);
+		if (!lf)
+			break;
+		size_t lf_at = (size_t)(lf - raw);
+		size_t e = lf_at;
+		if (e > pos && raw[e - 1] == '\r')
+			e--;
+		size_t next = lf_at + 1;
+		if (e > pos && raw[e - 1] == '}') {
+			size_t j = e - 1;
+			bool nonsync = false;
+			if (j > pos && raw[j - 1] == '+') {
+				nonsync = true;
+				j--;
+			}
+			size_t digits_end = j, n = 0;
+			while (j > pos && raw[j - 1] >= '0' && raw[j - 1] <= '9')
+				j--;
+			if (j < digits_end && j > pos && raw[j - 1] == '{') {
+				size_t brace = j - 1;
+				size_t start = brace > pos && raw[brace - 1] == '~' ? brace - 1 : brace;
+				bool token_start = start == pos || raw[start - 1] == ' ' || raw[start - 1] == '(';
+				if (token_start) {
+					for (size_t k = j; k < digits_end; k++)
+						n = n * 10 + (size_t)(raw[k] - '0');
+					if (!nonsync) {
+						if ((size_t)count >= max)
+							return -1;
+						ends[count] = next;
+						if (sizes)
+							sizes[count] = n;
+						count++;
+					}
+					next += n;
+				}
+			}
+		}
+		pos = next;
+	}
+	return count;
+}
+
+static void forward_to_upstream(struct session *s, const uint8_t *data, size_t len, bool secret)
+{
+	log_trace_imap(s->prefix, TRACE_UPSTREAM_OUT, data, len, secret);
+	stream_write(s->upstream, data, len);
+}
+
+/*
+ * Forward a client command. Synchronising literals were already answered
+ * with "+" by the proxy; upstream they become LITERAL+ when the server
+ * allows it (no round trip), otherwise they are sent one segment per
+ * upstream "+" (BLOCK_LITERALS).
+ */
+static void forward_command(struct session *s, const struct imap_msg *m)
+{
+	size_t ends[MAX_LITERAL_SEGMENTS], sizes[MAX_LITERAL_SEGMENTS];
+	int n = find_sync_literals(m->raw, m->raw_len, ends, sizes, MAX_LITERAL_SEGMENTS);
+	if (n < 0) {
+		client_say(s, "%s BAD Too many literals in one command", m->tag);
+		return;
+	}
+	s->inflight++;
+	if (n == 0) {
+		forward_to_upstream(s, m->raw, m->raw_len, false);
+		return;
+	}
+	bool plus = upstream_has(s, "LITERAL+");
+	bool minus = upstream_has(s, "LITERAL-");
+	bool all_small = true;
+	for (int i = 0; i < n; i++)
+		if (sizes[i] > LITERAL_MINUS_MAX)
+			all_small = false;
+	if (plus || (minus && all_small)) {
+		/* Rewrite "{n}\r\n" as "{n+}\r\n" at each header. */
+		struct buf out;
+		buf_init(&out, 0);
+		size_t from = 0;
+		for (int i = 0; i < n; i++) {
+			size_t hdr_end = ends[i];                     /* after LF */
+			size_t brace = hdr_end - 1;                   /* LF */
+			if (brace > 0 && m->raw[brace - 1] == '\r')
+				brace--;
+			brace--;                                      /* '}' */
+			buf_append(&out, m->raw + from, brace - from);
+			buf_append(&out, "+", 1);
+			from = brace;
+		}
+		buf_append(&out, m->raw + from, m->raw_len - from);
+		forward_to_upstream(s, buf_head(&out), buf_len(&out), false);
+		buf_free(&out);
+		return;
+	}
+	/* Step by step: first segment now, each next one on the upstream's "+". */
+	buf_clear(&s->lit_cmd);
+	buf_append(&s->lit_cmd, m->raw, m->raw_len);
+	for (int i = 0; i < n; i++)
+		s->lit_ends[i] = ends[i];
+	s->lit_nsegs = (size_t)n;
+	s->lit_next = 0;
+	s->block = BLOCK_LITERALS;
+	snprintf(s->block_tag, sizeof(s->block_tag), "%s", m->tag);
+	forward_to_upstream(s, buf_head(&s->lit_cmd), s->lit_ends[0], false);
+}
+
+/* Send the next literal segment after an upstream "+". */
+static void literal_continue(struct session *s)
+{
+	size_t from = s->lit_ends[s->lit_next];
+	s->lit_next++;
+	size_t to = s->lit_next < s->lit_nsegs ? s->lit_ends[s->lit_next] : buf_len(&s->lit_cmd);
+	forward_to_upstream(s, buf_head(&s->lit_cmd) + from, to - from, false);
+	if (s->lit_next >= s->lit_nsegs) {
+		/* Whole command sent. A LOGIN keeps holding the client until its
+		 * outcome is known; anything else is an ordinary command in flight. */
+		s->block = s->login_pending ? BLOCK_LOGIN : BLOCK_NONE;
+		buf_clear(&s->lit_cmd);
+	}
+}
+
+/* STARTTLS on the client leg: ours to answer. */
+static void client_starttls(struct session *s, const struct imap_msg *m)
+{
+	char err[256];
+	if (s->client_tls || s->authenticated || !s->srv->local_creds) {
+		client_say(s, "%s BAD STARTTLS not available now", m->tag);
+		return;
+	}
+	client_say(s, "%s OK Begin TLS negotiation now", m->tag);
+	/* The stream writes the OK, discards anything the client pipelined behind
+	 * STARTTLS, then starts the handshake. */
+	imap_parser_reset(s->cparser);
+	s->client_ready = false;
+	if (stream_start_tls_server(s->client, s->srv->local_creds, err, sizeof(err)) < 0)
+		session_close(s, err);
+}
+
+/* COMPRESS on the client leg: ours to answer (RFC 4978). */
+static void client_compress(struct session *s, const struct imap_msg *m)
+{
+	if (m->nargs != 2) {
+		client_say(s, "%s BAD COMPRESS needs one argument", m->tag);
+		return;
+	}
+	if (!imap_arg_is_atom(&m->args[1], "DEFLATE")) {
+		client_say(s, "%s NO Unknown compression mechanism", m->tag);
+		return;
+	}
+	if (!s->authenticated) {
+		client_say(s, "%s BAD COMPRESS is allowed only after login", m->tag);
+		return;
+	}
+	if (stream_is_compressed(s->client)) {
+		client_say(s, "%s NO [COMPRESSIONACTIVE] DEFLATE already active", m->tag);
+		return;
+	}
+	client_say(s, "%s OK DEFLATE active", m->tag);
+	if (stream_enable_compress(s->client, -1) < 0)
+		session_close(s, "client compression failed");
+}
+
+static bool command_is(const struct imap_msg *m, const char *name)
+{
+	return m->nargs >= 1 && imap_arg_is_atom(&m->args[0], name);
+}
+
+static void handle_client_message(struct session *s, const struct imap_msg *m)
+{
+	if (m->kind == IMAP_MSG_RAW_LINE) {
+		/* DONE after IDLE, or an AUTHENTICATE response line. */
+		log_trace_imap(s->prefix, TRACE_CLIENT_IN, m->raw, m->raw_len, s->raw_secret);
+		forward_to_upstream(s, m->raw, m->raw_len, s->raw_secret);
+		s->raw_line_ok = false;
+		return;
+	}
+	log_trace_imap(s->prefix, TRACE_CLIENT_IN, m->raw, m->raw_len, false);
+	if (command_is(m, "STARTTLS")) {
+		client_starttls(s, m);
+		return;
+	}
+	if (command_is(m, "COMPRESS")) {
+		client_compress(s, m);
+		return;
+	}
+	if (s->srv->draining && !s->authenticated) {
+		client_say(s, "%s NO [UNAVAILABLE] Server shutting down", m->tag);
+		return;
+	}
+	if (command_is(m, "LOGIN") || command_is(m, "AUTHENTICATE")) {
+		if (s->authenticated) {
+			client_say(s, "%s BAD Already authenticated", m->tag);
+			return;
+		}
+		s->block = BLOCK_LOGIN;
+		s->authenticate = command_is(m, "AUTHENTICATE");
+		s->login_pending = true;
+		snprintf(s->block_tag, sizeof(s->block_tag), "%s", m->tag);
+		snprintf(s->login_tag, sizeof(s->login_tag), "%s", m->tag);
+		forward_command(s, m);
+		return;
+	}
+	if (command_is(m, "IDLE")) {
+		s->block = BLOCK_IDLE;
+		snprintf(s->block_tag, sizeof(s->block_tag), "%s", m->tag);
+	}
+	forward_command(s, m);
+}
+
+static void client_parse_error(struct session *s)
+{
+	const char *why = imap_parser_error(s->cparser);
+	const char *tag = imap_parser_tag(s->cparser);
+	bool recoverable = imap_parser_error_recoverable(s->cparser);
+	bool toobig = strstr(why, "too large") || strstr(why, "too long");
+	char text[300];
+
+	if (!recoverable) {
+		if (strstr(why, "line too long"))
+			snprintf(text, sizeof(text), "Line too long (limit %zu bytes)", s->climits.max_line_length);
+		else if (strstr(why, "literal too large"))
+			snprintf(text, sizeof(text), "Literal too large (limit %zu bytes)", s->climits.max_literal_size);
+		else
+			snprintf(text, sizeof(text), "Protocol error: %s", why);
+		slog(s, LOG_LEVEL_INFO, "client error: %s", why);
+		session_bye(s, toobig ? "TOOBIG" : NULL, text);
+		return;
+	}
+	if (strstr(why, "literal too large"))
+		snprintf(text, sizeof(text), "[TOOBIG] Literal too large (limit %zu bytes)", s->climits.max_literal_size);
+	else
+		snprintf(text, sizeof(text), "Syntax error: %s", why);
+	client_say(s, "%s BAD %s", tag ? tag : "*", text);
+	slog(s, LOG_LEVEL_DEBUG, "client syntax error: %s", why);
+	imap_parser_skip_line(s->cparser);
+	s->skipping = true;
+}
+
+/* May the proxy parse the next client message now? */
+static bool client_may_proceed(const struct session *s)
+{
+	if (s->closing || !s->greeted || !s->client_ready || s->upstream_bye)
+		return false;
+	if (s->block == BLOCK_NONE)
+		return !stream_output_full(s->upstream);
+	return s->raw_line_ok;
+}
+
+static void process_client_input(struct session *s)
+{
+	while (client_may_proceed(s)) {
+		struct buf *in = stream_input(s->client);
+		if (buf_len(in) == 0)
+			break;
+		size_t used = 0;
+		enum imap_parse_result r = imap_parser_feed(s->cparser, buf_head(in), buf_len(in), &used);
+		buf_consume(in, used);
+		if (r == IMAP_PARSE_NEED_MORE) {
+			if (imap_parser_wants_continuation(s->cparser)) {
+				client_say(s, "+ OK");
+				stream_flush(s->client);
+			}
+			break;
+		}
+		if (r == IMAP_PARSE_ERROR) {
+			client_parse_error(s);
+			continue;
+		}
+		const struct imap_msg *m = imap_parser_msg(s->cparser);
+		if (s->skipping) {
+			/* The end of a line skipped after a syntax error. */
+			s->skipping = false;
+			imap_parser_reset(s->cparser);
+			continue;
+		}
+		handle_client_message(s, m);
+		imap_parser_reset(s->cparser);
+	}
+	if (s->closing)
+		return;
+	stream_flush(s->client);
+	stream_flush(s->upstream);
+	/* Backpressure: stop reading the client while the upstream cannot take more. */
+	stream_pause_reading(s->client, stream_output_full(s->upstream));
+}
+
+/* ------------------------------------------------------------------------ */
+/* upstream -> client                                                        */
+
+static void forward_to_client(struct session *s, const uint8_t *data, size_t len)
+{
+	log_trace_imap(s->prefix, TRACE_CLIENT_OUT, data, len, false);
+	stream_write(s->client, data, len);
+}
+
+/* Relay a capability-bearing response with the list rewritten for the client. */
+static void forward_with_caps(struct session *s, const struct imap_msg *m, const char *caps, size_t caps_len,
+                              bool untagged_data)
+{
+	set_upstream_caps(s, caps, caps_len);
+	struct buf line, list;
+	buf_init(&line, 0);
+	buf_init(&list, 0);
+	client_caps(s, &list);
+	if (untagged_data) {
+		buf_append_str(&line, "* CAPABILITY ");
+		buf_append(&line, buf_head(&list), buf_len(&list));
+	} else {
+		buf_append_str(&line, m->kind == IMAP_MSG_TAGGED ? m->tag : "*");
+		buf_printf(&line, " %s [CAPABILITY ", imap_status_name(m->status));
+		buf_append(&line, buf_head(&list), buf_len(&list));
+		buf_append_str(&line, "]");
+		if (m->text_len) {
+			buf_append(&line, " ", 1);
+			buf_append(&line, m->text, m->text_len);
+		}
+	}
+	buf_append_str(&line, "\r\n");
+	forward_to_client(s, buf_head(&line), buf_len(&line));
+	buf_free(&line);
+	buf_free(&list);
+}
+
+/* The client's LOGIN/AUTHENTICATE succeeded upstream (its OK is already queued). */
+static void login_succeeded(struct session *s)
+{
+	activity_arm(s);
+	slog(s, LOG_LEVEL_INFO, "logged in");
+	if (!s->srv->cfg->upstream_compress || stream_is_compressed(s->upstream))
+		return;
+	if (!upstream_has(s, "COMPRESS=DEFLATE"))
+		return;
+	/* Hold the client's next commands until the upstream switch is done. */
+	s->block = BLOCK_INTERNAL;
+	upstream_send_internal(s, INT_COMPRESS, "COMPRESS DEFLATE");
+}
+
+static void handle_internal_response(struct session *s, const struct imap_msg *m)
+{
+	enum internal_cmd cmd = s->internal;
+	s->internal = INT_NONE;
+	if (cmd == INT_COMPRESS) {
+		if (m->status == IMAP_STATUS_OK) {
+			imap_parser_reset(s->uparser);
+			if (stream_enable_compress(s->upstream, -1) < 0) {
+				session_bye(s, "UNAVAILABLE", "Upstream compression failed");
+				return;
+			}
+			slog(s, LOG_LEVEL_INFO, "upstream COMPRESS=DEFLATE active");
+		} else {
+			slog(s, LOG_LEVEL_INFO, "upstream refused COMPRESS: %.*s", (int)m->text_len, m->text);
+		}
+		s->block = BLOCK_NONE;
+	}
+}
+
+static void handle_upstream_message(struct session *s, const struct imap_msg *m)
+{
+	size_t caps_len;
+	const char *caps;
+
+	log_trace_imap(s->prefix, TRACE_UPSTREAM_IN, m->raw, m->raw_len, false);
+	if (s->up_state != UP_READY) {
+		upstream_setup_message(s, m);
+		return;
+	}
+	switch (m->kind) {
+	case IMAP_MSG_CONTINUATION:
+		if (s->block == BLOCK_LITERALS) {
+			literal_continue(s);
+			return;
+		}
+		if (s->internal != INT_NONE)
+			return; /* not expected for our commands; never the client's */
+		if (s->block == BLOCK_IDLE || (s->block == BLOCK_LOGIN && s->authenticate)) {
+			/* The client's next line is "DONE" or a SASL response, not a command. */
+			imap_parser_expect_raw_line(s->cparser);
+			s->raw_line_ok = true;
+			s->raw_secret = s->block == BLOCK_LOGIN;
+		}
+		forward_to_client(s, m->raw, m->raw_len);
+		return;
+	case IMAP_MSG_TAGGED:
+		if (is_internal_tag(m->tag) && s->internal != INT_NONE && strcmp(m->tag, s->internal_tag) == 0) {
+			handle_internal_response(s, m);
+			return;
+		}
+		if (s->inflight)
+			s->inflight--;
+		if (s->block != BLOCK_NONE && s->block != BLOCK_INTERNAL && strcmp(m->tag, s->block_tag) == 0) {
+			/* Also when a server refuses before taking every literal. */
+			s->block = BLOCK_NONE;
+			s->raw_line_ok = false;
+			s->raw_secret = false;
+			buf_clear(&s->lit_cmd);
+		}
+		if (s->login_pending && strcmp(m->tag, s->login_tag) == 0) {
+			s->login_pending = false;
+			if (m->status == IMAP_STATUS_OK)
+				s->authenticated = true; /* before rewriting caps: COMPRESS is offered now */
+		}
+		caps = code_capability(m, &caps_len);
+		if (caps)
+			forward_with_caps(s, m, caps, caps_len, false);
+		else
+			forward_to_client(s, m->raw, m->raw_len);
+		if (s->authenticated && !s->login_done) {
+			s->login_done = true;
+			login_succeeded(s);
+		}
+		return;
+	case IMAP_MSG_UNTAGGED:
+		if (m->status == IMAP_STATUS_BYE)
+			s->upstream_bye = true;
+		if (m->nargs >= 1 && imap_arg_is_atom(&m->args[0], "CAPABILITY")) {
+			struct buf list;
+			buf_init(&list, 0);
+			join_args(m, 1, &list);
+			if (s->internal == INT_CAPABILITY)
+				set_upstream_caps(s, (const char *)buf_head(&list), buf_len(&list));
+			else
+				forward_with_caps(s, m, (const char *)buf_head(&list), buf_len(&list), true);
+			buf_free(&list);
+			return;
+		}
+		caps = code_capability(m, &caps_len);
+		if (caps && m->status != IMAP_STATUS_NONE) {
+			forward_with_caps(s, m, caps, caps_len, false);
+			return;
+		}
+		forward_to_client(s, m->raw, m->raw_len);
+		return;
+	default:
+		forward_to_client(s, m->raw, m->raw_len);
+		return;
+	}
+}
+
+static void process_upstream_input(struct session *s)
+{
+	while (!s->closing && s->upstream && !stream_output_full(s->client)) {
+		struct buf *in = stream_input(s->upstream);
+		if (buf_len(in) == 0)
+			break;
+		size_t used = 0;
+		enum imap_parse_result r = imap_parser_feed(s->uparser, buf_head(in), buf_len(in), &used);
+		buf_consume(in, used);
+		if (r == IMAP_PARSE_NEED_MORE)
+			break;
+		if (r == IMAP_PARSE_ERROR) {
+			char why[300];
+			snprintf(why, sizeof(why), "Upstream protocol error: %s", imap_parser_error(s->uparser));
+			session_bye(s, "UNAVAILABLE", why);
+			return;
+		}
+		handle_upstream_message(s, imap_parser_msg(s->uparser));
+		if (s->closing)
+			return;
+		imap_parser_reset(s->uparser);
+		if (s->up_state == UP_STARTTLS_HS)
+			return;
+	}
+	if (s->closing)
+		return;
+	stream_flush(s->client);
+	stream_flush(s->upstream);
+	stream_pause_reading(s->upstream, stream_output_full(s->client));
+	if (s->upstream_bye) {
+		/* Relay the rest (LOGOUT's tagged OK) until the server closes; bounded. */
+		stream_set_deadline(s->upstream, 5.0);
+		return;
+	}
+	/* A finished block may release held client commands. */
+	process_client_input(s);
+	if (s->srv->draining && s->inflight == 0 && s->block == BLOCK_NONE && !s->closing)
+		session_bye(s, NULL, "pimap-proxy shutting down");
+}
+
+/* ------------------------------------------------------------------------ */
+/* stream callbacks                                                          */
+
+static struct session *session_of(void *ctx)
+{
+	struct session *s = ctx;
+	if (!s || s->magic != SESSION_MAGIC)
+		abort(); /* a callback for freed memory is a bug, not a peer problem */
+	return s;
+}
+
+static void on_client_event(struct stream *st, enum stream_event ev, const char *reason, void *ctx)
+{
+	struct session *s = session_of(ctx);
+	if (s->closing)
+		return;
+	switch (ev) {
+	case STREAM_EV_TLS_READY: {
+		bool after_starttls = s->greeted; /* the greeting is not repeated */
+		s->client_tls = true;
+		s->client_ready = true;
+		slog(s, LOG_LEVEL_DEBUG, "client TLS established");
+		if (after_starttls)
+			process_client_input(s);
+		else
+			maybe_greet_client(s);
+		break;
+	}
+	case STREAM_EV_DATA:
+		activity_arm(s);
+		process_client_input(s);
+		break;
+	case STREAM_EV_DRAINED:
+		if (s->upstream)
+			stream_pause_reading(s->upstream, false);
+		break;
+	case STREAM_EV_EOF:
+		session_close(s, "client closed the connection");
+		break;
+	case STREAM_EV_ERROR:
+		session_close(s, reason ? reason : "client error");
+		break;
+	case STREAM_EV_CONNECTED:
+		break;
+	}
+}
+
+static void on_upstream_event(struct stream *st, enum stream_event ev, const char *reason, void *ctx)
+{
+	struct session *s = session_of(ctx);
+	char why[600];
+	if (s->closing)
+		return;
+	switch (ev) {
+	case STREAM_EV_CONNECTED:
+		slog(s, LOG_LEVEL_DEBUG, "upstream connected");
+		if (s->srv->upstream.implicit_tls) {
+			s->up_state = UP_TLS;
+			upstream_start_tls(s);
+		} else {
+			s->up_state = UP_GREETING;
+		}
+		break;
+	case STREAM_EV_TLS_READY:
+		if (s->up_state == UP_TLS) {
+			s->up_state = UP_GREETING;
+		} else if (s->up_state == UP_STARTTLS_HS) {
+			/* Capabilities may change once TLS is on (RFC 3501 6.2.1). */
+			free(s->upstream_caps);
+			s->upstream_caps = NULL;
+			s->up_state = UP_CAPABILITY;
+			upstream_send_internal(s, INT_CAPABILITY, "CAPABILITY");
+		}
+		process_upstream_input(s);
+		break;
+	case STREAM_EV_DATA:
+		process_upstream_input(s);
+		break;
+	case STREAM_EV_DRAINED:
+		process_client_input(s);
+		break;
+	case STREAM_EV_EOF:
+		if (s->upstream_bye) {
+			session_close(s, "upstream said BYE");
+			break;
+		}
+		session_bye(s, "UNAVAILABLE", "Upstream closed the connection");
+		break;
+	case STREAM_EV_ERROR:
+		if (s->upstream_bye) {
+			session_close(s, "upstream said BYE");
+			break;
+		}
+		snprintf(why, sizeof(why), "Upstream %s:%s: %s", s->srv->upstream.host, s->srv->upstream.port,
+		         reason ? reason : "error");
+		slog(s, LOG_LEVEL_WARN, "%s", why);
+		session_bye(s, "UNAVAILABLE", why);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* accepting                                                                 */
+
+static struct session *session_new(struct proxy_server *srv, const char *peer)
+{
+	const struct proxy_config *cfg = srv->cfg;
+	struct session *s = xcalloc(1, sizeof(*s));
+	s->magic = SESSION_MAGIC;
+	s->srv = srv;
+	snprintf(s->prefix, sizeof(s->prefix), "c%llu %s", (unsigned long long)++srv->next_id, peer);
+	s->climits.max_line_length = cfg->max_line_length;
+	s->climits.max_literal_size = cfg->max_literal_size;
+	s->climits.max_list_depth = (unsigned)cfg->max_list_depth;
+	s->climits.max_args = IMAP_DEFAULT_MAX_ARGS;
+	s->out_limit = cfg->max_output_queue;
+	struct imap_limits ulimits = {
+		.max_line_length = UPSTREAM_MAX_LINE_LENGTH,
+		.max_literal_size = UPSTREAM_MAX_LITERAL_SIZE,
+		.max_list_depth = UPSTREAM_MAX_LIST_DEPTH,
+		.max_args = UPSTREAM_MAX_ARGS,
+	};
+	s->cparser = imap_parser_new(IMAP_PARSE_COMMANDS, &s->climits);
+	s->uparser = imap_parser_new(IMAP_PARSE_RESPONSES, &ulimits);
+	if (!s->cparser || !s->uparser) {
+		fputs("pimap-proxy: out of memory\n", stderr);
+		abort();
+	}
+	buf_init(&s->lit_cmd, 0);
+	ev_init(&s->activity, on_activity_timeout);
+	s->activity.data = s;
+
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	return s;
+}
+
+/* Open the upstream leg of a new session. Returns 0 or -1 (session closed). */
+static int session_connect_upstream(struct session *s)
+{
+	struct proxy_server *srv = s->srv;
+	char err[300], name[300];
+	snprintf(name, sizeof(name), "%s:%s", srv->upstream.host, srv->upstream.port);
+	s->up_state = UP_CONNECTING;
+	s->upstream = stream_connect(srv->loop, srv->upstream.host, srv->upstream.port,
+	                             srv->cfg->upstream_connect_timeout, name, s->out_limit,
+	                             on_upstream_event, s, err, sizeof(err));
+	if (!s->upstream) {
+		char why[400];
+		snprintf(why, sizeof(why), "Upstream %s", err);
+		slog(s, LOG_LEVEL_WARN, "%s", why);
+		session_bye(s, "UNAVAILABLE", why);
+		return -1;
+	}
+	return 0;
+}
+
+static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
+{
+	struct proxy_server *srv = ctx;
+	char err[256];
+
+	if (srv->draining) {
+		close(fd);
+		return;
+	}
+	if ((long long)srv->nsessions >= srv->cfg->max_clients) {
+		/* Say why when we can do so in plaintext; a TLS client just sees the close. */
+		static const char bye[] = "* BYE [UNAVAILABLE] Too many connections\r\n";
+		if (!listener_implicit_tls(l) && send(fd, bye, sizeof(bye) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_debug("refusing %s: %s", peer, strerror(errno));
+		log_warn("refusing %s: limits.max_clients (%lld) reached", peer, srv->cfg->max_clients);
+		close(fd);
+		return;
+	}
+	struct session *s = session_new(srv, peer);
+	slog(s, LOG_LEVEL_INFO, "connected to %s", listener_address(l));
+	s->client = stream_new_fd(srv->loop, fd, peer, s->out_limit, on_client_event, s);
+	activity_arm(s);
+	if (listener_implicit_tls(l)) {
+		if (stream_start_tls_server(s->client, srv->local_creds, err, sizeof(err)) < 0) {
+			session_close(s, err);
+			return;
+		}
+	} else {
+		s->client_ready = true;
+	}
+	if (!s->closing)
+		session_connect_upstream(s);
+}
+
+int proxy_server_start_stdio(struct proxy_server *srv, char *err, size_t errlen)
+{
+	struct session *s = session_new(srv, "stdio");
+	s->client = stream_new_fds(srv->loop, 0, 1, "stdio", s->out_limit, on_client_event, s);
+	/* The pipe is as private as the process: it counts as a protected leg,
+	 * so no STARTTLS is offered; it is still never PREAUTH without credentials. */
+	s->client_tls = true;
+	s->client_ready = true;
+	activity_arm(s);
+	session_connect_upstream(s);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* server                                                                    */
+
+static char *default_state_dir(void)
+{
+	const char *xdg = getenv("XDG_STATE_HOME");
+	const char *home = getenv("HOME");
+	char path[4096];
+	if (xdg && *xdg)
+		snprintf(path, sizeof(path), "%s/pimap", xdg);
+	else if (home && *home)
+		snprintf(path, sizeof(path), "%s/.local/state/pimap", home);
+	else
+		snprintf(path, sizeof(path), "/var/lib/pimap");
+	return xstrdup(path);
+}
+
+/* mkdir -p with mode 0700 for the leaf (it holds a private key). */
+static int make_dirs(const char *path, char *err, size_t errlen)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+			return -1;
+		}
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int load_local_creds(struct proxy_server *srv, char *err, size_t errlen)
+{
+	const struct proxy_config *cfg = srv->cfg;
+	char cert[4096], key[4096];
+	if (*cfg->tls_cert_file || *cfg->tls_key_file) {
+		if (!*cfg->tls_cert_file || !*cfg->tls_key_file) {
+			snprintf(err, errlen, "tls.cert and tls.key must be set together");
+			return -1;
+		}
+		snprintf(cert, sizeof(cert), "%s", cfg->tls_cert_file);
+		snprintf(key, sizeof(key), "%s", cfg->tls_key_file);
+	} else {
+		char *dir = *cfg->state_dir ? xstrdup(cfg->state_dir) : default_state_dir();
+		int rc = make_dirs(dir, err, errlen);
+		snprintf(cert, sizeof(cert), "%s/proxy-cert.pem", dir);
+		snprintf(key, sizeof(key), "%s/proxy-key.pem", dir);
+		free(dir);
+		if (rc < 0)
+			return -1;
+		if (tlsio_ensure_self_signed(cert, key, err, errlen) < 0)
+			return -1;
+	}
+	srv->local_creds = tlsio_server_creds_new(cert, key, err, errlen);
+	return srv->local_creds ? 0 : -1;
+}
+
+static int add_listeners(struct proxy_server *srv, char **addrs, bool implicit_tls, char *err, size_t errlen)
+{
+	for (char **a = addrs; a && *a; a++) {
+		if (strcasecmp(*a, "none") == 0 || **a == '\0')
+			continue;
+		struct listener *l = listener_new(srv->loop, *a, implicit_tls, on_accept, srv, err, errlen);
+		if (!l)
+			return -1;
+		srv->listeners = xrealloc(srv->listeners, (srv->nlisteners + 1) * sizeof(*srv->listeners));
+		srv->listeners[srv->nlisteners++] = l;
+		log_info("listening on %s (%s)", *a, implicit_tls ? "IMAP over TLS" : "IMAP, STARTTLS");
+	}
+	return 0;
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct proxy_server *srv = w->data;
+	log_warn("drain timeout: closing %u remaining session(s)", srv->nsessions);
+	while (srv->sessions)
+		session_bye(srv->sessions, NULL, "pimap-proxy shutting down");
+	ev_break(loop, EVBREAK_ALL);
+}
+
+struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_config *cfg,
+                                      bool stdio_mode, char *err, size_t errlen)
+{
+	char uerr[256];
+	if (!*cfg->upstream_url) {
+		snprintf(err, errlen, "no upstream: set upstream.url or --upstream");
+		return NULL;
+	}
+	struct proxy_server *srv = xcalloc(1, sizeof(*srv));
+	srv->loop = loop;
+	srv->cfg = cfg;
+	srv->stdio_mode = stdio_mode;
+	ev_init(&srv->drain_timer, on_drain_timeout);
+	srv->drain_timer.data = srv;
+
+	if (url_parse(cfg->upstream_url, &srv->upstream, uerr, sizeof(uerr)) < 0) {
+		snprintf(err, errlen, "upstream.url: %s", uerr);
+		goto fail;
+	}
+	if (srv->upstream.scheme != URL_IMAPS && srv->upstream.scheme != URL_IMAP) {
+		snprintf(err, errlen, "upstream.url: %s:// (a pimap-gateway) is not supported yet; use imaps:// or imap://",
+		         url_scheme_name(srv->upstream.scheme));
+		goto fail;
+	}
+	srv->upstream_creds = tlsio_client_creds_new(cfg->upstream_ca_file, err, errlen);
+	if (!srv->upstream_creds)
+		goto fail;
+	stream_lib_init(loop);
+	if (!stdio_mode) {
+		if (load_local_creds(srv, err, errlen) < 0)
+			goto fail;
+		if (add_listeners(srv, cfg->listen_imap, false, err, errlen) < 0 ||
+		    add_listeners(srv, cfg->listen_imaps, true, err, errlen) < 0)
+			goto fail;
+		if (srv->nlisteners == 0) {
+			snprintf(err, errlen, "no listeners configured (listen.imap / listen.imaps)");
+			goto fail;
+		}
+	}
+	return srv;
+fail:
+	proxy_server_free(srv);
+	return NULL;
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+static bool list_differs(char **a, char **b)
+{
+	for (; a && *a && b && *b; a++, b++)
+		if (strcmp(*a, *b) != 0)
+			return true;
+	return (a && *a) || (b && *b);
+}
+
+void proxy_server_reconfigure(struct proxy_server *srv, const struct proxy_config *cfg)
+{
+	const struct proxy_config *old = srv->cfg;
+	if (list_differs(old->listen_imap, cfg->listen_imap) || list_differs(old->listen_imaps, cfg->listen_imaps))
+		log_warn("reload: listen.* changed; restart pimap-proxy to apply");
+	if (str_differs(old->upstream_url, cfg->upstream_url) || str_differs(old->upstream_ca_file, cfg->upstream_ca_file) ||
+	    str_differs(old->upstream_server_name, cfg->upstream_server_name) ||
+	    old->upstream_allow_plaintext != cfg->upstream_allow_plaintext)
+		log_warn("reload: upstream.* changed; restart pimap-proxy to apply");
+	if (str_differs(old->tls_cert_file, cfg->tls_cert_file) || str_differs(old->tls_key_file, cfg->tls_key_file) ||
+	    str_differs(old->state_dir, cfg->state_dir))
+		log_warn("reload: tls.* or state_dir changed; restart pimap-proxy to apply");
+	/* Settings that need a restart keep their old values: copy them over
+	 * would be wrong (the caller owns both structs), so the server reads
+	 * only reloadable fields from the new config from here on. */
+	srv->cfg = cfg;
+}
+
+void proxy_server_drain(struct proxy_server *srv)
+{
+	if (srv->draining)
+		return;
+	srv->draining = true;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		listener_pause(srv->listeners[i], true);
+	log_info("draining %u session(s), at most %.1f s", srv->nsessions, srv->cfg->drain_timeout);
+	struct session *s = srv->sessions, *next;
+	for (; s; s = next) {
+		next = s->next;
+		if (s->inflight == 0 && s->block == BLOCK_NONE)
+			session_bye(s, NULL, "pimap-proxy shutting down");
+	}
+	if (srv->nsessions == 0) {
+		ev_break(srv->loop, EVBREAK_ALL);
+		return;
+	}
+	ev_timer_set(&srv->drain_timer, srv->cfg->drain_timeout, 0.);
+	ev_timer_start(srv->loop, &srv->drain_timer);
+}
+
+unsigned proxy_server_session_count(const struct proxy_server *srv)
+{
+	return srv->nsessions;
+}
+
+void proxy_server_dump(const struct proxy_server *srv)
+{
+	log_info("%u session(s)%s", srv->nsessions, srv->draining ? ", draining" : "");
+	for (const struct session *s = srv->sessions; s; s = s->next)
+		log_msg(LOG_LEVEL_INFO, s->prefix, "up_state=%d greeted=%d auth=%d block=%d inflight=%u tls=%d",
+		        (int)s->up_state, s->greeted, s->authenticated, (int)s->block, s->inflight, s->client_tls);
+}
+
+void proxy_server_free(struct proxy_server *srv)
+{
+	if (!srv)
+		return;
+	while (srv->sessions)
+		session_close(srv->sessions, "shutdown");
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		listener_free(srv->listeners[i]);
+	free(srv->listeners);
+	ev_timer_stop(srv->loop, &srv->drain_timer);
+	tlsio_creds_unref(srv->upstream_creds);
+	tlsio_creds_unref(srv->local_creds);
+	stream_lib_shutdown(srv->loop);
+	free(srv);
+}
