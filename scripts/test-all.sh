@@ -1,0 +1,42 @@
+#!/bin/sh
+# Install what the tests need, build with AddressSanitizer and
+# UndefinedBehaviorSanitizer, and run every test (unit + integration).
+# Usage: ./scripts/test-all.sh [--no-distcheck]
+set -eu
+cd "$(dirname "$0")/.."
+top=$(pwd)
+./scripts/install-deps.sh
+
+[ -x configure ] || ./autogen.sh
+build="$top/build-test"
+mkdir -p "$build"
+cd "$build"
+"$top/configure" --enable-sanitizers --prefix="$build/inst" >configure.log 2>&1 || {
+	cat configure.log; exit 1; }
+tail -n 12 configure.log
+make -j"$(nproc)"
+
+# Sanitizer reports fail the run; leaks are reported at exit.
+export ASAN_OPTIONS="abort_on_error=0:detect_leaks=1:halt_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+status=0
+make -j1 check || status=$?
+for log in tests/unit/*.log tests/integration/*.log; do
+	[ -f "$log" ] || continue
+	case "$log" in *test-suite.log) continue ;; esac
+	if [ "$status" -ne 0 ] && grep -q "^FAIL\|^ERROR" "${log%.log}.trs" 2>/dev/null; then
+		echo "===== $log"; cat "$log"
+	fi
+done
+[ -f test-suite.log ] && grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' test-suite.log || true
+if [ "$status" -ne 0 ]; then
+	echo "test-all: FAILED"
+	exit "$status"
+fi
+if [ "${1:-}" != "--no-distcheck" ]; then
+	# The tarball must build and pass its unit tests on its own.
+	make distcheck DISTCHECK_CONFIGURE_FLAGS="--disable-werror" TESTS="tests/unit/run_unit" >distcheck.log 2>&1 || {
+		tail -n 60 distcheck.log; echo "test-all: distcheck FAILED"; exit 1; }
+	grep -E "archives ready|pimap-.*\.tar\.gz" distcheck.log | head -3
+fi
+echo "test-all: all tests passed"
