@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# demo.sh - the main job: a private Dovecot with sample mail and pimap-proxy
+# in front of it, running until Ctrl-C. Started by scripts/demo.sh, which
+# builds first. Uses the integration-test harness, so it cleans up the same
+# way: every process it started is stopped by PID and the temp dir removed.
+TEST_NAME=demo
+. "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
+
+pick_port() { # preferred port if free, else any free one
+	if python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null; then
+		echo "$1"
+	else
+		free_port
+	fi
+}
+
+DOVECOT_USERS="alice bob" start_dovecot
+for i in 1 2 3 4 5; do
+	deliver alice "Welcome to the pimap demo ($i of 5)" \
+		"This message sits in a private Dovecot and reaches you through pimap-proxy."
+done
+
+IMAP_PORT=$(pick_port 1143)
+IMAPS_PORT=$(pick_port 1993)
+start_proxy --listen "127.0.0.1:$IMAP_PORT" --listen-tls "127.0.0.1:$IMAPS_PORT" \
+	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA"
+
+cat <<EOT
+
+pimap demo is running.
+  Mail store:   private Dovecot (IMAP over TLS on 127.0.0.1:$DOVECOT_IMAPS), users alice and bob, password '$DOVECOT_PASS'
+  pimap-proxy:  127.0.0.1:$IMAP_PORT (IMAP, STARTTLS offered)   127.0.0.1:$IMAPS_PORT (IMAP over TLS, self-signed)
+  Proxy log:    $PROXY_LOG
+
+mutt:
+  mutt -f imap://alice@127.0.0.1:$IMAP_PORT/INBOX -e 'set imap_pass=$DOVECOT_PASS ssl_starttls=no ssl_force_tls=no imap_idle=yes'
+  (or through a tunnel:  mutt -e 'set tunnel="$PROXY_BIN --stdio --upstream imaps://127.0.0.1:$DOVECOT_IMAPS --ca-file $CA"' -f imap://alice@localhost/INBOX)
+
+Thunderbird:
+  Account settings -> Server: 127.0.0.1, port $IMAP_PORT, connection security: none
+  (or port $IMAPS_PORT with SSL/TLS and accept the proxy's certificate), user alice, password '$DOVECOT_PASS', normal password.
+
+New mail for the running demo:  python3 $IMAPC deliver --lmtp 127.0.0.1:$DOVECOT_LMTP --to alice --subject hello
+Press Ctrl-C to stop.
+EOT
+trap 'log "stopping"; exit 0' INT TERM
+while proxy_alive; do
+	sleep 1 # a demo waiting for Ctrl-C, not a test waiting on a condition
+done
+fail "pimap-proxy exited unexpectedly"
