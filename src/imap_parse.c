@@ -14,11 +14,13 @@
  * tree and its NUL-terminated strings are built once, when the message is
  * complete: nothing handed to the caller can be moved by a later append.
  *
- * Memory per parser: raw (line bytes <= max_line_length, plus literal
- * payloads <= max_literal_size each), one token record per argument
- * (<= max_args), and at DONE a copy of every string (so a message costs about
- * twice its size while the caller looks at it). Buffers over KEEP_BUFFER_MAX
- * are freed on reset.
+ * max_line_length counts the line bytes of the whole message, all its lines
+ * together (CRLFs and literal payloads excluded): a command split into many
+ * short lines by "{0}" literals is bounded like one long line. Memory per
+ * parser is then raw (line bytes plus literal payloads, each at most
+ * max_literal_size), one token record per argument (<= max_args), and at
+ * DONE a copy of every string (so a message costs about twice its size while
+ * the caller looks at it). Buffers over KEEP_BUFFER_MAX are freed on reset.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -59,7 +61,7 @@ enum phase {
 	PH_RESP_STATUS,  /* RESPONSES: the word after a tag, must be OK/NO/BAD */
 	PH_ARGS,         /* tokens; lex says where inside a token we are */
 	PH_TEXT,         /* free text to the end of the line (status, "+", raw line) */
-	PH_SKIP,         /* imap_parser_skip_line(): discarding through the next LF */
+	PH_SKIP,         /* imap_parser_skip_line(): discarding the rest of the line */
 	PH_DONE,         /* message complete, msg valid until reset */
 	PH_ERROR,        /* error set; only reset or skip_line leave this */
 };
@@ -79,6 +81,21 @@ enum lex {
 	LX_LIT_PLUS,       /* after "{n+": "}" must follow */
 	LX_LIT_EOL,        /* after "}": CRLF must follow */
 	LX_LIT_DATA,       /* literal payload, lit_left bytes to go */
+};
+
+/*
+ * How the line read so far ends, as far as a literal header is concerned:
+ * tracked over every line byte (never literal payload) so that a line ending
+ * in "{n}" or "{n+}" where no literal may start can be refused, and so that
+ * skip_line() knows whether the peer sends literal bytes after the line.
+ */
+enum tail {
+	TAIL_NONE,    /* not inside "{digits[+]}" */
+	TAIL_BRACE,   /* "{" */
+	TAIL_DIGITS,  /* "{" digits */
+	TAIL_PLUS,    /* "{" digits "+" */
+	TAIL_SYNC,    /* "{n}" just ended */
+	TAIL_NONSYNC, /* "{n+}" just ended */
 };
 
 /* What one byte did. */
@@ -112,7 +129,7 @@ struct imap_parser {
 	enum lex              lex;          /* PH_ARGS only */
 	bool                  want_raw;     /* expect_raw_line(): next message is RAW_LINE */
 	bool                  cr_pending;   /* last line byte was CR; only LF may follow */
-	size_t                line_len;     /* line bytes so far, CRLFs and literal payloads excluded */
+	size_t                line_len;     /* message's line bytes so far, CRLFs and literal payloads excluded */
 
 	uint8_t              *raw;          /* the message as received */
 	size_t                raw_len;
@@ -148,8 +165,14 @@ struct imap_parser {
 	bool                  lit_binary;   /* "~{": literal8, NUL allowed */
 	size_t                lit_left;     /* payload bytes still to come */
 
+	enum tail             tail;         /* literal-header shape at the end of the line so far */
+	uint64_t              tail_num;     /* the n of that header, saturating */
+
 	const char           *error;        /* static string after ERROR */
 	bool                  recoverable;  /* skipping to the next LF resynchronises */
+	bool                  error_in_text; /* error in free text: a "{n}" there is no literal */
+	bool                  skip_plain;   /* PH_SKIP: ignore literal headers (free text) */
+	uint64_t              skip_left;    /* PH_SKIP: literal payload bytes still to discard */
 
 	size_t                eol_off;      /* end of the last line's text (before CR/LF) */
 	struct imap_msg       msg;          /* valid in PH_DONE */
@@ -229,8 +252,47 @@ static enum step fail(struct imap_parser *p, const char *why, bool recoverable)
 {
 	p->error = why;
 	p->recoverable = recoverable;
+	p->error_in_text = p->phase == PH_TEXT || p->phase == PH_RESP_PLUS;
 	p->phase = PH_ERROR;
 	return S_ERR;
+}
+
+/* Advance the literal-header tracker over one accepted line byte. */
+static void tail_update(struct imap_parser *p, uint8_t c)
+{
+	switch (c) {
+	case '{':
+		p->tail = TAIL_BRACE;
+		p->tail_num = 0;
+		return;
+	case '+':
+		p->tail = p->tail == TAIL_DIGITS ? TAIL_PLUS : TAIL_NONE;
+		return;
+	case '}':
+		p->tail = p->tail == TAIL_DIGITS ? TAIL_SYNC : p->tail == TAIL_PLUS ? TAIL_NONSYNC : TAIL_NONE;
+		return;
+	case '\r':
+		return; /* the LF that must follow decides */
+	default:
+		if (c >= '0' && c <= '9' && (p->tail == TAIL_BRACE || p->tail == TAIL_DIGITS)) {
+			p->tail = TAIL_DIGITS;
+			if (p->tail_num > (UINT64_MAX - 9) / 10)
+				p->tail_num = UINT64_MAX;
+			else
+				p->tail_num = p->tail_num * 10 + (uint64_t)(c - '0');
+			return;
+		}
+		p->tail = TAIL_NONE;
+	}
+}
+
+/*
+ * True if the peer sends tail_num literal bytes after this line without
+ * waiting for "+": a client's "{n+}", and any literal from a server.
+ */
+static bool tail_sends_literal(const struct imap_parser *p)
+{
+	return p->tail == TAIL_NONSYNC || (p->tail == TAIL_SYNC && p->mode == IMAP_PARSE_RESPONSES);
 }
 
 /*
@@ -577,6 +639,12 @@ static enum step lex_eol(struct imap_parser *p, size_t eol)
 	case LX_SECTION:
 	case LX_SECTION_QUOTED:
 	case LX_SECTION_ESC:
+		/* "foo{5}" or "BODY[HEADER.FIELDS ({5}": we would not frame a
+		 * literal there, but a server or client might. Refuse rather than
+		 * disagree about where the next message starts; skip_line() then
+		 * discards the payload if the peer sends it anyway. */
+		if (p->tail == TAIL_SYNC || p->tail == TAIL_NONSYNC)
+			return fail(p, "literal header inside an atom", true);
 		/* An unclosed "[" ends with the line: servers send mailbox names
 		 * such as foo[bar as atoms, and that must not break the session. */
 		if ((r = atom_end(p, eol, '\n')) != S_MORE)
@@ -957,8 +1025,13 @@ static void clear_message(struct imap_parser *p, bool keep_tag)
 	p->lit_nonsync = false;
 	p->lit_binary = false;
 	p->lit_left = 0;
+	p->tail = TAIL_NONE;
+	p->tail_num = 0;
 	p->error = NULL;
 	p->recoverable = false;
+	p->error_in_text = false;
+	p->skip_plain = false;
+	p->skip_left = 0;
 	p->eol_off = 0;
 	memset(&p->msg, 0, sizeof(p->msg));
 }
@@ -1001,24 +1074,57 @@ void imap_parser_free(struct imap_parser *p)
 	free(p);
 }
 
-/* Discarding after skip_line(): no byte is kept, so memory cannot grow. */
+/*
+ * Discarding after skip_line(): nothing is kept, so memory cannot grow. A
+ * discarded line ending in a literal header the peer does not wait on is
+ * followed by the payload, which is discarded too, and then by the rest of
+ * the line: a LITERAL+ client (RFC 7888) has sent the payload before it
+ * could see our BAD. Otherwise that payload would be parsed as commands.
+ */
 static enum imap_parse_result skip_feed(struct imap_parser *p, const uint8_t *data, size_t len,
                                         size_t *consumed)
 {
 	static const char empty[] = "";
-	const uint8_t *lf = len ? memchr(data, '\n', len) : NULL;
+	size_t i = 0;
 
-	if (!lf) {
-		*consumed = len;
-		return IMAP_PARSE_NEED_MORE;
+	while (i < len) {
+		uint8_t c;
+
+		if (p->skip_left) {
+			size_t n = (uint64_t)(len - i) < p->skip_left ? len - i : (size_t)p->skip_left;
+			i += n;
+			p->skip_left -= n;
+			continue;
+		}
+		c = data[i];
+		if (c != '\n') {
+			if (!p->skip_plain)
+				tail_update(p, c);
+			i++;
+			continue;
+		}
+		if (!p->skip_plain && tail_sends_literal(p)) {
+			/* same policy as lit_header_end(): too big to wait out */
+			if (p->tail_num > p->lim.max_literal_size || p->tail_num > LITERAL_HARD_MAX) {
+				*consumed = i;
+				fail(p, "literal too large", false);
+				return IMAP_PARSE_ERROR;
+			}
+			p->skip_left = p->tail_num;
+			p->tail = TAIL_NONE;
+			i++;
+			continue;
+		}
+		*consumed = i + 1;
+		memset(&p->msg, 0, sizeof(p->msg));
+		p->msg.kind = IMAP_MSG_RAW_LINE;
+		p->msg.text = empty;
+		p->msg.raw = (const uint8_t *)empty;
+		p->phase = PH_DONE;
+		return IMAP_PARSE_DONE;
 	}
-	*consumed = (size_t)(lf - data) + 1;
-	memset(&p->msg, 0, sizeof(p->msg));
-	p->msg.kind = IMAP_MSG_RAW_LINE;
-	p->msg.text = empty;
-	p->msg.raw = (const uint8_t *)empty;
-	p->phase = PH_DONE;
-	return IMAP_PARSE_DONE;
+	*consumed = len;
+	return IMAP_PARSE_NEED_MORE;
 }
 
 /*
@@ -1079,6 +1185,7 @@ enum imap_parse_result imap_parser_feed(struct imap_parser *p, const uint8_t *da
 			*consumed = i;
 			return IMAP_PARSE_ERROR;
 		}
+		tail_update(p, data[i]);
 		if (p->raw_len == p->raw_cap && !raw_reserve(p, p->raw_len + 1, 0)) {
 			fail(p, "out of memory", false);
 			*consumed = i;
@@ -1134,12 +1241,25 @@ bool imap_parser_error_recoverable(const struct imap_parser *p)
 /*
  * The refused byte was not consumed, so the LF to skip through is at or after
  * the caller's next byte, even when the LF itself was the refused byte. The
- * tag stays readable for the caller's "tag BAD".
+ * tag stays readable for the caller's "tag BAD". See skip_feed() for literals
+ * announced at the end of the discarded line.
  */
 void imap_parser_skip_line(struct imap_parser *p)
 {
+	enum tail tail;
+	uint64_t tail_num;
+	bool plain;
+
 	CHECK_PARSER(p);
+	/* The line's start is gone, but how it ended so far is kept: after
+	 * "tag X foo{5+}" the error comes at the LF, and the payload follows. */
+	tail = p->tail;
+	tail_num = p->tail_num;
+	plain = p->phase == PH_ERROR ? p->error_in_text : p->phase == PH_TEXT;
 	clear_message(p, true);
+	p->tail = tail;
+	p->tail_num = tail_num;
+	p->skip_plain = plain;
 	p->phase = PH_SKIP;
 }
 

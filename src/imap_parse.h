@@ -141,6 +141,11 @@ bool imap_parser_error_recoverable(const struct imap_parser *parser);
  * After a recoverable ERROR: switch to discarding input through the next LF.
  * Feed then returns NEED_MORE until the LF, and DONE with a RAW_LINE message
  * (text is empty) once it has been skipped; the caller resets as usual.
+ * If the discarded line ends in a literal header whose payload the peer sends
+ * without waiting for "+" ("{n+}" from a client; any literal from a server,
+ * except in status or continuation text), that payload and the rest of its
+ * line are discarded too, so literal bytes are never parsed as messages; a
+ * payload over max_literal_size makes feed return a fatal ERROR instead.
  */
 void imap_parser_skip_line(struct imap_parser *parser);
 

@@ -357,6 +357,14 @@ static void check_bad(const struct bad_case *c, bool raw_line)
 	outcome_free(&o);
 }
 
+/* Feed a C string in one piece and check the result. */
+static bool feed_str(struct imap_parser *p, const char *s, enum imap_parse_result want)
+{
+	size_t used;
+	enum imap_parse_result r = imap_parser_feed(p, (const uint8_t *)s, strlen(s), &used);
+	return r == want && (r != IMAP_PARSE_NEED_MORE || used == strlen(s));
+}
+
 /* --- good commands ------------------------------------------------------ */
 
 static const struct good_case commands[] = {
@@ -392,11 +400,12 @@ static const struct good_case commands[] = {
 	{CMD, IN("b7 SELECT Entw\xc3\xbc" "rfe\r\n"), "C b7: SELECT Entw\xc3\xbc" "rfe"},
 	{CMD, IN("b9 X ({3}\r\nabc def)\r\n"), "C b9: X ({3}abc def)"},
 	/* "{" is special only at the start of a token */
-	{CMD, IN("c2 SELECT foo{5}\r\n"), "C c2: SELECT foo{5}"},
+	{CMD, IN("c2 SELECT foo{5}x a{b} c{1+\r\n"), "C c2: SELECT foo{5}x a{b} c{1+"},
 	{CMD, IN("c3 X ~ ~a ~[b c]\r\n"), "C c3: X ~ ~a ~[b c]"},
 	{CMD, IN("c4 SELECT [Gmail]/Sent\r\n"), "C c4: SELECT [Gmail]/Sent"},
 	/* an unclosed section ends with the line */
 	{CMD, IN("c5 SELECT foo[bar baz\r\n"), "C c5: SELECT foo[bar baz"},
+	{CMD, IN("c6 FETCH 1 BODY[x[y]z (\"a\\\"]\")]<1>\r\n"), "C c6: FETCH 1 BODY[x[y]z (\"a\\\"]\")]<1>"},
 	{CMD, IN("c7 ID (\"name\" \"x\" \"version\" NIL)\r\n"), "C c7: ID (\"name\" \"x\" \"version\" NIL)"},
 	{CMD, IN("A*]% STORE 1 +FLAGS.SILENT (\\Deleted)\r\n"), "C A*]%: STORE 1 +FLAGS.SILENT (\\Deleted)"},
 	{CMD, IN("c8 X \"a\"(b)\r\n"), "C c8: X \"a\" (b)"},
@@ -448,6 +457,8 @@ static const struct good_case responses[] = {
 	{RSP, IN("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n"), "U: NAMESPACE ((\"\" \"/\")) NIL NIL"},
 	{RSP, IN("* XZIP ~{3}\r\na\0c\r\n"), "U: XZIP ~{3}a\\x00c"},
 	{RSP, IN("* {3}\r\nabc\r\n"), "U: {3}abc"},
+	{RSP, IN("* ~{3}\r\nabc\r\n"), "U: ~{3}abc"},
+	{RSP, IN("* ~OK\r\n"), "U: ~OK"},
 	{RSP, IN("a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n"), "T a1 OK [CAPABILITY IMAP4rev1 IDLE] |Logged in|"},
 	{RSP, IN("a2 NO [TRYCREATE] no such mailbox \"x\r\n"), "T a2 NO [TRYCREATE] |no such mailbox \"x|"},
 	{RSP, IN("a3 bad oops\r\n"), "T a3 BAD |oops|"},
@@ -528,6 +539,11 @@ static const struct bad_case bad[] = {
 	{CMD, NULL, IN("a1 X {5+5}\r\n"), "ERR invalid literal header rec", 8},
 	{CMD, NULL, IN("a1 X {5\r\n"), "ERR invalid literal header rec", 8},
 	{CMD, NULL, IN("a1 X {5} \r\n"), "ERR missing CRLF after literal header rec", 8},
+	/* a line ending in "{n}" where no literal can start: refused, not misframed */
+	{CMD, NULL, IN("c2 SELECT foo{5}\r\n"), "ERR literal header inside an atom rec", 17},
+	{CMD, NULL, IN("c2 SELECT ~x~{5+}\r\n"), "ERR literal header inside an atom rec", 18},
+	{CMD, NULL, IN("b1 FETCH 1 BODY[HEADER.FIELDS ({4}\r\nFrom)]\r\n"), "ERR literal header inside an atom rec", 35},
+	{RSP, NULL, IN("* LIST () \"/\" foo[bar {3}\r\n"), "ERR literal header inside an atom rec", 26},
 	{CMD, NULL, IN("a1 X \"a\"\"b\"\r\n"), "ERR missing space between arguments rec", 8},
 	{CMD, NULL, IN("a1 X (b)c\r\n"), "ERR missing space between arguments rec", 8},
 	{CMD, NULL, IN("a1 X {1}\r\nab\r\n"), "ERR missing space between arguments rec", 11},
@@ -540,6 +556,9 @@ static const struct bad_case bad[] = {
 	{RSP, NULL, IN("a1 BYE x\r\n"), "ERR invalid status rec", 4},
 	{RSP, NULL, IN("a1 PREAUTH x\r\n"), "ERR invalid status rec", 3},
 	{RSP, NULL, IN("a1 BA\r\n"), "ERR invalid status rec", 6},
+	{RSP, NULL, IN("a1 BA x\r\n"), "ERR invalid status rec", 5},
+	{RSP, NULL, IN("a\"1 OK\r\n"), "ERR invalid character in tag rec", 1},
+	{RSP, NULL, IN("a1+ OK\r\n"), "ERR invalid character in tag rec", 2},
 	{RSP, NULL, IN("a1\r\n"), "ERR missing status rec", 3},
 	{RSP, NULL, IN("a1  \r\n"), "ERR missing status rec", 5},
 	{RSP, NULL, IN("*\r\n"), "ERR empty untagged response rec", 2},
@@ -605,6 +624,8 @@ static void test_limits_exact(void)
 	check_good(RSP, &noargs, false, IN("* OK hi\r\n"), 9, "U OK |hi|");
 	struct bad_case b = {RSP, &noargs, IN("* 1 EXISTS\r\n"), "ERR too many arguments rec", 3};
 	check_bad(&b, false);
+	struct bad_case b2 = {RSP, &noargs, IN("* ~{1}\r\nx\r\n"), "ERR too many arguments rec", 3};
+	check_bad(&b2, false);
 }
 
 /* --- several messages in one buffer ------------------------------------- */
@@ -699,6 +720,30 @@ static void test_skip_line(void)
 	/* junk after the error, including NUL and bare CR, is skipped */
 	check_skip(CMD, NULL, IN("a1 X \"x\"y \0\r\r junk\r\na2 NOOP\r\n"), 8, 20, "C a2: NOOP");
 	check_skip(RSP, NULL, IN("a1 WHAT\r\n* 2 EXISTS\r\n"), 3, 9, "U: 2 EXISTS");
+	/* LITERAL+ payload after a refused line is discarded, not parsed */
+	check_skip(CMD, NULL, IN("a1 X \"x\"y {9+}\r\nb1 LOGOUT {0+}\r\n\r\na2 NOOP\r\n"), 8, 34, "C a2: NOOP");
+	check_skip(CMD, NULL, IN("a1 X foo{9+}\r\nb1 LOGOUT\r\na2 NOOP\r\n"), 13, 25, "C a2: NOOP");
+	check_skip(CMD, NULL, IN("a1 {6+}\r\nb1 X\r\n\r\na2 NOOP\r\n"), 3, 17, "C a2: NOOP");
+	/* a synchronising one is not sent after our BAD */
+	check_skip(CMD, NULL, IN("a1 X foo{9}\r\na2 NOOP\r\n"), 12, 13, "C a2: NOOP");
+	/* a server never waits: any literal after a bad response is payload */
+	check_skip(RSP, NULL, IN("* 1 FETCH (X \"a\"\"b\" {3}\r\n)\r\n) x\r\n* 2 EXISTS\r\n"), 16, 33, "U: 2 EXISTS");
+	/* but "{3}" in status text is text */
+	check_skip(RSP, NULL, IN("* OK a\0 {3}\r\n* 2 EXISTS\r\n"), 6, 13, "U: 2 EXISTS");
+	check_skip(CMD, NULL, IN("a1 X \"x\"y {0+}\r\n\r\na2 NOOP\r\n"), 8, 18, "C a2: NOOP");
+
+	/* a payload over the limit cannot be waited out */
+	{
+		struct imap_parser *q = imap_parser_new(CMD, &small_limits);
+		size_t n;
+		CU_ASSERT(feed_str(q, "a1 X \"x\"y", IMAP_PARSE_ERROR));
+		imap_parser_skip_line(q);
+		CU_ASSERT(imap_parser_feed(q, (const uint8_t *)"y {11+}\r\n", 9, &n) == IMAP_PARSE_ERROR);
+		CU_ASSERT(n == 8);
+		CU_ASSERT_STRING_EQUAL(imap_parser_error(q), "literal too large");
+		CU_ASSERT(!imap_parser_error_recoverable(q));
+		imap_parser_free(q);
+	}
 
 	/* a long line is skipped without the parser keeping it */
 	struct imap_parser *p = imap_parser_new(CMD, NULL);
@@ -771,12 +816,6 @@ static void test_raw_line(void)
 
 /* --- wants_continuation --------------------------------------------------- */
 
-static bool feed_str(struct imap_parser *p, const char *s, enum imap_parse_result want)
-{
-	size_t used;
-	enum imap_parse_result r = imap_parser_feed(p, (const uint8_t *)s, strlen(s), &used);
-	return r == want && (r != IMAP_PARSE_NEED_MORE || used == strlen(s));
-}
 
 static void test_wants_continuation(void)
 {
@@ -860,6 +899,46 @@ static void test_big_literal(void)
 	free(in);
 }
 
+/* Many arguments: the token and list storage grow, and shrink on reset. */
+static void test_many_args(void)
+{
+	enum { N = 20000 };
+	struct sb b = {0};
+	struct imap_parser *p = imap_parser_new(CMD, NULL);
+
+	CU_ASSERT_FATAL(p != NULL);
+	sb_puts(&b, "m1 X");
+	for (int i = 0; i < N; i++)
+		sb_puts(&b, i % 2 ? " a" : " (");
+	for (int i = 0; i < N / 2; i++)
+		sb_puts(&b, ")");
+	sb_puts(&b, "\r\n");
+	static const struct imap_limits lim = {1024 * 1024, 100, N, N + 1};
+	for (int round = 0; round < 2; round++) {
+		size_t used;
+		imap_parser_free(p);
+		p = imap_parser_new(CMD, &lim);
+		CU_ASSERT(imap_parser_feed(p, (const uint8_t *)b.s, b.len, &used) == IMAP_PARSE_DONE);
+		CU_ASSERT(used == b.len);
+		const struct imap_msg *m = imap_parser_msg(p);
+		CU_ASSERT_FATAL(m != NULL && m->nargs == 2);
+		const struct imap_arg *a = &m->args[1];
+		size_t depth = 0;
+		while (a->type == IMAP_ARG_LIST && a->list_count) {
+			depth++;
+			CU_ASSERT(imap_arg_is_atom(&a->list[0], "a"));
+			a = a->list_count == 2 ? &a->list[1] : NULL;
+			if (!a)
+				break;
+		}
+		CU_ASSERT(depth == N / 2);
+		imap_parser_reset(p);
+		CU_ASSERT(feed_str(p, "m2 NOOP\r\n", IMAP_PARSE_DONE));
+	}
+	imap_parser_free(p);
+	free(b.s);
+}
+
 /* --- arg tree shape and helpers ---------------------------------------------- */
 
 static void test_tree_and_helpers(void)
@@ -912,5 +991,6 @@ void suite_imap_parse(void)
 	          {"raw line mode", test_raw_line},
 	          {"wants_continuation", test_wants_continuation},
 	          {"10 MB literal in 4 KiB chunks", test_big_literal},
+	          {"many arguments, deep nesting", test_many_args},
 	          {"arg tree and helpers", test_tree_and_helpers});
 }
