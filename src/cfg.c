@@ -402,10 +402,21 @@ static int parse_scalar(const struct cfg_key *k, const char *s, struct value *v,
 
 	switch (k->type) {
 	case CFG_STRING:
+		if (k->validate && k->validate(s, msg, msglen) < 0)
+			return -1;
 		v->u.s = xstrdup(s);
 		return 0;
 	case CFG_STRLIST:
-		return split_list(s, &v->u.list, msg, msglen);
+		if (split_list(s, &v->u.list, msg, msglen) < 0)
+			return -1;
+		for (char **item = v->u.list; k->validate && item && *item; item++) {
+			if (k->validate(*item, msg, msglen) < 0) {
+				free_list(v->u.list);
+				v->u.list = NULL;
+				return -1;
+			}
+		}
+		return 0;
 	case CFG_BOOL:
 		rc = parse_bool(s, &v->u.b);
 		break;

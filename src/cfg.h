@@ -34,6 +34,10 @@ struct cfg_key {
 	const char *const  *enum_values;   /* CFG_ENUM: NULL-terminated list */
 	bool                reloadable;    /* may change on SIGHUP without restart */
 	const char         *help;          /* one line, for --help and the dump */
+	/* Optional, STRING and STRLIST (each item): syntax the type cannot
+	 * express (a URL, an address). Returns 0, or -1 with the problem in msg.
+	 * Errors then carry the value's file:line:column like any other. */
+	int               (*validate)(const char *value, char *msg, size_t msglen);
 };
 /* A table ends with an entry whose name is NULL. */
 

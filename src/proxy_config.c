@@ -12,8 +12,11 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "proxy_config.h"
+#include "url.h"
 
 /* Designated initialisers keep the names in step with enum log_level_value. */
 static const char *const log_levels[] = {
@@ -28,16 +31,34 @@ static const char *const log_levels[] = {
 #define MIB (1024.0 * KIB)
 #define GIB (1024.0 * MIB)
 
+/* upstream.url: empty (set later by a flag) or a URL url_parse accepts. */
+static int valid_upstream_url(const char *value, char *msg, size_t msglen)
+{
+	struct upstream_url url;
+	if (*value == '\0')
+		return 0;
+	return url_parse(value, &url, msg, msglen);
+}
+
+/* listen.*: "none" (no listener of this kind) or host:port. */
+static int valid_listen_addr(const char *value, char *msg, size_t msglen)
+{
+	char host[256], port[16];
+	if (strcmp(value, "none") == 0)
+		return 0;
+	return listen_addr_parse(value, host, sizeof(host), port, sizeof(port), msg, msglen);
+}
+
 #define OFF(field) offsetof(struct proxy_config, field)
 
 const struct cfg_key proxy_config_keys[] = {
 	{"listen.imap", CFG_STRLIST, OFF(listen_imap), "127.0.0.1:1143", 0, 0, NULL, false,
-	 "plain IMAP listeners offering STARTTLS: \"host:port\", \"[v6]:port\" or \":port\""},
+	 "plain IMAP listeners offering STARTTLS: \"host:port\", \"[v6]:port\" or \":port\"", valid_listen_addr},
 	{"listen.imaps", CFG_STRLIST, OFF(listen_imaps), "127.0.0.1:1993", 0, 0, NULL, false,
-	 "implicit-TLS IMAP listeners, same syntax as listen.imap"},
+	 "implicit-TLS IMAP listeners, same syntax as listen.imap", valid_listen_addr},
 
 	{"upstream.url", CFG_STRING, OFF(upstream_url), "", 0, 0, NULL, false,
-	 "upstream server: imaps://, imap://, pimaps://, pimap:// or https:// host[:port]"},
+	 "upstream server: imaps://, imap://, pimaps://, pimap:// or https:// host[:port]", valid_upstream_url},
 	{"upstream.ca_file", CFG_STRING, OFF(upstream_ca_file), "", 0, 0, NULL, false,
 	 "PEM file of trust anchors for the upstream certificate; \"\" = system store"},
 	{"upstream.server_name", CFG_STRING, OFF(upstream_server_name), "", 0, 0, NULL, false,

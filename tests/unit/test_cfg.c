@@ -964,7 +964,13 @@ static void poison_value(const struct cfg_key *k, const void *defaults, char *bu
 	switch (k->type) {
 	case CFG_STRING:
 	case CFG_STRLIST:
-		snprintf(buf, len, "poison");
+		/* A value that also passes the key's syntax check, if it has one. */
+		if (k->validate && k->validate("none", NULL, 0) == 0)
+			snprintf(buf, len, "none");
+		else if (k->validate)
+			snprintf(buf, len, "imaps://poison.invalid");
+		else
+			snprintf(buf, len, "poison");
 		break;
 	case CFG_BOOL:
 		snprintf(buf, len, "%s", *(const bool *)f ? "false" : "true");
