@@ -572,8 +572,12 @@ static void stream_do_read(struct stream *s)
 	if (s->tls && gnutls_record_check_pending(s->tls) > 0 && !s->paused)
 		schedule_kick(s);
 	stream_update_watchers(s);
-	if (got && buf_len(&s->in) > 0)
-		emit(s, STREAM_EV_DATA, NULL);
+	if (got && buf_len(&s->in) > 0) {
+		if (!emit(s, STREAM_EV_DATA, NULL))
+			return;
+		/* The owner consumed input: a full buffer may have room again. */
+		stream_update_watchers(s);
+	}
 }
 
 /* --- writing -------------------------------------------------------------- */

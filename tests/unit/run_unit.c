@@ -14,6 +14,7 @@ int main(void)
 	suite_url();
 	suite_log();
 	suite_caps();
+	suite_stream();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_tests_failed();

@@ -11,6 +11,7 @@ void suite_cfg(void);
 void suite_url(void);
 void suite_log(void);
 void suite_caps(void);
+void suite_stream(void);
 
 /* Add a suite with the given tests; aborts the run if CUnit cannot. */
 #define ADD_SUITE(name, ...)                                                   \
