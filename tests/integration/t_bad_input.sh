@@ -11,6 +11,10 @@
 #  - NUL bytes, random bytes (with and without a valid tag) and 300 nested
 #    parentheses, before and after login: BAD answers and the connection
 #    continues, or a BYE and a close; never silence (bounded reads);
+#  - a LOGIN with literals and pipelined commands sent one byte at a time work;
+#  - clients vanishing mid-literal, mid-response and mid-line do no harm;
+#  - 1000 pipelined FETCHes (replies far beyond the output queue, so the
+#    proxy's backpressure is exercised) are all answered, in order;
 #  - upstream down (a closed port): "* BYE" with a reason naming the upstream.
 # Throughout, a second client logged in in parallel keeps working, and the
 # proxy is alive at the end.
@@ -191,6 +195,82 @@ for login in (False, True):
     step = "deep nesting, %s login" % when
     garbage_session(login, b"n1 STATUS INBOX " + b"(" * 300 + b"MESSAGES" + b")" * 300 + b"\r\n",
                     "300 nested parentheses")
+
+# --- fragmented input -----------------------------------------------------------------
+step = "1-byte segments"
+import socket as _socket
+c = client(login=False)
+c.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+def dribble(data):
+    for i in range(len(data)):
+        c.send(data[i:i + 1])
+        time.sleep(0.0005)      # pacing, so that the proxy reads partial input
+dribble(b"f1 LOGIN {5+}\r\nalice {%d+}\r\n%s\r\n" % (len(PASS), PASS.encode()))
+r = c.wait_tagged("f1")[-1]
+check(r.status == "OK", "LOGIN with LITERAL+ sent one byte at a time -> %r" % r.first)
+dribble(b"f2 SELECT INBOX\r\nf3 FETCH 1 (FLAGS)\r\n")
+resps = c.wait_all_tagged(["f2", "f3"])
+check([r.status for r in resps if r.tag in ("f2", "f3")] == ["OK", "OK"], "two pipelined commands, byte by byte")
+c.ok("LOGOUT")
+c.close()
+bystander_ok()
+
+# --- clients that vanish -----------------------------------------------------------------
+step = "vanishing clients"
+c = client()
+c.send(b"v1 APPEND INBOX {5000+}\r\n" + b"x" * 100)   # then gone, mid-literal
+c.close()
+c = client()
+c.ok("SELECT INBOX")
+c.send(b"v2 FETCH 1:* (BODY.PEEK[])\r\n")                 # gone without reading the answer
+c.close()
+c = client(login=False)
+c.send(b"v3 LOGIN alice")                                  # gone mid-line
+c.close()
+bystander_ok()
+check(True, "the proxy survives clients closing mid-literal, mid-response and mid-line")
+
+# --- flood: many pipelined commands, reply volume beyond the output queue ---------------
+step = "flood"
+import threading
+c = client()
+c.ok("SELECT INBOX")
+N = 1000
+# every 10th command fetches every message in full (about 120 KB with the two
+# 60 KB messages appended above): some 12 MB of replies in total
+payload = b"".join((b"w%d FETCH 1:* (BODY.PEEK[])\r\n" if i % 10 == 0 else
+                    b"w%d FETCH 1 (FLAGS BODY.PEEK[HEADER])\r\n") % i for i in range(N))
+err = []
+def writer():
+    try:
+        c.sock.sendall(payload)
+    except OSError as e:
+        err.append(e)
+th = threading.Thread(target=writer, daemon=True)
+th.start()
+tags_seen = []
+bodies = []
+t0 = time.monotonic()
+try:
+    while len(tags_seen) < N:
+        r = c.read_response(timeout=20)
+        if r.tag.startswith("w"):
+            tags_seen.append(r)
+        elif r.literals:
+            bodies.append(sum(map(len, r.literals)))
+except (Timeout, Closed) as e:
+    check(False, "flood: %d of %d replies, then %s" % (len(tags_seen), N, e))
+th.join(20)
+check(not err, "the client could write all %d commands (%s)" % (N, err))
+check([r.tag for r in tags_seen] == ["w%d" % i for i in range(N)] and all(r.status == "OK" for r in tags_seen),
+      "%d pipelined FETCHes answered OK, in order, none lost (%.2f s)" % (N, time.monotonic() - t0))
+total = sum(bodies)
+per_round = sum(bodies[:len(bodies) // (N // 10)]) if bodies else 0
+check(total > 4 * 1024 * 1024 and total == per_round * (N // 10),
+      "%d bytes of literals, the same in every round (%d per round)" % (total, per_round))
+c.ok("LOGOUT")
+c.close()
+bystander_ok()
 
 # --- upstream down --------------------------------------------------------------------
 step = "upstream down"
