@@ -21,6 +21,7 @@
 # dovecot, certtool and python3. Runs as root (Dovecot's mail user).
 
 ORIG_ARGS=("$@")
+ENV_BUILDDIR=${top_builddir:-}
 RUNS=5
 MESSAGES=1000
 LATENCY=0
@@ -87,6 +88,7 @@ log_has "$PROXY_LOG" 'upstream COMPRESS=DEFLATE active' ||
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 [ -n "$CPU_MODEL" ] || CPU_MODEL=$(uname -m)
 CMDLINE="bench/bench.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
+[ -z "$ENV_BUILDDIR" ] || CMDLINE="top_builddir=$ENV_BUILDDIR $CMDLINE"
 REPORT_OUT=$OUTPUT
 [ "$OUTPUT" = - ] && REPORT_OUT=$T/PERFORMANCE.md
 python3 "$WORKLOAD" report --json "$T/results.json" --output "$REPORT_OUT" \

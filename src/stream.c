@@ -429,25 +429,23 @@ static int tls_attach(struct stream *s, gnutls_session_t session, struct tls_cre
 int stream_start_tls_client(struct stream *s, struct tls_creds *creds, const char *server_name,
                             char *err, size_t errlen)
 {
-	if (s->tls) {
-		snprintf(err, errlen, "TLS already active");
+	gnutls_session_t session = s->tls ? NULL : tlsio_client_session(creds, server_name, err, errlen);
+	if (!session) {
+		if (s->tls)
+			snprintf(err, errlen, "TLS already active");
 		return -1;
 	}
-	gnutls_session_t session = tlsio_client_session(creds, server_name, err, errlen);
-	if (!session)
-		return -1;
 	return tls_attach(s, session, creds, false);
 }
 
 int stream_start_tls_server(struct stream *s, struct tls_creds *creds, char *err, size_t errlen)
 {
-	if (s->tls) {
-		snprintf(err, errlen, "TLS already active");
+	gnutls_session_t session = s->tls ? NULL : tlsio_server_session(creds, err, errlen);
+	if (!session) {
+		if (s->tls)
+			snprintf(err, errlen, "TLS already active");
 		return -1;
 	}
-	gnutls_session_t session = tlsio_server_session(creds, err, errlen);
-	if (!session)
-		return -1;
 	return tls_attach(s, session, creds, true);
 }
 

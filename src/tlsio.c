@@ -208,45 +208,49 @@ out:
 	return rc;
 }
 
+/* A non-blocking session with the system's default priorities and our certificates. */
+static gnutls_session_t new_session(unsigned flags, struct tls_creds *creds, char *err, size_t errlen)
+{
+	gnutls_session_t s;
+	int ret = gnutls_init(&s, flags | GNUTLS_NONBLOCK);
+	if (ret < 0) {
+		snprintf(err, errlen, "TLS session: %s", gnutls_strerror(ret));
+		return NULL;
+	}
+	if ((ret = gnutls_set_default_priority(s)) < 0 ||
+	    (ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, creds->cred)) < 0) {
+		snprintf(err, errlen, "TLS session: %s", gnutls_strerror(ret));
+		gnutls_deinit(s);
+		return NULL;
+	}
+	return s;
+}
+
 gnutls_session_t tlsio_client_session(struct tls_creds *creds, const char *server_name,
                                       char *err, size_t errlen)
 {
-	gnutls_session_t s;
-	int ret = gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NONBLOCK);
-	if (ret < 0)
-		goto fail0;
-	if ((ret = gnutls_set_default_priority(s)) < 0 ||
-	    (ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, creds->cred)) < 0)
-		goto fail;
+	gnutls_session_t s = new_session(GNUTLS_CLIENT, creds, err, errlen);
+	if (!s)
+		return NULL;
 	/* SNI carries DNS names only (RFC 6066); an IP literal is still verified against the SAN. */
-	if (!host_is_ip_literal(server_name) &&
-	    (ret = gnutls_server_name_set(s, GNUTLS_NAME_DNS, server_name, strlen(server_name))) < 0)
-		goto fail;
+	if (!host_is_ip_literal(server_name)) {
+		int ret = gnutls_server_name_set(s, GNUTLS_NAME_DNS, server_name, strlen(server_name));
+		if (ret < 0) {
+			snprintf(err, errlen, "TLS session: %s", gnutls_strerror(ret));
+			gnutls_deinit(s);
+			return NULL;
+		}
+	}
 	gnutls_session_set_verify_cert(s, server_name, 0);
 	return s;
-fail:
-	gnutls_deinit(s);
-fail0:
-	snprintf(err, errlen, "TLS session: %s", gnutls_strerror(ret));
-	return NULL;
 }
 
 gnutls_session_t tlsio_server_session(struct tls_creds *creds, char *err, size_t errlen)
 {
-	gnutls_session_t s;
-	int ret = gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK);
-	if (ret < 0)
-		goto fail0;
-	if ((ret = gnutls_set_default_priority(s)) < 0 ||
-	    (ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, creds->cred)) < 0)
-		goto fail;
-	gnutls_certificate_server_set_request(s, GNUTLS_CERT_IGNORE);
+	gnutls_session_t s = new_session(GNUTLS_SERVER, creds, err, errlen);
+	if (s)
+		gnutls_certificate_server_set_request(s, GNUTLS_CERT_IGNORE);
 	return s;
-fail:
-	gnutls_deinit(s);
-fail0:
-	snprintf(err, errlen, "TLS session: %s", gnutls_strerror(ret));
-	return NULL;
 }
 
 void tlsio_describe_failure(gnutls_session_t session, int ret, char *buf, size_t len)

@@ -43,9 +43,6 @@ HARNESS_DOVECOTS=()   # config files of the Dovecot instances we started
 HARNESS_LOGS=()       # extra log files to dump on failure
 HARNESS_T0=$EPOCHREALTIME
 
-now() { printf '%s' "$EPOCHREALTIME"; }
-elapsed() { python3 -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$(now)"; }
-
 log() { printf '[%s %6.2fs] %s\n' "$TEST_NAME" "$(awk -v a="$HARNESS_T0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
 hard_error() { log "HARNESS ERROR: $*"; exit 99; }
@@ -139,13 +136,22 @@ untrack_pid() {
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# proc_state PID: the state letter from /proc/PID/stat (R, S, Z, ...), or
+# nothing. The command name in field 2 may contain spaces: cut after ") ".
+proc_state() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	st=${st##*) }
+	printf '%s' "${st%% *}"
+}
+
 # wait_gone PID TIMEOUT: poll until PID no longer exists. Returns 1 on timeout.
 # A zombie child counts as gone (its status is collected by `wait` later).
 wait_gone() {
 	local pid=$1 deadline
 	deadline=$(deadline_in "$2")
 	while alive "$pid"; do
-		[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+		[ "$(proc_state "$pid")" = Z ] && return 0
 		past "$deadline" && return 1
 		sleep 0.02
 	done
@@ -401,7 +407,10 @@ start_dovecot() {
 	# behind; it still writes master.pid, which stop_dovecot uses.
 	dovecot -F -c "$DOVECOT_CONF" >>"$DOVECOT_LOG" 2>&1 </dev/null &
 	local fpid=$!
-	wait_for 10 test -s "$d/run/master.pid" || hard_error "dovecot wrote no master.pid"
+	if ! wait_for 10 test -s "$d/run/master.pid"; then
+		stop_pid "$fpid"
+		hard_error "dovecot wrote no master.pid (see $DOVECOT_LOG)"
+	fi
 	DOVECOT_PID=$(cat "$d/run/master.pid")
 	[ "$DOVECOT_PID" = "$fpid" ] || hard_error "dovecot master.pid $DOVECOT_PID is not the process started ($fpid)"
 	wait_port 127.0.0.1 "$DOVECOT_IMAP" 10 "$DOVECOT_PID" &&
@@ -489,7 +498,7 @@ start_proxy() {
 }
 
 # proxy_alive: the proxy we started is still running.
-proxy_alive() { alive "$PROXY_PID" && [ "$(awk '{print $3}' "/proc/$PROXY_PID/stat" 2>/dev/null)" != Z ]; }
+proxy_alive() { alive "$PROXY_PID" && [ "$(proc_state "$PROXY_PID")" != Z ]; }
 
 # imapc ARGS...: run the scripted IMAP client (see imapc.py --help).
 imapc() { python3 "$IMAPC" "$@"; }
