@@ -252,6 +252,17 @@ static void session_destroy(void *arg)
 	free(s);
 }
 
+/*
+ * Nothing the client waits for is in flight, so a BYE loses nothing. A client
+ * in IDLE waits for nothing but pushes: RFC 3501 lets a server end it with BYE.
+ */
+static bool session_quiescent(const struct session *s)
+{
+	if (s->block == BLOCK_IDLE)
+		return s->inflight <= 1;
+	return s->inflight == 0 && s->block == BLOCK_NONE;
+}
+
 static void server_maybe_finish_drain(struct proxy_server *srv)
 {
 	if ((srv->draining || srv->stdio_mode) && srv->nsessions == 0) {
@@ -941,7 +952,7 @@ static void process_upstream_input(struct session *s)
 	}
 	/* A finished block may release held client commands. */
 	process_client_input(s);
-	if (s->srv->draining && s->inflight == 0 && s->block == BLOCK_NONE && !s->closing)
+	if (s->srv->draining && session_quiescent(s) && !s->closing)
 		session_bye(s, NULL, "pimap-proxy shutting down");
 }
 
@@ -1328,7 +1339,7 @@ void proxy_server_drain(struct proxy_server *srv)
 	struct session *s = srv->sessions, *next;
 	for (; s; s = next) {
 		next = s->next;
-		if (s->inflight == 0 && s->block == BLOCK_NONE)
+		if (session_quiescent(s))
 			session_bye(s, NULL, "pimap-proxy shutting down");
 	}
 	if (srv->nsessions == 0) {

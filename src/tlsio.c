@@ -262,6 +262,9 @@ void tlsio_describe_failure(gnutls_session_t session, int ret, char *buf, size_t
 		if (gnutls_certificate_verification_status_print(status, type, &out, 0) >= 0) {
 			snprintf(buf, len, "certificate verification failed: %s", (const char *)out.data);
 			gnutls_free(out.data);
+			/* GnuTLS ends its sentences with a space; a BYE line should not. */
+			for (size_t n = strlen(buf); n > 0 && buf[n - 1] == ' '; n--)
+				buf[n - 1] = '\0';
 			return;
 		}
 		snprintf(buf, len, "certificate verification failed");

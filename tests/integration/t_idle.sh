@@ -31,7 +31,7 @@ start_proxy --listen "127.0.0.1:$P" --listen-tls "127.0.0.1:$Q" \
 export P Q T DOVECOT_LMTP DOVECOT_PASS
 python3 - <<'PYEOF' || fail "see the messages above"
 import glob, os, re, ssl, sys, time
-from imapc import Client, deliver, make_message, IMAPError
+from imapc import Client, Closed, deliver, make_message, IMAPError
 
 P, Q = int(os.environ["P"]), int(os.environ["Q"])
 LMTP = "127.0.0.1:" + os.environ["DOVECOT_LMTP"]
@@ -74,8 +74,7 @@ c.close()
 step = "compress"
 c = Client("127.0.0.1", P)
 c.connect()
-resps = c.login("alice", PASS)
-caps = resps[-1].first
+c.login("alice", PASS)
 tag, resps = c.command("CAPABILITY")
 capline = " ".join(r.first for r in resps)
 check("COMPRESS=DEFLATE" in capline, "COMPRESS=DEFLATE offered to the client")
@@ -120,6 +119,28 @@ c.login("alice", PASS)
 resps = c.ok("EXAMINE INBOX")
 check(any(x.first == "* 4 EXISTS" for x in resps), "EXAMINE after STARTTLS")
 c.ok("LOGOUT")
+c.close()
+
+# plaintext pipelined behind STARTTLS must not be executed inside TLS (the
+# STARTTLS command-injection class of bugs): either the proxy drops it, or it
+# closes the connection, as Dovecot does
+step = "starttls injection"
+c = Client("127.0.0.1", P, verify=False)
+c.connect()
+c.send(b"s1 STARTTLS\r\ns2 LOGIN alice %s\r\n" % PASS.encode())
+r = c.read_response()
+check(r.tag == "s1" and r.status == "OK", "STARTTLS with a command pipelined behind it -> %r" % r.first)
+try:
+    c.rbuf = b""
+    c._wrap_tls()
+    c.send(b"s3 NOOP\r\n")
+    resps = c.wait_tagged("s3")
+    check(not any(x.tag == "s2" for x in resps),
+          "the injected LOGIN was not executed: %r" % [x.first[:50] for x in resps])
+    tag, resps = c.command("SELECT INBOX")
+    check(resps[-1].status != "OK", "still not logged in after the injection: %r" % resps[-1].first[:60])
+except (Closed, OSError) as e:
+    check(True, "the proxy closed the connection instead (%s)" % type(e).__name__)
 c.close()
 
 # --- implicit TLS listener ---------------------------------------------------------

@@ -56,7 +56,7 @@ EOF2
 TMUX_SOCK=$T/tmux.sock
 tmx() { tmux -S "$TMUX_SOCK" "$@"; }
 tmx -f /dev/null new-session -d -s mutt -x 160 -y 40 \
-	"env HOME='$HOME' TERM=xterm mutt -n -F '$T/muttrc' 2>'$T/mutt.stderr'; echo MUTT-EXITED \$?; sleep 30" ||
+	"env HOME='$HOME' TERM=xterm mutt -n -F '$T/muttrc' 2>'$T/mutt.stderr'; echo MUTT-EXITED \$?; exec sleep 60" ||
 	hard_error "tmux did not start"
 TMUX_PID=$(tmx display-message -p '#{pid}')
 track_pid "$TMUX_PID"
@@ -99,9 +99,10 @@ if ! wait_for 10 screen_has "MUTT-EXITED"; then
 fi
 screen_has "MUTT-EXITED 0" || { show_screen; fail "mutt exited with an error"; }
 log "ok: mutt quit cleanly"
-tmx kill-server 2>/dev/null || true
-wait_gone "$TMUX_PID" 5 || fail "tmux server $TMUX_PID still running"
-untrack_pid "$TMUX_PID"
+# The pane still runs the `sleep` that kept mutt's exit status on screen;
+# stop the tmux server by its pid (TERM, bounded wait, then KILL).
+stop_pid "$TMUX_PID"
+running "$TMUX_PID" && fail "tmux server $TMUX_PID still running"
 
 proxy_alive || fail "the proxy died"
 pass

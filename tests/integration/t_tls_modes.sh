@@ -138,6 +138,6 @@ grep -q 'LOGIN .*plaintext-ok' "$T/fake-plain.record" ||
 	fail "with --allow-plaintext-upstream the LOGIN should reach the server"
 log "ok: --allow-plaintext-upstream works"
 
-alive "$NOSTARTTLS_PID" || fail "a proxy died"
+running "$NOSTARTTLS_PID" || fail "a proxy died"
 proxy_alive || fail "proxy died"
 pass

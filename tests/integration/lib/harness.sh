@@ -136,6 +136,9 @@ untrack_pid() {
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# running PID: PID exists and is not a zombie.
+running() { alive "$1" && [ "$(proc_state "$1")" != Z ]; }
+
 # proc_state PID: the state letter from /proc/PID/stat (R, S, Z, ...), or
 # nothing. The command name in field 2 may contain spaces: cut after ") ".
 proc_state() {
@@ -498,7 +501,7 @@ start_proxy() {
 }
 
 # proxy_alive: the proxy we started is still running.
-proxy_alive() { alive "$PROXY_PID" && [ "$(proc_state "$PROXY_PID")" != Z ]; }
+proxy_alive() { running "$PROXY_PID"; }
 
 # imapc ARGS...: run the scripted IMAP client (see imapc.py --help).
 imapc() { python3 "$IMAPC" "$@"; }
