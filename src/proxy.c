@@ -1107,8 +1107,8 @@ static int session_connect_upstream(struct session *s)
 	                             srv->cfg->upstream_connect_timeout, name, s->out_limit,
 	                             on_upstream_event, s, err, sizeof(err));
 	if (!s->upstream) {
-		char why[400];
-		snprintf(why, sizeof(why), "Upstream %s", err);
+		char why[sizeof(err) + 300];
+		snprintf(why, sizeof(why), "Upstream %s:%s: %s", srv->upstream.host, srv->upstream.port, err);
 		slog(s, LOG_LEVEL_WARN, "%s", why);
 		session_bye(s, "UNAVAILABLE", why);
 		return -1;

@@ -359,7 +359,7 @@ static void try_next_address(struct stream *s)
 	if (start_next_connect(s) == 0)
 		return;
 	char reason[sizeof(s->name) + sizeof(s->connect_err) + 16];
-	snprintf(reason, sizeof(reason), "connect to %s: %s", s->name,
+	snprintf(reason, sizeof(reason), "connect: %s",
 	         s->connect_err[0] ? s->connect_err : "no address");
 	fail(s, reason);
 }
@@ -382,7 +382,7 @@ struct stream *stream_connect(struct ev_loop *loop, const char *host, const char
 	/* Immediate failures are returned, never called back: the owner does not
 	 * have the stream pointer yet. */
 	if (start_next_connect(s) < 0) {
-		snprintf(err, errlen, "connect to %s: %s", name, s->connect_err[0] ? s->connect_err : "no address");
+		snprintf(err, errlen, "connect: %s", s->connect_err[0] ? s->connect_err : "no address");
 		freeaddrinfo(res);
 		buf_free(&s->in);
 		buf_free(&s->out);
