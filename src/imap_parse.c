@@ -400,6 +400,9 @@ static enum step lit_header_end(struct imap_parser *p)
 {
 	if (p->lit_size > p->lim.max_literal_size || p->lit_size > LITERAL_HARD_MAX)
 		return fail(p, "literal too large", p->mode == IMAP_PARSE_COMMANDS && !p->lit_nonsync);
+	/* Many literals, each under the limit, must not add up without bound. */
+	if (p->lim.max_message_size && p->raw_len + p->lit_size > p->lim.max_message_size)
+		return fail(p, "message too large", p->mode == IMAP_PARSE_COMMANDS && !p->lit_nonsync);
 	if (!p->lit_binary)
 		p->toks[p->cur_tok].kind = p->lit_nonsync ? IMAP_LITERAL_NONSYNC : IMAP_LITERAL_SYNC;
 	p->lex = LX_LIT_EOL;

@@ -29,6 +29,8 @@ struct imap_limits {
 	size_t   max_literal_size; /* bytes announced by one {n} / {n+} / ~{n} */
 	unsigned max_list_depth;   /* deepest parenthesised list accepted */
 	unsigned max_args;         /* total tokens (atoms, strings, lists) in one message */
+	size_t   max_message_size; /* raw bytes of one message, literals included; 0 = unlimited
+	                              ("message too large", checked at each literal header) */
 };
 
 enum imap_parser_mode {

@@ -700,6 +700,8 @@ static void client_parse_error(struct session *s)
 			snprintf(text, sizeof(text), "Line too long (limit %zu bytes)", s->climits.max_line_length);
 		else if (strstr(why, "literal too large"))
 			snprintf(text, sizeof(text), "Literal too large (limit %zu bytes)", s->climits.max_literal_size);
+		else if (strstr(why, "message too large"))
+			snprintf(text, sizeof(text), "Command too large (limit %zu bytes)", s->climits.max_message_size);
 		else
 			snprintf(text, sizeof(text), "Protocol error: %s", why);
 		slog(s, LOG_LEVEL_INFO, "client error: %s", why);
@@ -708,6 +710,8 @@ static void client_parse_error(struct session *s)
 	}
 	if (strstr(why, "literal too large"))
 		snprintf(text, sizeof(text), "[TOOBIG] Literal too large (limit %zu bytes)", s->climits.max_literal_size);
+	else if (strstr(why, "message too large"))
+		snprintf(text, sizeof(text), "[TOOBIG] Command too large (limit %zu bytes)", s->climits.max_message_size);
 	else
 		snprintf(text, sizeof(text), "Syntax error: %s", why);
 	client_say(s, "%s BAD %s", tag ? tag : "*", text);
@@ -1071,6 +1075,7 @@ static struct session *session_new(struct proxy_server *srv, const char *peer)
 	s->climits.max_literal_size = cfg->max_literal_size;
 	s->climits.max_list_depth = (unsigned)cfg->max_list_depth;
 	s->climits.max_args = IMAP_DEFAULT_MAX_ARGS;
+	s->climits.max_message_size = cfg->max_command_size;
 	s->out_limit = cfg->max_output_queue;
 	struct imap_limits ulimits = {
 		.max_line_length = UPSTREAM_MAX_LINE_LENGTH,

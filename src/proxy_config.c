@@ -94,6 +94,8 @@ const struct cfg_key proxy_config_keys[] = {
 	 "longest command or response line accepted, literals not counted"},
 	{"limits.max_literal_size", CFG_SIZE, OFF(max_literal_size), "64M", KIB, 2 * GIB, NULL, true,
 	 "largest single literal ({n}) accepted, e.g. one APPENDed message"},
+	{"limits.max_command_size", CFG_SIZE, OFF(max_command_size), "128M", 64 * KIB, 4 * GIB, NULL, true,
+	 "largest client command with all its literals (MULTIAPPEND), buffered whole"},
 	{"limits.max_list_depth", CFG_INT, OFF(max_list_depth), "32", 1, 256, NULL, true,
 	 "deepest parenthesised list nesting accepted in a command or response"},
 	{"limits.max_output_queue", CFG_SIZE, OFF(max_output_queue), "1M", 16 * KIB, 256 * MIB, NULL, true,

@@ -31,6 +31,7 @@ struct proxy_config {
 	char   *pid_file;                 /* pid_file: "" = none */
 	size_t  max_line_length;          /* limits.max_line_length */
 	size_t  max_literal_size;         /* limits.max_literal_size */
+	size_t  max_command_size;         /* limits.max_command_size: one command, all its literals included */
 	long long max_list_depth;         /* limits.max_list_depth */
 	size_t  max_output_queue;         /* limits.max_output_queue: per direction, backpressure threshold */
 	long long max_clients;            /* limits.max_clients: concurrent client connections */

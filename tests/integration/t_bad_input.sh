@@ -8,6 +8,8 @@
 #  - a sync literal over the limit (APPEND {100000}): tagged NO/BAD
 #    mentioning the size, no "+" and the connection still works (NOOP);
 #  - a LITERAL+ literal over the limit ({100000+}): "* BYE", closed;
+#  - literals that each fit but add up past limits.max_command_size: tagged
+#    BAD, and the connection goes on;
 #  - NUL bytes, random bytes (with and without a valid tag) and 300 nested
 #    parentheses, before and after login: BAD answers and the connection
 #    continues, or a BYE and a close; never silence (bounded reads);
@@ -33,7 +35,8 @@ deliver alice "bad input: a message to fetch"
 P=$(free_port)
 start_proxy --listen "127.0.0.1:$P" --listen-tls none \
 	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA" \
-	--set limits.max_line_length=4096 --set limits.max_literal_size=65536
+	--set limits.max_line_length=4096 --set limits.max_literal_size=65536 \
+	--set limits.max_command_size=131072
 
 CLOSED_PORT=$(free_port) # nothing listens there
 P2=$(free_port)
@@ -124,6 +127,26 @@ step = "LITERAL+ literal too big"
 c = client()
 c.send(b"a2 APPEND INBOX {100000+}\r\n")
 expect_bye_and_close(c, r"size|large|big|literal|limit|65536", "APPEND {100000+}")
+c.close()
+bystander_ok()
+
+# literals that each fit, adding up past limits.max_command_size (a MULTIAPPEND)
+step = "command too big"
+c = client()
+tag = c.next_tag()
+c.send(tag + " APPEND INBOX {60000}\r\n")
+r = c.read_response()
+check(r.first.startswith("+"), "first literal accepted with '+': %r" % r.first)
+c.send(b"m" * 60000 + b" {60000}\r\n")
+r = c.read_response()
+check(r.first.startswith("+"), "second literal accepted with '+': %r" % r.first)
+c.send(b"m" * 60000 + b" {60000}\r\n")
+r = c.read_response()
+check(r.tag == tag and r.status in ("NO", "BAD") and re.search(r"large|131072", r.first),
+      "third literal past 128 KiB in one command -> %r (want %s BAD/NO naming the size)" % (r.first, tag))
+c.ok("NOOP")
+check(True, "the connection still works after the refusal")
+c.ok("LOGOUT")
 c.close()
 bystander_ok()
 

@@ -892,7 +892,7 @@ static void test_proxy_table(void)
 		if (k->reloadable)
 			CU_ASSERT(strncmp(k->name, "log.", 4) == 0 || strncmp(k->name, "limits.", 7) == 0);
 	}
-	CU_ASSERT_EQUAL(n, 23); /* every field of struct proxy_config */
+	CU_ASSERT_EQUAL(n, 24); /* every field of struct proxy_config */
 	CU_ASSERT_EQUAL(nfixed, sizeof(fixed) / sizeof(fixed[0]));
 
 	lvl = cfg_find(proxy_config_keys, "log.level");

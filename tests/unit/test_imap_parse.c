@@ -626,6 +626,13 @@ static void test_limits_exact(void)
 	check_bad(&b, false);
 	struct bad_case b2 = {RSP, &noargs, IN("* ~{1}\r\nx\r\n"), "ERR too many arguments rec", 3};
 	check_bad(&b2, false);
+	/* literals that each fit must not add up past max_message_size */
+	static const struct imap_limits msg30 = {100, 100, 5, 100, 30};
+	check_good(CMD, &msg30, false, IN("a1 X {3}\r\nabc {3}\r\ndef\r\n"), 24, "C a1: X {3}abc {3}def");
+	struct bad_case b3 = {CMD, &msg30, IN("a1 X {3}\r\nabc {30}\r\n"), "ERR message too large rec", 17};
+	check_bad(&b3, false);
+	struct bad_case b4 = {CMD, &msg30, IN("a1 X {3}\r\nabc {30+}\r\n"), "ERR message too large fatal", 18};
+	check_bad(&b4, false);
 }
 
 /* --- several messages in one buffer ------------------------------------- */
