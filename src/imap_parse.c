@@ -164,6 +164,7 @@ struct imap_parser {
 	bool                  lit_nonsync;  /* "+" seen: the peer will not wait for "+" */
 	bool                  lit_binary;   /* "~{": literal8, NUL allowed */
 	size_t                lit_left;     /* payload bytes still to come */
+	size_t                zero_sync_end;/* raw_len right after a sync "{0}\r\n"; 0 if none */
 
 	enum tail             tail;         /* literal-header shape at the end of the line so far */
 	uint64_t              tail_num;     /* the n of that header, saturating */
@@ -418,6 +419,8 @@ static enum step lit_start(struct imap_parser *p)
 	t->len = (size_t)p->lit_size;
 	p->lit_left = t->len;
 	p->lex = t->len ? LX_LIT_DATA : LX_AFTER;
+	/* An empty synchronising literal still waits for "+" (RFC 3501 7.5). */
+	p->zero_sync_end = !t->len && !p->lit_nonsync ? p->raw_len + 1 : 0;
 	return S_MORE;
 }
 
@@ -1028,6 +1031,7 @@ static void clear_message(struct imap_parser *p, bool keep_tag)
 	p->lit_nonsync = false;
 	p->lit_binary = false;
 	p->lit_left = 0;
+	p->zero_sync_end = 0;
 	p->tail = TAIL_NONE;
 	p->tail_num = 0;
 	p->error = NULL;
@@ -1276,8 +1280,23 @@ const char *imap_parser_tag(const struct imap_parser *p)
 bool imap_parser_wants_continuation(const struct imap_parser *p)
 {
 	CHECK_PARSER(p);
-	return p->mode == IMAP_PARSE_COMMANDS && p->phase == PH_ARGS && p->lex == LX_LIT_DATA &&
-	       !p->lit_nonsync && p->lit_left == p->toks[p->cur_tok].len;
+	if (p->mode != IMAP_PARSE_COMMANDS || p->phase != PH_ARGS)
+		return false;
+	if (p->zero_sync_end && p->raw_len == p->zero_sync_end)
+		return true;
+	return p->lex == LX_LIT_DATA && !p->lit_nonsync && p->lit_left == p->toks[p->cur_tok].len;
+}
+
+void imap_parser_set_limits(struct imap_parser *p, const struct imap_limits *limits)
+{
+	CHECK_PARSER(p);
+	p->lim = *limits;
+}
+
+void imap_parser_cancel_raw_line(struct imap_parser *p)
+{
+	CHECK_PARSER(p);
+	p->want_raw = false;
 }
 
 bool imap_arg_is_atom(const struct imap_arg *arg, const char *word)

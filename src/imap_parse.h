@@ -127,6 +127,13 @@ void imap_parser_reset(struct imap_parser *parser);
  */
 void imap_parser_expect_raw_line(struct imap_parser *parser);
 
+/* Withdraw an imap_parser_expect_raw_line() that no line has used yet. */
+void imap_parser_cancel_raw_line(struct imap_parser *parser);
+
+/* Replace the limits (copied); applies from the next byte. Used between messages,
+ * e.g. to lift the tighter pre-login limits after a successful login. */
+void imap_parser_set_limits(struct imap_parser *parser, const struct imap_limits *limits);
+
 /* After ERROR: a static string saying why ("line too long", "literal too large", ...). */
 const char *imap_parser_error(const struct imap_parser *parser);
 
@@ -160,7 +167,7 @@ const char *imap_parser_tag(const struct imap_parser *parser);
 
 /*
  * True right after the parser consumed a synchronising literal header
- * "{n}\r\n" with n > 0 and no literal data yet: a server must now send "+ ...".
+ * "{n}\r\n" (n >= 0) and no literal data yet: a server must now send "+ ...".
  */
 bool imap_parser_wants_continuation(const struct imap_parser *parser);
 

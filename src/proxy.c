@@ -47,6 +47,14 @@
 /* Sync literal segments of one client command forwarded step by step. */
 #define MAX_LITERAL_SEGMENTS 256
 #define INTERNAL_TAG_PREFIX "pimap-proxy-"
+/* Longer client tags get "* BAD": a server may answer them untagged (Dovecot
+ * does from 127 bytes), and a blocking command must see its tagged reply. */
+#define MAX_CLIENT_TAG 64
+/* Before login nobody needs big literals (a password is small); a stranger
+ * must not make the proxy buffer max_command_size (Dovecot's login process
+ * limits the same way). */
+#define PRELOGIN_MAX_LITERAL 8192
+#define PRELOGIN_MAX_COMMAND 65536
 
 enum up_state {
 	UP_CONNECTING,   /* TCP connect in progress */
@@ -69,10 +77,22 @@ enum block_kind {
 
 enum internal_cmd { INT_NONE, INT_CAPABILITY, INT_COMPRESS };
 
+struct inflight {
+	char *tag;
+	bool  login;    /* LOGIN/AUTHENTICATE: its reply decides the login */
+	bool  idle;     /* IDLE */
+	bool  stepping; /* its sync literals are being sent one "+" at a time */
+};
+
 struct proxy_server {
 	struct ev_loop            *loop;
 	const struct proxy_config *cfg;          /* borrowed */
+	/* Restart-only settings, fixed at start so a reload cannot half-apply them. */
 	struct upstream_url        upstream;
+	char                      *upstream_name;     /* verified name / SNI */
+	bool                       allow_plaintext;
+	bool                       compress_upstream;
+	double                     connect_timeout;
 	struct tls_creds          *upstream_creds;
 	struct tls_creds          *local_creds;  /* NULL in stdio mode */
 	struct listener          **listeners;
@@ -93,7 +113,8 @@ struct session {
 
 	struct stream       *client, *upstream;
 	struct imap_parser  *cparser, *uparser;
-	struct imap_limits   climits;            /* copied from config at accept */
+	struct imap_limits   climits;            /* copied from config at accept, used after login */
+	struct imap_limits   active_limits;      /* what the client parser enforces now */
 	size_t               out_limit;
 
 	enum up_state        up_state;
@@ -107,12 +128,9 @@ struct session {
 	char                *upstream_caps;     /* latest capability list from upstream */
 
 	enum block_kind      block;
-	char                 block_tag[128];
 	bool                 raw_line_ok;       /* one raw client line may be parsed now */
 	bool                 raw_secret;        /* ...and it is an AUTHENTICATE response */
 	bool                 authenticate;      /* the LOGIN block is an AUTHENTICATE */
-	bool                 login_pending;     /* LOGIN/AUTHENTICATE forwarded, outcome unknown */
-	char                 login_tag[128];
 	bool                 skipping;
 	bool                 login_done;        /* post-login work (upstream COMPRESS) started */          /* discarding the rest of a bad client line */
 
@@ -125,7 +143,10 @@ struct session {
 	unsigned             internal_seq;
 	char                 internal_tag[32];
 
-	unsigned             inflight;          /* client commands forwarded, not yet completed */
+	/* Client commands forwarded and not yet completed, oldest first. A tagged
+	 * reply completes the oldest entry with its tag (clients may reuse tags). */
+	struct inflight     *inflight;
+	size_t               ninflight, inflight_cap;
 	ev_timer             activity;          /* preauth / idle timeout */
 };
 
@@ -247,6 +268,9 @@ static void session_destroy(void *arg)
 	imap_parser_free(s->cparser);
 	imap_parser_free(s->uparser);
 	buf_free(&s->lit_cmd);
+	for (size_t i = 0; i < s->ninflight; i++)
+		free(s->inflight[i].tag);
+	free(s->inflight);
 	free(s->upstream_caps);
 	s->magic = 0;
 	free(s);
@@ -259,13 +283,18 @@ static void session_destroy(void *arg)
 static bool session_quiescent(const struct session *s)
 {
 	if (s->block == BLOCK_IDLE)
-		return s->inflight <= 1;
-	return s->inflight == 0 && s->block == BLOCK_NONE;
+		return s->ninflight <= 1;
+	return s->ninflight == 0 && s->block == BLOCK_NONE;
 }
 
+/*
+ * In stdio mode the loop ends by itself once the client stream has flushed
+ * its last reply and closed (main.c does not count the signal watchers), so
+ * only a drain breaks it here.
+ */
 static void server_maybe_finish_drain(struct proxy_server *srv)
 {
-	if ((srv->draining || srv->stdio_mode) && srv->nsessions == 0) {
+	if (srv->draining && srv->nsessions == 0) {
 		ev_timer_stop(srv->loop, &srv->drain_timer);
 		ev_break(srv->loop, EVBREAK_ALL);
 	}
@@ -370,8 +399,7 @@ static void upstream_ready(struct session *s)
 static void upstream_start_tls(struct session *s)
 {
 	char err[256];
-	const struct proxy_config *cfg = s->srv->cfg;
-	const char *name = *cfg->upstream_server_name ? cfg->upstream_server_name : s->srv->upstream.host;
+	const char *name = s->srv->upstream_name;
 	if (stream_start_tls_client(s->upstream, s->srv->upstream_creds, name, err, sizeof(err)) < 0)
 		session_bye(s, "UNAVAILABLE", err);
 }
@@ -386,7 +414,7 @@ static void upstream_after_greeting_caps(struct session *s)
 			upstream_send_internal(s, INT_NONE, "STARTTLS");
 			return;
 		}
-		if (!srv->cfg->upstream_allow_plaintext) {
+		if (!srv->allow_plaintext) {
 			session_bye(s, "UNAVAILABLE",
 			            "Upstream does not offer STARTTLS; refusing to send credentials in plaintext");
 			return;
@@ -527,6 +555,40 @@ static void forward_to_upstream(struct session *s, const uint8_t *data, size_t l
 	stream_write(s->upstream, data, len);
 }
 
+static struct inflight *inflight_push(struct session *s, const char *tag)
+{
+	if (s->ninflight == s->inflight_cap) {
+		s->inflight_cap = s->inflight_cap ? 2 * s->inflight_cap : 8;
+		s->inflight = xrealloc(s->inflight, s->inflight_cap * sizeof(*s->inflight));
+	}
+	struct inflight *e = &s->inflight[s->ninflight++];
+	memset(e, 0, sizeof(*e));
+	e->tag = xstrdup(tag);
+	return e;
+}
+
+/* Complete the oldest command with this tag: copies it to *out and returns true. */
+static bool inflight_complete(struct session *s, const char *tag, struct inflight *out)
+{
+	for (size_t i = 0; i < s->ninflight; i++) {
+		if (strcmp(s->inflight[i].tag, tag) != 0)
+			continue;
+		*out = s->inflight[i];
+		free(out->tag);
+		out->tag = NULL;
+		memmove(&s->inflight[i], &s->inflight[i + 1], (s->ninflight - i - 1) * sizeof(*s->inflight));
+		s->ninflight--;
+		return true;
+	}
+	return false;
+}
+
+/* The newest command in flight (the one just forwarded). */
+static struct inflight *inflight_last(struct session *s)
+{
+	return s->ninflight ? &s->inflight[s->ninflight - 1] : NULL;
+}
+
 /*
  * Forward a client command. Synchronising literals were already answered
  * with "+" by the proxy; upstream they become LITERAL+ when the server
@@ -541,7 +603,7 @@ static void forward_command(struct session *s, const struct imap_msg *m)
 		client_say(s, "%s BAD Too many literals in one command", m->tag);
 		return;
 	}
-	s->inflight++;
+	inflight_push(s, m->tag);
 	if (n == 0) {
 		forward_to_upstream(s, m->raw, m->raw_len, false);
 		return;
@@ -580,7 +642,7 @@ static void forward_command(struct session *s, const struct imap_msg *m)
 	s->lit_nsegs = (size_t)n;
 	s->lit_next = 0;
 	s->block = BLOCK_LITERALS;
-	snprintf(s->block_tag, sizeof(s->block_tag), "%s", m->tag);
+	inflight_last(s)->stepping = true;
 	forward_to_upstream(s, buf_head(&s->lit_cmd), s->lit_ends[0], false);
 }
 
@@ -594,7 +656,9 @@ static void literal_continue(struct session *s)
 	if (s->lit_next >= s->lit_nsegs) {
 		/* Whole command sent. A LOGIN keeps holding the client until its
 		 * outcome is known; anything else is an ordinary command in flight. */
-		s->block = s->login_pending ? BLOCK_LOGIN : BLOCK_NONE;
+		struct inflight *e = inflight_last(s);
+		e->stepping = false;
+		s->block = e->login ? BLOCK_LOGIN : BLOCK_NONE;
 		buf_clear(&s->lit_cmd);
 	}
 }
@@ -605,6 +669,12 @@ static void client_starttls(struct session *s, const struct imap_msg *m)
 	char err[256];
 	if (s->client_tls || s->authenticated || !s->srv->local_creds) {
 		client_say(s, "%s BAD STARTTLS not available now", m->tag);
+		return;
+	}
+	/* Replies still to come would cross the switch: plaintext into the
+	 * handshake, or injected into the TLS session afterwards. */
+	if (s->ninflight > 0) {
+		client_say(s, "%s BAD STARTTLS with commands in progress", m->tag);
 		return;
 	}
 	client_say(s, "%s OK Begin TLS negotiation now", m->tag);
@@ -655,6 +725,10 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 		return;
 	}
 	log_trace_imap(s->prefix, TRACE_CLIENT_IN, m->raw, m->raw_len, false);
+	if (strlen(m->tag) > MAX_CLIENT_TAG) {
+		client_say(s, "* BAD Tag too long (limit %d bytes)", MAX_CLIENT_TAG);
+		return;
+	}
 	if (command_is(m, "STARTTLS")) {
 		client_starttls(s, m);
 		return;
@@ -672,17 +746,24 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 			client_say(s, "%s BAD Already authenticated", m->tag);
 			return;
 		}
+		size_t before = s->ninflight;
 		s->block = BLOCK_LOGIN;
 		s->authenticate = command_is(m, "AUTHENTICATE");
-		s->login_pending = true;
-		snprintf(s->block_tag, sizeof(s->block_tag), "%s", m->tag);
-		snprintf(s->login_tag, sizeof(s->login_tag), "%s", m->tag);
 		forward_command(s, m);
+		if (s->ninflight > before)
+			inflight_last(s)->login = true;
+		else
+			s->block = BLOCK_NONE; /* refused by the proxy itself */
 		return;
 	}
 	if (command_is(m, "IDLE")) {
-		s->block = BLOCK_IDLE;
-		snprintf(s->block_tag, sizeof(s->block_tag), "%s", m->tag);
+		size_t before = s->ninflight;
+		forward_command(s, m);
+		if (s->ninflight > before) {
+			s->block = BLOCK_IDLE;
+			inflight_last(s)->idle = true;
+		}
+		return;
 	}
 	forward_command(s, m);
 }
@@ -697,11 +778,11 @@ static void client_parse_error(struct session *s)
 
 	if (!recoverable) {
 		if (strstr(why, "line too long"))
-			snprintf(text, sizeof(text), "Line too long (limit %zu bytes)", s->climits.max_line_length);
+			snprintf(text, sizeof(text), "Line too long (limit %zu bytes)", s->active_limits.max_line_length);
 		else if (strstr(why, "literal too large"))
-			snprintf(text, sizeof(text), "Literal too large (limit %zu bytes)", s->climits.max_literal_size);
+			snprintf(text, sizeof(text), "Literal too large (limit %zu bytes)", s->active_limits.max_literal_size);
 		else if (strstr(why, "message too large"))
-			snprintf(text, sizeof(text), "Command too large (limit %zu bytes)", s->climits.max_message_size);
+			snprintf(text, sizeof(text), "Command too large (limit %zu bytes)", s->active_limits.max_message_size);
 		else
 			snprintf(text, sizeof(text), "Protocol error: %s", why);
 		slog(s, LOG_LEVEL_INFO, "client error: %s", why);
@@ -709,9 +790,9 @@ static void client_parse_error(struct session *s)
 		return;
 	}
 	if (strstr(why, "literal too large"))
-		snprintf(text, sizeof(text), "[TOOBIG] Literal too large (limit %zu bytes)", s->climits.max_literal_size);
+		snprintf(text, sizeof(text), "[TOOBIG] Literal too large (limit %zu bytes)", s->active_limits.max_literal_size);
 	else if (strstr(why, "message too large"))
-		snprintf(text, sizeof(text), "[TOOBIG] Command too large (limit %zu bytes)", s->climits.max_message_size);
+		snprintf(text, sizeof(text), "[TOOBIG] Command too large (limit %zu bytes)", s->active_limits.max_message_size);
 	else
 		snprintf(text, sizeof(text), "Syntax error: %s", why);
 	client_say(s, "%s BAD %s", tag ? tag : "*", text);
@@ -724,6 +805,9 @@ static void client_parse_error(struct session *s)
 static bool client_may_proceed(const struct session *s)
 {
 	if (s->closing || !s->greeted || !s->client_ready || s->upstream_bye)
+		return false;
+	/* Our own replies (BAD, "+ OK") go to the client: bounded like relayed data. */
+	if (stream_output_full(s->client))
 		return false;
 	if (s->block == BLOCK_NONE)
 		return !stream_output_full(s->upstream);
@@ -760,12 +844,18 @@ static void process_client_input(struct session *s)
 		handle_client_message(s, m);
 		imap_parser_reset(s->cparser);
 	}
+	/* A flush can fail and close the session (a peer that reset): check after each. */
 	if (s->closing)
 		return;
 	stream_flush(s->client);
+	if (s->closing)
+		return;
 	stream_flush(s->upstream);
-	/* Backpressure: stop reading the client while the upstream cannot take more. */
-	stream_pause_reading(s->client, stream_output_full(s->upstream));
+	if (s->closing)
+		return;
+	/* Backpressure: stop reading the client while either queue toward a peer
+	 * is full (the proxy's own replies count too). */
+	stream_pause_reading(s->client, stream_output_full(s->upstream) || stream_output_full(s->client));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -809,8 +899,12 @@ static void forward_with_caps(struct session *s, const struct imap_msg *m, const
 static void login_succeeded(struct session *s)
 {
 	activity_arm(s);
+	/* Client input is held while the login was in flight, so the parser is
+	 * between messages: the configured limits apply from the next command. */
+	s->active_limits = s->climits;
+	imap_parser_set_limits(s->cparser, &s->active_limits);
 	slog(s, LOG_LEVEL_INFO, "logged in");
-	if (!s->srv->cfg->upstream_compress || stream_is_compressed(s->upstream))
+	if (!s->srv->compress_upstream || stream_is_compressed(s->upstream))
 		return;
 	if (!upstream_has(s, "COMPRESS=DEFLATE"))
 		return;
@@ -869,18 +963,16 @@ static void handle_upstream_message(struct session *s, const struct imap_msg *m)
 			handle_internal_response(s, m);
 			return;
 		}
-		if (s->inflight)
-			s->inflight--;
-		if (s->block != BLOCK_NONE && s->block != BLOCK_INTERNAL && strcmp(m->tag, s->block_tag) == 0) {
-			/* Also when a server refuses before taking every literal. */
+		struct inflight done;
+		if (inflight_complete(s, m->tag, &done) && (done.login || done.idle || done.stepping)) {
+			/* The blocking command is over (also when a server refuses
+			 * before taking every literal): release the client. */
 			s->block = BLOCK_NONE;
 			s->raw_line_ok = false;
 			s->raw_secret = false;
+			imap_parser_cancel_raw_line(s->cparser);
 			buf_clear(&s->lit_cmd);
-		}
-		if (s->login_pending && strcmp(m->tag, s->login_tag) == 0) {
-			s->login_pending = false;
-			if (m->status == IMAP_STATUS_OK)
+			if (done.login && m->status == IMAP_STATUS_OK)
 				s->authenticated = true; /* before rewriting caps: COMPRESS is offered now */
 		}
 		caps = code_capability(m, &caps_len);
@@ -922,6 +1014,7 @@ static void handle_upstream_message(struct session *s, const struct imap_msg *m)
 
 static void process_upstream_input(struct session *s)
 {
+again:
 	while (!s->closing && s->upstream && !stream_output_full(s->client)) {
 		struct buf *in = stream_input(s->upstream);
 		if (buf_len(in) == 0)
@@ -947,7 +1040,16 @@ static void process_upstream_input(struct session *s)
 	if (s->closing)
 		return;
 	stream_flush(s->client);
+	if (s->closing)
+		return;
 	stream_flush(s->upstream);
+	if (s->closing)
+		return;
+	/* The flush may have emptied the client queue at once: go on with what
+	 * the upstream already sent rather than wait for a socket event that
+	 * will not come (the upstream may have sent everything). */
+	if (buf_len(stream_input(s->upstream)) > 0 && !stream_output_full(s->client))
+		goto again;
 	stream_pause_reading(s->upstream, stream_output_full(s->client));
 	if (s->upstream_bye) {
 		/* Relay the rest (LOGOUT's tagged OK) until the server closes; bounded. */
@@ -993,8 +1095,12 @@ static void on_client_event(struct stream *st, enum stream_event ev, const char 
 		process_client_input(s);
 		break;
 	case STREAM_EV_DRAINED:
-		if (s->upstream)
-			stream_pause_reading(s->upstream, false);
+		/* Room toward the client again: relay what the upstream sent, and
+		 * resume parsing the client (our own replies were held too). */
+		stream_pause_reading(s->upstream, false);
+		process_upstream_input(s);
+		if (!s->closing)
+			process_client_input(s);
 		break;
 	case STREAM_EV_EOF:
 		session_close(s, "client closed the connection");
@@ -1083,7 +1189,13 @@ static struct session *session_new(struct proxy_server *srv, const char *peer)
 		.max_list_depth = UPSTREAM_MAX_LIST_DEPTH,
 		.max_args = UPSTREAM_MAX_ARGS,
 	};
-	s->cparser = imap_parser_new(IMAP_PARSE_COMMANDS, &s->climits);
+	/* Tighter until login: see PRELOGIN_MAX_*. */
+	s->active_limits = s->climits;
+	if (s->active_limits.max_literal_size > PRELOGIN_MAX_LITERAL)
+		s->active_limits.max_literal_size = PRELOGIN_MAX_LITERAL;
+	if (s->active_limits.max_message_size > PRELOGIN_MAX_COMMAND)
+		s->active_limits.max_message_size = PRELOGIN_MAX_COMMAND;
+	s->cparser = imap_parser_new(IMAP_PARSE_COMMANDS, &s->active_limits);
 	s->uparser = imap_parser_new(IMAP_PARSE_RESPONSES, &ulimits);
 	if (!s->cparser || !s->uparser) {
 		fputs("pimap-proxy: out of memory\n", stderr);
@@ -1109,7 +1221,7 @@ static int session_connect_upstream(struct session *s)
 	snprintf(name, sizeof(name), "%s:%s", srv->upstream.host, srv->upstream.port);
 	s->up_state = UP_CONNECTING;
 	s->upstream = stream_connect(srv->loop, srv->upstream.host, srv->upstream.port,
-	                             srv->cfg->upstream_connect_timeout, name, s->out_limit,
+	                             srv->connect_timeout, name, s->out_limit,
 	                             on_upstream_event, s, err, sizeof(err));
 	if (!s->upstream) {
 		char why[sizeof(err) + 300];
@@ -1281,6 +1393,10 @@ struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_c
 		         url_scheme_name(srv->upstream.scheme));
 		goto fail;
 	}
+	srv->upstream_name = xstrdup(*cfg->upstream_server_name ? cfg->upstream_server_name : srv->upstream.host);
+	srv->allow_plaintext = cfg->upstream_allow_plaintext;
+	srv->compress_upstream = cfg->upstream_compress;
+	srv->connect_timeout = cfg->upstream_connect_timeout;
 	srv->upstream_creds = tlsio_client_creds_new(cfg->upstream_ca_file, err, errlen);
 	if (!srv->upstream_creds)
 		goto fail;
@@ -1322,14 +1438,16 @@ void proxy_server_reconfigure(struct proxy_server *srv, const struct proxy_confi
 		log_warn("reload: listen.* changed; restart pimap-proxy to apply");
 	if (str_differs(old->upstream_url, cfg->upstream_url) || str_differs(old->upstream_ca_file, cfg->upstream_ca_file) ||
 	    str_differs(old->upstream_server_name, cfg->upstream_server_name) ||
-	    old->upstream_allow_plaintext != cfg->upstream_allow_plaintext)
+	    old->upstream_allow_plaintext != cfg->upstream_allow_plaintext ||
+	    old->upstream_compress != cfg->upstream_compress ||
+	    old->upstream_connect_timeout != cfg->upstream_connect_timeout)
 		log_warn("reload: upstream.* changed; restart pimap-proxy to apply");
 	if (str_differs(old->tls_cert_file, cfg->tls_cert_file) || str_differs(old->tls_key_file, cfg->tls_key_file) ||
 	    str_differs(old->state_dir, cfg->state_dir))
 		log_warn("reload: tls.* or state_dir changed; restart pimap-proxy to apply");
-	/* Settings that need a restart keep their old values: copy them over
-	 * would be wrong (the caller owns both structs), so the server reads
-	 * only reloadable fields from the new config from here on. */
+	/* Restart-only settings were copied into srv at start (listeners,
+	 * credentials, upstream_*); from the new config the server reads only
+	 * reloadable keys (limits, logging). */
 	srv->cfg = cfg;
 }
 
@@ -1364,8 +1482,8 @@ void proxy_server_dump(const struct proxy_server *srv)
 {
 	log_info("%u session(s)%s", srv->nsessions, srv->draining ? ", draining" : "");
 	for (const struct session *s = srv->sessions; s; s = s->next)
-		log_msg(LOG_LEVEL_INFO, s->prefix, "up_state=%d greeted=%d auth=%d block=%d inflight=%u tls=%d",
-		        (int)s->up_state, s->greeted, s->authenticated, (int)s->block, s->inflight, s->client_tls);
+		log_msg(LOG_LEVEL_INFO, s->prefix, "up_state=%d greeted=%d auth=%d block=%d inflight=%zu tls=%d",
+		        (int)s->up_state, s->greeted, s->authenticated, (int)s->block, s->ninflight, s->client_tls);
 }
 
 void proxy_server_free(struct proxy_server *srv)
@@ -1380,6 +1498,7 @@ void proxy_server_free(struct proxy_server *srv)
 	ev_timer_stop(srv->loop, &srv->drain_timer);
 	tlsio_creds_unref(srv->upstream_creds);
 	tlsio_creds_unref(srv->local_creds);
+	free(srv->upstream_name);
 	stream_lib_shutdown(srv->loop);
 	free(srv);
 }

@@ -366,6 +366,11 @@ int main(int argc, char **argv)
 	ev_signal_start(app.loop, &app.sigint);
 	ev_signal_start(app.loop, &app.sighup);
 	ev_signal_start(app.loop, &app.sigusr1);
+	/* With --stdio the loop must end when the one client is gone (after its
+	 * last reply is flushed): signal watchers alone do not keep it alive. */
+	if (opts.stdio_mode)
+		for (int i = 0; i < 4; i++)
+			ev_unref(app.loop);
 
 	if (opts.stdio_mode && proxy_server_start_stdio(app.srv, err, sizeof(err)) < 0) {
 		log_err("%s", err);
@@ -376,6 +381,9 @@ int main(int argc, char **argv)
 		log_info("pimap-proxy stopped");
 	}
 
+	if (opts.stdio_mode)
+		for (int i = 0; i < 4; i++)
+			ev_ref(app.loop);
 	ev_signal_stop(app.loop, &app.sigterm);
 	ev_signal_stop(app.loop, &app.sigint);
 	ev_signal_stop(app.loop, &app.sighup);

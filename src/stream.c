@@ -85,10 +85,15 @@ static void stream_do_write(struct stream *s);
 static void stream_do_handshake(struct stream *s);
 static void try_next_address(struct stream *s);
 
-/* Report an event to the owner. Returns false if the owner closed the stream meanwhile. */
+/*
+ * Report an event to the owner. Returns false if the owner closed the stream
+ * meanwhile. A stream closing after a flush has been let go by its owner
+ * (which may be freed already): it reports nothing more.
+ */
 static bool emit(struct stream *s, enum stream_event ev, const char *reason)
 {
-	s->cb(s, ev, reason, s->ctx);
+	if (!s->close_after_flush)
+		s->cb(s, ev, reason, s->ctx);
 	return s->state != ST_CLOSED;
 }
 

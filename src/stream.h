@@ -97,7 +97,8 @@ void stream_pause_reading(struct stream *s, bool pause);
 
 /* Close now. Safe inside callbacks: no callback fires after this; memory is freed by stream_reap(). */
 void stream_close(struct stream *s);
-/* Stop reading, write what is queued (bounded by the deadline if armed), then close silently. */
+/* Stop reading, write what is queued (bounded by the deadline if armed), then
+ * close. From this call on the stream never calls its owner back. */
 void stream_close_after_flush(struct stream *s);
 
 bool stream_is_tls(const struct stream *s);

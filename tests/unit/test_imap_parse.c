@@ -845,10 +845,16 @@ static void test_wants_continuation(void)
 	CU_ASSERT(feed_str(p, "pass ~{2}\r\n", IMAP_PARSE_NEED_MORE));
 	CU_ASSERT(imap_parser_wants_continuation(p));
 	CU_ASSERT(feed_str(p, "xy {0}\r\n", IMAP_PARSE_NEED_MORE));
-	CU_ASSERT(!imap_parser_wants_continuation(p)); /* nothing to wait for */
+	CU_ASSERT(imap_parser_wants_continuation(p)); /* {0} is synchronising too (RFC 3501 7.5) */
 	CU_ASSERT(feed_str(p, "\r\n", IMAP_PARSE_DONE));
 	CU_ASSERT(!imap_parser_wants_continuation(p));
 	CU_ASSERT(imap_parser_msg(p)->nargs == 5);
+	imap_parser_reset(p);
+	/* cancelling a raw-line expectation that no line used */
+	imap_parser_expect_raw_line(p);
+	imap_parser_cancel_raw_line(p);
+	CU_ASSERT(feed_str(p, "a3 NOOP\r\n", IMAP_PARSE_DONE));
+	CU_ASSERT(imap_parser_msg(p)->kind == IMAP_MSG_COMMAND);
 	imap_parser_reset(p);
 	/* header and payload in one feed: the "+" moment has passed */
 	CU_ASSERT(feed_str(p, "a2 LOGIN {1}\r\nx", IMAP_PARSE_NEED_MORE));
