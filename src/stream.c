@@ -21,6 +21,12 @@
 #include "zio.h"
 
 #define STREAM_MAGIC 0x5354524du /* "STRM" */
+/* Compressed input is inflated this much at a time, and only while the
+ * decoded buffer has room: DEFLATE expands up to ~1000x, so a peer's small
+ * "bomb" may cost at most about a megabyte over the buffer limit. */
+#define INFLATE_SLICE 1024
+/* Stop reading the socket while this much compressed input waits. */
+#define ZRAW_MAX (64 * 1024)
 
 enum stream_state {
 	ST_CONNECTING,   /* non-blocking connect() in progress */
@@ -56,6 +62,7 @@ struct stream {
 	bool              tls_server;
 	struct tls_creds *creds;        /* ref held while TLS is on */
 	struct zio       *zin, *zout;   /* RFC 4978 when compressing */
+	struct buf        zraw;         /* compressed input not yet inflated (bounded) */
 
 	bool              paused;       /* owner asked us not to deliver input */
 	bool              close_after_flush;
@@ -84,6 +91,7 @@ static void stream_do_read(struct stream *s);
 static void stream_do_write(struct stream *s);
 static void stream_do_handshake(struct stream *s);
 static void try_next_address(struct stream *s);
+static int inflate_some(struct stream *s);
 
 /*
  * Report an event to the owner. Returns false if the owner closed the stream
@@ -152,7 +160,8 @@ static void stream_update_watchers(struct stream *s)
 		want_write = buf_len(&s->out) > 0;
 		break;
 	case ST_OPEN:
-		want_read = !s->paused && !s->close_after_flush && !buf_full(&s->in);
+		want_read = !s->paused && !s->close_after_flush && !buf_full(&s->in) &&
+		            buf_len(&s->zraw) < ZRAW_MAX;
 		want_write = buf_len(&s->out) > 0 || s->tls_retry_len > 0;
 		break;
 	case ST_CLOSED:
@@ -185,6 +194,8 @@ static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
 	struct stream *s = w->data;
 	ev_idle_stop(loop, w);
 	if (s->state != ST_OPEN || s->paused)
+		return;
+	if (s->zin && inflate_some(s) < 0)
 		return;
 	if (buf_len(&s->in) > 0 && !emit(s, STREAM_EV_DATA, NULL))
 		return;
@@ -272,6 +283,7 @@ static struct stream *stream_alloc(struct ev_loop *loop, const char *name, size_
 	 * limit only stops reading when the owner cannot keep up. */
 	buf_init(&s->in, out_limit);
 	buf_init(&s->out, 0);
+	buf_init(&s->zraw, 0);
 	ev_init(&s->rio, on_readable);
 	ev_init(&s->wio, on_writable);
 	s->rio.data = s->wio.data = s;
@@ -480,6 +492,22 @@ static void stream_do_handshake(struct stream *s)
 
 /* --- compression ---------------------------------------------------------- */
 
+/* Inflate pending compressed input while the decoded buffer has room. Returns 0, or -1 after fail(). */
+static int inflate_some(struct stream *s)
+{
+	while (buf_len(&s->zraw) > 0 && !buf_full(&s->in)) {
+		size_t n = buf_len(&s->zraw) < INFLATE_SLICE ? buf_len(&s->zraw) : INFLATE_SLICE;
+		if (zio_inflate(s->zin, buf_head(&s->zraw), n, &s->in) < 0) {
+			char reason[256];
+			snprintf(reason, sizeof(reason), "decompression: %s", zio_error(s->zin));
+			fail(s, reason);
+			return -1;
+		}
+		buf_consume(&s->zraw, n);
+	}
+	return 0;
+}
+
 int stream_enable_compress(struct stream *s, int level)
 {
 	if (s->zin)
@@ -488,18 +516,13 @@ int stream_enable_compress(struct stream *s, int level)
 	s->zout = zio_new(level);
 	if (!s->zin || !s->zout)
 		return -1;
-	/* Whatever the owner has not consumed arrived after the COMPRESS exchange. */
+	/* Whatever the owner has not consumed arrived after the COMPRESS exchange:
+	 * it is compressed. It is decoded from the loop (never inside the owner's
+	 * call), a slice at a time. */
 	if (buf_len(&s->in) > 0) {
-		struct buf raw;
-		buf_init(&raw, 0);
-		buf_append(&raw, buf_head(&s->in), buf_len(&s->in));
+		buf_append(&s->zraw, buf_head(&s->in), buf_len(&s->in));
 		buf_clear(&s->in);
-		int rc = zio_inflate(s->zin, buf_head(&raw), buf_len(&raw), &s->in);
-		buf_free(&raw);
-		if (rc < 0)
-			return -1;
-		if (buf_len(&s->in) > 0)
-			schedule_kick(s);
+		schedule_kick(s);
 	}
 	return 0;
 }
@@ -512,7 +535,7 @@ static void stream_do_read(struct stream *s)
 	bool got = false;
 
 	for (int round = 0; round < STREAM_MAX_READS_PER_EVENT; round++) {
-		if (s->paused || s->close_after_flush || buf_full(&s->in))
+		if (s->paused || s->close_after_flush || buf_full(&s->in) || buf_len(&s->zraw) >= ZRAW_MAX)
 			break;
 		ssize_t n;
 		if (s->tls) {
@@ -559,12 +582,9 @@ static void stream_do_read(struct stream *s)
 			s->wire_in += (uint64_t)n;
 		}
 		if (s->zin) {
-			if (zio_inflate(s->zin, chunk, (size_t)n, &s->in) < 0) {
-				char reason[256];
-				snprintf(reason, sizeof(reason), "decompression: %s", zio_error(s->zin));
-				fail(s, reason);
+			buf_append(&s->zraw, chunk, (size_t)n);
+			if (inflate_some(s) < 0)
 				return;
-			}
 		} else {
 			buf_append(&s->in, chunk, (size_t)n);
 		}
@@ -574,12 +594,18 @@ static void stream_do_read(struct stream *s)
 	 * will announce them, so come back from the loop. */
 	if (s->tls && gnutls_record_check_pending(s->tls) > 0 && !s->paused)
 		schedule_kick(s);
+	/* Likewise compressed input left undecoded because the buffer was full. */
+	if (buf_len(&s->zraw) > 0 && !s->paused && !buf_full(&s->in))
+		schedule_kick(s);
 	stream_update_watchers(s);
 	if (got && buf_len(&s->in) > 0) {
 		if (!emit(s, STREAM_EV_DATA, NULL))
 			return;
-		/* The owner consumed input: a full buffer may have room again. */
+		/* The owner consumed input: a full buffer may have room again, and
+		 * compressed input may still wait to be decoded. */
 		stream_update_watchers(s);
+		if (buf_len(&s->zraw) > 0 && !s->paused)
+			schedule_kick(s);
 	}
 }
 
@@ -749,6 +775,7 @@ void stream_close(struct stream *s)
 	s->addrs = s->next_addr = NULL;
 	buf_free(&s->in);
 	buf_free(&s->out);
+	buf_free(&s->zraw);
 	s->reap_next = reap_list;
 	reap_list = s;
 }

@@ -26,6 +26,7 @@ struct end {
 	bool           error;
 	bool           drained;
 	bool           closed;    /* the stream closed itself after an error */
+	size_t         max_in;    /* largest decoded input handed over at once */
 	char           reason[512];
 };
 
@@ -60,6 +61,8 @@ static void on_event(struct stream *s, enum stream_event ev, const char *reason,
 	switch (ev) {
 	case STREAM_EV_DATA: {
 		struct buf *in = stream_input(s);
+		if (buf_len(in) > e->max_in)
+			e->max_in = buf_len(in);
 		buf_append(&e->got, buf_head(in), buf_len(in));
 		buf_consume(in, buf_len(in));
 		break;
@@ -272,6 +275,31 @@ static void test_backpressure(void)
 	pair_close(&p);
 }
 
+/* 32 MiB of zeros deflate to ~32 KiB: the receiver decodes them a slice at a
+ * time as its buffer drains, never all at once. */
+static void test_inflate_bounded(void)
+{
+	struct pair p;
+	size_t n = 32u << 20, limit = 64 * 1024;
+	pair_open(&p, limit);
+	CU_ASSERT_EQUAL(stream_enable_compress(p.a.s, 9), 0);
+	CU_ASSERT_EQUAL(stream_enable_compress(p.b.s, 9), 0);
+	uint8_t *zeros = xcalloc(1, n);
+	for (size_t off = 0; off < n; off += 1 << 20)
+		stream_write(p.a.s, zeros + off, 1 << 20);
+	stream_flush(p.a.s);
+	p.want_b = n;
+	CU_ASSERT_TRUE(pair_run(&p));
+	CU_ASSERT_EQUAL(buf_len(&p.b.got), n);
+	/* one slice of compressed input (1 KiB) expands to at most ~1 MiB */
+	CU_ASSERT_TRUE(p.b.max_in <= limit + (1100u << 10));
+	uint64_t in, out;
+	stream_wire_counts(p.b.s, &in, &out);
+	CU_ASSERT_TRUE(in < n / 100);
+	free(zeros);
+	pair_close(&p);
+}
+
 void suite_stream(void)
 {
 	tlsio_global_init();
@@ -280,5 +308,6 @@ void suite_stream(void)
 	          {"DEFLATE both ways", test_compressed},
 	          {"TLS with verification, then DEFLATE on top", test_tls_and_deflate},
 	          {"TLS name mismatch fails verification", test_tls_wrong_name},
-	          {"backpressure and DRAINED", test_backpressure});
+	          {"backpressure and DRAINED", test_backpressure},
+	          {"inflating is bounded by the input buffer", test_inflate_bounded});
 }
