@@ -801,6 +801,21 @@ static void client_parse_error(struct session *s)
 	s->skipping = true;
 }
 
+/*
+ * End of a batch: send what both legs have queued. A flush can fail and close
+ * the session (a peer that reset), so this returns false when it is closing.
+ */
+static bool flush_both(struct session *s)
+{
+	if (s->closing)
+		return false;
+	stream_flush(s->client);
+	if (s->closing)
+		return false;
+	stream_flush(s->upstream);
+	return !s->closing;
+}
+
 /* May the proxy parse the next client message now? */
 static bool client_may_proceed(const struct session *s)
 {
@@ -844,14 +859,7 @@ static void process_client_input(struct session *s)
 		handle_client_message(s, m);
 		imap_parser_reset(s->cparser);
 	}
-	/* A flush can fail and close the session (a peer that reset): check after each. */
-	if (s->closing)
-		return;
-	stream_flush(s->client);
-	if (s->closing)
-		return;
-	stream_flush(s->upstream);
-	if (s->closing)
+	if (!flush_both(s))
 		return;
 	/* Backpressure: stop reading the client while either queue toward a peer
 	 * is full (the proxy's own replies count too). */
@@ -1037,13 +1045,7 @@ again:
 		if (s->up_state == UP_STARTTLS_HS)
 			return;
 	}
-	if (s->closing)
-		return;
-	stream_flush(s->client);
-	if (s->closing)
-		return;
-	stream_flush(s->upstream);
-	if (s->closing)
+	if (!flush_both(s))
 		return;
 	/* The flush may have emptied the client queue at once: go on with what
 	 * the upstream already sent rather than wait for a socket event that

@@ -529,6 +529,17 @@ int stream_enable_compress(struct stream *s, int level)
 
 /* --- reading -------------------------------------------------------------- */
 
+/* The peer's side ended (reason NULL) or failed: deliver what was read first. */
+static void read_ended(struct stream *s, bool got, const char *reason)
+{
+	if (got && !emit(s, STREAM_EV_DATA, NULL))
+		return;
+	if (reason)
+		fail(s, reason);
+	else
+		emit(s, STREAM_EV_EOF, NULL);
+}
+
 static void stream_do_read(struct stream *s)
 {
 	uint8_t chunk[STREAM_READ_CHUNK];
@@ -545,17 +556,13 @@ static void stream_do_read(struct stream *s)
 			if (n == GNUTLS_E_REHANDSHAKE)
 				continue; /* refuse renegotiation silently; TLS 1.3 has none */
 			if (n == GNUTLS_E_PREMATURE_TERMINATION || n == 0) {
-				if (got && !emit(s, STREAM_EV_DATA, NULL))
-					return;
-				emit(s, STREAM_EV_EOF, NULL);
+				read_ended(s, got, NULL);
 				return;
 			}
 			if (n < 0) {
 				char reason[256];
 				snprintf(reason, sizeof(reason), "TLS read: %s", gnutls_strerror((int)n));
-				if (got && !emit(s, STREAM_EV_DATA, NULL))
-					return;
-				fail(s, reason);
+				read_ended(s, got, reason);
 				return;
 			}
 		} else {
@@ -566,17 +573,13 @@ static void stream_do_read(struct stream *s)
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 				break;
 			if (n == 0 || (n < 0 && log_errno_is_peer_event(errno))) {
-				if (got && !emit(s, STREAM_EV_DATA, NULL))
-					return;
-				emit(s, STREAM_EV_EOF, NULL);
+				read_ended(s, got, NULL);
 				return;
 			}
 			if (n < 0) {
 				char reason[256];
 				snprintf(reason, sizeof(reason), "read: %s", strerror(errno));
-				if (got && !emit(s, STREAM_EV_DATA, NULL))
-					return;
-				fail(s, reason);
+				read_ended(s, got, reason);
 				return;
 			}
 			s->wire_in += (uint64_t)n;
