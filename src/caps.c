@@ -60,6 +60,8 @@ void caps_for_client(const char *upstream, size_t len, const struct caps_client_
 	while ((t = next_token(&pos, end, &tlen)) != NULL) {
 		if (dropped(t, tlen))
 			continue;
+		if (leg->login_disabled && (token_has_prefix(t, tlen, "AUTH=") || token_is(t, tlen, "LOGINDISABLED")))
+			continue;
 		if (!first)
 			buf_append(out, " ", 1);
 		buf_append(out, t, tlen);
@@ -67,6 +69,10 @@ void caps_for_client(const char *upstream, size_t len, const struct caps_client_
 	}
 	if (!leg->tls && !leg->authenticated) {
 		buf_append_str(out, first ? "STARTTLS" : " STARTTLS");
+		first = false;
+	}
+	if (leg->login_disabled) {
+		buf_append_str(out, first ? "LOGINDISABLED" : " LOGINDISABLED");
 		first = false;
 	}
 	if (leg->authenticated)

@@ -17,6 +17,7 @@
 struct caps_client_leg {
 	bool tls;           /* the client leg is TLS already */
 	bool authenticated; /* the client has logged in */
+	bool login_disabled;/* no LOGIN/AUTHENTICATE before STARTTLS on this leg */
 };
 
 /*
@@ -24,6 +25,7 @@ struct caps_client_leg {
  * `upstream` (len bytes, space-separated): drops STARTTLS,
  * COMPRESS=*, and AUTH=*-PLUS; adds STARTTLS before login on a plaintext client
  * leg, and COMPRESS=DEFLATE after login (the proxy implements it itself).
+ * With login_disabled: LOGINDISABLED instead of the AUTH= mechanisms (RFC 3501 6.2.3).
  */
 void caps_for_client(const char *upstream, size_t len, const struct caps_client_leg *leg, struct buf *out);
 

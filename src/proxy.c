@@ -21,8 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "buf.h"
 #include "caps.h"
@@ -121,6 +125,7 @@ struct session {
 	bool                 client_ready;      /* client TLS done (implicit TLS listener) */
 	bool                 greeted;
 	bool                 client_tls;
+	bool                 client_loopback;   /* the peer is 127.0.0.0/8 or ::1 */
 	bool                 authenticated;
 	bool                 upstream_bye;      /* upstream said BYE: close after relaying it */
 	bool                 closing;
@@ -216,9 +221,23 @@ static bool upstream_has(const struct session *s, const char *cap)
 }
 
 /* The capability list the client sees, for the current client-leg state. */
+/* May this client log in on its current leg (listen.plaintext_login)? */
+static bool login_allowed(const struct session *s)
+{
+	switch (s->srv->cfg->plaintext_login) {
+	case PLAINTEXT_LOGIN_ALWAYS:
+		return true;
+	case PLAINTEXT_LOGIN_NEVER:
+		return s->client_tls;
+	default:
+		return s->client_tls || s->client_loopback;
+	}
+}
+
 static void client_caps(const struct session *s, struct buf *out)
 {
-	struct caps_client_leg leg = {.tls = s->client_tls, .authenticated = s->authenticated};
+	struct caps_client_leg leg = {.tls = s->client_tls, .authenticated = s->authenticated,
+	                              .login_disabled = !s->authenticated && !login_allowed(s)};
 	const char *up = s->upstream_caps ? s->upstream_caps : "IMAP4rev1";
 	caps_for_client(up, strlen(up), &leg, out);
 }
@@ -746,6 +765,10 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 			client_say(s, "%s BAD Already authenticated", m->tag);
 			return;
 		}
+		if (!login_allowed(s)) {
+			client_say(s, "%s NO [PRIVACYREQUIRED] Use STARTTLS before logging in", m->tag);
+			return;
+		}
 		size_t before = s->ninflight;
 		s->block = BLOCK_LOGIN;
 		s->authenticate = command_is(m, "AUTHENTICATE");
@@ -1235,6 +1258,21 @@ static int session_connect_upstream(struct session *s)
 	return 0;
 }
 
+static bool fd_peer_is_loopback(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
 static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 {
 	struct proxy_server *srv = ctx;
@@ -1254,6 +1292,7 @@ static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 		return;
 	}
 	struct session *s = session_new(srv, peer);
+	s->client_loopback = fd_peer_is_loopback(fd);
 	slog(s, LOG_LEVEL_INFO, "connected to %s", listener_address(l));
 	s->client = stream_new_fd(srv->loop, fd, peer, s->out_limit, on_client_event, s);
 	activity_arm(s);

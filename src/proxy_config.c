@@ -19,6 +19,13 @@
 #include "url.h"
 
 /* Designated initialisers keep the names in step with enum log_level_value. */
+static const char *const plaintext_logins[] = {
+	[PLAINTEXT_LOGIN_LOOPBACK] = "loopback",
+	[PLAINTEXT_LOGIN_NEVER] = "never",
+	[PLAINTEXT_LOGIN_ALWAYS] = "always",
+	NULL,
+};
+
 static const char *const log_levels[] = {
 	[LOGV_ERROR] = "error",
 	[LOGV_WARN] = "warn",
@@ -56,6 +63,8 @@ const struct cfg_key proxy_config_keys[] = {
 	 "plain IMAP listeners offering STARTTLS: \"host:port\", \"[v6]:port\" or \":port\"", valid_listen_addr},
 	{"listen.imaps", CFG_STRLIST, OFF(listen_imaps), "127.0.0.1:1993", 0, 0, NULL, false,
 	 "implicit-TLS IMAP listeners, same syntax as listen.imap", valid_listen_addr},
+	{"listen.plaintext_login", CFG_ENUM, OFF(plaintext_login), "loopback", 0, 0, plaintext_logins, true,
+	 "LOGIN/AUTHENTICATE without TLS on the client leg: loopback (peers on 127/8, ::1), never, always"},
 
 	{"upstream.url", CFG_STRING, OFF(upstream_url), "", 0, 0, NULL, false,
 	 "upstream server: imaps://, imap://, pimaps://, pimap:// or https:// host[:port]", valid_upstream_url},

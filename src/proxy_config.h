@@ -13,9 +13,17 @@
 
 enum log_level_value { LOGV_ERROR, LOGV_WARN, LOGV_INFO, LOGV_DEBUG };
 
+/* When a client may send LOGIN/AUTHENTICATE without TLS on its leg. */
+enum plaintext_login_value {
+	PLAINTEXT_LOGIN_LOOPBACK, /* only from 127.0.0.0/8 and ::1 (and --stdio) */
+	PLAINTEXT_LOGIN_NEVER,    /* STARTTLS or the TLS listener first */
+	PLAINTEXT_LOGIN_ALWAYS,   /* any peer (a trusted network only) */
+};
+
 struct proxy_config {
 	char  **listen_imap;              /* listen.imap: plain IMAP + STARTTLS listeners */
 	char  **listen_imaps;             /* listen.imaps: implicit TLS listeners */
+	int     plaintext_login;          /* listen.plaintext_login: loopback|never|always */
 	char   *upstream_url;             /* upstream.url: imaps://, imap://, pimaps://, pimap://, https:// */
 	char   *upstream_ca_file;         /* upstream.ca_file: trust anchors; "" = system store */
 	char   *upstream_server_name;     /* upstream.server_name: name to verify/SNI; "" = URL host */

@@ -10,7 +10,9 @@
 #  - STARTTLS while a command is in flight is refused (replies would cross
 #    the TLS switch);
 #  - before login, a literal over 8 KiB is refused (no stranger makes the
-#    proxy buffer max_command_size).
+#    proxy buffer max_command_size);
+#  - listen.plaintext_login=never: LOGINDISABLED and NO [PRIVACYREQUIRED]
+#    until STARTTLS, then logins work.
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
 require dovecot certtool
@@ -132,4 +134,40 @@ c.send(b"e NOOP\r\n")
 check(c.until(b"e")[-1].startswith(b"e OK"), "the connection goes on")
 PY
 proxy_alive || fail "the proxy died"
+
+# listen.plaintext_login=never: no login before STARTTLS, even on loopback
+P2=$(free_port)
+PROXY_LOG=$T/proxy-never.log start_proxy --listen "127.0.0.1:$P2" --listen-tls none \
+	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA" --set listen.plaintext_login=never
+export P2
+python3 - <<'PY' || fail "see above"
+import os, socket, ssl, sys
+P2 = int(os.environ["P2"]); PASS = os.environ["DOVECOT_PASS"].encode()
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, file=sys.stderr)
+    if not cond:
+        sys.exit(1)
+s = socket.create_connection(("127.0.0.1", P2)); s.settimeout(10)
+f = s.makefile("rb")
+greeting = f.readline()
+check(b"LOGINDISABLED" in greeting and b"AUTH=" not in greeting and b"STARTTLS" in greeting,
+      "greeting advertises LOGINDISABLED, no AUTH=: %r" % greeting[:120])
+s.sendall(b"a LOGIN alice " + PASS + b"\r\n")
+l = f.readline()
+check(l.startswith(b"a NO [PRIVACYREQUIRED]"), "cleartext LOGIN refused: %r" % l)
+s.sendall(b"b STARTTLS\r\n")
+check(f.readline().startswith(b"b OK"), "STARTTLS accepted")
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s, server_hostname="localhost"); t.settimeout(10)
+g = t.makefile("rb")
+t.sendall(b"c CAPABILITY\r\n")
+caps = g.readline(); g.readline()
+check(b"LOGINDISABLED" not in caps and b"AUTH=PLAIN" in caps, "after STARTTLS: AUTH=PLAIN, no LOGINDISABLED: %r" % caps[:100])
+t.sendall(b"d LOGIN alice " + PASS + b"\r\n")
+while True:
+    l = g.readline()
+    if l.startswith(b"d "):
+        break
+check(l.startswith(b"d OK"), "LOGIN over TLS works: %r" % l[:40])
+PY
 pass

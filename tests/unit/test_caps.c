@@ -47,6 +47,18 @@ static void test_spacing_and_empty(void)
 	expect("", true, false, "");
 }
 
+static void test_login_disabled(void)
+{
+	struct buf out;
+	buf_init(&out, 0);
+	const char *up = "IMAP4rev1 AUTH=PLAIN AUTH=LOGIN IDLE";
+	struct caps_client_leg leg = {.tls = false, .authenticated = false, .login_disabled = true};
+	caps_for_client(up, strlen(up), &leg, &out);
+	buf_append(&out, "", 1);
+	CU_ASSERT_STRING_EQUAL((const char *)buf_head(&out), "IMAP4rev1 IDLE STARTTLS LOGINDISABLED");
+	buf_free(&out);
+}
+
 static void test_contains(void)
 {
 	const char *l = "IMAP4rev1 COMPRESS=DEFLATE idle";
@@ -65,5 +77,6 @@ void suite_caps(void)
 	          {"post-login adds COMPRESS", test_postlogin_adds_compress},
 	          {"drops channel binding", test_drops_channel_binding},
 	          {"spacing and empty lists", test_spacing_and_empty},
+	          {"LOGINDISABLED instead of AUTH=", test_login_disabled},
 	          {"contains", test_contains});
 }
