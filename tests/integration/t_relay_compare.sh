@@ -76,37 +76,31 @@ fresh_store direct
 session "$T/direct.txt" --port "$DOVECOT_IMAP"
 stop_dovecot
 
-# 2. through the proxy, upstream imaps://
-fresh_store via-imaps
-P=$(free_port)
-PROXY_LOG=$T/proxy-imaps.log
-start_proxy --listen "127.0.0.1:$P" --listen-tls none \
-	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA"
-session "$T/via-imaps.txt" --port "$P"
-check_greetings "$T/via-imaps.txt"
-compare "$T/direct.txt" "$T/via-imaps.txt" imaps
-proxy_alive || fail "proxy died"
-n=$(grep -cF 'upstream COMPRESS=DEFLATE active' "$PROXY_LOG" || true)
-[ "$n" -ge 4 ] || fail "proxy log has 'upstream COMPRESS=DEFLATE active' $n times, want one per login (4)"
-n=$(grep -c 'Login: user=<alice>.*TLS' "$DOVECOT_LOG" || true)
-[ "$n" -ge 4 ] || fail "Dovecot saw $n TLS logins from the proxy, want 4"
-stop_pid "$PROXY_PID"
-stop_dovecot
+# through_proxy NAME SCHEME PORTVAR: the same session through the proxy with
+# upstream SCHEME://127.0.0.1:$PORTVAR of a fresh store. The transcript must
+# equal the direct one, every login must have switched the upstream to
+# COMPRESS, and Dovecot must have seen only TLS logins.
+through_proxy() {
+	local name=$1 scheme=$2 portvar=$3 n
+	fresh_store "via-$name"
+	local url="$scheme://127.0.0.1:${!portvar}"
+	P=$(free_port)
+	PROXY_LOG=$T/proxy-$name.log
+	start_proxy --listen "127.0.0.1:$P" --listen-tls none --upstream "$url" --ca-file "$CA"
+	session "$T/via-$name.txt" --port "$P"
+	check_greetings "$T/via-$name.txt"
+	compare "$T/direct.txt" "$T/via-$name.txt" "$name"
+	proxy_alive || fail "proxy died"
+	n=$(grep -cF 'upstream COMPRESS=DEFLATE active' "$PROXY_LOG" || true)
+	[ "$n" -ge 4 ] || fail "$name: proxy log has 'upstream COMPRESS=DEFLATE active' $n times, want one per login (4)"
+	n=$(grep -c 'Login: user=<alice>.*TLS' "$DOVECOT_LOG" || true)
+	[ "$n" -ge 4 ] || fail "$name: Dovecot saw $n TLS logins from the proxy, want 4"
+	stop_pid "$PROXY_PID"
+	stop_dovecot
+}
 
-# 3. through the proxy, upstream imap:// with STARTTLS
-fresh_store via-starttls
-P=$(free_port)
-PROXY_LOG=$T/proxy-starttls.log
-start_proxy --listen "127.0.0.1:$P" --listen-tls none \
-	--upstream "imap://127.0.0.1:$DOVECOT_IMAP" --ca-file "$CA"
-session "$T/via-starttls.txt" --port "$P"
-check_greetings "$T/via-starttls.txt"
-compare "$T/direct.txt" "$T/via-starttls.txt" starttls
-proxy_alive || fail "proxy died"
-n=$(grep -cF 'upstream COMPRESS=DEFLATE active' "$PROXY_LOG" || true)
-[ "$n" -ge 4 ] || fail "proxy log has 'upstream COMPRESS=DEFLATE active' $n times, want 4"
-n=$(grep -c 'Login: user=<alice>.*TLS' "$DOVECOT_LOG" || true)
-[ "$n" -ge 4 ] || fail "Dovecot saw $n TLS (STARTTLS) logins from the proxy, want 4"
-stop_pid "$PROXY_PID"
+# 2. through the proxy, upstream imaps://; 3. upstream imap:// with STARTTLS
+through_proxy imaps imaps DOVECOT_IMAPS
+through_proxy starttls imap DOVECOT_IMAP
 
 pass
