@@ -15,10 +15,7 @@
 #    until STARTTLS, then logins work.
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
-require dovecot certtool
-require_proxy
-gen_certs
-start_dovecot
+start_store_for_proxy
 python3 - >"$T/big.eml" <<'PY'
 import sys
 sys.stdout.write("From: a@example.org\r\nTo: alice@example.org\r\nSubject: big\r\n\r\n")

@@ -14,10 +14,7 @@
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
 
-require dovecot certtool
-require_proxy
-gen_certs
-start_dovecot
+start_store_for_proxy
 deliver alice "signals: a message"
 
 P=$(free_port)

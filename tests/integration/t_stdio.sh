@@ -13,10 +13,7 @@
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
 
-require dovecot certtool
-require_proxy
-gen_certs
-start_dovecot
+start_store_for_proxy
 deliver alice "stdio: first"
 deliver alice "stdio: second" "A body to fetch through pipes."
 

@@ -18,10 +18,7 @@
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
 
-require dovecot certtool
-require_proxy
-gen_certs
-start_dovecot
+start_store_for_proxy
 
 # expect_bye PORT REGEX WHAT: connect to the proxy, the first line must be
 # "* BYE" matching REGEX (case-insensitive); then the proxy must close the

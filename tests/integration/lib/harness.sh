@@ -467,6 +467,16 @@ deliver_file() {
 		hard_error "LMTP delivery of $2 to $1 failed"
 }
 
+# start_store_for_proxy: what most proxy tests start with: skip unless Dovecot,
+# certtool and the built proxy are there, then test certificates and a private
+# Dovecot (see start_dovecot).
+start_store_for_proxy() {
+	require dovecot certtool
+	require_proxy
+	gen_certs
+	start_dovecot
+}
+
 # --- the proxy -------------------------------------------------------------
 
 # start_proxy ARGS...: run the proxy in the foreground with logging to
