@@ -31,6 +31,7 @@
 #include "buf.h"
 #include "caps.h"
 #include "imap_parse.h"
+#include "imap_write.h"
 #include "listener.h"
 #include "log.h"
 #include "proxy.h"
@@ -49,7 +50,7 @@
 /* RFC 7888 LITERAL-: non-synchronising literals only up to this size. */
 #define LITERAL_MINUS_MAX 4096
 /* Sync literal segments of one client command forwarded step by step. */
-#define MAX_LITERAL_SEGMENTS 256
+#define MAX_LITERAL_SEGMENTS IMAP_MAX_LITERAL_SEGMENTS
 #define INTERNAL_TAG_PREFIX "pimap-proxy-"
 /* Longer client tags get "* BAD": a server may answer them untagged (Dovecot
  * does from 127 bytes), and a blocking command must see its tagged reply. */
@@ -515,59 +516,6 @@ static void upstream_setup_message(struct session *s, const struct imap_msg *m)
 /* ------------------------------------------------------------------------ */
 /* client -> upstream                                                        */
 
-/*
- * Find the synchronising literals of a complete client command: for each,
- * the offset just after its "{n}\r\n" header. A literal header is "{n}" or
- * "~{n}" at the end of a line, starting a token. Returns the count, or -1 if
- * there are more than max.
- */
-static int find_sync_literals(const uint8_t *raw, size_t len, size_t *ends, size_t *sizes, size_t max)
-{
-	size_t pos = 0;
-	int count = 0;
-	while (pos < len) {
-		const uint8_t *lf = memchr(raw + pos, '\n', len - pos);
-		if (!lf)
-			break;
-		size_t lf_at = (size_t)(lf - raw);
-		size_t e = lf_at;
-		if (e > pos && raw[e - 1] == '\r')
-			e--;
-		size_t next = lf_at + 1;
-		if (e > pos && raw[e - 1] == '}') {
-			size_t j = e - 1;
-			bool nonsync = false;
-			if (j > pos && raw[j - 1] == '+') {
-				nonsync = true;
-				j--;
-			}
-			size_t digits_end = j, n = 0;
-			while (j > pos && raw[j - 1] >= '0' && raw[j - 1] <= '9')
-				j--;
-			if (j < digits_end && j > pos && raw[j - 1] == '{') {
-				size_t brace = j - 1;
-				size_t start = brace > pos && raw[brace - 1] == '~' ? brace - 1 : brace;
-				bool token_start = start == pos || raw[start - 1] == ' ' || raw[start - 1] == '(';
-				if (token_start) {
-					for (size_t k = j; k < digits_end; k++)
-						n = n * 10 + (size_t)(raw[k] - '0');
-					if (!nonsync) {
-						if ((size_t)count >= max)
-							return -1;
-						ends[count] = next;
-						if (sizes)
-							sizes[count] = n;
-						count++;
-					}
-					next += n;
-				}
-			}
-		}
-		pos = next;
-	}
-	return count;
-}
-
 static void forward_to_upstream(struct session *s, const uint8_t *data, size_t len, bool secret)
 {
 	log_trace_imap(s->prefix, TRACE_UPSTREAM_OUT, data, len, secret);
@@ -617,7 +565,7 @@ static struct inflight *inflight_last(struct session *s)
 static void forward_command(struct session *s, const struct imap_msg *m)
 {
 	size_t ends[MAX_LITERAL_SEGMENTS], sizes[MAX_LITERAL_SEGMENTS];
-	int n = find_sync_literals(m->raw, m->raw_len, ends, sizes, MAX_LITERAL_SEGMENTS);
+	int n = imap_find_sync_literals(m->raw, m->raw_len, ends, sizes, MAX_LITERAL_SEGMENTS);
 	if (n < 0) {
 		client_say(s, "%s BAD Too many literals in one command", m->tag);
 		return;

@@ -1,0 +1,99 @@
+/*
+ * imap_write.c - IMAP text a server parses exactly as meant (see imap_write.h).
+ */
+#include "config.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "imap_write.h"
+
+int imap_find_sync_literals(const uint8_t *raw, size_t len, size_t *ends, size_t *sizes, size_t max)
+{
+	size_t pos = 0;
+	int count = 0;
+	while (pos < len) {
+		const uint8_t *lf = memchr(raw + pos, '\n', len - pos);
+		if (!lf)
+			break;
+		size_t lf_at = (size_t)(lf - raw);
+		size_t e = lf_at;
+		if (e > pos && raw[e - 1] == '\r')
+			e--;
+		size_t next = lf_at + 1;
+		if (e > pos && raw[e - 1] == '}') {
+			size_t j = e - 1;
+			bool nonsync = false;
+			if (j > pos && raw[j - 1] == '+') {
+				nonsync = true;
+				j--;
+			}
+			size_t digits_end = j, n = 0;
+			while (j > pos && raw[j - 1] >= '0' && raw[j - 1] <= '9')
+				j--;
+			if (j < digits_end && j > pos && raw[j - 1] == '{') {
+				size_t brace = j - 1;
+				size_t start = brace > pos && raw[brace - 1] == '~' ? brace - 1 : brace;
+				bool token_start = start == pos || raw[start - 1] == ' ' || raw[start - 1] == '(';
+				if (token_start) {
+					for (size_t k = j; k < digits_end; k++)
+						n = n * 10 + (size_t)(raw[k] - '0');
+					if (!nonsync) {
+						if ((size_t)count >= max)
+							return -1;
+						ends[count] = next;
+						if (sizes)
+							sizes[count] = n;
+						count++;
+					}
+					next += n;
+				}
+			}
+		}
+		pos = next;
+	}
+	return count;
+}
+
+int imap_write_retagged(struct buf *out, const char *new_tag, const uint8_t *raw, size_t len, size_t tag_len)
+{
+	size_t ends[IMAP_MAX_LITERAL_SEGMENTS];
+	int n = imap_find_sync_literals(raw, len, ends, NULL, IMAP_MAX_LITERAL_SEGMENTS);
+	if (n < 0)
+		return -1;
+	buf_append(out, new_tag, strlen(new_tag));
+	size_t from = tag_len;
+	for (int i = 0; i < n; i++) {
+		size_t brace = ends[i] - 1; /* LF */
+		if (brace > 0 && raw[brace - 1] == '\r')
+			brace--;
+		brace--; /* '}' */
+		buf_append(out, raw + from, brace - from);
+		buf_append(out, "+", 1);
+		from = brace;
+	}
+	buf_append(out, raw + from, len - from);
+	return 0;
+}
+
+void imap_write_astring(struct buf *out, const char *s, size_t len)
+{
+	bool quotable = true;
+	for (size_t i = 0; i < len && quotable; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\r' || c == '\n' || c == '\0' || c >= 0x80)
+			quotable = false;
+	}
+	if (!quotable) {
+		buf_printf(out, "{%zu+}\r\n", len);
+		buf_append(out, s, len);
+		return;
+	}
+	buf_append(out, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			buf_append(out, "\\", 1);
+		buf_append(out, s + i, 1);
+	}
+	buf_append(out, "\"", 1);
+}
