@@ -673,6 +673,13 @@ static int list_from_sequence(struct loader *ld, const struct cfg_key *k, yaml_n
 			node_error(ld, item, "%s: empty item in list", k->name);
 			goto fail;
 		}
+		if (k->validate) {
+			char msg[sizeof(ld->err->message)];
+			if (k->validate(scalar_text(item), msg, sizeof(msg)) < 0) {
+				node_error(ld, item, "%s: %s", k->name, msg);
+				goto fail;
+			}
+		}
 		list_push(&list, &count, scalar_text(item), item->data.scalar.length);
 	}
 	*out = list;
@@ -714,6 +721,11 @@ static int set_from_node(struct loader *ld, const struct cfg_key *k, yaml_node_t
 	}
 	if (k->type == CFG_STRLIST) {
 		/* A single scalar is a one-item list, taken whole (no comma split); empty is none. */
+		if (value->data.scalar.length && !scalar_is_null(value) && k->validate &&
+		    k->validate(scalar_text(value), msg, sizeof(msg)) < 0) {
+			node_error(ld, value, "%s: %s", k->name, msg);
+			return -1;
+		}
 		v.u.list = xcalloc(1, sizeof(*v.u.list));
 		if (value->data.scalar.length && !scalar_is_null(value)) {
 			size_t count = 0;
