@@ -61,7 +61,7 @@ struct stream {
 	gnutls_session_t  tls;
 	bool              tls_server;
 	struct tls_creds *creds;        /* ref held while TLS is on */
-	struct zio       *zin, *zout;   /* RFC 4978 when compressing */
+	struct zio       *zin, *zout;   /* RFC 4978 when compressing: one object, both directions */
 	struct buf        zraw;         /* compressed input not yet inflated (bounded) */
 
 	bool              paused;       /* owner asked us not to deliver input */
@@ -512,10 +512,12 @@ int stream_enable_compress(struct stream *s, int level)
 {
 	if (s->zin)
 		return -1;
+	/* One zio holds both the compressor and the decompressor: a second one
+	 * would carry an unused deflate state (a few hundred KiB) per connection. */
 	s->zin = zio_new(level);
-	s->zout = zio_new(level);
-	if (!s->zin || !s->zout)
+	if (!s->zin)
 		return -1;
+	s->zout = s->zin;
 	/* Whatever the owner has not consumed arrived after the COMPRESS exchange:
 	 * it is compressed. It is decoded from the loop (never inside the owner's
 	 * call), a slice at a time. */
@@ -771,7 +773,6 @@ void stream_close(struct stream *s)
 		close(s->fd);
 	s->fd = s->wfd = -1;
 	zio_free(s->zin);
-	zio_free(s->zout);
 	s->zin = s->zout = NULL;
 	if (s->addrs)
 		freeaddrinfo(s->addrs);

@@ -267,3 +267,23 @@ const char *zio_error(const struct zio *z)
 {
 	return z->error;
 }
+
+int zio_deflate_complete(const uint8_t *data, size_t len, int level, struct buf *out)
+{
+	z_stream zs;
+	memset(&zs, 0, sizeof(zs));
+	if (deflateInit2(&zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return -1;
+	zs.next_in = (Bytef *)(uintptr_t)data;
+	zs.avail_in = (uInt)len;
+	int rc;
+	do {
+		uint8_t *dst = buf_reserve(out, 16384);
+		zs.next_out = dst;
+		zs.avail_out = 16384;
+		rc = deflate(&zs, Z_FINISH);
+		buf_commit(out, 16384 - zs.avail_out);
+	} while (rc == Z_OK || (rc == Z_BUF_ERROR && zs.avail_out == 0));
+	deflateEnd(&zs);
+	return rc == Z_STREAM_END ? 0 : -1;
+}

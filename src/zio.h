@@ -37,6 +37,13 @@ int zio_deflate(struct zio *z, const uint8_t *data, size_t len, bool flush, stru
  */
 int zio_inflate(struct zio *z, const uint8_t *data, size_t len, struct buf *out);
 
+/*
+ * One complete raw DEFLATE stream (RFC 1951, final block included) of
+ * data[0..len), appended to out: the XZIP payload. len must fit in 32 bits.
+ * Returns 0, or -1 on a zlib error.
+ */
+int zio_deflate_complete(const uint8_t *data, size_t len, int level, struct buf *out);
+
 /* Totals for statistics: bytes before compression / after, per direction. */
 void zio_counts(const struct zio *z, uint64_t *plain_in, uint64_t *deflated_out,
                 uint64_t *deflated_in, uint64_t *plain_out);

@@ -15,6 +15,10 @@ int main(void)
 	suite_log();
 	suite_caps();
 	suite_stream();
+	suite_uidset();
+	suite_imap_write();
+	suite_pimap_cmd();
+	suite_gw_state();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_tests_failed();

@@ -12,6 +12,10 @@ void suite_url(void);
 void suite_log(void);
 void suite_caps(void);
 void suite_stream(void);
+void suite_uidset(void);
+void suite_imap_write(void);
+void suite_pimap_cmd(void);
+void suite_gw_state(void);
 
 /* Add a suite with the given tests; aborts the run if CUnit cannot. */
 #define ADD_SUITE(name, ...)                                                   \

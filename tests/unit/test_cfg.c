@@ -1,6 +1,7 @@
 /*
  * test_cfg.c - the YAML config loader (cfg.c) against a small table of every
- * type, and pimap-proxy's real table (proxy_config.c) with its example file.
+ * type, and the daemons' real tables (proxy_config.c, gateway_config.c) with
+ * their example files.
  */
 #include "config.h"
 
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "gateway_config.h"
 #include "proxy_config.h"
 #include "suites.h"
 
@@ -993,36 +995,290 @@ static void poison_value(const struct cfg_key *k, const void *defaults, char *bu
 	}
 }
 
-/* etc/pimap-proxy.yaml loads, and sets every key (not merely leaves it) to its default. */
-static void test_example_config(void)
+/*
+ * etc/NAME loads, and sets every key (not merely leaves it) to its default:
+ * every key is first set to some other valid value, then the file must bring
+ * each one back. config_size is sizeof the table's struct.
+ */
+static void check_example_config(const struct cfg_key *table, size_t config_size, const char *name)
 {
 	const char *srcdir = getenv("top_srcdir");
-	struct proxy_config c, defaults;
+	/* Run by hand from a build tree: find the sources through this file's own path. */
+	const char *here = __FILE__, *cut = strstr(here, "tests/unit/test_cfg.c");
+	void *c = calloc(1, config_size), *defaults = calloc(1, config_size);
 	struct cfg_error err;
 	char path[4096], value[64], msg[600];
 
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(defaults);
 	if (srcdir && *srcdir)
-		snprintf(path, sizeof(path), "%s/etc/pimap-proxy.yaml", srcdir);
+		snprintf(path, sizeof(path), "%s/etc/%s", srcdir, name);
+	else if (cut)
+		snprintf(path, sizeof(path), "%.*setc/%s", (int)(cut - here), here, name);
 	else
-		snprintf(path, sizeof(path), "etc/pimap-proxy.yaml");
+		snprintf(path, sizeof(path), "etc/%s", name);
 
-	memset(&defaults, 0, sizeof(defaults));
-	CU_ASSERT_EQUAL_FATAL(cfg_init_defaults(proxy_config_keys, &defaults, &err), 0);
-	memset(&c, 0, sizeof(c));
-	CU_ASSERT_EQUAL_FATAL(cfg_init_defaults(proxy_config_keys, &c, &err), 0);
-	for (const struct cfg_key *k = proxy_config_keys; k->name; k++) {
-		poison_value(k, &defaults, value, sizeof(value));
-		CU_ASSERT_EQUAL(cfg_set(proxy_config_keys, &c, k->name, value, &err), 0);
-		CU_ASSERT_FALSE(field_equal(k, &c, &defaults));
+	CU_ASSERT_EQUAL_FATAL(cfg_init_defaults(table, defaults, &err), 0);
+	CU_ASSERT_EQUAL_FATAL(cfg_init_defaults(table, c, &err), 0);
+	for (const struct cfg_key *k = table; k->name; k++) {
+		poison_value(k, defaults, value, sizeof(value));
+		CU_ASSERT_EQUAL(cfg_set(table, c, k->name, value, &err), 0);
+		CU_ASSERT_FALSE(field_equal(k, c, defaults));
 	}
-	CU_ASSERT_EQUAL(cfg_load_file(proxy_config_keys, &c, path, &err), 0);
+	CU_ASSERT_EQUAL(cfg_load_file(table, c, path, &err), 0);
 	if (err.message[0]) {
 		cfg_format_error(&err, msg, sizeof(msg));
 		fprintf(stderr, "\n  %s\n", msg);
 	}
-	CU_ASSERT_STRING_EQUAL(first_difference(proxy_config_keys, &c, &defaults), "");
-	cfg_free(proxy_config_keys, &c);
-	cfg_free(proxy_config_keys, &defaults);
+	CU_ASSERT_STRING_EQUAL(first_difference(table, c, defaults), "");
+	cfg_free(table, c);
+	cfg_free(table, defaults);
+	free(c);
+	free(defaults);
+}
+
+static void test_example_config(void)
+{
+	check_example_config(proxy_config_keys, sizeof(struct proxy_config), "pimap-proxy.yaml");
+}
+
+/* ---- pimap-gateway's table -------------------------------------------------- */
+
+static void test_gateway_defaults(void)
+{
+	struct gateway_config c, d;
+	struct cfg_error err;
+	char *text;
+	size_t len;
+
+	memset(&c, 0, sizeof(c));
+	CU_ASSERT_EQUAL_FATAL(cfg_init_defaults(gateway_config_keys, &c, &err), 0);
+	CU_ASSERT_EQUAL_FATAL(list_len(c.listen_pimaps), 1);
+	CU_ASSERT_STRING_EQUAL(c.listen_pimaps[0], "127.0.0.1:2993");
+	CU_ASSERT_EQUAL_FATAL(list_len(c.listen_pimap), 1);
+	CU_ASSERT_STRING_EQUAL(c.listen_pimap[0], "127.0.0.1:2143");
+	CU_ASSERT_EQUAL(c.plaintext_login, PLAINTEXT_LOGIN_NEVER);
+	CU_ASSERT_STRING_EQUAL(c.tls_cert_file, "");
+	CU_ASSERT_STRING_EQUAL(c.tls_key_file, "");
+	CU_ASSERT_STRING_EQUAL(c.store_url, "");
+	CU_ASSERT_STRING_EQUAL(c.store_ca_file, "");
+	CU_ASSERT_STRING_EQUAL(c.store_server_name, "");
+	CU_ASSERT_FALSE(c.store_allow_plaintext);
+	CU_ASSERT_TRUE(c.store_compress);
+	CU_ASSERT_DOUBLE_EQUAL(c.store_connect_timeout, 10, 0);
+	CU_ASSERT_DOUBLE_EQUAL(c.store_idle_refresh, 25 * 60, 0);
+	CU_ASSERT_STRING_EQUAL(c.state_dir, "");
+	CU_ASSERT_DOUBLE_EQUAL(c.session_lifetime, 3600, 0);
+	CU_ASSERT_EQUAL(c.log_level, LOGV_INFO);
+	CU_ASSERT_STRING_EQUAL(c.log_file, "");
+	CU_ASSERT_FALSE(c.log_trace);
+	CU_ASSERT_STRING_EQUAL(c.pid_file, "");
+	CU_ASSERT_EQUAL(c.max_line_length, 64 * 1024);
+	CU_ASSERT_EQUAL(c.max_literal_size, 64 * 1024 * 1024);
+	CU_ASSERT_EQUAL(c.max_command_size, 128 * 1024 * 1024);
+	CU_ASSERT_EQUAL(c.max_list_depth, 32);
+	CU_ASSERT_EQUAL(c.max_output_queue, 1024 * 1024);
+	CU_ASSERT_EQUAL(c.max_commands_in_flight, 64);
+	CU_ASSERT_EQUAL(c.max_queued_events, 1000);
+	CU_ASSERT_EQUAL(c.max_sessions_per_user, 16);
+	CU_ASSERT_EQUAL(c.max_devices_per_user, 32);
+	CU_ASSERT_EQUAL(c.max_connections_per_device, 8);
+	CU_ASSERT_EQUAL(c.max_failed_logins, 10);
+	CU_ASSERT_EQUAL(c.max_clients, 4096);
+	CU_ASSERT_DOUBLE_EQUAL(c.preauth_timeout, 60, 0);
+	CU_ASSERT_DOUBLE_EQUAL(c.idle_timeout, 31 * 60, 0);
+	CU_ASSERT_DOUBLE_EQUAL(c.drain_timeout, 10, 0);
+
+	/* The dump is a configuration that loads back to the same values. */
+	text = dump_to_string(gateway_config_keys, &c, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	memset(&d, 0, sizeof(d));
+	CU_ASSERT_EQUAL(cfg_init_defaults(gateway_config_keys, &d, &err), 0);
+	CU_ASSERT_EQUAL(cfg_set(gateway_config_keys, &d, "session.lifetime", "2h", &err), 0);
+	CU_ASSERT_EQUAL(cfg_set(gateway_config_keys, &d, "store.url", "imap://x.invalid", &err), 0);
+	CU_ASSERT_EQUAL(cfg_load_string(gateway_config_keys, &d, text, len, "dump", &err), 0);
+	CU_ASSERT_STRING_EQUAL(first_difference(gateway_config_keys, &c, &d), "");
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "session:\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  lifetime: 1h\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  idle_refresh: 25m\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  pimaps:\n    - \"127.0.0.1:2993\"\n"));
+	free(text);
+	cfg_free(gateway_config_keys, &c);
+	cfg_free(gateway_config_keys, &d);
+}
+
+static void test_gateway_table(void)
+{
+	/* Fixed at startup: rebinding, re-deciding trust or moving the database. */
+	static const char *const fixed[] = {
+		"listen.pimaps", "listen.pimap", "tls.cert", "tls.key", "store.url", "store.ca_file",
+		"store.server_name", "store.allow_plaintext", "store.compress",
+		"store.connect_timeout", "state_dir", "pid_file",
+	};
+	const struct cfg_key *k, *e;
+	size_t n = 0, nfixed = 0;
+
+	for (k = gateway_config_keys; k->name; k++, n++) {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(k->help);
+		CU_ASSERT(k->help[0] != '\0');
+		CU_ASSERT_PTR_NULL(strchr(k->help, '\n'));
+		CU_ASSERT_PTR_EQUAL(cfg_find(gateway_config_keys, k->name), k); /* names unique */
+		for (const struct cfg_key *j = gateway_config_keys; j < k; j++)
+			CU_ASSERT(j->offset != k->offset); /* one key per field */
+		bool is_fixed = false;
+		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+			if (strcmp(fixed[i], k->name) == 0)
+				is_fixed = true;
+		nfixed += is_fixed;
+		CU_ASSERT_EQUAL(k->reloadable, !is_fixed);
+		if (k->reloadable != !is_fixed)
+			fprintf(stderr, "\n  %s: reloadable is %d\n", k->name, k->reloadable);
+		if (k->reloadable)
+			CU_ASSERT(strncmp(k->name, "log.", 4) == 0 || strncmp(k->name, "limits.", 7) == 0 ||
+			          strcmp(k->name, "session.lifetime") == 0 ||
+			          strcmp(k->name, "store.idle_refresh") == 0 ||
+			          strcmp(k->name, "listen.plaintext_login") == 0); /* a policy for new logins */
+	}
+	CU_ASSERT_EQUAL(n, 33); /* every field of struct gateway_config */
+	CU_ASSERT_EQUAL(nfixed, sizeof(fixed) / sizeof(fixed[0]));
+
+	e = cfg_find(gateway_config_keys, "log.level");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_STRING_EQUAL(e->enum_values[LOGV_ERROR], "error");
+	CU_ASSERT_STRING_EQUAL(e->enum_values[LOGV_DEBUG], "debug");
+	CU_ASSERT_PTR_NULL(e->enum_values[LOGV_DEBUG + 1]);
+	e = cfg_find(gateway_config_keys, "listen.plaintext_login");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_STRING_EQUAL(e->enum_values[PLAINTEXT_LOGIN_LOOPBACK], "loopback");
+	CU_ASSERT_STRING_EQUAL(e->enum_values[PLAINTEXT_LOGIN_NEVER], "never");
+	CU_ASSERT_STRING_EQUAL(e->enum_values[PLAINTEXT_LOGIN_ALWAYS], "always");
+}
+
+static void test_gateway_bounds(void)
+{
+	static const struct {
+		const char *key, *value, *msg; /* msg NULL: accepted */
+	} cases[] = {
+		{"store.url", "imaps://store.example.org", NULL},
+		{"store.url", "imap://127.0.0.1:1143", NULL},
+		{"store.url", "imaps://[::1]:993", NULL},
+		{"store.url", "", NULL},
+		{"store.url", "pimaps://gw.example.org",
+		 "store.url: a store is an IMAP server: expected imaps:// or imap://, not pimaps://"},
+		{"store.url", "pimap://gw.example.org",
+		 "store.url: a store is an IMAP server: expected imaps:// or imap://, not pimap://"},
+		{"store.url", "https://gw.example.org/pimap",
+		 "store.url: a store is an IMAP server: expected imaps:// or imap://, not https://"},
+		{"store.url", "http://store.example.org",
+		 "store.url: unknown scheme 'http' (expected imaps, imap, pimaps, pimap or https)"},
+		{"store.url", "imaps://alice@store.example.org",
+		 "store.url: user info (user@) is not allowed in URLs: credentials never go in URLs"},
+		{"store.idle_refresh", "59s", "store.idle_refresh: must be between 1m and 29m"},
+		{"store.idle_refresh", "1m", NULL},
+		{"store.idle_refresh", "29m", NULL},
+		{"store.idle_refresh", "30m", "store.idle_refresh: must be between 1m and 29m"},
+		{"store.connect_timeout", "0.5", "store.connect_timeout: must be between 1s and 5m"},
+		{"store.connect_timeout", "5m", NULL},
+		{"session.lifetime", "0.5", "session.lifetime: must be between 1s and 720h"},
+		{"session.lifetime", "1s", NULL},
+		{"session.lifetime", "720h", NULL},
+		{"session.lifetime", "721h", "session.lifetime: must be between 1s and 720h"},
+		{"limits.max_line_length", "1023", "limits.max_line_length: must be between 1024 and 16777216"},
+		{"limits.max_literal_size", "2049M", "limits.max_literal_size: must be between 1024 and 2147483648"},
+		{"limits.max_commands_in_flight", "0", "limits.max_commands_in_flight: must be between 1 and 1024"},
+		{"limits.max_commands_in_flight", "1024", NULL},
+		{"limits.max_queued_events", "1", NULL},
+		{"limits.max_queued_events", "1000001", "limits.max_queued_events: must be between 1 and 1000000"},
+		{"limits.max_sessions_per_user", "0", "limits.max_sessions_per_user: must be between 1 and 1024"},
+		{"limits.max_devices_per_user", "1025", "limits.max_devices_per_user: must be between 1 and 1024"},
+		{"limits.max_connections_per_device", "257", "limits.max_connections_per_device: must be between 1 and 256"},
+		{"limits.max_connections_per_device", "5", NULL},
+		{"limits.max_failed_logins", "0", "limits.max_failed_logins: must be between 1 and 100000"},
+		{"limits.max_clients", "100001", "limits.max_clients: must be between 1 and 100000"},
+		{"limits.idle_timeout", "59s", "limits.idle_timeout: must be between 1m and 24h"},
+		{"limits.drain_timeout", "0", NULL},
+		{"listen.plaintext_login", "Loopback", NULL},
+		{"listen.plaintext_login", "sometimes",
+		 "listen.plaintext_login: expected one of: loopback, never, always, got 'sometimes'"},
+		{"listen.pimaps", "0.0.0.0:2993, [::]:2993", NULL},
+		{"listen.pimaps", "none", NULL},
+		{"listen.pimap", "imaps://x:1", "listen.pimap: listen address 'imaps://x:1' is a URL; expected host:port"},
+	};
+	struct gateway_config c;
+	struct cfg_error err;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&c, 0, sizeof(c));
+		CU_ASSERT_EQUAL_FATAL(cfg_init_defaults(gateway_config_keys, &c, &err), 0);
+		int rc = cfg_set(gateway_config_keys, &c, cases[i].key, cases[i].value, &err);
+		CU_ASSERT_EQUAL(rc, cases[i].msg ? -1 : 0);
+		if (cases[i].msg)
+			CU_ASSERT_STRING_EQUAL(err.message, cases[i].msg);
+		if ((rc == 0) != !cases[i].msg || (cases[i].msg && strcmp(err.message, cases[i].msg) != 0))
+			fprintf(stderr, "\n  %s=%s: rc=%d '%s'\n", cases[i].key, cases[i].value, rc,
+			        rc ? err.message : "");
+		cfg_free(gateway_config_keys, &c);
+	}
+}
+
+/* A bad value in a gateway file names file:line:column, and leaves the other keys alone. */
+static void test_gateway_file_errors(void)
+{
+	static const struct {
+		const char *yaml;
+		int         line, column;
+		const char *msg;
+	} cases[] = {
+		{"store:\n  url: \"pimaps://gw.example.org\"\n", 2, 8,
+		 "store.url: a store is an IMAP server: expected imaps:// or imap://, not pimaps://"},
+		{"# gateway\nsession:\n  lifetime: 0s\n", 3, 13, "session.lifetime: must be between 1s and 720h"},
+		/* list items are validated one by one, from a sequence or a single scalar */
+		{"listen:\n  pimaps: [\"127.0.0.1:2993\", \"nowhere\"]\n", 2, 30,
+		 "listen.pimaps: missing port in listen address 'nowhere' (expected host:port)"},
+		{"listen:\n  pimap: nowhere\n", 2, 10,
+		 "listen.pimap: missing port in listen address 'nowhere' (expected host:port)"},
+		{"store:\n  compress: true\n  idle_refresh: 45m\n", 3, 17,
+		 "store.idle_refresh: must be between 1m and 29m"},
+		{"limits:\n  max_queued_events: many\n", 2, 22,
+		 "limits.max_queued_events: expected an integer, got 'many'"},
+		{"listen:\n  pimaps: []\n  plaintext_login: sometimes\n", 3, 20,
+		 "listen.plaintext_login: expected one of: loopback, never, always, got 'sometimes'"},
+		{"session:\n  lifetime: 2h\n  idle: 1m\n", 3, 3, "unknown key 'session.idle'"},
+	};
+	struct gateway_config c;
+	struct cfg_error err;
+	char msg[600];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&c, 0, sizeof(c));
+		CU_ASSERT_EQUAL_FATAL(cfg_init_defaults(gateway_config_keys, &c, &err), 0);
+		int rc = cfg_load_string(gateway_config_keys, &c, cases[i].yaml, strlen(cases[i].yaml),
+		                         "gw.yaml", &err);
+		CU_ASSERT_EQUAL(rc, -1);
+		CU_ASSERT_STRING_EQUAL(err.file, "gw.yaml");
+		CU_ASSERT_EQUAL(err.line, cases[i].line);
+		CU_ASSERT_EQUAL(err.column, cases[i].column);
+		CU_ASSERT_STRING_EQUAL(err.message, cases[i].msg);
+		if (rc != -1 || err.line != cases[i].line || err.column != cases[i].column ||
+		    strcmp(err.message, cases[i].msg) != 0)
+			fprintf(stderr, "\n  case %zu: rc=%d %d:%d '%s'\n", i, rc, err.line, err.column,
+			        err.message);
+		cfg_free(gateway_config_keys, &c);
+	}
+	/* The formatted message is what the daemon prints. */
+	memset(&c, 0, sizeof(c));
+	CU_ASSERT_EQUAL_FATAL(cfg_init_defaults(gateway_config_keys, &c, &err), 0);
+	CU_ASSERT_EQUAL(cfg_load_string(gateway_config_keys, &c, cases[1].yaml, strlen(cases[1].yaml),
+	                                "gw.yaml", &err), -1);
+	cfg_format_error(&err, msg, sizeof(msg));
+	CU_ASSERT_STRING_EQUAL(msg, "gw.yaml:3:13: session.lifetime: must be between 1s and 720h");
+	CU_ASSERT_DOUBLE_EQUAL(c.session_lifetime, 3600, 0);
+	cfg_free(gateway_config_keys, &c);
+}
+
+static void test_gateway_example_config(void)
+{
+	check_example_config(gateway_config_keys, sizeof(struct gateway_config), "pimap-gateway.yaml");
 }
 
 void suite_cfg(void)
@@ -1050,5 +1306,10 @@ void suite_cfg(void)
 	          {"proxy defaults and dump", test_proxy_defaults},
 	          {"proxy table", test_proxy_table},
 	          {"proxy bounds", test_proxy_bounds},
-	          {"example config", test_example_config});
+	          {"example config", test_example_config},
+	          {"gateway defaults and dump", test_gateway_defaults},
+	          {"gateway table", test_gateway_table},
+	          {"gateway bounds", test_gateway_bounds},
+	          {"gateway file errors", test_gateway_file_errors},
+	          {"gateway example config", test_gateway_example_config});
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# demo.sh - the main job: a private Dovecot with sample mail and pimap-proxy
-# in front of it, running until Ctrl-C. Started by scripts/demo.sh, which
+# demo.sh - the main job: a private Dovecot with sample mail, pimap-gateway
+# and pimap-proxy in front of it, running until Ctrl-C. Started by scripts/demo.sh, which
 # builds first. Uses the integration-test harness, so it cleans up the same
 # way: every process it started is stopped by PID and the temp dir removed.
 TEST_NAME=demo
@@ -24,6 +24,7 @@ IMAP_PORT=$(pick_port 1143)
 IMAPS_PORT=$(pick_port 1993)
 start_proxy --listen "127.0.0.1:$IMAP_PORT" --listen-tls "127.0.0.1:$IMAPS_PORT" \
 	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA"
+start_gateway
 
 cat <<EOT
 
@@ -31,6 +32,7 @@ pimap demo is running.
   Mail store:   private Dovecot (IMAP over TLS on 127.0.0.1:$DOVECOT_IMAPS), users alice and bob, password '$DOVECOT_PASS'
   pimap-proxy:  127.0.0.1:$IMAP_PORT (IMAP, STARTTLS offered)   127.0.0.1:$IMAPS_PORT (IMAP over TLS, self-signed)
   Proxy log:    $PROXY_LOG
+  pimap-gateway: 127.0.0.1:$GW_PORT (P-IMAP over TLS)   127.0.0.1:$GW_STARTTLS_PORT (P-IMAP, STARTTLS); log $GW_LOG
 
 mutt:
   mutt -f imap://alice@127.0.0.1:$IMAP_PORT/INBOX -e 'set imap_pass=$DOVECOT_PASS ssl_starttls=no ssl_force_tls=no imap_idle=yes'
@@ -40,11 +42,16 @@ Thunderbird:
   Account settings -> Server: 127.0.0.1, port $IMAP_PORT, connection security: none
   (or port $IMAPS_PORT with SSL/TLS and accept the proxy's certificate), user alice, password '$DOVECOT_PASS', normal password.
 
+P-IMAP by hand (a session that survives the connection):
+  gnutls-cli --x509cafile $CA --port $GW_PORT 127.0.0.1
+  a LOGIN alice#Plaptop1 $DOVECOT_PASS      b SELECT INBOX      then close it, deliver mail, log in again:
+  the gateway answers * SESSION SELECTED, * FOLDER INBOX and one * n EXISTS per new message.
+
 New mail for the running demo:  python3 $IMAPC deliver --lmtp 127.0.0.1:$DOVECOT_LMTP --to alice --subject hello
 Press Ctrl-C to stop.
 EOT
 trap 'log "stopping"; exit 0' INT TERM
-while proxy_alive; do
+while proxy_alive && gateway_alive; do
 	sleep 1 # a demo waiting for Ctrl-C, not a test waiting on a condition
 done
-fail "pimap-proxy exited unexpectedly"
+fail "pimap-proxy or pimap-gateway exited unexpectedly"

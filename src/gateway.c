@@ -1,0 +1,3406 @@
+/*
+ * gateway.c - pimap-gateway: P-IMAP sessions in front of an IMAP store.
+ *
+ * Objects:
+ *   gateway_server   listeners, TLS credentials, state database, the lists below
+ *   gw_conn          one client connection; after login it owns one store_conn
+ *                    and relays commands with the store connection's own tags
+ *   device_session   the P-IMAP session of (user, device): preferences, the
+ *                    session id, and the parked store connections
+ *   parked           a store connection kept logged in and IDLE on the folder a
+ *                    vanished client connection had selected, counting events
+ *
+ * How events reach a client (docs/PROTOCOL.md section 2): while a connection
+ * is attached, the store's untagged responses on its own store connection
+ * are the events, already in the client's sequence numbers; the gateway only
+ * decides when to pass them on (push, hold, NEW_FORMAT). When a client
+ * leaves a folder or goes away, the gateway saves the UID list the client
+ * had (a "view"); on return it diffs that view against the store
+ * (syncdiff.c, CONDSTORE for flags) and sends the EXPUNGE/EXISTS/FETCH that
+ * lead the client from its view to the store's. That one mechanism serves
+ * resume with a parked connection, resume after a gateway restart, and the
+ * return to another folder.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/crypto.h>
+
+#include "buf.h"
+#include "gateway.h"
+#include "gw_state.h"
+#include "imap_parse.h"
+#include "imap_write.h"
+#include "listener.h"
+#include "log.h"
+#include "pimap_cmd.h"
+#include "store_conn.h"
+#include "stream.h"
+#include "syncdiff.h"
+#include "uidset.h"
+#include "url.h"
+#include "zio.h"
+
+/* Before login nobody needs big commands: a LOGIN or an AUTHENTICATE line. */
+#define PRELOGIN_MAX_LITERAL 8192
+#define PRELOGIN_MAX_COMMAND 65536
+#define MAX_CLIENT_TAG 64
+#define THROTTLE_WINDOW 60.0     /* seconds over which failed logins are counted */
+#define THROTTLE_MAX_ADDRESSES 4096
+#define EXPIRY_CHECK_INTERVAL 30.0
+#define CRED_HASH_LEN 32
+
+struct gateway_server;
+struct device_session;
+struct gw_conn;
+
+/* ------------------------------------------------------------------------ */
+/* data                                                                      */
+
+/* What the client sees of its selected folder (tracked from the store's responses). */
+struct selected {
+	char    *mailbox;   /* NULL: not selected */
+	bool     readonly;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t modseq;
+	uint32_t exists;
+};
+
+/*
+ * Catch-up: the internal command sequence that turns a saved view into
+ * events (UID SEARCH, then UID FETCH for new messages' NEW_FORMAT items and
+ * for flags changed since the saved HIGHESTMODSEQ).
+ */
+struct catchup;
+typedef void (*catchup_done_cb)(struct catchup *cu, bool resync, struct buf *events, void *ctx);
+
+struct catchup {
+	struct store_conn *sc;
+	struct gw_folder_rec saved;
+	struct uidset now;
+	struct sync_diff diff;
+	bool have_diff;
+	struct buf fetch_new;   /* raw "* n FETCH" for new messages (NEW_FORMAT) */
+	struct buf fetch_flags; /* raw "* n FETCH" for changed flags */
+	struct buf post;        /* EXISTS/RECENT that raced with the catch-up */
+	bool race;              /* an EXPUNGE arrived meanwhile: sequence numbers are unsure */
+	int step;
+	char tag[16];
+	char *new_items;        /* NEW_FORMAT fetch items or NULL */
+	long long max_events;
+	catchup_done_cb done;
+	void *ctx;
+};
+
+/* Snapshot: the view the client has now (UID SEARCH RETURN (ALL) ALL). */
+struct snapshot;
+typedef void (*snapshot_done_cb)(struct snapshot *sn, bool ok, void *ctx);
+struct snapshot {
+	struct store_conn *sc;
+	char tag[16];
+	struct uidset uids;
+	snapshot_done_cb done;
+	void *ctx;
+};
+
+struct parked {
+	struct parked *next;
+	struct device_session *ds;
+	struct store_conn *sc;
+	struct selected sel;
+	struct gw_folder_rec view;  /* the client's view when it went away */
+	bool have_view;
+	struct snapshot *snap;      /* taking the view */
+	long long events;           /* events the store reported since */
+	bool overflow;
+	bool idling;
+	const char *idle_tag_ptr;
+	char idle_tag[16];
+	ev_timer refresh;
+	bool taken;                 /* resumed: owned by a gw_conn now */
+	bool close_after_snapshot;  /* over the parking limit: save the view, then let go */
+};
+
+struct device_session {
+	struct device_session *next;
+	struct gateway_server *srv;
+	char *user;    /* store user name */
+	char *device;
+	char session_id[33];
+	struct pimap_prefs prefs;
+	unsigned attached;
+	struct parked *parked;      /* FIFO: oldest first */
+	uint8_t cred_hash[CRED_HASH_LEN];
+	bool have_hash;
+	double detached_at;         /* wall clock, when attached dropped to 0 */
+	char *last_selected;        /* folder of the most recently parked connection */
+	bool last_readonly;
+};
+
+enum conn_state {
+	C_PRELOGIN,
+	C_AUTH_PLAIN,    /* waiting for the AUTHENTICATE PLAIN response line */
+	C_LOGGING_IN,    /* store login or resume in progress */
+	C_AUTHED,
+	C_CLOSED,
+};
+
+enum cmd_kind {
+	CMD_RELAY,       /* relayed; the store's tagged reply is the client's */
+	CMD_SELECT,      /* SELECT/EXAMINE relayed: tracks the folder */
+	CMD_UNSELECT,    /* CLOSE/UNSELECT relayed */
+	CMD_IDLE,        /* client IDLE: answered by the gateway at DONE */
+	CMD_LOCAL,       /* answered locally, kept in order behind earlier ones */
+	CMD_LOGOUT,      /* relayed; the connection ends after the reply */
+};
+
+struct client_cmd {
+	struct client_cmd *next;
+	struct gw_conn *conn;
+	enum cmd_kind kind;
+	char tag[MAX_CLIENT_TAG + 1];
+	char *mailbox;        /* SELECT/EXAMINE */
+	bool readonly;
+	bool done;            /* store answered; waiting for earlier commands */
+	struct buf reply;     /* tagged reply to send when it is this command's turn */
+	bool xzip;            /* the inner command of an XZIP */
+	char outer_tag[MAX_CLIENT_TAG + 1];
+	/* SELECT of a folder with a saved view: its responses are held, then told as the saved view + events */
+	struct gw_folder_rec *saved;
+	struct buf sel_raw;       /* the store's responses as they came */
+	struct buf sel_rewritten; /* the same, describing the saved view */
+};
+
+enum store_idle_state { SI_NONE, SI_STARTING, SI_ACTIVE, SI_ENDING };
+
+/* A command waiting for the store's IDLE to end. */
+struct queued_send {
+	struct queued_send *next;
+	struct buf text;
+	store_done_cb done;
+	void *ctx;
+	char *tag_out;   /* where to copy the tag (16 bytes), if anyone cares */
+};
+
+struct gw_conn {
+	struct gw_conn *next;
+	struct gateway_server *srv;
+	struct stream *client;
+	struct imap_parser *parser;
+	char peer[128];
+	char prefix[160];
+	bool loopback;
+	bool tls_ready;      /* implicit TLS done or plaintext leg ready for greeting */
+	bool greeted;
+	enum conn_state state;
+	bool closing;
+	ev_timer activity;
+
+	/* login */
+	struct pimap_login login;
+	char *password;
+	char login_tag[MAX_CLIENT_TAG + 1];
+	char *login_verb;
+
+	struct store_conn *sc;
+	struct device_session *ds;  /* NULL: plain session */
+	struct selected sel;
+
+	/* commands */
+	struct client_cmd *cmds, *cmds_tail;
+	unsigned ncmds;
+	bool serial;         /* an internal sequence runs: hold client input */
+	struct client_cmd *idle_cmd;
+	bool idle_done_pending;
+	bool idle_bad;       /* the client ended IDLE with something other than DONE */
+
+	bool in_input;       /* process_client_input is on the stack */
+	bool logging_out;    /* LOGOUT sent: nothing more is read from the client */
+	bool logout_done;    /* its reply is written: close after this flush */
+	bool store_no_idle;  /* the store refused IDLE: never ask again */
+
+	/* store IDLE that the gateway drives */
+	enum store_idle_state sidle;
+	bool sidle_done_wanted;
+	bool sidle_started_ok;
+	struct queued_send *sendq, *sendq_tail;
+
+	/* events not pushed (EVENT_FILTER), delivered before the next tagged reply */
+	struct buf held;
+	long long nheld;
+
+	/* NEW_FORMAT: messages above this count are being fetched to be pushed */
+	uint32_t newfetch_from;
+	bool newfetch_active;
+
+	/* XZIP: the client output of the inner command is captured here */
+	struct buf *capture;
+
+	/* internal sequences */
+	struct client_cmd *select_hold; /* a SELECT whose responses describe a saved view */
+	struct snapshot *snap;
+	struct catchup *cu;
+	struct parked *resume_from;
+};
+
+struct throttle_entry {
+	char addr[128];
+	double window_start;
+	long long failures;
+};
+
+struct gateway_server {
+	struct ev_loop *loop;
+	const struct gateway_config *cfg;
+	struct upstream_url store_url;
+	struct store_target target;        /* plain sessions */
+	struct store_target target_pimap;  /* P-IMAP sessions: CONDSTORE enabled */
+	struct tls_creds *store_creds;
+	struct tls_creds *server_creds;
+	struct listener **listeners;
+	size_t nlisteners;
+	struct gw_state *db;
+	struct gw_conn *conns;
+	unsigned nconns;
+	struct device_session *sessions;
+	struct throttle_entry *throttle;
+	size_t nthrottle;
+	ev_timer expiry;
+	ev_timer drain_timer;
+	bool draining;
+	unsigned long next_conn_id;
+	uint8_t hash_key[32];
+	struct imap_limits limits;
+	struct imap_limits prelogin_limits;
+};
+
+/* ------------------------------------------------------------------------ */
+/* small helpers                                                             */
+
+static double wall_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void clog_(const struct gw_conn *c, enum log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void clog_(const struct gw_conn *c, enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(lvl, c->prefix, fmt, ap);
+	va_end(ap);
+}
+
+static bool cmd_is(const struct imap_msg *m, const char *name)
+{
+	return m->nargs >= 1 && imap_arg_is_atom(&m->args[0], name);
+}
+
+static char *arg_dup(const struct imap_arg *a)
+{
+	char *s = xmalloc(a->len + 1);
+	memcpy(s, a->str, a->len);
+	s[a->len] = '\0';
+	return s;
+}
+
+static bool parse_u32(const char *s, size_t len, uint32_t *out)
+{
+	uint64_t v = 0;
+	if (len == 0 || len > 10)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+static bool parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (len == 0 || len > 20)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		uint64_t d = (uint64_t)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}
+
+/* "* n WORD" untagged data: the number and whether the word matches. */
+static bool untagged_num(const struct imap_msg *m, const char *word, uint32_t *n)
+{
+	return m->kind == IMAP_MSG_UNTAGGED && m->status == IMAP_STATUS_NONE && m->nargs >= 2 &&
+	       m->args[0].type == IMAP_ARG_ATOM && imap_arg_is_atom(&m->args[1], word) &&
+	       parse_u32(m->args[0].str, m->args[0].len, n);
+}
+
+/* A response code "NAME value" (e.g. UIDVALIDITY 123). */
+static bool code_value(const struct imap_msg *m, const char *name, const char **val, size_t *vlen)
+{
+	size_t n = strlen(name);
+	if (!m->code || m->code_len <= n + 1 || strncasecmp(m->code, name, n) != 0 || m->code[n] != ' ')
+		return false;
+	*val = m->code + n + 1;
+	*vlen = m->code_len - n - 1;
+	return true;
+}
+
+/* Track what a client sees of the selected folder from one store response. */
+static void selected_track(struct selected *sel, const struct imap_msg *m)
+{
+	uint32_t n;
+	const char *v;
+	size_t vl;
+	if (untagged_num(m, "EXISTS", &n)) {
+		sel->exists = n;
+		return;
+	}
+	if (untagged_num(m, "EXPUNGE", &n)) {
+		if (sel->exists)
+			sel->exists--;
+		return;
+	}
+	if (m->kind == IMAP_MSG_UNTAGGED && m->status == IMAP_STATUS_OK && m->code) {
+		if (code_value(m, "UIDVALIDITY", &v, &vl))
+			parse_u32(v, vl, &sel->uidvalidity);
+		else if (code_value(m, "UIDNEXT", &v, &vl))
+			parse_u32(v, vl, &sel->uidnext);
+		else if (code_value(m, "HIGHESTMODSEQ", &v, &vl))
+			parse_u64(v, vl, &sel->modseq);
+		return;
+	}
+	/* "* n FETCH (... MODSEQ (m) ...)" moves HIGHESTMODSEQ forward. */
+	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 3 && imap_arg_is_atom(&m->args[1], "FETCH") &&
+	    m->args[2].type == IMAP_ARG_LIST) {
+		const struct imap_arg *l = m->args[2].list;
+		for (size_t i = 0; i + 1 < m->args[2].list_count; i++) {
+			if (imap_arg_is_atom(&l[i], "MODSEQ") && l[i + 1].type == IMAP_ARG_LIST &&
+			    l[i + 1].list_count == 1) {
+				uint64_t ms;
+				if (parse_u64(l[i + 1].list[0].str, l[i + 1].list[0].len, &ms) && ms > sel->modseq)
+					sel->modseq = ms;
+			}
+			if (imap_arg_is_atom(&l[i], "UID") && l[i + 1].type == IMAP_ARG_ATOM) {
+				uint32_t uid;
+				if (parse_u32(l[i + 1].str, l[i + 1].len, &uid) && uid >= sel->uidnext)
+					sel->uidnext = uid + 1;
+			}
+		}
+	}
+}
+
+static void selected_clear(struct selected *sel)
+{
+	free(sel->mailbox);
+	memset(sel, 0, sizeof(*sel));
+}
+
+static void selected_copy(struct selected *dst, const struct selected *src)
+{
+	*dst = *src;
+	dst->mailbox = src->mailbox ? xstrdup(src->mailbox) : NULL;
+}
+
+/* ESEARCH "(TAG "x") UID ALL set" for our tag: adds the set to uids. Returns true if it was ours. */
+static bool esearch_collect(const struct imap_msg *m, const char *tag, struct uidset *uids)
+{
+	if (m->kind != IMAP_MSG_UNTAGGED || m->nargs < 2 || !imap_arg_is_atom(&m->args[0], "ESEARCH"))
+		return false;
+	const struct imap_arg *corr = &m->args[1];
+	if (corr->type != IMAP_ARG_LIST || corr->list_count != 2 || !imap_arg_is_atom(&corr->list[0], "TAG") ||
+	    corr->list[1].len != strlen(tag) || memcmp(corr->list[1].str, tag, corr->list[1].len) != 0)
+		return false;
+	for (size_t i = 2; i + 1 < m->nargs; i++) {
+		if (imap_arg_is_atom(&m->args[i], "ALL")) {
+			char err[128];
+			if (uidset_parse(uids, m->args[i + 1].str, m->args[i + 1].len, err, sizeof(err)) < 0)
+				log_warn("store sent a bad ESEARCH set: %s", err);
+		}
+	}
+	return true;
+}
+
+/* A mailbox name as an atom when it is one (INBOX), else a quoted string or literal. */
+static void quote_mailbox(struct buf *out, const char *mailbox)
+{
+	bool atom = *mailbox != '\0';
+	for (const char *p = mailbox; *p && atom; p++)
+		atom = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && !strchr("(){ %*\"\\]", *p);
+	if (atom)
+		buf_append_str(out, mailbox);
+	else
+		imap_write_astring(out, mailbox, strlen(mailbox));
+}
+
+/* ------------------------------------------------------------------------ */
+/* snapshot: the client's view of the selected folder, now                   */
+
+static void snapshot_cmd_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct snapshot *sn = ctx;
+	(void)sc;
+	bool ok = m && m->status == IMAP_STATUS_OK;
+	sn->done(sn, ok, sn->ctx);
+}
+
+static struct snapshot *snapshot_start(struct store_conn *sc, snapshot_done_cb done, void *ctx)
+{
+	if (!store_conn_has_cap(sc, "ESEARCH"))
+		return NULL; /* without ESEARCH the SEARCH result cannot be told from the client's own */
+	struct snapshot *sn = xcalloc(1, sizeof(*sn));
+	sn->sc = sc;
+	sn->done = done;
+	sn->ctx = ctx;
+	uidset_init(&sn->uids);
+	const char *tag = store_conn_sendf(sc, snapshot_cmd_done, sn, "UID SEARCH RETURN (ALL) ALL");
+	snprintf(sn->tag, sizeof(sn->tag), "%s", tag);
+	return sn;
+}
+
+static bool snapshot_offer(struct snapshot *sn, const struct imap_msg *m)
+{
+	return sn && sn->tag[0] && esearch_collect(m, sn->tag, &sn->uids);
+}
+
+static void snapshot_free(struct snapshot *sn)
+{
+	if (!sn)
+		return;
+	uidset_free(&sn->uids);
+	free(sn);
+}
+
+static void folder_rec_from(struct gw_folder_rec *rec, const struct selected *sel, const struct uidset *uids)
+{
+	gw_folder_rec_init(rec);
+	rec->uidvalidity = sel->uidvalidity;
+	rec->uidnext = sel->uidnext;
+	if (uidset_max(uids) >= rec->uidnext)
+		rec->uidnext = uidset_max(uids) + 1;
+	rec->highestmodseq = sel->modseq;
+	uidset_copy(&rec->uids, uids);
+}
+
+/* ------------------------------------------------------------------------ */
+/* catch-up: saved view -> events                                            */
+
+enum { CU_SEARCH = 1, CU_FETCH_NEW, CU_FETCH_FLAGS, CU_DONE };
+
+static void catchup_step(struct catchup *cu);
+
+static void catchup_finish(struct catchup *cu, bool resync)
+{
+	struct buf events;
+	buf_init(&events, 0);
+	if (!resync && cu->race)
+		resync = true;
+	if (!resync) {
+		/* 1. EXPUNGEs (highest first) and 2. EXISTS or NEW_FORMAT FETCH per new message. */
+		const uint8_t *nf = buf_head(&cu->fetch_new);
+		size_t nf_len = buf_len(&cu->fetch_new);
+		bool use_nf = cu->new_items && nf_len > 0;
+		for (size_t i = 0; i < cu->diff.count; i++) {
+			const struct sync_event *e = &cu->diff.events[i];
+			if (e->kind == SYNC_EXPUNGE)
+				buf_printf(&events, "* %u EXPUNGE\r\n", e->seq);
+			else if (!use_nf)
+				buf_printf(&events, "* %u EXISTS\r\n", e->seq);
+		}
+		if (use_nf)
+			buf_append(&events, nf, nf_len);
+		/* 3. flags changed since the saved HIGHESTMODSEQ. */
+		buf_append(&events, buf_head(&cu->fetch_flags), buf_len(&cu->fetch_flags));
+		buf_append(&events, buf_head(&cu->post), buf_len(&cu->post));
+	}
+	cu->step = CU_DONE;
+	cu->done(cu, resync, &events, cu->ctx);
+	buf_free(&events);
+}
+
+static void catchup_cmd_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct catchup *cu = ctx;
+	(void)sc;
+	if (!m) {
+		catchup_finish(cu, true);
+		return;
+	}
+	if (m->status != IMAP_STATUS_OK) {
+		log_warn("catch-up command failed: %.*s", (int)m->text_len, m->text);
+		catchup_finish(cu, true);
+		return;
+	}
+	catchup_step(cu);
+}
+
+static void catchup_step(struct catchup *cu)
+{
+	struct buf cmd;
+	buf_init(&cmd, 0);
+	switch (cu->step) {
+	case 0:
+		cu->step = CU_SEARCH;
+		snprintf(cu->tag, sizeof(cu->tag), "%s",
+		         store_conn_sendf(cu->sc, catchup_cmd_done, cu, "UID SEARCH RETURN (ALL) ALL"));
+		break;
+	case CU_SEARCH: {
+		if (syncdiff_compute(&cu->saved.uids, &cu->now, &cu->diff) != SYNCDIFF_OK) {
+			cu->have_diff = true;
+			buf_free(&cmd);
+			catchup_finish(cu, true);
+			return;
+		}
+		cu->have_diff = true;
+		if ((long long)cu->diff.count > cu->max_events) {
+			buf_free(&cmd);
+			catchup_finish(cu, true);
+			return;
+		}
+		cu->step = CU_FETCH_NEW;
+		if (cu->new_items && cu->diff.added) {
+			struct uidset added;
+			uidset_init(&added);
+			uidset_difference(&cu->now, &cu->saved.uids, &added);
+			buf_append_str(&cmd, "UID FETCH ");
+			uidset_format(&added, &cmd);
+			buf_printf(&cmd, " %s\r\n", cu->new_items);
+			uidset_free(&added);
+			snprintf(cu->tag, sizeof(cu->tag), "%s",
+			         store_conn_send(cu->sc, buf_head(&cmd), buf_len(&cmd), false, catchup_cmd_done, cu));
+			break;
+		}
+	}
+		/* fall through */
+	case CU_FETCH_NEW: {
+		cu->step = CU_FETCH_FLAGS;
+		struct uidset both;
+		uidset_init(&both);
+		uidset_intersection(&cu->now, &cu->saved.uids, &both);
+		if (both.count && cu->saved.highestmodseq && store_conn_has_cap(cu->sc, "CONDSTORE")) {
+			buf_append_str(&cmd, "UID FETCH ");
+			uidset_format(&both, &cmd);
+			buf_printf(&cmd, " (UID FLAGS) (CHANGEDSINCE %llu)\r\n",
+			           (unsigned long long)cu->saved.highestmodseq);
+			uidset_free(&both);
+			snprintf(cu->tag, sizeof(cu->tag), "%s",
+			         store_conn_send(cu->sc, buf_head(&cmd), buf_len(&cmd), false, catchup_cmd_done, cu));
+			break;
+		}
+		bool cannot = both.count && !cu->saved.highestmodseq;
+		uidset_free(&both);
+		buf_free(&cmd);
+		/* Without modification sequences the flag changes cannot be known. */
+		catchup_finish(cu, cannot);
+		return;
+	}
+	case CU_FETCH_FLAGS:
+		buf_free(&cmd);
+		catchup_finish(cu, false);
+		return;
+	}
+	buf_free(&cmd);
+}
+
+/*
+ * "* n FETCH (UID u FLAGS (...))" from the store's answer to the catch-up's
+ * CHANGEDSINCE fetch: only what the profile promises, without the MODSEQ
+ * the store adds.
+ */
+static void fetch_flags_event(struct buf *out, const struct imap_msg *m)
+{
+	if (m->nargs < 3 || m->args[2].type != IMAP_ARG_LIST) {
+		buf_append(out, m->raw, m->raw_len);
+		return;
+	}
+	const struct imap_arg *l = m->args[2].list;
+	const struct imap_arg *uid = NULL, *flags = NULL;
+	for (size_t i = 0; i + 1 < m->args[2].list_count; i += 2) {
+		if (imap_arg_is_atom(&l[i], "UID"))
+			uid = &l[i + 1];
+		else if (imap_arg_is_atom(&l[i], "FLAGS"))
+			flags = &l[i + 1];
+	}
+	if (!uid || !flags || flags->type != IMAP_ARG_LIST) {
+		buf_append(out, m->raw, m->raw_len);
+		return;
+	}
+	buf_printf(out, "* %.*s FETCH (UID %.*s FLAGS (", (int)m->args[0].len, m->args[0].str, (int)uid->len, uid->str);
+	for (size_t i = 0; i < flags->list_count; i++)
+		buf_printf(out, "%s%.*s", i ? " " : "", (int)flags->list[i].len, flags->list[i].str);
+	buf_append_str(out, "))\r\n");
+}
+
+/* Untagged responses while a catch-up runs: ours, or races. Returns true if consumed. */
+static bool catchup_offer(struct catchup *cu, const struct imap_msg *m)
+{
+	if (!cu || cu->step == CU_DONE)
+		return false;
+	uint32_t n;
+	if (cu->step == CU_SEARCH && esearch_collect(m, cu->tag, &cu->now))
+		return true;
+	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 2 && imap_arg_is_atom(&m->args[1], "FETCH")) {
+		if (cu->step == CU_FETCH_NEW)
+			buf_append(&cu->fetch_new, m->raw, m->raw_len);
+		else if (cu->step == CU_FETCH_FLAGS)
+			fetch_flags_event(&cu->fetch_flags, m);
+		else
+			buf_append(&cu->post, m->raw, m->raw_len); /* a live flag change: after the diff */
+		return true;
+	}
+	if (untagged_num(m, "EXPUNGE", &n)) {
+		cu->race = true;
+		return true;
+	}
+	if (untagged_num(m, "EXISTS", &n) || untagged_num(m, "RECENT", &n)) {
+		if (cu->step > CU_SEARCH)
+			buf_append(&cu->post, m->raw, m->raw_len);
+		/* before the SEARCH answered, the SEARCH itself includes the message */
+		return true;
+	}
+	return false;
+}
+
+static struct catchup *catchup_start(struct store_conn *sc, const struct gw_folder_rec *saved,
+                                     const struct pimap_prefs *prefs, long long max_events, catchup_done_cb done,
+                                     void *ctx)
+{
+	struct catchup *cu = xcalloc(1, sizeof(*cu));
+	cu->sc = sc;
+	gw_folder_rec_init(&cu->saved);
+	cu->saved.uidvalidity = saved->uidvalidity;
+	cu->saved.uidnext = saved->uidnext;
+	cu->saved.highestmodseq = saved->highestmodseq;
+	uidset_copy(&cu->saved.uids, &saved->uids);
+	uidset_init(&cu->now);
+	buf_init(&cu->fetch_new, 0);
+	buf_init(&cu->fetch_flags, 0);
+	buf_init(&cu->post, 0);
+	cu->max_events = max_events;
+	cu->done = done;
+	cu->ctx = ctx;
+	struct buf items;
+	buf_init(&items, 0);
+	if (prefs && pimap_new_format_fetch_items(prefs, &items)) {
+		buf_append(&items, "", 1);
+		cu->new_items = xstrdup((const char *)buf_head(&items));
+	}
+	buf_free(&items);
+	if (!store_conn_has_cap(sc, "ESEARCH")) {
+		cu->step = CU_DONE;
+		return cu; /* caller checks catchup_failed_at_start */
+	}
+	catchup_step(cu);
+	return cu;
+}
+
+static void catchup_free(struct catchup *cu)
+{
+	if (!cu)
+		return;
+	gw_folder_rec_free(&cu->saved);
+	uidset_free(&cu->now);
+	if (cu->have_diff)
+		syncdiff_free(&cu->diff);
+	buf_free(&cu->fetch_new);
+	buf_free(&cu->fetch_flags);
+	buf_free(&cu->post);
+	free(cu->new_items);
+	free(cu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* device sessions                                                           */
+
+static void credential_hash(const struct gateway_server *srv, const char *user, const char *password,
+                            uint8_t out[CRED_HASH_LEN])
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append(&b, user, strlen(user) + 1);
+	buf_append(&b, password, strlen(password));
+	gnutls_hmac_fast(GNUTLS_MAC_SHA256, srv->hash_key, sizeof(srv->hash_key), buf_head(&b), buf_len(&b), out);
+	volatile uint8_t *p = b.data;
+	for (size_t i = 0; i < b.cap; i++)
+		p[i] = 0;
+	buf_free(&b);
+}
+
+static bool hash_equal(const uint8_t *a, const uint8_t *b)
+{
+	uint8_t d = 0;
+	for (size_t i = 0; i < CRED_HASH_LEN; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
+static struct device_session *session_find(struct gateway_server *srv, const char *user, const char *device)
+{
+	for (struct device_session *ds = srv->sessions; ds; ds = ds->next)
+		if (strcmp(ds->user, user) == 0 && strcmp(ds->device, device) == 0)
+			return ds;
+	return NULL;
+}
+
+static unsigned sessions_of_user(struct gateway_server *srv, const char *user)
+{
+	unsigned n = 0;
+	for (struct device_session *ds = srv->sessions; ds; ds = ds->next)
+		if (strcmp(ds->user, user) == 0)
+			n++;
+	return n;
+}
+
+static void load_pref_cb(const char *name, const char *value, void *ctx)
+{
+	struct pimap_prefs *p = ctx;
+	int id = pimap_pref_lookup(name, strlen(name));
+	if (id >= 0 && pimap_pref_set_value(p, (enum pimap_pref_id)id, value) < 0)
+		log_warn("stored preference %s has an invalid value; using the default", name);
+}
+
+static void random_hex(char *out, size_t bytes)
+{
+	uint8_t raw[32];
+	if (bytes > sizeof(raw))
+		bytes = sizeof(raw);
+	gnutls_rnd(GNUTLS_RND_NONCE, raw, bytes);
+	for (size_t i = 0; i < bytes; i++)
+		sprintf(out + 2 * i, "%02x", raw[i]);
+	out[2 * bytes] = '\0';
+}
+
+static struct device_session *session_new(struct gateway_server *srv, const char *user, const char *device,
+                                          const char *session_id)
+{
+	struct device_session *ds = xcalloc(1, sizeof(*ds));
+	ds->srv = srv;
+	ds->user = xstrdup(user);
+	ds->device = xstrdup(device);
+	if (session_id && *session_id)
+		snprintf(ds->session_id, sizeof(ds->session_id), "%s", session_id);
+	else
+		random_hex(ds->session_id, 16);
+	pimap_prefs_init(&ds->prefs);
+	gw_state_prefs_load(srv->db, user, device, load_pref_cb, &ds->prefs);
+	ds->next = srv->sessions;
+	srv->sessions = ds;
+	return ds;
+}
+
+static void parked_free(struct parked *p);
+
+static void session_unlink_free(struct device_session *ds)
+{
+	struct gateway_server *srv = ds->srv;
+	for (struct device_session **pp = &srv->sessions; *pp; pp = &(*pp)->next) {
+		if (*pp == ds) {
+			*pp = ds->next;
+			break;
+		}
+	}
+	while (ds->parked) {
+		struct parked *p = ds->parked;
+		ds->parked = p->next;
+		parked_free(p);
+	}
+	pimap_prefs_free(&ds->prefs);
+	free(ds->last_selected);
+	free(ds->user);
+	free(ds->device);
+	free(ds);
+}
+
+static void session_save(struct device_session *ds, int state)
+{
+	struct gw_session_rec rec;
+	memset(&rec, 0, sizeof(rec));
+	snprintf(rec.session_id, sizeof(rec.session_id), "%s", ds->session_id);
+	rec.state = state;
+	rec.selected = ds->last_selected;
+	rec.selected_readonly = ds->last_readonly;
+	rec.detached_at = ds->detached_at;
+	gw_state_session_save(ds->srv->db, ds->user, ds->device, &rec);
+}
+
+/* A session with nothing attached or parked stays only in the database. */
+static void session_maybe_forget(struct device_session *ds)
+{
+	if (ds->attached == 0 && ds->parked == NULL)
+		session_unlink_free(ds);
+}
+
+/*
+ * A detached session past session.lifetime ends: its parked connections
+ * close and its views go; the record stays, marked expired, so that the
+ * device's next login learns of it with RESYNC. Returns true if it expired
+ * (ds is freed then).
+ */
+static bool session_expire_if_due(struct device_session *ds)
+{
+	struct gateway_server *srv = ds->srv;
+	if (ds->attached || !ds->detached_at || ds->detached_at + srv->cfg->session_lifetime >= wall_now())
+		return false;
+	log_info("session %s of %s#P%s expired", ds->session_id, ds->user, ds->device);
+	gw_state_session_delete(srv->db, ds->user, ds->device);
+	session_save(ds, GW_SESSION_EXPIRED);
+	session_unlink_free(ds);
+	return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* parked store connections                                                  */
+
+static void parked_untagged(struct store_conn *sc, const struct imap_msg *m, void *ctx);
+static void parked_continuation(struct store_conn *sc, const struct imap_msg *m, void *ctx);
+static void parked_closed(struct store_conn *sc, const char *reason, void *ctx);
+
+static const struct store_conn_ops parked_ops = {
+	.untagged = parked_untagged,
+	.continuation = parked_continuation,
+	.closed = parked_closed,
+};
+
+static void parked_unlink(struct parked *p)
+{
+	struct device_session *ds = p->ds;
+	for (struct parked **pp = &ds->parked; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	p->next = NULL;
+}
+
+static void parked_free(struct parked *p)
+{
+	ev_timer_stop(p->ds->srv->loop, &p->refresh);
+	if (p->sc)
+		store_conn_close(p->sc);
+	snapshot_free(p->snap);
+	selected_clear(&p->sel);
+	gw_folder_rec_free(&p->view);
+	free(p);
+}
+
+static void parked_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx);
+
+static void parked_start_idle(struct parked *p)
+{
+	if (!p->sc || p->idling)
+		return;
+	p->idling = true;
+	snprintf(p->idle_tag, sizeof(p->idle_tag), "%s", store_conn_sendf(p->sc, parked_idle_done, p, "IDLE"));
+	ev_timer_again(p->ds->srv->loop, &p->refresh);
+}
+
+static void parked_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct parked *p = ctx;
+	(void)sc;
+	(void)m;
+	p->idling = false;
+	p->idle_tag[0] = '\0';
+	if (m && !p->taken)
+		parked_start_idle(p); /* a refresh: IDLE again at once */
+}
+
+static void parked_count_event(struct parked *p, const struct imap_msg *m)
+{
+	uint32_t n;
+	bool event = untagged_num(m, "EXISTS", &n) || untagged_num(m, "EXPUNGE", &n) ||
+	             (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 2 && imap_arg_is_atom(&m->args[1], "FETCH"));
+	if (!event)
+		return;
+	selected_track(&p->sel, m);
+	p->events++;
+	if (p->events > p->ds->srv->cfg->max_queued_events && !p->overflow) {
+		p->overflow = true;
+		log_msg(LOG_LEVEL_INFO, NULL, "session %s#P%s: more than %lld events queued for %s: RESYNC on resume",
+		        p->ds->user, p->ds->device, p->ds->srv->cfg->max_queued_events, p->sel.mailbox);
+	}
+}
+
+static void parked_untagged(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct parked *p = ctx;
+	(void)sc;
+	if (snapshot_offer(p->snap, m))
+		return;
+	parked_count_event(p, m);
+}
+
+static void parked_continuation(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	(void)sc;
+	(void)m;
+	(void)ctx; /* IDLE's "+": nothing to do */
+}
+
+static void parked_closed(struct store_conn *sc, const char *reason, void *ctx)
+{
+	struct parked *p = ctx;
+	(void)sc;
+	log_msg(LOG_LEVEL_INFO, NULL, "session %s#P%s: parked store connection lost (%s)", p->ds->user, p->ds->device,
+	        reason);
+	p->sc = NULL;
+	struct device_session *ds = p->ds;
+	parked_unlink(p);
+	parked_free(p);
+	session_maybe_forget(ds);
+}
+
+static void on_parked_refresh(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct parked *p = (struct parked *)((char *)w - offsetof(struct parked, refresh));
+	(void)loop;
+	(void)revents;
+	/* RFC 2177: re-issue IDLE well within 29 minutes so no middlebox drops the connection. */
+	if (p->sc && p->idling)
+		store_conn_send_raw(p->sc, "DONE\r\n", 6);
+}
+
+static void parked_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
+{
+	struct parked *p = ctx;
+	struct device_session *ds = p->ds;
+	if (ok) {
+		folder_rec_from(&p->view, &p->sel, &sn->uids);
+		p->have_view = true;
+		gw_state_folder_save(ds->srv->db, ds->user, ds->device, p->sel.mailbox, &p->view);
+	} else {
+		gw_state_folder_delete(ds->srv->db, ds->user, ds->device, p->sel.mailbox);
+	}
+	snapshot_free(sn);
+	p->snap = NULL;
+	if (p->close_after_snapshot) {
+		parked_unlink(p);
+		parked_free(p);
+		session_maybe_forget(ds);
+		return;
+	}
+	parked_start_idle(p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* client output                                                             */
+
+static void conn_close(struct gw_conn *c, const char *why);
+static void process_client_input(struct gw_conn *c);
+static void process_client_input_loop(struct gw_conn *c);
+static void store_idle_update(struct gw_conn *c);
+static void complete_ready_commands(struct gw_conn *c);
+
+static void client_write(struct gw_conn *c, const void *data, size_t len)
+{
+	if (c->closing || !c->client)
+		return;
+	if (c->capture) {
+		buf_append(c->capture, data, len);
+		return;
+	}
+	log_trace_imap(c->prefix, TRACE_CLIENT_OUT, data, len, false);
+	stream_write(c->client, data, len);
+}
+
+static void client_say(struct gw_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void client_say(struct gw_conn *c, const char *fmt, ...)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	va_list ap;
+	va_start(ap, fmt);
+	char small[1024];
+	int n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(small))
+		n = sizeof(small) - 1;
+	buf_append(&b, small, (size_t)n);
+	buf_append(&b, "\r\n", 2);
+	client_write(c, buf_head(&b), buf_len(&b));
+	buf_free(&b);
+}
+
+static void client_flush(struct gw_conn *c)
+{
+	if (c->client && !c->closing)
+		stream_flush(c->client);
+}
+
+static void release_held(struct gw_conn *c)
+{
+	if (!buf_len(&c->held))
+		return;
+	client_write(c, buf_head(&c->held), buf_len(&c->held));
+	buf_clear(&c->held);
+	c->nheld = 0;
+}
+
+/* Capabilities for this client, now. */
+static void client_caps(struct gw_conn *c, struct buf *out)
+{
+	const struct gateway_config *cfg = c->srv->cfg;
+	bool plain_leg = !stream_is_tls(c->client);
+	buf_append_str(out, "IMAP4rev1");
+	if (c->state != C_AUTHED) {
+		buf_append_str(out, " LITERAL+ SASL-IR ID ENABLE IDLE");
+		bool login_ok = !plain_leg || cfg->plaintext_login == PLAINTEXT_LOGIN_ALWAYS ||
+		                (cfg->plaintext_login == PLAINTEXT_LOGIN_LOOPBACK && c->loopback);
+		if (plain_leg)
+			buf_append_str(out, " STARTTLS");
+		buf_append_str(out, login_ok ? " AUTH=PLAIN" : " LOGINDISABLED");
+		buf_append_str(out, " XPIMAPv1 XPIMAPPREF XPROVISION XZIP COMPRESS=DEFLATE");
+		return;
+	}
+	/* After login: the store's list minus what does not survive the gateway. */
+	/* Entries ending in '=' drop a whole family (COMPRESS=DEFLATE, AUTH=PLAIN, ...). */
+	static const char *const dropped[] = {"IMAP4rev1", "STARTTLS", "LOGINDISABLED", "SASL-IR", "LOGIN-REFERRALS",
+	                                      "COMPRESS=", "AUTH=", "XPIMAPv1", "XPIMAPPREF", "XZIP", "XPROVISION",
+	                                      NULL};
+	static const char *const dropped_pimap[] = {"NOTIFY", "QRESYNC", NULL};
+	const char *p = c->sc ? store_conn_caps(c->sc) : "";
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		const char *e = p;
+		while (*e && *e != ' ')
+			e++;
+		size_t n = (size_t)(e - p);
+		bool drop = n == 0;
+		for (const char *const *d = dropped; !drop && *d; d++) {
+			size_t dl = strlen(*d);
+			drop = (*d)[dl - 1] == '=' ? (n >= dl && strncasecmp(p, *d, dl) == 0)
+			                           : (n == dl && strncasecmp(p, *d, dl) == 0);
+		}
+		for (const char *const *d = dropped_pimap; c->ds && !drop && *d; d++)
+			drop = n == strlen(*d) && strncasecmp(p, *d, n) == 0;
+		if (!drop) {
+			buf_append(out, " ", 1);
+			buf_append(out, p, n);
+		}
+		p = e;
+	}
+	buf_append_str(out, " XPIMAPv1 XPROVISION XZIP COMPRESS=DEFLATE");
+	if (c->ds)
+		buf_append_str(out, " XPIMAPPREF");
+}
+
+static void greet(struct gw_conn *c)
+{
+	if (c->greeted || !c->tls_ready)
+		return;
+	c->greeted = true;
+	struct buf caps;
+	buf_init(&caps, 0);
+	client_caps(c, &caps);
+	buf_append(&caps, "", 1);
+	client_say(c, "* OK [CAPABILITY %s] pimap-gateway ready.", (const char *)buf_head(&caps));
+	buf_free(&caps);
+	client_flush(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* command bookkeeping                                                       */
+
+static struct client_cmd *cmd_push(struct gw_conn *c, enum cmd_kind kind, const char *tag)
+{
+	struct client_cmd *cmd = xcalloc(1, sizeof(*cmd));
+	cmd->conn = c;
+	cmd->kind = kind;
+	snprintf(cmd->tag, sizeof(cmd->tag), "%s", tag);
+	buf_init(&cmd->reply, 0);
+	buf_init(&cmd->sel_raw, 0);
+	buf_init(&cmd->sel_rewritten, 0);
+	if (c->cmds_tail)
+		c->cmds_tail->next = cmd;
+	else
+		c->cmds = cmd;
+	c->cmds_tail = cmd;
+	c->ncmds++;
+	return cmd;
+}
+
+static void cmd_free(struct client_cmd *cmd)
+{
+	if (cmd->saved) {
+		gw_folder_rec_free(cmd->saved);
+		free(cmd->saved);
+	}
+	buf_free(&cmd->sel_raw);
+	buf_free(&cmd->sel_rewritten);
+	buf_free(&cmd->reply);
+	free(cmd->mailbox);
+	free(cmd);
+}
+
+/* Commands complete to the client in the order they were sent (a tagged
+ * reply never overtakes an earlier command's untagged data). */
+/* Send what an XZIP's inner command produced as one DEFLATE literal8. */
+static void xzip_emit(struct gw_conn *c, struct buf *cap, const char *outer_tag)
+{
+	struct buf out;
+	buf_init(&out, 0);
+	if (zio_deflate_complete(buf_head(cap), buf_len(cap), -1, &out) == 0) {
+		client_say(c, "* XZIP ~{%zu}", buf_len(&out));
+		client_write(c, buf_head(&out), buf_len(&out));
+		client_say(c, "%s", "");
+		client_say(c, "%s OK XZIP completed", outer_tag);
+	} else {
+		client_say(c, "%s NO [SERVERBUG] XZIP compression failed", outer_tag);
+	}
+	buf_free(&out);
+	buf_free(cap);
+	free(cap);
+}
+
+static void complete_ready_commands(struct gw_conn *c)
+{
+	bool wrote = false;
+	while (c->cmds && c->cmds->done) {
+		struct client_cmd *cmd = c->cmds;
+		c->cmds = cmd->next;
+		if (!c->cmds)
+			c->cmds_tail = NULL;
+		c->ncmds--;
+		release_held(c); /* polled events go out with the response to a command */
+		client_write(c, buf_head(&cmd->reply), buf_len(&cmd->reply));
+		if (cmd->xzip && c->capture) {
+			/* The inner command is complete: compress what it produced. */
+			struct buf *cap = c->capture;
+			c->capture = NULL;
+			xzip_emit(c, cap, cmd->outer_tag);
+		}
+		cmd_free(cmd);
+		wrote = true;
+	}
+	if (wrote)
+		client_flush(c);
+	if (c->logout_done && !c->closing) {
+		conn_close(c, "logout");
+		return;
+	}
+	if (!c->closing && c->state == C_AUTHED) {
+		store_idle_update(c);
+		process_client_input(c);
+	}
+}
+
+static void cmd_finish_local(struct gw_conn *c, struct client_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void cmd_finish_local(struct gw_conn *c, struct client_cmd *cmd, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	buf_printf(&cmd->reply, "%s %s\r\n", cmd->tag, line);
+	cmd->done = true;
+	complete_ready_commands(c);
+}
+
+/* Answer a command at once, in order: queued behind commands still in flight. */
+static void answer(struct gw_conn *c, const char *tag, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void answer(struct gw_conn *c, const char *tag, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	struct client_cmd *cmd = cmd_push(c, CMD_LOCAL, tag);
+	buf_printf(&cmd->reply, "%s %s\r\n", tag, line);
+	cmd->done = true;
+	complete_ready_commands(c);
+}
+
+static bool relay_in_flight(const struct gw_conn *c)
+{
+	for (const struct client_cmd *cmd = c->cmds; cmd; cmd = cmd->next)
+		if (cmd->kind != CMD_IDLE && !cmd->done)
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* sending to the store around the gateway's own IDLE                        */
+
+static void store_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx);
+
+static void flush_sendq(struct gw_conn *c)
+{
+	while (c->sendq && c->sc) {
+		struct queued_send *q = c->sendq;
+		c->sendq = q->next;
+		if (!c->sendq)
+			c->sendq_tail = NULL;
+		const char *tag = store_conn_send(c->sc, buf_head(&q->text), buf_len(&q->text), false, q->done, q->ctx);
+		if (q->tag_out)
+			snprintf(q->tag_out, 16, "%s", tag);
+		buf_free(&q->text);
+		free(q);
+	}
+}
+
+/* Send now, or after the store's IDLE has ended; tag_out (16 bytes) gets the tag once sent. */
+static void store_send_tagged(struct gw_conn *c, struct buf *text, store_done_cb done, void *ctx, char *tag_out)
+{
+	if (c->sidle == SI_NONE && !c->sendq) {
+		const char *tag = store_conn_send(c->sc, buf_head(text), buf_len(text), false, done, ctx);
+		if (tag_out)
+			snprintf(tag_out, 16, "%s", tag);
+		return;
+	}
+	struct queued_send *q = xcalloc(1, sizeof(*q));
+	buf_init(&q->text, 0);
+	buf_append(&q->text, buf_head(text), buf_len(text));
+	q->done = done;
+	q->ctx = ctx;
+	q->tag_out = tag_out;
+	if (c->sendq_tail)
+		c->sendq_tail->next = q;
+	else
+		c->sendq = q;
+	c->sendq_tail = q;
+	store_idle_update(c);
+}
+
+static void store_send(struct gw_conn *c, struct buf *text, store_done_cb done, void *ctx)
+{
+	store_send_tagged(c, text, done, ctx, NULL);
+}
+
+/* A snapshot on an attached connection: through the send queue, so it waits for IDLE to end. */
+static struct snapshot *snapshot_start_conn(struct gw_conn *c, snapshot_done_cb done, void *ctx)
+{
+	if (!store_conn_has_cap(c->sc, "ESEARCH"))
+		return NULL;
+	struct snapshot *sn = xcalloc(1, sizeof(*sn));
+	sn->sc = c->sc;
+	sn->done = done;
+	sn->ctx = ctx;
+	sn->tag[0] = '\0';
+	uidset_init(&sn->uids);
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, "UID SEARCH RETURN (ALL) ALL\r\n");
+	store_send_tagged(c, &b, snapshot_cmd_done, sn, sn->tag);
+	buf_free(&b);
+	return sn;
+}
+
+static void store_sendf(struct gw_conn *c, store_done_cb done, void *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void store_sendf(struct gw_conn *c, store_done_cb done, void *ctx, const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	struct buf b;
+	buf_init(&b, 0);
+	buf_printf(&b, "%s\r\n", line);
+	store_send(c, &b, done, ctx);
+	buf_free(&b);
+}
+
+static bool pref_is(const struct gw_conn *c, enum pimap_pref_id id, const char *value)
+{
+	return c->ds && strcasecmp(c->ds->prefs.value[id], value) == 0;
+}
+
+/* The client waits for events: in IDLE, or with PIMAP_INBAND_PUSH ON in a selected folder. */
+static bool client_waiting(const struct gw_conn *c)
+{
+	if (c->idle_cmd && !c->idle_done_pending)
+		return true;
+	return c->sel.mailbox && pref_is(c, PIMAP_PREF_INBAND_PUSH, "ON") && !relay_in_flight(c);
+}
+
+/*
+ * Decide whether the store connection should be in IDLE: only when the
+ * client waits for events and nothing else needs the connection.
+ */
+static void store_idle_update(struct gw_conn *c)
+{
+	if (!c->sc || c->state != C_AUTHED)
+		return;
+	bool want = client_waiting(c) && !c->sendq && store_conn_in_flight(c->sc) == 0 && !c->serial &&
+	            !c->newfetch_active && !c->store_no_idle;
+	if (want && c->sidle == SI_NONE) {
+		c->sidle = SI_STARTING;
+		c->sidle_done_wanted = false;
+		store_conn_sendf(c->sc, store_idle_done, c, "IDLE");
+		return;
+	}
+	if (!want && c->sidle == SI_ACTIVE) {
+		c->sidle = SI_ENDING;
+		store_conn_send_raw(c->sc, "DONE\r\n", 6);
+		return;
+	}
+	if (!want && c->sidle == SI_STARTING)
+		c->sidle_done_wanted = true;
+}
+
+static void finish_client_idle(struct gw_conn *c)
+{
+	if (!c->idle_cmd || !c->idle_done_pending || c->sidle != SI_NONE || c->newfetch_active)
+		return;
+	struct client_cmd *cmd = c->idle_cmd;
+	c->idle_cmd = NULL;
+	c->idle_done_pending = false;
+	if (c->idle_bad)
+		buf_printf(&cmd->reply, "%s BAD Expected DONE.\r\n", cmd->tag);
+	else
+		buf_printf(&cmd->reply, "%s OK Idle completed.\r\n", cmd->tag);
+	c->idle_bad = false;
+	cmd->done = true;
+	complete_ready_commands(c);
+}
+
+static void store_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	(void)sc;
+	bool started = c->sidle == SI_ACTIVE || c->sidle == SI_ENDING;
+	c->sidle = SI_NONE;
+	if (!m)
+		return;
+	c->sidle_started_ok = started;
+	if (m->status != IMAP_STATUS_OK && c->sidle_started_ok == false) {
+		clog_(c, LOG_LEVEL_WARN, "store refused IDLE: %.*s", (int)m->text_len, m->text);
+		c->store_no_idle = true;
+	}
+	flush_sendq(c);
+	finish_client_idle(c);
+	store_idle_update(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* events                                                                    */
+
+enum event_class { EVC_NONE, EVC_NEW, EVC_OTHER };
+
+static enum event_class classify(const struct imap_msg *m)
+{
+	uint32_t n;
+	if (untagged_num(m, "EXISTS", &n) || untagged_num(m, "RECENT", &n))
+		return EVC_NEW;
+	if (untagged_num(m, "EXPUNGE", &n))
+		return EVC_OTHER;
+	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 2 && imap_arg_is_atom(&m->args[1], "FETCH"))
+		return EVC_OTHER;
+	return EVC_NONE;
+}
+
+static bool event_filter_allows(const struct gw_conn *c, enum event_class ec)
+{
+	if (!c->ds)
+		return true;
+	const char *f = c->ds->prefs.value[PIMAP_PREF_EVENT_FILTER];
+	if (strcasecmp(f, "NONE") == 0)
+		return false;
+	if (strcasecmp(f, "NEW") == 0)
+		return ec == EVC_NEW;
+	return true;
+}
+
+static void newfetch_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	(void)sc;
+	(void)m;
+	c->newfetch_active = false;
+	client_flush(c);
+	finish_client_idle(c);
+	store_idle_update(c);
+}
+
+static void hold_event(struct gw_conn *c, const struct imap_msg *m)
+{
+	buf_append(&c->held, m->raw, m->raw_len);
+	c->nheld++;
+	clog_(c, LOG_LEVEL_DEBUG, "held event (%lld held)", c->nheld);
+	/* Held events are bounded: past the limit they are delivered rather than dropped. */
+	if (c->nheld >= c->srv->cfg->max_queued_events) {
+		release_held(c);
+		client_flush(c);
+	}
+}
+
+/* An untagged response that no command of the client asked for. */
+static void handle_event(struct gw_conn *c, const struct imap_msg *m, uint32_t before)
+{
+	enum event_class ec = classify(m);
+	uint32_t n = 0;
+	if (ec == EVC_NONE) {
+		/* Other untagged data (OK [HIGHESTMODSEQ], "Still here"): pass on in order. */
+		if (m->status == IMAP_STATUS_OK && m->code == NULL && c->idle_cmd)
+			return; /* the store's IDLE keep-alives are the gateway's business */
+		if (buf_len(&c->held))
+			buf_append(&c->held, m->raw, m->raw_len);
+		else
+			client_write(c, m->raw, m->raw_len);
+		client_flush(c);
+		return;
+	}
+	bool push = client_waiting(c) && event_filter_allows(c, ec);
+	if (c->newfetch_active && m->nargs >= 2 && imap_arg_is_atom(&m->args[1], "FETCH") &&
+	    parse_u32(m->args[0].str, m->args[0].len, &n) && n >= c->newfetch_from) {
+		/* The pushed new-message FETCH of PIMAP_INBAND_NEW_FORMAT. */
+		release_held(c);
+		client_write(c, m->raw, m->raw_len);
+		client_flush(c);
+		return;
+	}
+	if (!push) {
+		hold_event(c, m);
+		return;
+	}
+	struct buf items;
+	buf_init(&items, 0);
+	if (ec == EVC_NEW && c->ds && pimap_new_format_fetch_items(&c->ds->prefs, &items)) {
+		if (untagged_num(m, "EXISTS", &n) && n > before) {
+			/* Push a FETCH of the new messages instead of EXISTS. */
+			buf_append(&items, "", 1);
+			c->newfetch_active = true;
+			c->newfetch_from = before + 1;
+			store_sendf(c, newfetch_done, c, "FETCH %u:%u %s", before + 1, n, (const char *)buf_head(&items));
+		}
+		/* RECENT, and EXISTS that adds nothing, say nothing a NEW_FORMAT client needs. */
+		buf_free(&items);
+		return;
+	}
+	buf_free(&items);
+	release_held(c);
+	client_write(c, m->raw, m->raw_len);
+	client_flush(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* returning to a folder with a saved view                                   */
+
+/*
+ * Keep the store's SELECT response twice: as it came, and rewritten to
+ * describe the view the client saved (EXISTS, UIDNEXT, HIGHESTMODSEQ as they
+ * were; RECENT and UNSEEN, which name current messages, left out). Which
+ * one the client gets is decided at the tagged OK, once UIDVALIDITY is known.
+ */
+static void select_hold_response(struct client_cmd *cmd, const struct imap_msg *m)
+{
+	const struct gw_folder_rec *sv = cmd->saved;
+	uint32_t n;
+	const char *v;
+	size_t vl;
+	buf_append(&cmd->sel_raw, m->raw, m->raw_len);
+	if (untagged_num(m, "EXISTS", &n)) {
+		buf_printf(&cmd->sel_rewritten, "* %zu EXISTS\r\n", sv->uids.count);
+		return;
+	}
+	if (untagged_num(m, "RECENT", &n)) {
+		buf_append_str(&cmd->sel_rewritten, "* 0 RECENT\r\n");
+		return;
+	}
+	if (m->kind == IMAP_MSG_UNTAGGED && m->status == IMAP_STATUS_OK) {
+		if (code_value(m, "UNSEEN", &v, &vl))
+			return;
+		if (code_value(m, "UIDNEXT", &v, &vl)) {
+			buf_printf(&cmd->sel_rewritten, "* OK [UIDNEXT %u] Predicted next UID\r\n", sv->uidnext);
+			return;
+		}
+		if (code_value(m, "HIGHESTMODSEQ", &v, &vl) && sv->highestmodseq) {
+			buf_printf(&cmd->sel_rewritten, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+			           (unsigned long long)sv->highestmodseq);
+			return;
+		}
+	}
+	buf_append(&cmd->sel_rewritten, m->raw, m->raw_len);
+}
+
+static void select_catchup_done(struct catchup *cu, bool resync, struct buf *events, void *ctx)
+{
+	struct client_cmd *cmd = ctx;
+	struct gw_conn *c = cmd->conn;
+	c->cu = NULL;
+	c->serial = false;
+	if (resync) {
+		/* The events cannot be told: give the store's own SELECT response (a fresh start). */
+		client_write(c, buf_head(&cmd->sel_raw), buf_len(&cmd->sel_raw));
+		clog_(c, LOG_LEVEL_DEBUG, "return to %s: saved view unusable, plain SELECT", c->sel.mailbox);
+	} else {
+		client_write(c, buf_head(&cmd->sel_rewritten), buf_len(&cmd->sel_rewritten));
+		client_write(c, buf_head(events), buf_len(events));
+		clog_(c, LOG_LEVEL_DEBUG, "return to %s: %zu events", c->sel.mailbox, cu->diff.count);
+	}
+	catchup_free(cu);
+	if (c->ds)
+		gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
+	cmd->done = true;
+	complete_ready_commands(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* store callbacks for an attached connection                                */
+
+static void conn_store_untagged(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	(void)sc;
+	uint32_t before = c->sel.exists;
+	/* Every response moves the client's picture of the folder, whoever consumes it. */
+	selected_track(&c->sel, m);
+	if (snapshot_offer(c->snap, m))
+		return;
+	if (catchup_offer(c->cu, m))
+		return;
+	if (c->state != C_AUTHED)
+		return; /* during login/resume: nothing for the client yet */
+	if (c->select_hold) {
+		select_hold_response(c->select_hold, m);
+	} else if (relay_in_flight(c)) {
+		/* Data for a command of the client, or an event it will see with the reply. */
+		release_held(c);
+		client_write(c, m->raw, m->raw_len);
+	} else {
+		handle_event(c, m, before);
+	}
+	if (c->client && stream_output_full(c->client) && c->sc)
+		store_conn_pause_reading(c->sc, true);
+}
+
+static void conn_store_continuation(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	(void)sc;
+	(void)m;
+	if (c->sidle == SI_STARTING) {
+		c->sidle = SI_ACTIVE;
+		if (c->sidle_done_wanted) {
+			c->sidle = SI_ENDING;
+			store_conn_send_raw(c->sc, "DONE\r\n", 6);
+		}
+		return;
+	}
+	/* Commands are sent with LITERAL+; any other "+" is unexpected and ignored. */
+}
+
+static void conn_store_closed(struct store_conn *sc, const char *reason, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	(void)sc;
+	c->sc = NULL;
+	char why[600];
+	snprintf(why, sizeof(why), "store connection lost: %s", reason);
+	if (c->client && !c->closing) {
+		client_say(c, "* BYE [UNAVAILABLE] %s", reason);
+		client_flush(c);
+	}
+	conn_close(c, why);
+}
+
+static void conn_store_drained(struct store_conn *sc, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	(void)sc;
+	if (c->client)
+		stream_pause_reading(c->client, false);
+}
+
+static void conn_store_login_done(struct store_conn *sc, enum store_login_result r, const char *text, void *ctx);
+
+static const struct store_conn_ops conn_store_ops = {
+	.login_done = conn_store_login_done,
+	.untagged = conn_store_untagged,
+	.continuation = conn_store_continuation,
+	.closed = conn_store_closed,
+	.drained = conn_store_drained,
+};
+
+/* ------------------------------------------------------------------------ */
+/* relaying                                                                  */
+
+static void relay_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct client_cmd *cmd = ctx;
+	struct gw_conn *c = cmd->conn;
+	(void)sc;
+	if (!m) {
+		buf_printf(&cmd->reply, "%s NO [UNAVAILABLE] store connection lost\r\n", cmd->tag);
+		cmd->done = true;
+		return; /* the connection is being closed */
+	}
+	/* The store's tagged line with the client's tag. */
+	size_t taglen = strlen(m->tag);
+	buf_append_str(&cmd->reply, cmd->tag);
+	buf_append(&cmd->reply, m->raw + taglen, m->raw_len - taglen);
+	if (cmd->saved) {
+		c->select_hold = NULL;
+		bool ok = m->status == IMAP_STATUS_OK;
+		if (ok) {
+			free(c->sel.mailbox);
+			c->sel.mailbox = cmd->mailbox;
+			cmd->mailbox = NULL;
+			c->sel.readonly = cmd->readonly || (m->code && strncasecmp(m->code, "READ-ONLY", 9) == 0);
+		} else {
+			selected_clear(&c->sel);
+		}
+		if (ok && c->sel.uidvalidity == cmd->saved->uidvalidity) {
+			struct catchup *cu = catchup_start(c->sc, cmd->saved, &c->ds->prefs, c->srv->cfg->max_queued_events,
+			                                   select_catchup_done, cmd);
+			c->cu = cu;
+			if (cu->step != CU_DONE)
+				return; /* c->serial stays set until the catch-up is done */
+			c->cu = NULL;
+			catchup_free(cu);
+		}
+		c->serial = false;
+		client_write(c, buf_head(&cmd->sel_raw), buf_len(&cmd->sel_raw));
+		if (ok && c->ds)
+			gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
+		cmd->done = true;
+		complete_ready_commands(c);
+		return;
+	}
+	if (cmd->kind == CMD_SELECT) {
+		if (m->status == IMAP_STATUS_OK) {
+			free(c->sel.mailbox);
+			c->sel.mailbox = cmd->mailbox;
+			cmd->mailbox = NULL;
+			/* The client sees the folder as it is now: an older saved view must never be used again. */
+			if (c->ds)
+				gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
+			c->sel.readonly = cmd->readonly || (m->code && strncasecmp(m->code, "READ-ONLY", 9) == 0);
+		} else {
+			selected_clear(&c->sel);
+		}
+	} else if (cmd->kind == CMD_UNSELECT && m->status == IMAP_STATUS_OK) {
+		selected_clear(&c->sel);
+	}
+	cmd->done = true;
+	complete_ready_commands(c);
+}
+
+static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_kind kind)
+{
+	struct client_cmd *cmd = cmd_push(c, kind, m->tag);
+	struct buf text;
+	buf_init(&text, 0);
+	/* imap_write_retagged writes "<tag>..."; store_send adds our own tag, so strip the tag entirely. */
+	if (imap_write_retagged(&text, "", m->raw, m->raw_len, strlen(m->tag)) < 0) {
+		buf_free(&text);
+		cmd_finish_local(c, cmd, "BAD Too many literals in one command");
+		return;
+	}
+	/* text now starts with " COMMAND ..."; drop the leading space. */
+	struct buf line;
+	buf_init(&line, 0);
+	buf_append(&line, buf_head(&text) + 1, buf_len(&text) - 1);
+	buf_free(&text);
+	if (kind == CMD_SELECT) {
+		cmd->mailbox = arg_dup(&m->args[1]);
+		if (strcasecmp(cmd->mailbox, "INBOX") == 0)
+			strcpy(cmd->mailbox, "INBOX"); /* INBOX is case-insensitive: one key for it */
+		cmd->readonly = imap_arg_is_atom(&m->args[0], "EXAMINE");
+		selected_clear(&c->sel);
+		/* Returning to a folder whose view was saved: tell the client what changed since. */
+		struct gw_folder_rec saved;
+		gw_folder_rec_init(&saved);
+		bool plain_params = m->nargs == 2; /* SELECT with CONDSTORE/QRESYNC parameters: the client syncs itself */
+		if (c->ds && plain_params && c->ncmds == 1 && !c->capture &&
+		    gw_state_folder_load(c->srv->db, c->ds->user, c->ds->device, cmd->mailbox, &saved) == 0) {
+			cmd->saved = xmalloc(sizeof(*cmd->saved));
+			*cmd->saved = saved;
+			c->select_hold = cmd;
+			c->serial = true;
+		} else {
+			gw_folder_rec_free(&saved);
+		}
+	}
+	store_send(c, &line, relay_done, cmd);
+	buf_free(&line);
+}
+
+/* Save the client's view of the folder it is leaving, then run `then`. */
+struct leave_ctx {
+	struct gw_conn *c;
+	void (*then)(struct gw_conn *c, void *arg);
+	void *arg;
+	struct selected sel;
+};
+
+static void leave_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
+{
+	struct leave_ctx *lc = ctx;
+	struct gw_conn *c = lc->c;
+	if (c->ds && lc->sel.mailbox) {
+		if (ok) {
+			struct gw_folder_rec rec;
+			folder_rec_from(&rec, &lc->sel, &sn->uids);
+			gw_state_folder_save(c->srv->db, c->ds->user, c->ds->device, lc->sel.mailbox, &rec);
+			gw_folder_rec_free(&rec);
+		} else {
+			gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, lc->sel.mailbox);
+		}
+	}
+	c->snap = NULL;
+	snapshot_free(sn);
+	selected_clear(&lc->sel);
+	c->serial = false;
+	if (lc->then)
+		lc->then(c, lc->arg);
+	free(lc);
+	if (!c->closing)
+		process_client_input(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* P-IMAP commands answered by the gateway                                   */
+
+static void provision(struct gw_conn *c, const struct imap_msg *m)
+{
+	const struct gateway_config *cfg = c->srv->cfg;
+	struct pimap_provision_limit limits[] = {
+		{"MAX_QUEUED_EVENTS", (unsigned long long)cfg->max_queued_events},
+		{"MAX_CONNECTIONS_PER_DEVICE", (unsigned long long)cfg->max_connections_per_device},
+		{"SESSION_LIFETIME", (unsigned long long)cfg->session_lifetime},
+		{"MAX_LITERAL_SIZE", (unsigned long long)cfg->max_literal_size},
+	};
+	struct buf out;
+	buf_init(&out, 0);
+	pimap_provision_format(limits, sizeof(limits) / sizeof(limits[0]), &out);
+	client_write(c, buf_head(&out), buf_len(&out));
+	buf_free(&out);
+	answer(c, m->tag, "OK XPROVISION completed");
+}
+
+static void set_pref(struct gw_conn *c, const struct imap_msg *m)
+{
+	char err[256];
+	enum pimap_pref_id id;
+	if (pimap_pref_set_args(&c->ds->prefs, m->args + 1, m->nargs - 1, &id, err, sizeof(err)) < 0) {
+		answer(c, m->tag, "NO %s", err);
+		return;
+	}
+	if (gw_state_pref_save(c->srv->db, c->ds->user, c->ds->device, pimap_pref_name(id), c->ds->prefs.value[id]) <
+	    0) {
+		answer(c, m->tag, "NO [SERVERBUG] cannot save the preference");
+		return;
+	}
+	clog_(c, LOG_LEVEL_DEBUG, "preference %s = %s", pimap_pref_name(id), c->ds->prefs.value[id]);
+	answer(c, m->tag, "OK XSETPIMAPPREF completed");
+}
+
+static void get_pref(struct gw_conn *c, const struct imap_msg *m)
+{
+	char err[256];
+	char verb[32];
+	snprintf(verb, sizeof(verb), "%.*s", (int)m->args[0].len, m->args[0].str);
+	for (char *p = verb; *p; p++)
+		*p = (char)((*p >= 'a' && *p <= 'z') ? *p - 32 : *p);
+	struct buf out;
+	buf_init(&out, 0);
+	if (pimap_prefs_format_get(&c->ds->prefs, verb, m->args + 1, m->nargs - 1, &out, err, sizeof(err)) < 0) {
+		buf_free(&out);
+		answer(c, m->tag, "NO %s", err);
+		return;
+	}
+	client_write(c, buf_head(&out), buf_len(&out));
+	buf_free(&out);
+	answer(c, m->tag, "OK %s completed", verb);
+}
+
+/* ------------------------------------------------------------------------ */
+/* authenticated commands                                                    */
+
+static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m);
+
+
+struct xzip_job {
+	char outer[MAX_CLIENT_TAG + 1];
+};
+
+static void client_idle(struct gw_conn *c, const struct imap_msg *m)
+{
+	struct client_cmd *cmd = cmd_push(c, CMD_IDLE, m->tag);
+	c->idle_cmd = cmd;
+	c->idle_done_pending = false;
+	client_say(c, "+ idling");
+	/* Events held so far may all be pushed now, unless the event filter keeps some back. */
+	if (event_filter_allows(c, EVC_OTHER) && event_filter_allows(c, EVC_NEW))
+		release_held(c);
+	client_flush(c);
+	imap_parser_expect_raw_line(c->parser);
+	store_idle_update(c);
+}
+
+static void client_done(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (!(m->text_len == 4 && strncasecmp(m->text, "DONE", 4) == 0)) {
+		/* Anything but DONE ends IDLE with BAD, as Dovecot does. */
+		c->idle_bad = true;
+		clog_(c, LOG_LEVEL_DEBUG, "IDLE ended by something other than DONE");
+	}
+	c->idle_done_pending = true;
+	store_idle_update(c);
+	finish_client_idle(c);
+}
+
+static void client_compress(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (m->nargs != 2 || !imap_arg_is_atom(&m->args[1], "DEFLATE")) {
+		answer(c, m->tag, "BAD Only COMPRESS DEFLATE is supported");
+		return;
+	}
+	if (stream_is_compressed(c->client)) {
+		answer(c, m->tag, "NO [COMPRESSIONACTIVE] Compression is already active");
+		return;
+	}
+	if (c->ncmds) {
+		answer(c, m->tag, "BAD COMPRESS with commands in flight");
+		return;
+	}
+	client_say(c, "%s OK DEFLATE active", m->tag);
+	client_flush(c);
+	if (stream_enable_compress(c->client, -1) < 0)
+		conn_close(c, "cannot start compression");
+}
+
+static void client_xzip(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (m->nargs < 3 || m->args[1].type != IMAP_ARG_ATOM) {
+		answer(c, m->tag, "BAD XZIP needs an inner tag and command");
+		return;
+	}
+	const struct imap_arg *inner_cmd = &m->args[2];
+	static const char *const refused[] = {"IDLE", "STARTTLS", "COMPRESS", "AUTHENTICATE", "LOGOUT", "XZIP",
+	                                      "LOGIN", NULL};
+	for (const char *const *r = refused; *r; r++) {
+		if (imap_arg_is_atom(inner_cmd, *r)) {
+			answer(c, m->tag, "BAD XZIP cannot wrap %s", *r);
+			return;
+		}
+	}
+	if (m->args[1].len == strlen(m->tag) && memcmp(m->args[1].str, m->tag, m->args[1].len) == 0) {
+		answer(c, m->tag, "BAD XZIP inner tag must differ from the outer tag");
+		return;
+	}
+	if (c->ncmds) {
+		/* Simple and exact: an XZIP runs alone, so its capture holds only its own responses. */
+		answer(c, m->tag, "BAD XZIP with commands in flight; send it alone");
+		return;
+	}
+	/* Re-parse the inner command from the raw text after "tag XZIP ". */
+	size_t skip = strlen(m->tag) + 1 + m->args[0].len + 1;
+	if (skip >= m->raw_len) {
+		answer(c, m->tag, "BAD XZIP needs an inner command");
+		return;
+	}
+	struct imap_limits lim = c->srv->limits;
+	struct imap_parser *p = imap_parser_new(IMAP_PARSE_COMMANDS, &lim);
+	size_t used = 0;
+	enum imap_parse_result r = imap_parser_feed(p, m->raw + skip, m->raw_len - skip, &used);
+	if (r != IMAP_PARSE_DONE) {
+		answer(c, m->tag, "BAD XZIP inner command: %s",
+		       r == IMAP_PARSE_ERROR ? imap_parser_error(p) : "incomplete");
+		imap_parser_free(p);
+		return;
+	}
+	const struct imap_msg *inner = imap_parser_msg(p);
+	c->capture = xcalloc(1, sizeof(*c->capture));
+	buf_init(c->capture, 0);
+	unsigned before = c->ncmds;
+	dispatch_authed(c, inner);
+	/* The inner command is the newest one; mark it so its completion compresses the capture. */
+	if (c->ncmds > before && c->cmds_tail) {
+		c->cmds_tail->xzip = true;
+		snprintf(c->cmds_tail->outer_tag, sizeof(c->cmds_tail->outer_tag), "%s", m->tag);
+	} else if (c->capture) {
+		/* Answered synchronously and already flushed: compress now. */
+		struct buf *cap = c->capture;
+		c->capture = NULL;
+		xzip_emit(c, cap, m->tag);
+		client_flush(c);
+	}
+	imap_parser_free(p);
+}
+
+static void logout_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct client_cmd *cmd = ctx;
+	struct gw_conn *c = cmd->conn;
+	(void)sc;
+	if (!m) {
+		buf_printf(&cmd->reply, "%s OK Logout completed.\r\n", cmd->tag);
+	} else {
+		size_t taglen = strlen(m->tag);
+		buf_append_str(&cmd->reply, cmd->tag);
+		buf_append(&cmd->reply, m->raw + taglen, m->raw_len - taglen);
+	}
+	cmd->done = true;
+	c->logout_done = true;
+	complete_ready_commands(c);
+}
+
+/* LOGOUT goes to the store, so its answer is the store's own (a plain session relays faithfully). */
+static void client_logout(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (c->ds) {
+		/* LOGOUT ends the P-IMAP session: its saved state goes, parked connections close. */
+		struct device_session *ds = c->ds;
+		gw_state_session_delete(c->srv->db, ds->user, ds->device);
+		while (ds->parked) {
+			struct parked *p = ds->parked;
+			ds->parked = p->next;
+			parked_free(p);
+		}
+		clog_(c, LOG_LEVEL_INFO, "session %s ended by LOGOUT", ds->session_id);
+	}
+	c->logging_out = true;
+	struct client_cmd *cmd = cmd_push(c, CMD_LOGOUT, m->tag);
+	struct buf line;
+	buf_init(&line, 0);
+	buf_append_str(&line, "LOGOUT\r\n");
+	store_conn_expect_bye(c->sc);
+	store_send(c, &line, logout_done, cmd);
+	buf_free(&line);
+}
+
+/*
+ * ENABLE in a P-IMAP session: QRESYNC would turn the store's EXPUNGEs into
+ * VANISHED, which the session's event tracking does not speak, so it is
+ * not passed on (and not advertised). The rest goes to the store.
+ */
+static void pimap_enable(struct gw_conn *c, const struct imap_msg *m)
+{
+	struct buf line;
+	buf_init(&line, 0);
+	buf_append_str(&line, "ENABLE");
+	size_t kept = 0;
+	for (size_t i = 1; i < m->nargs; i++) {
+		if (m->args[i].type != IMAP_ARG_ATOM) {
+			buf_free(&line);
+			answer(c, m->tag, "BAD ENABLE takes capability names");
+			return;
+		}
+		if (imap_arg_is_atom(&m->args[i], "QRESYNC"))
+			continue;
+		buf_printf(&line, " %.*s", (int)m->args[i].len, m->args[i].str);
+		kept++;
+	}
+	if (m->nargs < 2) {
+		buf_free(&line);
+		answer(c, m->tag, "BAD ENABLE needs a capability name");
+		return;
+	}
+	if (kept == 0) {
+		buf_free(&line);
+		client_say(c, "* ENABLED");
+		answer(c, m->tag, "OK Enabled.");
+		return;
+	}
+	buf_append_str(&line, "\r\n");
+	struct client_cmd *cmd = cmd_push(c, CMD_RELAY, m->tag);
+	store_send(c, &line, relay_done, cmd);
+	buf_free(&line);
+}
+
+static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (m->nargs < 1 || m->args[0].type != IMAP_ARG_ATOM) {
+		answer(c, m->tag, "BAD Missing command");
+		return;
+	}
+	if (cmd_is(m, "CAPABILITY")) {
+		struct buf caps;
+		buf_init(&caps, 0);
+		client_caps(c, &caps);
+		buf_append(&caps, "", 1);
+		client_say(c, "* CAPABILITY %s", (const char *)buf_head(&caps));
+		buf_free(&caps);
+		answer(c, m->tag, "OK Capability completed.");
+		return;
+	}
+	if (cmd_is(m, "LOGOUT")) {
+		client_logout(c, m);
+		return;
+	}
+	if (cmd_is(m, "LOGIN") || cmd_is(m, "AUTHENTICATE")) {
+		answer(c, m->tag, "BAD Already logged in");
+		return;
+	}
+	if (cmd_is(m, "STARTTLS")) {
+		answer(c, m->tag, "BAD STARTTLS is only valid before login");
+		return;
+	}
+	if (cmd_is(m, "COMPRESS")) {
+		client_compress(c, m);
+		return;
+	}
+	if (cmd_is(m, "XZIP")) {
+		if (c->capture) {
+			answer(c, m->tag, "BAD XZIP cannot wrap XZIP");
+			return;
+		}
+		client_xzip(c, m);
+		return;
+	}
+	if (cmd_is(m, "XPROVISION")) {
+		provision(c, m);
+		return;
+	}
+	if (cmd_is(m, "XSETPIMAPPREF") || cmd_is(m, "XGETPIMAPPREF") || cmd_is(m, "XGETPIMAPPREFS")) {
+		if (!c->ds) {
+			answer(c, m->tag, "NO [CANNOT] needs a P-IMAP session (log in as user#P<device-id>)");
+			return;
+		}
+		if (cmd_is(m, "XSETPIMAPPREF") && m->nargs < 3)
+			answer(c, m->tag, "BAD XSETPIMAPPREF needs a preference name and a value");
+		else if (cmd_is(m, "XSETPIMAPPREF"))
+			set_pref(c, m);
+		else
+			get_pref(c, m);
+		return;
+	}
+	if (cmd_is(m, "IDLE")) {
+		if (c->capture) {
+			answer(c, m->tag, "BAD XZIP cannot wrap IDLE");
+			return;
+		}
+		client_idle(c, m);
+		return;
+	}
+	if (c->ds && cmd_is(m, "NOTIFY")) {
+		/* The session's event stream is the gateway's; NOTIFY would bypass it. */
+		answer(c, m->tag, "BAD NOTIFY is not offered in a P-IMAP session");
+		return;
+	}
+	if (c->ds && cmd_is(m, "ENABLE")) {
+		pimap_enable(c, m);
+		return;
+	}
+	bool select = cmd_is(m, "SELECT") || cmd_is(m, "EXAMINE");
+	bool unselect = cmd_is(m, "CLOSE") || cmd_is(m, "UNSELECT");
+	if (select && (m->nargs < 2 || !imap_arg_is_string(&m->args[1]))) {
+		answer(c, m->tag, "BAD %s needs a mailbox", select ? "SELECT" : "EXAMINE");
+		return;
+	}
+	if (c->ds && (select || unselect) && c->sel.mailbox && !c->snap) {
+		/* Save the view of the folder being left before the store forgets it. */
+		struct leave_ctx *lc = xcalloc(1, sizeof(*lc));
+		lc->c = c;
+		selected_copy(&lc->sel, &c->sel);
+		struct snapshot *sn = snapshot_start_conn(c, leave_snapshot_done, lc);
+		if (sn) {
+			c->snap = sn;
+			c->serial = true;
+		} else {
+			gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, lc->sel.mailbox);
+			selected_clear(&lc->sel);
+			free(lc);
+		}
+	}
+	relay_command(c, m, select ? CMD_SELECT : unselect ? CMD_UNSELECT : CMD_RELAY);
+}
+
+/* ------------------------------------------------------------------------ */
+/* login                                                                     */
+
+static struct throttle_entry *throttle_find(struct gateway_server *srv, const char *addr, bool create)
+{
+	double now = ev_now(srv->loop);
+	for (size_t i = 0; i < srv->nthrottle; i++) {
+		struct throttle_entry *e = &srv->throttle[i];
+		if (strcmp(e->addr, addr) == 0) {
+			if (now - e->window_start > THROTTLE_WINDOW) {
+				e->window_start = now;
+				e->failures = 0;
+			}
+			return e;
+		}
+	}
+	if (!create)
+		return NULL;
+	/* Reuse a stale slot before growing. */
+	for (size_t i = 0; i < srv->nthrottle; i++) {
+		struct throttle_entry *e = &srv->throttle[i];
+		if (now - e->window_start > THROTTLE_WINDOW) {
+			snprintf(e->addr, sizeof(e->addr), "%s", addr);
+			e->window_start = now;
+			e->failures = 0;
+			return e;
+		}
+	}
+	if (srv->nthrottle >= THROTTLE_MAX_ADDRESSES)
+		return &srv->throttle[srv->nthrottle - 1];
+	srv->throttle = xrealloc(srv->throttle, (srv->nthrottle + 1) * sizeof(*srv->throttle));
+	struct throttle_entry *e = &srv->throttle[srv->nthrottle++];
+	snprintf(e->addr, sizeof(e->addr), "%s", addr);
+	e->window_start = now;
+	e->failures = 0;
+	return e;
+}
+
+/* The address part of "addr:port" / "[v6]:port". */
+static void peer_address(const char *peer, char *out, size_t outlen) /* out: at least 128 bytes */
+{
+	snprintf(out, outlen, "%s", peer);
+	char *colon = strrchr(out, ':');
+	if (colon)
+		*colon = '\0';
+}
+
+static bool throttled(struct gw_conn *c)
+{
+	char addr[128];
+	peer_address(c->peer, addr, sizeof(addr));
+	struct throttle_entry *e = throttle_find(c->srv, addr, false);
+	return e && e->failures >= c->srv->cfg->max_failed_logins;
+}
+
+static void count_failure(struct gw_conn *c)
+{
+	char addr[128];
+	peer_address(c->peer, addr, sizeof(addr));
+	struct throttle_entry *e = throttle_find(c->srv, addr, true);
+	e->failures++;
+}
+
+static void wipe_free(char **s)
+{
+	if (!*s)
+		return;
+	volatile char *p = *s;
+	while (*p)
+		*p++ = '\0';
+	free(*s);
+	*s = NULL;
+}
+
+static void login_fail(struct gw_conn *c, const char *code_and_text)
+{
+	wipe_free(&c->password);
+	pimap_login_free(&c->login);
+	client_say(c, "%s NO %s", c->login_tag, code_and_text);
+	client_flush(c);
+	c->state = C_PRELOGIN;
+	imap_parser_set_limits(c->parser, &c->srv->prelogin_limits);
+	process_client_input(c);
+}
+
+static void login_complete(struct gw_conn *c, const char *untagged)
+{
+	c->state = C_AUTHED;
+	c->activity.repeat = c->srv->cfg->idle_timeout;
+	ev_timer_again(c->srv->loop, &c->activity);
+	imap_parser_set_limits(c->parser, &c->srv->limits);
+	if (untagged)
+		client_write(c, untagged, strlen(untagged));
+	struct buf caps;
+	buf_init(&caps, 0);
+	client_caps(c, &caps);
+	buf_append(&caps, "", 1);
+	client_say(c, "%s OK [CAPABILITY %s] Logged in", c->login_tag, (const char *)buf_head(&caps));
+	buf_free(&caps);
+	client_flush(c);
+	clog_(c, LOG_LEVEL_INFO, "logged in as %s%s%s", c->login.store_user, c->ds ? " device " : " (plain IMAP)",
+	      c->ds ? c->ds->device : "");
+	process_client_input(c);
+}
+
+/* Resume output: "* SESSION ...", "* FOLDER ...", events or RESYNC, "* SESSIONID". */
+static void resume_emit(struct gw_conn *c, bool selected, bool resync, struct buf *events)
+{
+	struct buf out;
+	buf_init(&out, 0);
+	if (selected) {
+		buf_append_str(&out, "* SESSION SELECTED\r\n* FOLDER ");
+		quote_mailbox(&out, c->sel.mailbox);
+		buf_append_str(&out, "\r\n");
+	} else {
+		buf_append_str(&out, "* SESSION AUTHENTICATED\r\n");
+	}
+	if (resync)
+		buf_append_str(&out, "* RESYNC\r\n");
+	else if (events)
+		buf_append(&out, buf_head(events), buf_len(events));
+	buf_printf(&out, "* SESSIONID %s\r\n", c->ds->session_id);
+	buf_append(&out, "", 1);
+	login_complete(c, (const char *)buf_head(&out));
+	buf_free(&out);
+}
+
+static void resume_catchup_done(struct catchup *cu, bool resync, struct buf *events, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	c->cu = NULL;
+	c->serial = false;
+	if (resync)
+		clog_(c, LOG_LEVEL_INFO, "resume of %s: RESYNC (events cannot be reconstructed)", c->sel.mailbox);
+	else
+		clog_(c, LOG_LEVEL_INFO, "resume of %s: %zu events", c->sel.mailbox, cu->diff.count);
+	resume_emit(c, true, resync, events);
+	/* The saved view is consumed: from now on the client's view is live again. */
+	catchup_free(cu);
+}
+
+static void start_catchup(struct gw_conn *c, const struct gw_folder_rec *saved)
+{
+	c->serial = true;
+	struct catchup *cu = catchup_start(c->sc, saved, &c->ds->prefs, c->srv->cfg->max_queued_events,
+	                                   resume_catchup_done, c);
+	c->cu = cu;
+	if (cu->step == CU_DONE) {
+		/* No ESEARCH: nothing can be reconstructed. */
+		c->cu = NULL;
+		c->serial = false;
+		resume_emit(c, true, true, NULL);
+		catchup_free(cu);
+	}
+}
+
+/* Resume into a parked store connection. */
+static void resume_parked_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx);
+
+static void resume_with_parked(struct gw_conn *c, struct parked *p)
+{
+	parked_unlink(p);
+	p->taken = true;
+	ev_timer_stop(c->srv->loop, &p->refresh);
+	c->sc = p->sc;
+	p->sc = NULL;
+	store_conn_set_owner(c->sc, &conn_store_ops, c);
+	store_conn_set_prefix(c->sc, c->prefix);
+	selected_copy(&c->sel, &p->sel);
+	c->resume_from = p;
+	c->serial = true;
+	/* The parked IDLE (and a snapshot still running, whose view is then unusable) end here. */
+	store_conn_orphan_commands(c->sc);
+	if (p->snap) {
+		snapshot_free(p->snap);
+		p->snap = NULL;
+		p->have_view = false;
+	}
+	if (p->idling) {
+		store_conn_send_raw(c->sc, "DONE\r\n", 6);
+		p->idling = false;
+	}
+	/* A NOOP after DONE: when it completes, IDLE is over and all events are in. */
+	store_conn_sendf(c->sc, resume_parked_idle_done, c, "NOOP");
+}
+
+static void resume_parked_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	(void)sc;
+	struct parked *p = c->resume_from;
+	c->resume_from = NULL;
+	c->serial = false;
+	if (!m) {
+		parked_free(p);
+		return;
+	}
+	if (p->overflow || !p->have_view) {
+		resume_emit(c, true, true, NULL);
+	} else {
+		start_catchup(c, &p->view);
+	}
+	struct device_session *ds = p->ds;
+	(void)ds;
+	parked_free(p);
+}
+
+/* Resume from the saved session after the store login: SELECT the saved folder, then catch up. */
+struct db_resume {
+	struct gw_conn *c;
+	struct gw_folder_rec saved;
+};
+
+static void db_resume_select_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct db_resume *r = ctx;
+	struct gw_conn *c = r->c;
+	(void)sc;
+	if (!m) {
+		gw_folder_rec_free(&r->saved);
+		free(r);
+		return;
+	}
+	c->serial = false;
+	if (m->status != IMAP_STATUS_OK) {
+		/* The folder is gone: nothing selected, and the client must look again. */
+		selected_clear(&c->sel);
+		resume_emit(c, false, true, NULL);
+	} else if (c->sel.uidvalidity != r->saved.uidvalidity) {
+		resume_emit(c, true, true, NULL);
+	} else {
+		start_catchup(c, &r->saved);
+	}
+	gw_folder_rec_free(&r->saved);
+	free(r);
+}
+
+static void resume_from_db(struct gw_conn *c, const char *mailbox, bool readonly)
+{
+	struct db_resume *r = xcalloc(1, sizeof(*r));
+	r->c = c;
+	gw_folder_rec_init(&r->saved);
+	int rc = gw_state_folder_load(c->srv->db, c->ds->user, c->ds->device, mailbox, &r->saved);
+	c->sel.mailbox = xstrdup(mailbox);
+	c->sel.readonly = readonly;
+	if (rc != 0) {
+		/* No trustworthy view: SELECT anyway so the connection is where the client left it. */
+		r->saved.uidvalidity = 0;
+	}
+	c->serial = true;
+	struct buf cmd;
+	buf_init(&cmd, 0);
+	buf_append_str(&cmd, readonly ? "EXAMINE " : "SELECT ");
+	quote_mailbox(&cmd, mailbox);
+	buf_append_str(&cmd, "\r\n");
+	/* The SELECT's own responses update c->sel through conn_store_untagged (state is not AUTHED yet). */
+	store_conn_send(c->sc, buf_head(&cmd), buf_len(&cmd), false, db_resume_select_done, r);
+	buf_free(&cmd);
+	if (rc != 0)
+		r->saved.uidvalidity = UINT32_MAX; /* never equal: forces RESYNC after the SELECT */
+}
+
+/* After a successful store login (or a credential match with a parked connection). */
+static void open_pimap_session(struct gw_conn *c)
+{
+	struct gateway_server *srv = c->srv;
+	const char *user = c->login.store_user, *device = c->login.device_id;
+	struct device_session *ds = session_find(srv, user, device);
+	if (ds) {
+		c->ds = ds;
+		bool first = ds->attached == 0;
+		ds->attached++;
+		session_save(ds, GW_SESSION_ATTACHED);
+		/* Only the first connection back takes the saved folder; others join AUTHENTICATED. */
+		if (first && ds->last_selected) {
+			resume_from_db(c, ds->last_selected, ds->last_readonly);
+			return;
+		}
+		resume_emit(c, false, false, NULL);
+		return;
+	}
+	struct gw_session_rec rec;
+	memset(&rec, 0, sizeof(rec));
+	int rc = gw_state_session_load(srv->db, user, device, &rec);
+	bool expired = rc == 0 && (rec.state == GW_SESSION_EXPIRED || (rec.state == GW_SESSION_DETACHED &&
+	                                              rec.detached_at + srv->cfg->session_lifetime < wall_now()));
+	bool crashed = rc == 0 && rec.state == GW_SESSION_ATTACHED;
+	if (rc == 0 && !expired && !crashed) {
+		ds = session_new(srv, user, device, rec.session_id);
+		c->ds = ds;
+		ds->attached = 1;
+		if (rec.selected) {
+			ds->last_selected = xstrdup(rec.selected);
+			ds->last_readonly = rec.selected_readonly;
+		}
+		session_save(ds, GW_SESSION_ATTACHED);
+		gw_session_rec_free(&rec);
+		if (ds->last_selected) {
+			resume_from_db(c, ds->last_selected, ds->last_readonly);
+			return;
+		}
+		resume_emit(c, false, false, NULL);
+		return;
+	}
+	/* A new session; RESYNC if an old one existed whose events are lost. */
+	bool resync = expired || crashed;
+	if (rc == 0)
+		gw_state_session_delete(srv->db, user, device);
+	ds = session_new(srv, user, device, crashed ? rec.session_id : NULL);
+	gw_session_rec_free(&rec);
+	c->ds = ds;
+	ds->attached = 1;
+	session_save(ds, GW_SESSION_ATTACHED);
+	char line[128];
+	snprintf(line, sizeof(line), "%s* SESSIONID %s\r\n", resync ? "* RESYNC\r\n" : "", ds->session_id);
+	if (resync)
+		clog_(c, LOG_LEVEL_INFO, "session of %s#P%s %s: RESYNC", user, device,
+		      crashed ? "was attached when the gateway stopped" : "expired");
+	login_complete(c, line);
+}
+
+static void conn_store_login_done(struct store_conn *sc, enum store_login_result r, const char *text, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	if (r != STORE_LOGIN_OK) {
+		c->sc = NULL;
+		if (r == STORE_LOGIN_REFUSED) {
+			count_failure(c);
+			clog_(c, LOG_LEVEL_INFO, "login failed for %s", c->login.store_user);
+			login_fail(c, "[AUTHENTICATIONFAILED] Authentication failed.");
+		} else {
+			clog_(c, LOG_LEVEL_WARN, "store unavailable: %s", text);
+			login_fail(c, "[UNAVAILABLE] The mail store is not reachable now.");
+		}
+		return;
+	}
+	(void)sc;
+	if (!c->login.device_id) {
+		wipe_free(&c->password);
+		login_complete(c, NULL);
+		return;
+	}
+	struct device_session *ds = session_find(c->srv, c->login.store_user, c->login.device_id);
+	if (ds) {
+		/* The password is good (the store said so): remember it for parked resumes. */
+		credential_hash(c->srv, c->login.store_user, c->password, ds->cred_hash);
+		ds->have_hash = true;
+	}
+	uint8_t h[CRED_HASH_LEN];
+	credential_hash(c->srv, c->login.store_user, c->password, h);
+	wipe_free(&c->password);
+	open_pimap_session(c);
+	if (c->ds && !c->ds->have_hash) {
+		memcpy(c->ds->cred_hash, h, sizeof(h));
+		c->ds->have_hash = true;
+	}
+}
+
+/* Check the login name, limits and throttle; then resume a parked connection or log in to the store. */
+static void start_login(struct gw_conn *c, const char *tag, const char *verb, const char *name, size_t name_len,
+                        const char *password, size_t pw_len)
+{
+	struct gateway_server *srv = c->srv;
+	char err[256];
+	if (tag != c->login_tag) /* AUTHENTICATE without SASL-IR passes c->login_tag itself */
+		snprintf(c->login_tag, sizeof(c->login_tag), "%s", tag);
+	if (throttled(c)) {
+		clog_(c, LOG_LEVEL_WARN, "login throttled: too many failures from this address");
+		client_say(c, "%s NO [UNAVAILABLE] Too many failed logins; try again later (throttled).", tag);
+		client_flush(c);
+		return;
+	}
+	if (pimap_login_parse(name, name_len, &c->login, err, sizeof(err)) < 0) {
+		client_say(c, "%s NO [AUTHENTICATIONFAILED] %s", tag, err);
+		client_flush(c);
+		return;
+	}
+	if (memchr(password, '\0', pw_len)) {
+		pimap_login_free(&c->login);
+		client_say(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.", tag);
+		client_flush(c);
+		return;
+	}
+	const char *user = c->login.store_user, *device = c->login.device_id;
+	if (device) {
+		struct device_session *ds = session_find(srv, user, device);
+		if (ds && session_expire_if_due(ds))
+			ds = NULL;
+		if (ds && (long long)ds->attached >= srv->cfg->max_connections_per_device) {
+			pimap_login_free(&c->login);
+			client_say(c, "%s NO [LIMIT] Too many connections for this device (limits.max_connections_per_device"
+			           " = %lld).", tag, srv->cfg->max_connections_per_device);
+			client_flush(c);
+			return;
+		}
+		if (!ds && (long long)sessions_of_user(srv, user) >= srv->cfg->max_sessions_per_user) {
+			pimap_login_free(&c->login);
+			client_say(c, "%s NO [LIMIT] Too many sessions for this user (limits.max_sessions_per_user = %lld).",
+			           tag, srv->cfg->max_sessions_per_user);
+			client_flush(c);
+			return;
+		}
+		/* Only a device the gateway has never seen counts against the limit. */
+		bool known = true;
+		unsigned ndev = 0;
+		if (!ds && gw_state_device_known(srv->db, user, device, &known) == 0 && !known &&
+		    gw_state_device_count(srv->db, user, &ndev) == 0 && (long long)ndev >= srv->cfg->max_devices_per_user) {
+			pimap_login_free(&c->login);
+			client_say(c, "%s NO [LIMIT] Too many devices for this user (limits.max_devices_per_user = %lld).",
+			           tag, srv->cfg->max_devices_per_user);
+			client_flush(c);
+			return;
+		}
+		/* A parked connection and the same credentials: resume without a store round trip. */
+		struct parked *resumable = NULL;
+		for (struct parked *q = ds ? ds->parked : NULL; q && !resumable; q = q->next)
+			if (!q->close_after_snapshot)
+				resumable = q;
+		if (resumable && ds->have_hash) {
+			uint8_t h[CRED_HASH_LEN];
+			char *pw = xmalloc(pw_len + 1);
+			memcpy(pw, password, pw_len);
+			pw[pw_len] = '\0';
+			credential_hash(srv, user, pw, h);
+			wipe_free(&pw);
+			if (hash_equal(h, ds->cred_hash)) {
+				c->state = C_LOGGING_IN;
+				c->ds = ds;
+				ds->attached++;
+				session_save(ds, GW_SESSION_ATTACHED);
+				struct parked *p = resumable;
+				clog_(c, LOG_LEVEL_INFO, "resuming session %s with a parked store connection (%s)",
+				      ds->session_id, p->sel.mailbox ? p->sel.mailbox : "-");
+				resume_with_parked(c, p);
+				return;
+			}
+		}
+	}
+	c->password = xmalloc(pw_len + 1);
+	memcpy(c->password, password, pw_len);
+	c->password[pw_len] = '\0';
+	c->state = C_LOGGING_IN;
+	const struct store_target *t = device ? &srv->target_pimap : &srv->target;
+	c->sc = store_conn_open(srv->loop, t, user, c->password, c->prefix, &conn_store_ops, c);
+	if (!c->sc)
+		login_fail(c, "[UNAVAILABLE] The mail store is not reachable now.");
+	(void)verb;
+}
+
+static bool login_allowed_here(const struct gw_conn *c)
+{
+	const struct gateway_config *cfg = c->srv->cfg;
+	if (stream_is_tls(c->client))
+		return true;
+	return cfg->plaintext_login == PLAINTEXT_LOGIN_ALWAYS ||
+	       (cfg->plaintext_login == PLAINTEXT_LOGIN_LOOPBACK && c->loopback);
+}
+
+/* base64 decode (RFC 4648) for AUTHENTICATE PLAIN; -1 on bad input. */
+static long b64_decode(const char *in, size_t len, uint8_t *out, size_t outcap)
+{
+	gnutls_datum_t src = {(unsigned char *)(uintptr_t)in, (unsigned)len};
+	gnutls_datum_t dst = {NULL, 0};
+	if (len == 0)
+		return 0;
+	if (gnutls_base64_decode2(&src, &dst) < 0)
+		return -1;
+	if (dst.size > outcap) {
+		gnutls_free(dst.data);
+		return -1;
+	}
+	memcpy(out, dst.data, dst.size);
+	long n = (long)dst.size;
+	gnutls_memset(dst.data, 0, dst.size);
+	gnutls_free(dst.data);
+	return n;
+}
+
+static void auth_plain_response(struct gw_conn *c, const char *tag, const char *b64, size_t len)
+{
+	uint8_t raw[1024];
+	if (len == 1 && b64[0] == '*') {
+		client_say(c, "%s BAD AUTHENTICATE cancelled", tag);
+		client_flush(c);
+		return;
+	}
+	long n = b64_decode(b64, len, raw, sizeof(raw) - 1);
+	if (n < 0) {
+		client_say(c, "%s BAD Invalid base64 in AUTHENTICATE", tag);
+		client_flush(c);
+		return;
+	}
+	/* authzid NUL authcid NUL password */
+	uint8_t *z1 = memchr(raw, '\0', (size_t)n);
+	uint8_t *z2 = z1 ? memchr(z1 + 1, '\0', (size_t)(raw + n - z1 - 1)) : NULL;
+	if (!z1 || !z2) {
+		gnutls_memset(raw, 0, sizeof(raw));
+		client_say(c, "%s BAD Malformed PLAIN response", tag);
+		client_flush(c);
+		return;
+	}
+	size_t authz_len = (size_t)(z1 - raw);
+	const char *authc = (const char *)z1 + 1;
+	size_t authc_len = (size_t)(z2 - z1 - 1);
+	const char *pw = (const char *)z2 + 1;
+	size_t pw_len = (size_t)(raw + n - z2 - 1);
+	if (authz_len && (authz_len != authc_len || memcmp(raw, authc, authc_len) != 0)) {
+		gnutls_memset(raw, 0, sizeof(raw));
+		client_say(c, "%s NO [AUTHORIZATIONFAILED] Proxy authorization is not supported", tag);
+		client_flush(c);
+		return;
+	}
+	start_login(c, tag, "AUTHENTICATE", authc, authc_len, pw, pw_len);
+	gnutls_memset(raw, 0, sizeof(raw));
+}
+
+static void client_starttls(struct gw_conn *c, const struct imap_msg *m)
+{
+	char err[256];
+	if (stream_is_tls(c->client)) {
+		client_say(c, "%s BAD TLS is already active", m->tag);
+		return;
+	}
+	client_say(c, "%s OK Begin TLS negotiation now", m->tag);
+	client_flush(c);
+	c->tls_ready = false;
+	c->greeted = true; /* no second greeting after STARTTLS */
+	imap_parser_reset(c->parser);
+	if (stream_start_tls_server(c->client, c->srv->server_creds, err, sizeof(err)) < 0)
+		conn_close(c, err);
+}
+
+static void dispatch_prelogin(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (m->nargs < 1 || m->args[0].type != IMAP_ARG_ATOM) {
+		client_say(c, "%s BAD Missing command", m->tag);
+		return;
+	}
+	if (cmd_is(m, "CAPABILITY")) {
+		struct buf caps;
+		buf_init(&caps, 0);
+		client_caps(c, &caps);
+		buf_append(&caps, "", 1);
+		client_say(c, "* CAPABILITY %s", (const char *)buf_head(&caps));
+		client_say(c, "%s OK Capability completed.", m->tag);
+		buf_free(&caps);
+		return;
+	}
+	if (cmd_is(m, "NOOP")) {
+		client_say(c, "%s OK NOOP completed.", m->tag);
+		return;
+	}
+	if (cmd_is(m, "ID")) {
+		client_say(c, "* ID (\"name\" \"pimap-gateway\" \"version\" \"%s\")", PACKAGE_VERSION);
+		client_say(c, "%s OK ID completed.", m->tag);
+		return;
+	}
+	if (cmd_is(m, "LOGOUT")) {
+		client_say(c, "* BYE Logging out");
+		client_say(c, "%s OK Logout completed.", m->tag);
+		client_flush(c);
+		conn_close(c, "logout");
+		return;
+	}
+	if (cmd_is(m, "STARTTLS")) {
+		client_starttls(c, m);
+		return;
+	}
+	if (cmd_is(m, "LOGIN") || cmd_is(m, "AUTHENTICATE")) {
+		if (!login_allowed_here(c)) {
+			client_say(c, "%s NO [PRIVACYREQUIRED] Use STARTTLS or the TLS port before logging in", m->tag);
+			return;
+		}
+		if (cmd_is(m, "LOGIN")) {
+			if (m->nargs != 3 || !imap_arg_is_string(&m->args[1]) || !imap_arg_is_string(&m->args[2])) {
+				client_say(c, "%s BAD LOGIN needs a user name and a password", m->tag);
+				return;
+			}
+			start_login(c, m->tag, "LOGIN", m->args[1].str, m->args[1].len, m->args[2].str, m->args[2].len);
+			return;
+		}
+		if (m->nargs < 2 || m->nargs > 3 || m->args[1].type != IMAP_ARG_ATOM) {
+			client_say(c, "%s BAD AUTHENTICATE needs a mechanism name", m->tag);
+			return;
+		}
+		if (!imap_arg_is_atom(&m->args[1], "PLAIN")) {
+			client_say(c, "%s NO [CANNOT] Only AUTHENTICATE PLAIN is supported", m->tag);
+			return;
+		}
+		if (m->nargs == 3) {
+			auth_plain_response(c, m->tag, m->args[2].str, m->args[2].len);
+			return;
+		}
+		snprintf(c->login_tag, sizeof(c->login_tag), "%s", m->tag);
+		c->state = C_AUTH_PLAIN;
+		client_say(c, "+ ");
+		imap_parser_expect_raw_line(c->parser);
+		return;
+	}
+	client_say(c, "%s BAD Command unknown or not valid before login", m->tag);
+}
+
+/* ------------------------------------------------------------------------ */
+/* client input                                                              */
+
+static bool client_may_proceed(const struct gw_conn *c)
+{
+	if (c->closing || c->logging_out || c->state == C_LOGGING_IN || c->serial || c->capture)
+		return false;
+	if (c->state == C_AUTHED) {
+		if (c->idle_cmd && !c->idle_done_pending)
+			return true; /* waiting for DONE */
+		if (c->idle_cmd)
+			return false;
+		if ((long long)c->ncmds >= c->srv->cfg->max_commands_in_flight)
+			return false;
+		if (c->sc && store_conn_output_full(c->sc))
+			return false;
+	}
+	return !stream_output_full(c->client);
+}
+
+static void client_parse_error(struct gw_conn *c)
+{
+	const char *why = imap_parser_error(c->parser);
+	const char *tag = imap_parser_tag(c->parser);
+	if (!imap_parser_error_recoverable(c->parser)) {
+		/* The stream position is unknowable (a literal may follow): the connection cannot go on. */
+		const struct imap_limits *lim = c->state == C_AUTHED ? &c->srv->limits : &c->srv->prelogin_limits;
+		if (strstr(why, "line too long"))
+			client_say(c, "* BYE [TOOBIG] Line too long (limit %zu bytes)", lim->max_line_length);
+		else if (strstr(why, "literal too large"))
+			client_say(c, "* BYE [TOOBIG] Literal too large (limit %zu bytes)", lim->max_literal_size);
+		else if (strstr(why, "message too large"))
+			client_say(c, "* BYE [TOOBIG] Command too large (limit %zu bytes)", lim->max_message_size);
+		else
+			client_say(c, "* BYE Protocol error: %s", why);
+		client_flush(c);
+		conn_close(c, why);
+		return;
+	}
+	if (tag && strlen(tag) <= MAX_CLIENT_TAG && c->state == C_AUTHED)
+		answer(c, tag, "BAD %s", why);
+	else if (tag && strlen(tag) <= MAX_CLIENT_TAG)
+		client_say(c, "%s BAD %s", tag, why);
+	else
+		client_say(c, "* BAD %s", why);
+	client_flush(c);
+	imap_parser_skip_line(c->parser);
+}
+
+static void handle_client_message(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (m->kind == IMAP_MSG_RAW_LINE) {
+		if (c->state == C_AUTH_PLAIN) {
+			c->state = C_PRELOGIN;
+			auth_plain_response(c, c->login_tag, m->text, m->text_len);
+			return;
+		}
+		if (c->idle_cmd) {
+			client_done(c, m);
+			return;
+		}
+		return; /* the rest of a skipped bad line */
+	}
+	if (m->kind != IMAP_MSG_COMMAND)
+		return;
+	if (strlen(m->tag) > MAX_CLIENT_TAG) {
+		client_say(c, "* BAD Tag too long");
+		return;
+	}
+	ev_timer_again(c->srv->loop, &c->activity);
+	if (c->state == C_AUTHED)
+		dispatch_authed(c, m);
+	else
+		dispatch_prelogin(c, m);
+}
+
+static void process_client_input(struct gw_conn *c)
+{
+	/* Completing a command can ask for more input from inside the handling
+	 * of the current one; the outer loop will get to it. */
+	if (c->in_input)
+		return;
+	c->in_input = true;
+	process_client_input_loop(c);
+	c->in_input = false;
+	if (c->client && !c->closing)
+		stream_pause_reading(c->client, !client_may_proceed(c) && c->state == C_AUTHED);
+}
+
+static void process_client_input_loop(struct gw_conn *c)
+{
+	while (c->client && !c->closing && c->greeted && c->tls_ready && client_may_proceed(c)) {
+		struct buf *in = stream_input(c->client);
+		if (!buf_len(in))
+			break;
+		size_t used = 0;
+		enum imap_parse_result r = imap_parser_feed(c->parser, buf_head(in), buf_len(in), &used);
+		if (r == IMAP_PARSE_ERROR) {
+			buf_consume(in, used);
+			client_parse_error(c);
+			continue;
+		}
+		if (r == IMAP_PARSE_NEED_MORE) {
+			buf_consume(in, used);
+			if (imap_parser_wants_continuation(c->parser)) {
+				client_say(c, "+ OK");
+				client_flush(c);
+			}
+			break;
+		}
+		const struct imap_msg *m = imap_parser_msg(c->parser);
+		log_trace_imap(c->prefix, TRACE_CLIENT_IN, m->raw, m->raw_len, c->state == C_AUTH_PLAIN);
+		/* Consume first (m lives in the parser): after COMPRESS or STARTTLS
+		 * the bytes behind this command are read differently. */
+		buf_consume(in, used);
+		handle_client_message(c, m);
+		if (c->closing || !c->client)
+			return;
+		imap_parser_reset(c->parser);
+		if (c->tls_ready == false)
+			return; /* STARTTLS: the stream discarded the rest */
+		if (c->idle_cmd && !c->idle_done_pending)
+			imap_parser_expect_raw_line(c->parser);
+		if (c->state == C_AUTH_PLAIN)
+			imap_parser_expect_raw_line(c->parser);
+	}
+	client_flush(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* connection lifetime                                                       */
+
+static void conn_destroy(void *arg)
+{
+	struct gw_conn *c = arg;
+	imap_parser_free(c->parser);
+	buf_free(&c->held);
+	free(c);
+}
+
+/* Hand the store connection to the session so the device can resume into it. */
+static void park_store_conn(struct gw_conn *c)
+{
+	struct device_session *ds = c->ds;
+	struct gateway_server *srv = c->srv;
+	unsigned nparked = 0;
+	for (struct parked *p = ds->parked; p; p = p->next)
+		nparked++;
+	bool can_park = c->sc && c->sel.mailbox && !c->cu && !c->resume_from && c->sidle != SI_STARTING &&
+	                !srv->draining;
+	if (!can_park)
+		return;
+	struct parked *p = xcalloc(1, sizeof(*p));
+	/* Over the limit the connection still stays long enough to save the client's view. */
+	p->close_after_snapshot = (long long)nparked >= srv->cfg->max_connections_per_device;
+	p->ds = ds;
+	p->sc = c->sc;
+	c->sc = NULL;
+	selected_copy(&p->sel, &c->sel);
+	gw_folder_rec_init(&p->view);
+	ev_init(&p->refresh, on_parked_refresh);
+	p->refresh.repeat = srv->cfg->store_idle_refresh;
+	char prefix[256];
+	snprintf(prefix, sizeof(prefix), "parked %s#P%s", ds->user, ds->device);
+	store_conn_set_prefix(p->sc, prefix);
+	store_conn_orphan_commands(p->sc);
+	store_conn_set_owner(p->sc, &parked_ops, p);
+	if (c->sidle == SI_ACTIVE)
+		store_conn_send_raw(p->sc, "DONE\r\n", 6);
+	/* The client's view is the store connection's view now; until the snapshot
+	 * is saved, no older view of this folder may be trusted. */
+	gw_state_folder_delete(srv->db, ds->user, ds->device, p->sel.mailbox);
+	p->snap = snapshot_start(p->sc, parked_snapshot_done, p);
+	if (!p->snap) {
+		if (p->close_after_snapshot) {
+			parked_free(p);
+			return;
+		}
+		parked_start_idle(p);
+	}
+	/* append: FIFO */
+	struct parked **pp = &ds->parked;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = p;
+	free(ds->last_selected);
+	ds->last_selected = xstrdup(c->sel.mailbox);
+	ds->last_readonly = c->sel.readonly;
+}
+
+static void conn_detach_session(struct gw_conn *c, bool logout, bool resuming)
+{
+	struct device_session *ds = c->ds;
+	if (!ds)
+		return;
+	c->ds = NULL;
+	if (logout) {
+		if (ds->attached)
+			ds->attached--;
+		if (ds->attached == 0 && !ds->parked)
+			session_unlink_free(ds);
+		return;
+	}
+	c->ds = ds;
+	if (!resuming)
+		park_store_conn(c);
+	c->ds = NULL;
+	if (ds->attached)
+		ds->attached--;
+	if (ds->attached == 0) {
+		ds->detached_at = wall_now();
+		session_save(ds, GW_SESSION_DETACHED);
+	}
+	session_maybe_forget(ds);
+}
+
+static void conn_close(struct gw_conn *c, const char *why)
+{
+	if (c->closing)
+		return;
+	struct gateway_server *srv = c->srv;
+	bool logout = why && strcmp(why, "logout") == 0;
+	/* Mid-resume the client has not seen the events yet: its saved view must stay as it is. */
+	bool resuming = c->state == C_LOGGING_IN || c->resume_from || c->cu;
+	clog_(c, LOG_LEVEL_INFO, "closing: %s", why ? why : "");
+	if (c->resume_from) {
+		parked_free(c->resume_from);
+		c->resume_from = NULL;
+	}
+	if (c->cu) {
+		catchup_free(c->cu);
+		c->cu = NULL;
+	}
+	if (c->snap) {
+		snapshot_free(c->snap);
+		c->snap = NULL;
+	}
+	c->select_hold = NULL;
+	if (c->state == C_AUTHED || c->state == C_LOGGING_IN)
+		conn_detach_session(c, logout, resuming);
+	c->closing = true;
+	c->state = C_CLOSED;
+	ev_timer_stop(srv->loop, &c->activity);
+	if (c->sc) {
+		store_conn_orphan_commands(c->sc);
+		store_conn_set_owner(c->sc, NULL, NULL);
+		store_conn_close(c->sc);
+		c->sc = NULL;
+	}
+	while (c->cmds) {
+		struct client_cmd *cmd = c->cmds;
+		c->cmds = cmd->next;
+		cmd_free(cmd);
+	}
+	c->cmds_tail = NULL;
+	while (c->sendq) {
+		struct queued_send *q = c->sendq;
+		c->sendq = q->next;
+		buf_free(&q->text);
+		free(q);
+	}
+	if (c->capture) {
+		buf_free(c->capture);
+		free(c->capture);
+		c->capture = NULL;
+	}
+	wipe_free(&c->password);
+	pimap_login_free(&c->login);
+	selected_clear(&c->sel);
+	if (c->client)
+		stream_close_after_flush(c->client);
+	c->client = NULL;
+	for (struct gw_conn **pp = &srv->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	srv->nconns--;
+	loop_defer_free(conn_destroy, c);
+	if (srv->draining && srv->nconns == 0)
+		ev_break(srv->loop, EVBREAK_ONE);
+}
+
+static void on_activity_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct gw_conn *c = (struct gw_conn *)((char *)w - offsetof(struct gw_conn, activity));
+	(void)loop;
+	(void)revents;
+	if (c->state == C_AUTHED && c->idle_cmd) {
+		ev_timer_again(loop, w); /* IDLE is not silence */
+		return;
+	}
+	client_say(c, "* BYE %s", c->state == C_AUTHED ? "Autologout; idle for too long" : "Login timed out");
+	client_flush(c);
+	conn_close(c, "timeout");
+}
+
+static void on_client_event(struct stream *st, enum stream_event ev, const char *reason, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	(void)st;
+	switch (ev) {
+	case STREAM_EV_TLS_READY:
+		c->tls_ready = true;
+		greet(c);
+		process_client_input(c);
+		return;
+	case STREAM_EV_DATA:
+		process_client_input(c);
+		return;
+	case STREAM_EV_DRAINED:
+		if (c->sc)
+			store_conn_pause_reading(c->sc, false);
+		process_client_input(c);
+		return;
+	case STREAM_EV_EOF:
+		conn_close(c, "client closed the connection");
+		return;
+	case STREAM_EV_ERROR:
+		conn_close(c, reason ? reason : "client connection error");
+		return;
+	case STREAM_EV_CONNECTED:
+		return;
+	}
+}
+
+static bool fd_peer_is_loopback(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
+{
+	struct gateway_server *srv = ctx;
+	char err[256];
+	if (srv->draining) {
+		close(fd);
+		return;
+	}
+	if ((long long)srv->nconns >= srv->cfg->max_clients) {
+		log_warn("refusing %s: limits.max_clients (%lld) reached", peer, srv->cfg->max_clients);
+		close(fd);
+		return;
+	}
+	struct gw_conn *c = xcalloc(1, sizeof(*c));
+	c->srv = srv;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	snprintf(c->prefix, sizeof(c->prefix), "c%lu %s", ++srv->next_conn_id, peer);
+	c->loopback = fd_peer_is_loopback(fd);
+	c->parser = imap_parser_new(IMAP_PARSE_COMMANDS, &srv->prelogin_limits);
+	buf_init(&c->held, 0);
+	c->next = srv->conns;
+	srv->conns = c;
+	srv->nconns++;
+	ev_init(&c->activity, on_activity_timeout);
+	c->activity.repeat = srv->cfg->preauth_timeout;
+	ev_timer_again(srv->loop, &c->activity);
+	c->client = stream_new_fd(srv->loop, fd, c->prefix, srv->cfg->max_output_queue, on_client_event, c);
+	clog_(c, LOG_LEVEL_INFO, "connected to %s", listener_address(l));
+	if (listener_implicit_tls(l)) {
+		if (stream_start_tls_server(c->client, srv->server_creds, err, sizeof(err)) < 0)
+			conn_close(c, err);
+	} else {
+		c->tls_ready = true;
+		greet(c);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* server                                                                    */
+
+static int make_dirs(const char *path, char *err, size_t errlen)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+			return -1;
+		}
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void on_expiry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct gateway_server *srv = w->data;
+	(void)loop;
+	(void)revents;
+	for (struct device_session *ds = srv->sessions, *next; ds; ds = next) {
+		next = ds->next;
+		session_expire_if_due(ds);
+	}
+}
+
+static void apply_limits(struct gateway_server *srv)
+{
+	const struct gateway_config *cfg = srv->cfg;
+	srv->limits.max_line_length = cfg->max_line_length;
+	srv->limits.max_literal_size = cfg->max_literal_size;
+	srv->limits.max_list_depth = (unsigned)cfg->max_list_depth;
+	srv->limits.max_args = IMAP_DEFAULT_MAX_ARGS;
+	srv->limits.max_message_size = cfg->max_command_size;
+	srv->prelogin_limits = srv->limits;
+	if (srv->prelogin_limits.max_literal_size > PRELOGIN_MAX_LITERAL)
+		srv->prelogin_limits.max_literal_size = PRELOGIN_MAX_LITERAL;
+	srv->prelogin_limits.max_message_size = PRELOGIN_MAX_COMMAND;
+	/* Store responses: FETCH literals are the store's to size; keep the line limit. */
+	srv->target.limits = srv->limits;
+	srv->target.limits.max_literal_size = (size_t)1 << 30;
+	srv->target.limits.max_message_size = 0;
+	srv->target.out_limit = cfg->max_output_queue;
+	srv->target.connect_timeout = cfg->store_connect_timeout;
+	srv->target_pimap = srv->target;
+	srv->target_pimap.enable_condstore = true;
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	log_warn("drain timeout: closing the remaining connections");
+	ev_break(loop, EVBREAK_ONE);
+}
+
+struct gateway_server *gateway_server_new(struct ev_loop *loop, const struct gateway_config *cfg, char *err,
+                                          size_t errlen)
+{
+	if (!cfg->store_url || !*cfg->store_url) {
+		snprintf(err, errlen, "store.url is required");
+		return NULL;
+	}
+	struct gateway_server *srv = xcalloc(1, sizeof(*srv));
+	srv->loop = loop;
+	srv->cfg = cfg;
+	gnutls_rnd(GNUTLS_RND_KEY, srv->hash_key, sizeof(srv->hash_key));
+	if (url_parse(cfg->store_url, &srv->store_url, err, errlen) < 0)
+		goto fail;
+	if (srv->store_url.is_gateway) {
+		snprintf(err, errlen, "store.url must be imaps:// or imap:// (a standard IMAP store)");
+		goto fail;
+	}
+	snprintf(srv->target.host, sizeof(srv->target.host), "%s", srv->store_url.host);
+	snprintf(srv->target.port, sizeof(srv->target.port), "%s", srv->store_url.port);
+	srv->target.implicit_tls = srv->store_url.implicit_tls;
+	srv->target.allow_plaintext = cfg->store_allow_plaintext;
+	srv->target.server_name = cfg->store_server_name;
+	srv->target.compress = cfg->store_compress;
+	srv->store_creds = tlsio_client_creds_new(cfg->store_ca_file, err, errlen);
+	if (!srv->store_creds)
+		goto fail;
+	srv->target.creds = srv->store_creds;
+	apply_limits(srv);
+
+	const char *dir = *cfg->state_dir ? cfg->state_dir : "/var/lib/pimap-gateway";
+	if (make_dirs(dir, err, errlen) < 0)
+		goto fail;
+	char cert[4096], key[4096];
+	if (*cfg->tls_cert_file || *cfg->tls_key_file) {
+		if (!*cfg->tls_cert_file || !*cfg->tls_key_file) {
+			snprintf(err, errlen, "tls.cert and tls.key must be set together");
+			goto fail;
+		}
+		snprintf(cert, sizeof(cert), "%s", cfg->tls_cert_file);
+		snprintf(key, sizeof(key), "%s", cfg->tls_key_file);
+	} else {
+		snprintf(cert, sizeof(cert), "%s/gateway-cert.pem", dir);
+		snprintf(key, sizeof(key), "%s/gateway-key.pem", dir);
+		if (tlsio_ensure_self_signed(cert, key, err, errlen) < 0)
+			goto fail;
+	}
+	srv->server_creds = tlsio_server_creds_new(cert, key, err, errlen);
+	if (!srv->server_creds)
+		goto fail;
+	srv->db = gw_state_open(dir, err, errlen);
+	if (!srv->db)
+		goto fail;
+	for (int pass = 0; pass < 2; pass++) {
+		char **addrs = pass == 0 ? cfg->listen_pimaps : cfg->listen_pimap;
+		for (char **a = addrs; a && *a; a++) {
+			if (strcasecmp(*a, "none") == 0 || **a == '\0')
+				continue;
+			struct listener *l = listener_new(loop, *a, pass == 0, on_accept, srv, err, errlen);
+			if (!l)
+				goto fail;
+			srv->listeners = xrealloc(srv->listeners, (srv->nlisteners + 1) * sizeof(*srv->listeners));
+			srv->listeners[srv->nlisteners++] = l;
+			log_info("listening on %s (%s)", *a, pass == 0 ? "P-IMAP over TLS" : "P-IMAP, STARTTLS");
+		}
+	}
+	if (srv->nlisteners == 0) {
+		snprintf(err, errlen, "no listener configured (listen.pimaps / listen.pimap)");
+		goto fail;
+	}
+	ev_timer_init(&srv->expiry, on_expiry, EXPIRY_CHECK_INTERVAL, EXPIRY_CHECK_INTERVAL);
+	srv->expiry.data = srv;
+	ev_timer_start(loop, &srv->expiry);
+	ev_unref(loop); /* housekeeping must not keep the loop alive */
+	ev_init(&srv->drain_timer, on_drain_timeout);
+	log_info("store %s://%s:%s, state in %s", url_scheme_name(srv->store_url.scheme), srv->target.host,
+	         srv->target.port, dir);
+	return srv;
+fail:
+	gateway_server_free(srv);
+	return NULL;
+}
+
+void gateway_server_reconfigure(struct gateway_server *srv, const struct gateway_config *cfg)
+{
+	const struct gateway_config *old = srv->cfg;
+	srv->cfg = cfg;
+	apply_limits(srv);
+	if (strcmp(old->store_url, cfg->store_url) != 0)
+		log_warn("store.url changed: takes effect after a restart");
+	if (strcmp(old->state_dir, cfg->state_dir) != 0)
+		log_warn("state_dir changed: takes effect after a restart");
+	if (strcmp(old->tls_cert_file, cfg->tls_cert_file) != 0 || strcmp(old->tls_key_file, cfg->tls_key_file) != 0)
+		log_warn("tls.cert/tls.key changed: take effect after a restart");
+	if (strcmp(old->store_ca_file, cfg->store_ca_file) != 0)
+		log_warn("store.ca_file changed: takes effect after a restart");
+	/* Existing parked connections keep their refresh interval until they re-IDLE. */
+}
+
+/* SIGTERM: save the view of every attached connection, then let them go. */
+struct drain_ctx {
+	struct gateway_server *srv;
+	struct gw_conn *c;
+};
+
+static void drain_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
+{
+	struct gw_conn *c = ctx;
+	if (c->ds && c->sel.mailbox && ok) {
+		struct gw_folder_rec rec;
+		folder_rec_from(&rec, &c->sel, &sn->uids);
+		gw_state_folder_save(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox, &rec);
+		gw_folder_rec_free(&rec);
+	} else if (c->ds && c->sel.mailbox) {
+		gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
+	}
+	c->snap = NULL;
+	snapshot_free(sn);
+	client_say(c, "* BYE [UNAVAILABLE] pimap-gateway is restarting; your session is kept");
+	client_flush(c);
+	conn_close(c, "drain");
+}
+
+void gateway_server_drain(struct gateway_server *srv)
+{
+	if (srv->draining)
+		return;
+	srv->draining = true;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		listener_pause(srv->listeners[i], true);
+	log_info("draining %u connections", srv->nconns);
+	for (struct gw_conn *c = srv->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->state == C_AUTHED && c->ds && c->sc && c->sel.mailbox && !c->snap && !c->cu &&
+		    c->sidle == SI_NONE && !c->sendq && store_conn_in_flight(c->sc) == 0) {
+			/* Record the client's view and where it was, so the device resumes without RESYNC. */
+			free(c->ds->last_selected);
+			c->ds->last_selected = xstrdup(c->sel.mailbox);
+			c->ds->last_readonly = c->sel.readonly;
+			c->snap = snapshot_start(c->sc, drain_snapshot_done, c);
+			if (c->snap)
+				continue;
+		}
+		if (c->state == C_AUTHED && c->ds && c->sc && c->sel.mailbox && c->sidle == SI_ACTIVE && !c->snap) {
+			/* In IDLE: end it, then snapshot when the store confirms. */
+			free(c->ds->last_selected);
+			c->ds->last_selected = xstrdup(c->sel.mailbox);
+			c->ds->last_readonly = c->sel.readonly;
+			c->idle_cmd = NULL; /* the client will get BYE, not an IDLE OK */
+			c->serial = true;
+			store_conn_orphan_commands(c->sc);
+			c->sidle = SI_NONE;
+			store_conn_send_raw(c->sc, "DONE\r\n", 6);
+			c->snap = snapshot_start(c->sc, drain_snapshot_done, c);
+			if (c->snap)
+				continue;
+		}
+		client_say(c, "* BYE [UNAVAILABLE] pimap-gateway is shutting down");
+		client_flush(c);
+		conn_close(c, "drain");
+	}
+	/* Parked connections: their views were saved when they were parked. */
+	for (struct device_session *ds = srv->sessions; ds; ds = ds->next) {
+		ds->detached_at = ds->detached_at ? ds->detached_at : wall_now();
+	}
+	if (srv->nconns == 0) {
+		ev_break(srv->loop, EVBREAK_ONE);
+		return;
+	}
+	srv->drain_timer.repeat = srv->cfg->drain_timeout;
+	ev_timer_again(srv->loop, &srv->drain_timer);
+}
+
+unsigned gateway_server_connection_count(const struct gateway_server *srv)
+{
+	return srv->nconns;
+}
+
+void gateway_server_dump(const struct gateway_server *srv)
+{
+	log_info("%u connections", srv->nconns);
+	for (const struct gw_conn *c = srv->conns; c; c = c->next)
+		log_info("  %s: %s %s%s%s, %u commands in flight, folder %s", c->prefix,
+		         c->state == C_AUTHED ? "authenticated" : "not authenticated",
+		         c->login.store_user ? c->login.store_user : "", c->ds ? " device " : "",
+		         c->ds ? c->ds->device : "", c->ncmds, c->sel.mailbox ? c->sel.mailbox : "-");
+	for (const struct device_session *ds = srv->sessions; ds; ds = ds->next) {
+		unsigned n = 0;
+		for (const struct parked *p = ds->parked; p; p = p->next)
+			n++;
+		log_info("  session %s %s#P%s: %u attached, %u parked", ds->session_id, ds->user, ds->device,
+		         ds->attached, n);
+	}
+}
+
+void gateway_server_free(struct gateway_server *srv)
+{
+	if (!srv)
+		return;
+	while (srv->conns)
+		conn_close(srv->conns, "shutdown");
+	/* Sessions that still have an attached record are saved as detached: a clean stop. */
+	while (srv->sessions) {
+		struct device_session *ds = srv->sessions;
+		if (!ds->detached_at)
+			ds->detached_at = wall_now();
+		if (srv->db)
+			session_save(ds, GW_SESSION_DETACHED);
+		session_unlink_free(ds);
+	}
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		listener_free(srv->listeners[i]);
+	free(srv->listeners);
+	if (ev_is_active(&srv->expiry)) {
+		ev_ref(srv->loop);
+		ev_timer_stop(srv->loop, &srv->expiry);
+	}
+	ev_timer_stop(srv->loop, &srv->drain_timer);
+	if (srv->db)
+		gw_state_close(srv->db);
+	if (srv->server_creds)
+		tlsio_creds_unref(srv->server_creds);
+	if (srv->store_creds)
+		tlsio_creds_unref(srv->store_creds);
+	free(srv->throttle);
+	free(srv);
+}

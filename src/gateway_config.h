@@ -1,0 +1,53 @@
+/*
+ * gateway_config.h - pimap-gateway's configuration struct and its key table.
+ * One table (gateway_config_keys) is the single source of keys, types,
+ * defaults and bounds; etc/pimap-gateway.yaml documents the same keys.
+ */
+#ifndef PIMAP_GATEWAY_CONFIG_H
+#define PIMAP_GATEWAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cfg.h"
+#include "proxy_config.h" /* enum log_level_value, enum plaintext_login_value */
+
+struct gateway_config {
+	char  **listen_pimaps;            /* listen.pimaps: implicit-TLS P-IMAP listeners (default 127.0.0.1:2993) */
+	char  **listen_pimap;             /* listen.pimap: STARTTLS P-IMAP listeners (default 127.0.0.1:2143) */
+	int     plaintext_login;          /* listen.plaintext_login: loopback|never|always (default never) */
+	char   *tls_cert_file;            /* tls.cert: "" = generated self-signed in state_dir */
+	char   *tls_key_file;             /* tls.key */
+	char   *store_url;                /* store.url: imaps://host[:port] or imap://host[:port] (STARTTLS) */
+	char   *store_ca_file;            /* store.ca_file: "" = system trust store */
+	char   *store_server_name;        /* store.server_name: "" = URL host */
+	bool    store_allow_plaintext;    /* store.allow_plaintext: imap:// without STARTTLS (loopback stores) */
+	bool    store_compress;           /* store.compress: COMPRESS=DEFLATE to the store when offered */
+	double  store_connect_timeout;    /* store.connect_timeout: TCP+TLS+greeting+login deadline (10s) */
+	double  store_idle_refresh;       /* store.idle_refresh: re-issue IDLE on parked connections (25m) */
+	char   *state_dir;                /* state_dir: gateway.db, generated certificate ("" = /var/lib/pimap-gateway) */
+	double  session_lifetime;         /* session.lifetime: how long a detached session is kept (1h, min 1h) */
+	int     log_level;                /* log.level */
+	char   *log_file;                 /* log.file: "" = stderr */
+	bool    log_trace;                /* log.trace */
+	char   *pid_file;                 /* pid_file */
+	size_t  max_line_length;          /* limits.max_line_length (64K) */
+	size_t  max_literal_size;         /* limits.max_literal_size (64M) */
+	size_t  max_command_size;         /* limits.max_command_size (128M) */
+	long long max_list_depth;         /* limits.max_list_depth (32) */
+	size_t  max_output_queue;         /* limits.max_output_queue (1M) */
+	long long max_commands_in_flight; /* limits.max_commands_in_flight: per connection (64) */
+	long long max_queued_events;      /* limits.max_queued_events: per folder of a detached session (1000) */
+	long long max_sessions_per_user;  /* limits.max_sessions_per_user: live P-IMAP sessions (16) */
+	long long max_devices_per_user;   /* limits.max_devices_per_user: device profiles kept (32) */
+	long long max_connections_per_device; /* limits.max_connections_per_device (8; Thunderbird opens 5) */
+	long long max_failed_logins;      /* limits.max_failed_logins: per client address per minute (10) */
+	long long max_clients;            /* limits.max_clients: concurrent client connections (4096) */
+	double  preauth_timeout;          /* limits.preauth_timeout (60s) */
+	double  idle_timeout;             /* limits.idle_timeout: silent authenticated client (31m) */
+	double  drain_timeout;            /* limits.drain_timeout: SIGTERM grace period (10s) */
+};
+
+extern const struct cfg_key gateway_config_keys[];
+
+#endif
