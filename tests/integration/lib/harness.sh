@@ -105,9 +105,15 @@ harness_cleanup() {
 		log "FAIL: sanitizer/valgrind report in $(grep -lE 'Sanitizer|runtime error:|ERROR SUMMARY' "$T"/proxy*.stderr | tr '\n' ' ')"
 		rc=1
 	fi
+	# The same for every gateway run (stderr of each start, and its log file).
+	if [ "$rc" -eq 0 ] && gateway_sanitizer_reports >/dev/null; then
+		log "FAIL: sanitizer/valgrind report in $(gateway_sanitizer_reports | tr '\n' ' ')"
+		rc=1
+	fi
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] || [ "${PIMAP_TEST_VERBOSE:-0}" = 1 ]; then
 		local f
-		for f in "$T"/proxy*.log "$T"/proxy*.stderr "$T"/dovecot*.log "${HARNESS_LOGS[@]}"; do
+		for f in "$T"/proxy*.log "$T"/proxy*.stderr "$T"/gateway*.log "$T"/gateway*.stderr \
+			"$T"/dovecot*.log "${HARNESS_LOGS[@]}"; do
 			[ -e "$f" ] && dump_file "$f"
 		done
 	fi
@@ -519,4 +525,99 @@ imapc() { python3 "$IMAPC" "$@"; }
 # assert_contains FILE FIXED-STRING [WHAT]
 assert_contains() {
 	grep -qF -- "$2" "$1" || fail "${3:-$1} does not contain '$2'"
+}
+
+# --- the gateway -------------------------------------------------------------
+
+GATEWAY_BIN="$top_builddir/src/pimap-gateway"
+GW_LOG="$T/gateway.log"
+GW_STATE="$T/gw-state"
+GW_STARTS=0         # how many times start_gateway ran (numbers the stderr files)
+GW_PID=""
+
+# require_gateway: the gateway must have been built (99 otherwise, like require_proxy).
+require_gateway() {
+	[ -x "$GATEWAY_BIN" ] || hard_error "$GATEWAY_BIN not built (run ./configure && make first)"
+}
+
+# gateway_sanitizer_reports: print the gateway stderr/log files holding an
+# AddressSanitizer, LeakSanitizer, UBSan or valgrind report; false if none.
+gateway_sanitizer_reports() {
+	local f files=()
+	for f in "$T"/gateway*.stderr "$T"/gateway*.log; do
+		[ -f "$f" ] && files+=("$f")
+	done
+	[ ${#files[@]} -gt 0 ] || return 1
+	grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|ERROR SUMMARY: [1-9]' "${files[@]}"
+}
+
+# start_gateway [ARGS...]: run pimap-gateway in the foreground in front of the
+# Dovecot of start_dovecot (over imaps, verified with $CA), with an
+# implicit-TLS listener on 127.0.0.1:$GW_PORT and a STARTTLS one on
+# 127.0.0.1:$GW_STARTTLS_PORT, state in $GW_STATE ($T/gw-state), log in
+# $GW_LOG ($T/gateway.log) and stderr in $T/gateway.N.stderr (N counts the
+# starts). ARGS are appended (e.g. --set limits.max_queued_events=3). The
+# ports are chosen the first time only, so a restart reuses them. Waits until
+# both ports listen (fails fast if the gateway exits). Sets GW_PID.
+# PIMAP_GATEWAY_WRAPPER prefixes the command (e.g. valgrind).
+start_gateway() {
+	require_gateway
+	[ -n "${DOVECOT_IMAPS:-}" ] || hard_error "start_gateway needs start_dovecot first"
+	[ -z "$GW_PID" ] || ! running "$GW_PID" || hard_error "start_gateway: gateway $GW_PID still runs"
+	: "${GW_PORT:=$(free_port)}"
+	: "${GW_STARTTLS_PORT:=$(free_port)}"
+	while [ "$GW_STARTTLS_PORT" = "$GW_PORT" ]; do GW_STARTTLS_PORT=$(free_port); done
+	mkdir -p "$GW_STATE"
+	GW_STARTS=$((GW_STARTS + 1))
+	GW_STDERR="$T/gateway.$GW_STARTS.stderr"
+	# shellcheck disable=SC2086
+	spawn "$GW_STDERR" ${PIMAP_GATEWAY_WRAPPER:-} "$GATEWAY_BIN" -f \
+		--listen "127.0.0.1:$GW_PORT" --listen-starttls "127.0.0.1:$GW_STARTTLS_PORT" \
+		--cert "$SERVER_CERT" --key "$SERVER_KEY" \
+		--store "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA" \
+		--state-dir "$GW_STATE" --log-file "$GW_LOG" -v "$@"
+	GW_PID=$SPAWNED_PID
+	export GW_PORT GW_STARTTLS_PORT GW_PID GW_STATE GW_LOG
+	if ! wait_port 127.0.0.1 "$GW_PORT" 15 "$GW_PID" ||
+		! wait_port 127.0.0.1 "$GW_STARTTLS_PORT" 15 "$GW_PID"; then
+		dump_file "$GW_STDERR"
+		fail "gateway does not listen on 127.0.0.1:$GW_PORT and 127.0.0.1:$GW_STARTTLS_PORT (args: $*)"
+	fi
+	log "gateway up (pid $GW_PID): tls $GW_PORT, starttls $GW_STARTTLS_PORT${*:+, $*}"
+}
+
+# gateway_alive: the gateway we started last is still running.
+gateway_alive() { [ -n "$GW_PID" ] && running "$GW_PID"; }
+
+# stop_gateway [TIMEOUT]: SIGTERM, wait (default 20 s) until it exits; fail
+# the test if it does not, or if it exits with a status other than 0.
+stop_gateway() {
+	local timeout=${1:-20} pid=$GW_PID rc=0
+	[ -n "$pid" ] || hard_error "stop_gateway: no gateway started"
+	running "$pid" || { wait "$pid" 2>/dev/null || rc=$?; fail "gateway $pid was not running at stop_gateway (exit status $rc)"; }
+	kill -TERM "$pid" 2>/dev/null || true
+	if ! wait_gone "$pid" "$timeout"; then
+		kill -KILL "$pid" 2>/dev/null || true
+		wait_gone "$pid" 5 || true
+		untrack_pid "$pid"
+		wait "$pid" 2>/dev/null || true
+		fail "gateway $pid did not exit within ${timeout} s of SIGTERM"
+	fi
+	untrack_pid "$pid"
+	wait "$pid" 2>/dev/null || rc=$?
+	GW_PID=""
+	[ "$rc" -eq 0 ] || fail "gateway $pid exited with status $rc after SIGTERM"
+	log "gateway $pid stopped (SIGTERM)"
+}
+
+# kill_gateway: SIGKILL the gateway (a crash); waits until it is gone.
+kill_gateway() {
+	local pid=$GW_PID
+	[ -n "$pid" ] || hard_error "kill_gateway: no gateway started"
+	kill -KILL "$pid" 2>/dev/null || true
+	wait_gone "$pid" 10 || hard_error "gateway $pid survived SIGKILL"
+	untrack_pid "$pid"
+	wait "$pid" 2>/dev/null || true
+	GW_PID=""
+	log "gateway $pid killed (SIGKILL)"
 }

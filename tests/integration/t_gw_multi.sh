@@ -1,0 +1,33 @@
+#!/bin/bash
+# t_gw_multi.sh - several connections per device, and isolation between
+# devices and users (docs/PROTOCOL.md sections 2 and 3), with
+# limits.max_connections_per_device=5:
+#  - five simultaneous connections of alice#Pdev1 (as Thunderbird opens),
+#    one folder each, all working (FETCH, NOOP, IDLE); a delivery to INBOX
+#    is pushed to the connection idling on INBOX only; preferences are
+#    shared by the five; a sixth connection is refused with NO naming the
+#    limit; after the five drop, logins take the parked connections back,
+#    oldest first;
+#  - a preference set on alice#Pdev1 is not seen on alice#Pdev2 nor on
+#    bob#Pdev1, and bob#Pdev1 never sees alice's session.
+# The protocol logic is in lib/gw_multi.py.
+#
+# By hand: tests/integration/t_gw_multi.sh (after building src/pimap-gateway)
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$top_srcdir/tests/integration/lib/harness.sh"
+
+require dovecot certtool
+require_gateway
+gen_certs
+DOVECOT_USERS="alice bob"
+start_dovecot
+start_gateway --set limits.max_connections_per_device=5
+
+export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS
+status=0
+python3 "$HARNESS_LIB/gw_multi.py" five isolation || status=1
+gateway_alive || fail "the gateway died"
+stop_gateway
+[ "$status" = 0 ] || fail "failed sections: see the messages above"
+pass

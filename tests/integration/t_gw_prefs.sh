@@ -1,0 +1,950 @@
+#!/bin/bash
+# t_gw_prefs.sh - pimap-gateway: P-IMAP preferences, their effect on push,
+# XPROVISION, XZIP and COMPRESS (docs/PROTOCOL.md sections 3 to 5).
+#
+# The gateway runs with limits.max_queued_events=777 (XPROVISION must show it).
+#  1. XGETPIMAPPREFS / XGETPIMAPPREF of a new device: the six preferences with
+#     their defaults; a list of names, names without parentheses;
+#  2. XSETPIMAPPREF of every preference with every kind of valid value, read
+#     back with XGETPIMAPPREF (NEW_FORMAT compared by meaning: ALL/FAST/FULL
+#     macros expanded, BODY[...] = BODY.PEEK[...]);
+#  3. bad values, missing and extra arguments: tagged NO/BAD with a text that
+#     says what is wrong, the old value kept, the connection goes on; an
+#     unknown preference: NO;
+#  4. XPROVISION (also with a device id): the allowed values of every
+#     preference (every listed out-band channel is accepted by XSETPIMAPPREF)
+#     and LIMIT MAX_QUEUED_EVENTS 777;
+#  5. preferences persist across sessions (LOGOUT, new login), belong to the
+#     device (another device has the defaults) and survive a gateway restart;
+#  6. PIMAP_INBAND_NEW_FORMAT (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)]): a
+#     message delivered during IDLE arrives as "* n FETCH (UID u ... FLAGS
+#     ... BODY[HEADER.FIELDS (SUBJECT)] {k}" with its subject, never as
+#     EXISTS, and is still unseen on the store;
+#  7. PIMAP_EVENT_FILTER NEW: during IDLE a flag change and an expunge made by
+#     a direct Dovecot client are held (the gateway logs "held event") and
+#     nothing reaches the client; DONE brings them, in order, before IDLE's
+#     tagged OK; new mail is pushed, and held events go out before it;
+#  8. PIMAP_EVENT_FILTER NONE: even new mail is held until the next command;
+#  9. PIMAP_INBAND_PUSH ON: without IDLE or any command, a delivery shows up as
+#     "* n EXISTS" and a flag change as FETCH; with OFF nothing comes unasked;
+# 10. XZIP: "XZIP z1 FETCH 1:3 (FLAGS)" gives "* XZIP ~{n}" whose raw DEFLATE
+#     payload (a complete stream) is exactly the inner responses through
+#     "z1 OK", then the outer OK; wrapping IDLE, LOGOUT, XZIP, STARTTLS,
+#     COMPRESS or AUTHENTICATE, or reusing the outer tag, is BAD; XZIP works in
+#     a plain session;
+# 11. COMPRESS DEFLATE after login, then commands, preferences, XZIP and IDLE
+#     push over the compressed connection.
+#
+# By hand: tests/integration/t_gw_prefs.sh (after building src/pimap-gateway)
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$top_srcdir/tests/integration/lib/harness.sh"
+
+# --- shared helpers of the t_gw_*.sh tests (the same block in each) ----------
+
+require dovecot certtool
+require_gateway
+
+# gw_check_reports: fail now on any sanitizer report the gateway wrote so far
+# (the harness checks again at exit; leak reports are written at exit, so
+# this runs after each stop_gateway).
+gw_check_reports() {
+	local files
+	if files=$(gateway_sanitizer_reports); then
+		grep -h -E -A5 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' $files | head -40 >&2
+		fail "sanitizer report in $(echo $files)"
+	fi
+	return 0
+}
+
+# gw_env: export what the Python parts need.
+gw_env() {
+	export GW_PORT GW_STARTTLS_PORT GW_PID GW_LOG GW_STATE CA T \
+		DOVECOT_IMAP DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_LOG DOVECOT_PASS
+}
+
+# write_gwt: the Python helper module $T/gwt.py (imported by the test's
+# Python parts; imapc.py is on PYTHONPATH through the harness).
+write_gwt() {
+	export PYTHONPATH="$T:$PYTHONPATH"
+	cat >"$T/gwt.py" <<'PYEOF'
+"""Helpers shared by the Python parts of the t_gw_*.sh tests."""
+import os, re, sys, time, socket, base64, zlib, select
+from imapc import Client, Closed, Timeout, Literal, IMAPError, deliver, make_message
+
+E = os.environ
+HOST = "127.0.0.1"
+CA = E["CA"]
+PASS = E["DOVECOT_PASS"]
+LMTP = "127.0.0.1:" + E["DOVECOT_LMTP"]
+_step = [""]
+
+
+class StepFailed(Exception):
+    """A check failed; the current step is abandoned, the next one runs."""
+
+
+def _excepthook(t, v, tb):
+    import traceback
+    traceback.print_exception(t, v, tb)
+    print("FAIL (%s): unexpected %s: %s" % (_step[0], t.__name__, v), file=sys.stderr)
+
+
+sys.excepthook = _excepthook
+
+
+def STEP(name):
+    _step[0] = name
+    print("---- %s" % name, file=sys.stderr)
+
+
+def check(cond, what, quiet=False):
+    """A check: print it (unless quiet and it passed); on failure abandon the step."""
+    if not cond:
+        print("FAIL (%s): %s" % (_step[0], what), file=sys.stderr)
+        raise StepFailed(what)
+    if not quiet:
+        print("ok   (%s): %s" % (_step[0], what[:300]), file=sys.stderr)
+
+
+STEPS = []
+
+
+def step(name):
+    """Decorator: register a step. run_steps() runs them in order; a failed
+    step is reported and the next one still runs (later steps may then fail
+    as a consequence); the script exits 1 if any step failed."""
+    def deco(f):
+        STEPS.append((name, f))
+        return f
+    return deco
+
+
+def run_steps():
+    import traceback
+    failed = []
+    for name, f in STEPS:
+        STEP(name)
+        try:
+            f()
+        except StepFailed:
+            failed.append(name)
+        except (IMAPError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, zlib.error) as e:
+            traceback.print_exc()
+            print("FAIL (%s): unexpected %s: %s" % (name, type(e).__name__, e), file=sys.stderr)
+            failed.append(name)
+    del STEPS[:]
+    if failed:
+        print("FAILED STEPS (%d of this part): %s" % (len(failed), "; ".join(failed)), file=sys.stderr)
+        sys.exit(1)
+
+
+def gw_port():
+    return int(E["GW_PORT"])
+
+
+def gw(port=None, tls=True, timeout=10):
+    """A connection to the gateway (implicit TLS on GW_PORT by default), greeting read."""
+    c = Client(HOST, port or gw_port(), tls=tls, cafile=CA, timeout=timeout)
+    g = c.connect()
+    check(g.status == "OK" and g.tag == "*", "gateway greeting %r" % g.first, quiet=True)
+    return c
+
+
+def store(user, pw=None, timeout=10):
+    """A direct connection to Dovecot (plain port), logged in."""
+    c = Client(HOST, int(E["DOVECOT_IMAP"]), timeout=timeout, tag_prefix="D")
+    c.connect()
+    c.login(user, pw or PASS)
+    return c
+
+
+def login(c, user, pw, how="login"):
+    """LOGIN / AUTHENTICATE PLAIN with (ir) or without (noir) SASL-IR; all responses, tagged last."""
+    if how == "login":
+        return c.command('LOGIN "%s" "%s"' % (user, pw))[1]
+    if how == "ir":
+        return c.authenticate_plain(user, pw, initial_response=True)
+    if how == "noir":
+        return c.authenticate_plain(user, pw, initial_response=False)
+    raise ValueError(how)
+
+
+def firsts(resps):
+    return [r.first for r in resps]
+
+
+RX_SESSIONID = re.compile(r"^\* SESSIONID ([0-9A-Fa-f]+)$")
+
+
+def session_lines(resps):
+    """The P-IMAP session responses among resps (SESSIONID/SESSION/FOLDER/RESYNC), in order."""
+    return [r.first for r in resps if r.tag == "*" and re.match(r"\* (SESSIONID|SESSION|FOLDER|RESYNC)\b", r.first, re.I)]
+
+
+def session_id(resps):
+    ids = [RX_SESSIONID.match(r.first).group(1) for r in resps if RX_SESSIONID.match(r.first)]
+    return ids
+
+
+def fresh_session(resps, what):
+    """A successful P-IMAP login that opened a new session: exactly one
+    '* SESSIONID <32 hex>' and no SESSION/FOLDER/RESYNC line. Returns the id."""
+    t = resps[-1]
+    check(t.status == "OK", "%s: tagged OK (%r)" % (what, t.first), quiet=True)
+    sl = session_lines(resps)
+    ids = session_id(resps)
+    check(len(ids) == 1 and re.fullmatch(r"[0-9a-fA-F]{32}", ids[0]) and sl == ["* SESSIONID " + ids[0]],
+          "%s: a new session, only '* SESSIONID <32 hex>' (got %r)" % (what, sl))
+    return ids[0]
+
+
+def exists_of(resps):
+    for r in resps:
+        m = re.match(r"^\* (\d+) EXISTS$", r.first)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def quiet(c, seconds):
+    """Observe the connection for `seconds`: return every response that arrived (want none)."""
+    got = []
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return got
+        try:
+            got.append(c.read_response(timeout=left))
+        except Timeout:
+            return got
+
+
+# --- /proc/net/tcp -------------------------------------------------------------
+
+def _hexaddr(port):
+    return "0100007F:%04X" % port
+
+
+def tcp_rows():
+    rows = []
+    for fn in ("/proc/net/tcp",):
+        with open(fn) as f:
+            next(f)
+            for line in f:
+                w = line.split()
+                txq, rxq = w[4].split(":")
+                rows.append({"local": w[1], "remote": w[2], "state": w[3],
+                             "txq": int(txq, 16), "rxq": int(rxq, 16), "inode": w[9]})
+    return rows
+
+
+def wait_released(port, client_port, timeout=10):
+    """Wait until the server side (127.0.0.1:port) of the connection from
+    client_port is closed by the server (no ESTABLISHED/CLOSE_WAIT row left)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        live = [r for r in tcp_rows() if r["local"] == _hexaddr(port) and r["remote"] == _hexaddr(client_port)
+                and r["state"] in ("01", "08")]
+        if not live:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def close_detached(c, port=None):
+    """Close c without LOGOUT and wait until the gateway has closed its side."""
+    cp = c.sock.getsockname()[1]
+    c.close()
+    check(wait_released(port or gw_port(), cp), "the gateway closed its side of the connection (port %d)" % cp)
+
+
+# --- the gateway's log -----------------------------------------------------------
+
+def log_count(path, rx):
+    try:
+        with open(path, errors="replace") as f:
+            return sum(1 for line in f if re.search(rx, line))
+    except FileNotFoundError:
+        return 0
+
+
+def wait_log_count(path, rx, n, timeout=15):
+    """Wait until the log has at least n lines matching rx; return the count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        k = log_count(path, rx)
+        if k >= n or time.monotonic() > deadline:
+            return k
+        time.sleep(0.05)
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+        return st.rsplit(") ", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def gw_alive():
+    return pid_alive(int(E["GW_PID"]))
+
+
+def proc_kb(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+# --- an IMAP value reader (for XGETPIMAPPREF answers) -------------------------
+
+class Q(str):
+    """A quoted string (as opposed to an atom)."""
+
+
+def parse_values(s):
+    """Parse a sequence of IMAP values: atoms (str; a fetch attribute such as
+    BODY.PEEK[HEADER.FIELDS (SUBJECT)]<0.10> is one atom), quoted strings (Q)
+    and parenthesised lists (list). Raises ValueError on bad syntax."""
+    pos = [0]
+
+    def skip():
+        while pos[0] < len(s) and s[pos[0]] == " ":
+            pos[0] += 1
+
+    def value():
+        i = pos[0]
+        ch = s[i]
+        if ch == "(":
+            pos[0] += 1
+            out = []
+            while True:
+                skip()
+                if pos[0] >= len(s):
+                    raise ValueError("unbalanced ( in %r" % s)
+                if s[pos[0]] == ")":
+                    pos[0] += 1
+                    return out
+                out.append(value())
+        if ch == '"':
+            j = i + 1
+            buf = []
+            while j < len(s) and s[j] != '"':
+                if s[j] == "\\" and j + 1 < len(s):
+                    j += 1
+                buf.append(s[j])
+                j += 1
+            if j >= len(s):
+                raise ValueError("unterminated string in %r" % s)
+            pos[0] = j + 1
+            return Q("".join(buf))
+        j = i
+        depth = 0
+        while j < len(s):
+            c = s[j]
+            if c == "[":
+                depth += 1
+            elif c == "]":
+                depth -= 1
+            elif depth == 0 and c in " )(":
+                if c == "(" and j > i:
+                    raise ValueError("( inside an atom in %r" % s)
+                break
+            j += 1
+        if j == i:
+            raise ValueError("empty value at %d in %r" % (i, s))
+        pos[0] = j
+        return s[i:j]
+
+    out = []
+    while True:
+        skip()
+        if pos[0] >= len(s):
+            return out
+        out.append(value())
+PYEOF
+}
+
+# py_part NAME: run the Python script on stdin; a failure is remembered
+# (gw_finish fails the test) and the test goes on with its next part.
+GW_FAILED_PARTS=()
+py_part() {
+	if ! python3 -; then
+		GW_FAILED_PARTS+=("$1")
+		log "part '$1' FAILED (details above)"
+	fi
+	return 0
+}
+
+# gw_finish: pass, or fail naming the parts that failed.
+gw_finish() {
+	[ ${#GW_FAILED_PARTS[@]} -eq 0 ] || fail "failed parts: ${GW_FAILED_PARTS[*]}"
+	pass
+}
+
+# gw_stop: stop the gateway (SIGTERM; the harness fails the test if it does
+# not exit cleanly) and check for sanitizer reports; if it had died already,
+# record that and go on, so that the test's other parts still run.
+gw_stop() {
+	if gateway_alive; then
+		stop_gateway
+	else
+		local rc=0
+		wait "$GW_PID" 2>/dev/null || rc=$?
+		GW_FAILED_PARTS+=("gateway died (exit status $rc)")
+		log "the gateway $GW_PID died (exit status $rc)"
+		kill_gateway
+	fi
+	gw_check_reports
+}
+
+# cat_prefs_lib: the preference helpers of this test, in $T/prefs.py.
+cat_prefs_lib() {
+	cat >"$T/prefs.py" <<'PYEOF'
+import re
+from gwt import *
+
+NAMES = ["PIMAP_INBAND_NEW_FORMAT", "PIMAP_INBAND_PUSH", "PIMAP_EVENT_FILTER",
+         "PIMAP_OUTBAND_CHANNEL", "PIMAP_OUTBAND_FORMAT", "PIMAP_OUTBAND_ADDRESS"]
+DEFAULTS = {"PIMAP_INBAND_NEW_FORMAT": "NONE", "PIMAP_INBAND_PUSH": "OFF", "PIMAP_EVENT_FILTER": "ALL",
+            "PIMAP_OUTBAND_CHANNEL": "NONE", "PIMAP_OUTBAND_FORMAT": "EMN", "PIMAP_OUTBAND_ADDRESS": ""}
+MACROS = {"ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
+          "FAST": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
+          "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"]}
+PERSIST = [("PIMAP_INBAND_PUSH", "ON"), ("PIMAP_EVENT_FILTER", "NEW"), ("PIMAP_OUTBAND_CHANNEL", "NONE"),
+           ("PIMAP_OUTBAND_FORMAT", "EXTENDED"), ("PIMAP_OUTBAND_ADDRESS", '"sms:+1 555 0001"'),
+           ("PIMAP_INBAND_NEW_FORMAT", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")]
+
+
+def get_prefs(c, args="", verb="XGETPIMAPPREFS"):
+    """Run XGETPIMAPPREF(S) [args]; check the answer's form; return {NAME: value} in order."""
+    cmd = verb + ((" " + args) if args else "")
+    tag, resps = c.command(cmd)
+    check(resps[-1].status == "OK", "%s -> %r" % (cmd, resps[-1].first), quiet=True)
+    un = [r for r in resps[:-1] if re.match(r"\* XGETPIMAPPREFS? ", r.first, re.I)]
+    check(len(un) == 1, "%s: exactly one untagged XGETPIMAPPREF(S) answer (%r)" % (cmd, firsts(resps)), quiet=True)
+    check(not un[0].literals, "%s: no literal in the answer" % cmd, quiet=True)
+    rest = un[0].first.split(" ", 2)[2]
+    try:
+        vals = parse_values(rest)
+    except ValueError as e:
+        check(False, "%s: unparsable answer %r (%s)" % (cmd, un[0].first, e))
+    check(len(vals) == 1 and isinstance(vals[0], list) and len(vals[0]) % 2 == 0,
+          "%s: the answer is one list of NAME value pairs: %r" % (cmd, un[0].first), quiet=True)
+    items = vals[0]
+    out = {}
+    for i in range(0, len(items), 2):
+        check(isinstance(items[i], str) and not isinstance(items[i], Q), "%s: %r is a name" % (cmd, items[i]), quiet=True)
+        out[items[i].upper()] = items[i + 1]
+    check(len(out) == len(items) // 2, "%s: no name twice" % cmd, quiet=True)
+    return out
+
+
+def canon_att(a):
+    a = a.upper()
+    return a.replace("BODY[", "BODY.PEEK[", 1) if a.startswith("BODY[") else a
+
+
+def new_format_meaning(v):
+    """The set of fetch attributes a NEW_FORMAT value means (None for NONE)."""
+    if isinstance(v, list):
+        atts = []
+        for x in v:
+            atts += MACROS.get(str(x).upper(), [str(x)])
+    else:
+        if str(v).upper() == "NONE":
+            return None
+        atts = MACROS.get(str(v).upper(), [str(v)])
+    return frozenset(canon_att(a) for a in atts)
+
+
+def same_value(name, got, want_text):
+    """got: a parsed value from XGETPIMAPPREF; want_text: the value as sent to XSETPIMAPPREF."""
+    want = parse_values(want_text)[0]
+    if name == "PIMAP_INBAND_NEW_FORMAT":
+        return new_format_meaning(got) == new_format_meaning(want)
+    if name == "PIMAP_OUTBAND_ADDRESS":
+        return isinstance(got, str) and str(got) == str(want)
+    return isinstance(got, str) and not isinstance(got, Q) and got.upper() == str(want).upper()
+
+
+def set_pref(c, name, value):
+    tag, resps = c.command("XSETPIMAPPREF %s %s" % (name, value))
+    return resps[-1]
+
+
+def set_ok(c, name, value):
+    r = set_pref(c, name, value)
+    check(r.status == "OK", "XSETPIMAPPREF %s %s -> %r" % (name, value, r.first))
+
+
+def pimap_login(device, user="bob", pw=None):
+    c = gw()
+    resps = login(c, "%s#P%s" % (user, device), pw or PASS)
+    check(resps[-1].status == "OK", "login %s#P%s: %r" % (user, device, resps[-1].first), quiet=True)
+    return c, resps
+
+
+def session_with(device, **prefs):
+    """A P-IMAP connection of bob#P<device> with the given preferences set,
+    INBOX selected. Returns (client, EXISTS, UIDNEXT)."""
+    c, _ = pimap_login(device)
+    for k, v in prefs.items():
+        set_ok(c, "PIMAP_" + k, v)
+    resps = c.ok("SELECT INBOX")
+    return c, exists_of(resps), uidnext_of(resps)
+
+
+def bob_store():
+    s = store("bob")
+    s.ok("SELECT INBOX")
+    return s
+
+
+def uidnext_of(resps):
+    for r in resps:
+        m = re.search(r"\[UIDNEXT (\d+)\]", r.first)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+HELD_RX = r"held event"
+
+
+def held_count():
+    return log_count(E["GW_LOG"], HELD_RX)
+
+
+def wait_held(n, what):
+    k = wait_log_count(E["GW_LOG"], HELD_RX, n, timeout=15)
+    check(k >= n, "the gateway logged 'held event' for %s (%d lines, want >= %d)" % (what, k, n))
+
+
+EVENT_RX = r"^\* \d+ (EXISTS|FETCH|EXPUNGE)"
+PYEOF
+}
+
+gen_certs
+start_dovecot
+for i in 1 2 3 4 5 6; do deliver bob "prefs message $i"; done
+write_gwt
+cat_prefs_lib
+GW_ARGS=(--set limits.max_queued_events=777)
+
+start_gateway "${GW_ARGS[@]}"
+gw_env
+py_part "preference commands" <<'PYEOF'
+from prefs import *
+
+
+@step("1. defaults, and the forms of XGETPIMAPPREF")
+def _():
+    c, resps = pimap_login("p1")
+    fresh_session(resps, "first login of bob#Pp1")
+    got = get_prefs(c)
+    check(list(got) and set(got) == set(NAMES), "XGETPIMAPPREFS lists the six preferences: %r" % list(got))
+    for n in NAMES:
+        check(str(got[n]).upper() == DEFAULTS[n] and (n != "PIMAP_OUTBAND_ADDRESS" or isinstance(got[n], Q)),
+              "default %s = %r (want %r)" % (n, got[n], DEFAULTS[n] or '""'))
+    got = get_prefs(c, verb="XGETPIMAPPREF")
+    check(set(got) == set(NAMES), "XGETPIMAPPREF (singular) without arguments lists all six")
+    got = get_prefs(c, "(PIMAP_EVENT_FILTER PIMAP_INBAND_PUSH)")
+    check(list(got) == ["PIMAP_EVENT_FILTER", "PIMAP_INBAND_PUSH"] and got["PIMAP_EVENT_FILTER"] == "ALL"
+          and got["PIMAP_INBAND_PUSH"] == "OFF", "a list of two names: exactly those, in order: %r" % got)
+    got = get_prefs(c, "PIMAP_OUTBAND_FORMAT PIMAP_INBAND_NEW_FORMAT", verb="XGETPIMAPPREF")
+    check(list(got) == ["PIMAP_OUTBAND_FORMAT", "PIMAP_INBAND_NEW_FORMAT"], "names without parentheses: %r" % got)
+    c.ok("SELECT INBOX")
+    got = get_prefs(c, "(PIMAP_OUTBAND_ADDRESS)")
+    check(list(got) == ["PIMAP_OUTBAND_ADDRESS"] and got["PIMAP_OUTBAND_ADDRESS"] == "", "works in SELECTED state: %r" % got)
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("2. every kind of valid value")
+def _():
+    VALID = [
+        ("PIMAP_INBAND_PUSH", ["ON", "OFF"]),
+        ("PIMAP_EVENT_FILTER", ["NEW", "NONE", "ALL"]),
+        ("PIMAP_OUTBAND_CHANNEL", ["NONE"]),
+        ("PIMAP_OUTBAND_FORMAT", ["EXTENDED", "EMN"]),
+        ("PIMAP_OUTBAND_ADDRESS", ['"sms:+15551234567"', "mailto:bob@example.org", '"two words"', '""']),
+        ("PIMAP_INBAND_NEW_FORMAT", ["ALL", "FAST", "FULL", "FLAGS", "(FLAGS UID)", "ENVELOPE",
+                                     "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+                                     "(RFC822.SIZE INTERNALDATE BODYSTRUCTURE)", "(BODY[TEXT]<0.100>)", "NONE"]),
+    ]
+    c, _ = pimap_login("p2")
+    c.ok("SELECT INBOX")
+    for name, values in VALID:
+        for v in values:
+            set_ok(c, name, v)
+            got = get_prefs(c, "(%s)" % name)
+            check(same_value(name, got.get(name), v), "%s set to %s reads back as %r" % (name, v, got.get(name)))
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("3. bad values: NO/BAD with a clear text, nothing changed, the connection goes on")
+def _():
+    c, _ = pimap_login("p3")
+    set_ok(c, "PIMAP_INBAND_PUSH", "ON")
+    set_ok(c, "PIMAP_EVENT_FILTER", "NEW")
+    set_ok(c, "PIMAP_OUTBAND_FORMAT", "EXTENDED")
+    set_ok(c, "PIMAP_INBAND_NEW_FORMAT", "(FLAGS UID)")
+    before = get_prefs(c)
+    CLEAR = re.compile(r"PIMAP_|value|valid|expect|allow|unknown|argument|syntax|missing|must|only|bad|not", re.I)
+    BAD = [
+        "XSETPIMAPPREF PIMAP_INBAND_PUSH MAYBE",
+        "XSETPIMAPPREF PIMAP_INBAND_PUSH",
+        "XSETPIMAPPREF",
+        "XSETPIMAPPREF PIMAP_INBAND_PUSH ON OFF",
+        "XSETPIMAPPREF PIMAP_INBAND_PUSH (ON)",
+        "XSETPIMAPPREF PIMAP_EVENT_FILTER SOME",
+        "XSETPIMAPPREF PIMAP_EVENT_FILTER (NEW ALL)",
+        "XSETPIMAPPREF PIMAP_OUTBAND_FORMAT XML",
+        "XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL CARRIER-PIGEON",
+        "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT NOTANATTRIBUTE",
+        "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT (FLAGS BOGUS)",
+        "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT (FLAGS",
+        "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT BODY[HEADER",
+        "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT (FLAGS (UID))",
+        "XGETPIMAPPREFS (PIMAP_INBAND_PUSH",
+    ]
+    bad = []
+    for cmd in BAD:
+        tag, resps = c.command(cmd)
+        r = resps[-1]
+        text = r.first.split(" ", 2)[2] if len(r.first.split(" ", 2)) > 2 else ""
+        ok = r.status in ("NO", "BAD") and len(text) >= 8 and CLEAR.search(text)
+        print("%s   %s -> %r" % ("ok " if ok else "BAD", cmd, r.first), file=sys.stderr)
+        if not ok:
+            bad.append((cmd, r.first))
+        c.ok("NOOP")
+    check(not bad, "every bad value got NO/BAD with a clear text and the connection went on (wrong: %r)" % bad)
+    for cmd in ("XSETPIMAPPREF PIMAP_BOGUS ON", "XGETPIMAPPREFS (PIMAP_BOGUS)",
+                "XGETPIMAPPREF PIMAP_INBAND_PUSH PIMAP_BOGUS"):
+        r = c.command(cmd)[1][-1]
+        check(r.status == "NO" and re.search(r"PIMAP_BOGUS|unknown|preference", r.first, re.I),
+              "%s -> %r (want NO about the unknown preference)" % (cmd, r.first))
+        c.ok("NOOP")
+    after = get_prefs(c)
+    check(after == before, "the refused commands changed nothing: %r" % after)
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("4. XPROVISION")
+def _():
+    c, _ = pimap_login("p4")
+    channels = set()
+    for cmd in ("XPROVISION", "XPROVISION p4"):
+        resps = c.ok(cmd)
+        prov = {}
+        limits = {}
+        for r in resps[:-1]:
+            if not r.first.upper().startswith("* XPROVISION "):
+                continue
+            try:
+                v = parse_values(r.first.split(" ", 2)[2])
+            except ValueError as e:
+                check(False, "%s: unparsable line %r (%s)" % (cmd, r.first, e))
+            if v and str(v[0]).upper() == "XPIMAPPREF":
+                check(len(v) == 3, "%s: XPIMAPPREF line with a name and one value list: %r" % (cmd, r.first), quiet=True)
+                prov[str(v[1]).upper()] = v[2]
+            elif v and str(v[0]).upper() == "LIMIT":
+                check(len(v) == 3, "%s: LIMIT line with a name and a value: %r" % (cmd, r.first), quiet=True)
+                limits[str(v[1]).upper()] = str(v[2])
+        print("     %s: %r" % (cmd, firsts(resps)), file=sys.stderr)
+        check(set(prov) == set(NAMES), "%s lists every preference: %r" % (cmd, sorted(prov)))
+        flat = {n: {str(x).upper() for x in (prov[n] if isinstance(prov[n], list) else [prov[n]])} for n in prov}
+        check(flat["PIMAP_INBAND_PUSH"] == {"ON", "OFF"}, "PIMAP_INBAND_PUSH (ON OFF): %r" % prov["PIMAP_INBAND_PUSH"])
+        check(flat["PIMAP_EVENT_FILTER"] == {"ALL", "NEW", "NONE"}, "PIMAP_EVENT_FILTER (ALL NEW NONE): %r" % prov["PIMAP_EVENT_FILTER"])
+        check(flat["PIMAP_OUTBAND_FORMAT"] == {"EMN", "EXTENDED"}, "PIMAP_OUTBAND_FORMAT (EMN EXTENDED): %r" % prov["PIMAP_OUTBAND_FORMAT"])
+        check("NONE" in flat["PIMAP_OUTBAND_CHANNEL"], "PIMAP_OUTBAND_CHANNEL lists NONE: %r" % prov["PIMAP_OUTBAND_CHANNEL"])
+        check(len(flat["PIMAP_OUTBAND_ADDRESS"]) >= 1, "PIMAP_OUTBAND_ADDRESS has a listing: %r" % prov["PIMAP_OUTBAND_ADDRESS"])
+        check(limits.get("MAX_QUEUED_EVENTS") == "777", "LIMIT MAX_QUEUED_EVENTS 777 (as configured): %r" % limits)
+        channels = flat["PIMAP_OUTBAND_CHANNEL"]
+        check({"NONE", "ALL", "FAST", "FULL"} <= flat["PIMAP_INBAND_NEW_FORMAT"],
+              "PIMAP_INBAND_NEW_FORMAT lists its allowed values NONE ALL FAST FULL (and attributes): %r" % prov["PIMAP_INBAND_NEW_FORMAT"])
+    for ch in sorted(channels):
+        set_ok(c, "PIMAP_OUTBAND_CHANNEL", ch)
+    set_ok(c, "PIMAP_OUTBAND_CHANNEL", "NONE")
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("5a. preferences persist across sessions and belong to the device")
+def _():
+    c, _ = pimap_login("keep")
+    for n, v in PERSIST:
+        set_ok(c, n, v)
+    c.ok("LOGOUT")
+    c.close()
+    c, resps = pimap_login("keep")
+    fresh_session(resps, "login after LOGOUT")
+    got = get_prefs(c)
+    for n, v in PERSIST:
+        check(same_value(n, got[n], v), "%s survived LOGOUT: %r" % (n, got[n]))
+    c.close()       # detached this time: the restart below must keep the preferences either way
+    c, resps = pimap_login("other")
+    got = get_prefs(c)
+    check(all(str(got[n]).upper() == DEFAULTS[n] for n in NAMES), "another device of bob has the defaults: %r" % got)
+    c.ok("LOGOUT")
+    c.close()
+    check(gw_alive(), "the gateway is alive")
+
+
+run_steps()
+PYEOF
+
+log "restarting the gateway"
+gw_stop
+start_gateway "${GW_ARGS[@]}"
+gw_env
+py_part "preferences and push" <<'PYEOF'
+from prefs import *
+import time
+
+
+@step("5b. preferences persist across a gateway restart")
+def _():
+    c, resps = pimap_login("keep")
+    got = get_prefs(c)
+    for n, v in PERSIST:
+        check(same_value(n, got[n], v), "%s survived the restart: %r" % (n, got[n]))
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("setup: a Trash folder for MOVE")
+def _():
+    s = store("bob")
+    s.ok("CREATE Trash")
+    s.ok("LOGOUT")
+    s.close()
+
+
+@step("6. PIMAP_INBAND_NEW_FORMAT (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+def _():
+    c, n0, u0 = session_with("nf", INBAND_NEW_FORMAT="(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    check(n0 is not None and u0 is not None, "SELECT gives EXISTS %r and UIDNEXT %r" % (n0, u0))
+    tag = c.idle_start()
+    subject = "pushed as a FETCH %d" % os.getpid()
+    deliver(LMTP, "bob", make_message(subject))
+    r = c.wait_match(r"^\* \d+ (FETCH|EXISTS)", timeout=15)
+    check(re.match(r"^\* %d FETCH \(UID %d " % (n0 + 1, u0), r.text),
+          "the new message arrives as '* %d FETCH (UID %d ...': %r" % (n0 + 1, u0, r.text[:200]))
+    m = re.search(r"FLAGS \(([^)]*)\)", r.text)
+    check(m is not None and "\\SEEN" not in m.group(1).upper(), "with its FLAGS, not \\Seen: %r" % (m and m.group(0)))
+    check("BODY[HEADER.FIELDS (SUBJECT)] {" in r.text.upper() and len(r.literals) == 1,
+          "with BODY[HEADER.FIELDS (SUBJECT)] as a literal: %r" % r.text[:200])
+    check(r.literals[0].replace(b"\r\n", b"\n").strip() == ("Subject: " + subject).encode(),
+          "the literal is the subject header: %r" % r.literals[0])
+    rest = c.idle_done(tag)
+    after = c.ok("NOOP")
+    check(not any(re.match(r"\* \d+ EXISTS", x.first) for x in rest + after),
+          "no EXISTS for it, in IDLE or after: %r" % firsts(rest + after))
+    check(rest[-1].status == "OK", "DONE -> %r" % rest[-1].first)
+    s = bob_store()
+    resps = s.ok("UID FETCH %d (FLAGS)" % u0)
+    check(any(re.search(r"UID %d\b" % u0, x.first) and "\\SEEN" not in x.first.upper() for x in resps),
+          "the message is still unseen on the store: %r" % firsts(resps))
+    s.close()
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("7a. PIMAP_EVENT_FILTER NEW: a flag change and an expunge are held until DONE")
+def _():
+    c, n, _ = session_with("flt1", EVENT_FILTER="NEW")
+    s = bob_store()
+    tag = c.idle_start()
+    h0 = held_count()
+    s.ok("STORE 1 +FLAGS (\\Flagged)")
+    wait_held(h0 + 1, "the flag change")
+    h1 = held_count()
+    s.ok("MOVE 2 Trash")
+    wait_held(h1 + 1, "the expunge")
+    got = quiet(c, 1.0)
+    check(not got, "nothing pushed under NEW for a flag change and an expunge: %r" % firsts(got))
+    rest = c.idle_done(tag)
+    f = [i for i, x in enumerate(rest) if re.match(r"\* 1 FETCH \(.*FLAGS \([^)]*\\Flagged", x.first, re.I)]
+    e = [i for i, x in enumerate(rest) if x.first == "* 2 EXPUNGE"]
+    check(f and e and f[0] < e[0] and rest[-1].tag == tag and rest[-1].status == "OK",
+          "DONE brings '* 1 FETCH (... \\Flagged ...)' then '* 2 EXPUNGE' before IDLE's OK: %r" % firsts(rest))
+    s.ok("STORE 1 -FLAGS (\\Flagged)")
+    s.close()
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("7b. PIMAP_EVENT_FILTER NEW: new mail is pushed")
+def _():
+    c, n, _ = session_with("flt2", EVENT_FILTER="NEW")
+    tag = c.idle_start()
+    deliver(LMTP, "bob", make_message("pushed under NEW"))
+    r = c.wait_match(EVENT_RX, timeout=15)
+    check(r.first == "* %d EXISTS" % (n + 1), "new mail is pushed under NEW: %r (want * %d EXISTS)" % (r.first, n + 1))
+    rest = c.idle_done(tag)
+    check(rest[-1].status == "OK", "DONE -> %r" % rest[-1].first)
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("7c. PIMAP_EVENT_FILTER NEW: held events go out before a pushed one")
+def _():
+    c, n, _ = session_with("flt3", EVENT_FILTER="NEW")
+    s = bob_store()
+    tag = c.idle_start()
+    h0 = held_count()
+    s.ok("STORE 1 +FLAGS (\\Answered)")
+    wait_held(h0 + 1, "the flag change")
+    deliver(LMTP, "bob", make_message("pushed after a held flag change"))
+    got = [c.wait_match(EVENT_RX, timeout=15)]
+    if not re.match(r"\* \d+ EXISTS", got[0].first):
+        got.append(c.wait_match(r"^\* \d+ EXISTS", timeout=15))
+    check(len(got) == 2 and re.match(r"\* 1 FETCH \(.*FLAGS \([^)]*\\Answered", got[0].first, re.I)
+          and got[1].first == "* %d EXISTS" % (n + 1),
+          "the held '* 1 FETCH (FLAGS (\\Answered ...))' comes first, then '* %d EXISTS': %r" % (n + 1, firsts(got)))
+    rest = c.idle_done(tag)
+    check(rest[-1].status == "OK", "DONE -> %r" % rest[-1].first)
+    s.ok("STORE 1 -FLAGS (\\Answered)")
+    s.close()
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("8. PIMAP_EVENT_FILTER NONE: even new mail waits for the next command")
+def _():
+    c, n, _ = session_with("flt4", EVENT_FILTER="NONE")
+    tag = c.idle_start()
+    h0 = held_count()
+    deliver(LMTP, "bob", make_message("held under NONE"))
+    wait_held(h0 + 1, "the new message")
+    got = quiet(c, 1.0)
+    check(not got, "nothing pushed under NONE, not even new mail: %r" % firsts(got))
+    rest = c.idle_done(tag)
+    rest += c.ok("NOOP")
+    check(any(x.first == "* %d EXISTS" % (n + 1) for x in rest),
+          "the held '* %d EXISTS' comes with the next command: %r" % (n + 1, firsts(rest)))
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("9a. PIMAP_INBAND_PUSH ON: events pushed without IDLE")
+def _():
+    c, n, _ = session_with("push1", INBAND_PUSH="ON")
+    t0 = time.monotonic()
+    deliver(LMTP, "bob", make_message("pushed without IDLE"))
+    r = c.wait_match(EVENT_RX, timeout=10)
+    check(r.first == "* %d EXISTS" % (n + 1),
+          "without IDLE or a command, '* %d EXISTS' arrives: %r after %.2f s" % (n + 1, r.first, time.monotonic() - t0))
+    s = bob_store()
+    s.ok("STORE 1 +FLAGS ($PushTest)")
+    r = c.wait_match(EVENT_RX, timeout=10)
+    check(re.match(r"\* 1 FETCH \(.*\$PushTest", r.first, re.I), "a flag change is pushed too: %r" % r.first)
+    s.ok("STORE 1 -FLAGS ($PushTest)")
+    s.close()
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("9b. PIMAP_INBAND_PUSH OFF: nothing unasked without IDLE")
+def _():
+    c, n, _ = session_with("push2", INBAND_PUSH="OFF")
+    deliver(LMTP, "bob", make_message("not pushed with OFF"))
+    got = quiet(c, 1.5)
+    check(not got, "with OFF and no IDLE nothing arrives unasked: %r" % firsts(got))
+    resps = c.ok("NOOP")
+    check(any(x.first == "* %d EXISTS" % (n + 1) for x in resps), "the next command brings '* %d EXISTS': %r" % (n + 1, firsts(resps)))
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("10a. XZIP")
+def _():
+    c, n, _ = session_with("zip1")
+    plain = c.ok("FETCH 1:3 (FLAGS)")
+    expect = [x.first for x in plain[:-1]]
+    tag, resps = c.command("XZIP z1 FETCH 1:3 (FLAGS)")
+    check(resps[-1].tag == tag and resps[-1].status == "OK", "XZIP -> %r" % resps[-1].first)
+    zs = [x for x in resps[:-1] if x.first.upper().startswith("* XZIP ")]
+    check(len(zs) == 1 and re.match(r"\* XZIP ~\{\d+\}$", zs[0].first) and len(zs[0].literals) == 1,
+          "one '* XZIP ~{n}' response with a literal8: %r" % firsts(resps))
+    check(len(resps) == 2, "nothing else around it: %r" % firsts(resps))
+    d = zlib.decompressobj(-15)
+    try:
+        payload = d.decompress(zs[0].literals[0])
+    except zlib.error as e:
+        check(False, "the payload is raw DEFLATE: %s" % e)
+    check(d.eof and not d.unused_data, "the DEFLATE stream is complete (final block) and nothing follows it")
+    lines = payload.split(b"\r\n")
+    check(lines[-1] == b"", "the payload ends with CRLF")
+    lines = [l.decode() for l in lines[:-1]]
+    check(lines[:-1] == expect and re.match(r"z1 OK\b", lines[-1]),
+          "the payload is the inner responses through 'z1 OK': %r (want %r + z1 OK)" % (lines, expect))
+    for inner in ("IDLE", "LOGOUT", "XZIP z9 NOOP", "STARTTLS", "COMPRESS DEFLATE", "AUTHENTICATE PLAIN"):
+        tag, resps = c.command("XZIP z2 " + inner)
+        check(resps[-1].tag == tag and resps[-1].status == "BAD" and not any(x.literals for x in resps),
+              "XZIP z2 %s -> %r (want BAD, nothing run)" % (inner, firsts(resps)))
+        c.ok("NOOP")
+    tag = c.next_tag()
+    c.send("%s XZIP %s NOOP\r\n" % (tag, tag))
+    resps = c.wait_tagged(tag)
+    check(resps[-1].status == "BAD" and not any(x.literals for x in resps), "the inner tag equal to the outer one -> %r" % firsts(resps))
+    c.ok("NOOP")
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("10b. XZIP in a plain session")
+def _():
+    c = gw()
+    check(login(c, "bob", PASS)[-1].status == "OK", "plain login")
+    c.ok("SELECT INBOX")
+    tag, resps = c.command("XZIP y1 NOOP")
+    zs = [x for x in resps if x.literals]
+    check(resps[-1].status == "OK" and len(zs) == 1, "XZIP works in a plain session: %r" % firsts(resps))
+    payload = zlib.decompressobj(-15).decompress(zs[0].literals[0])
+    check(re.search(rb"(^|\r\n)y1 OK[^\r\n]*\r\n$", payload), "its payload ends with 'y1 OK': %r" % payload[-80:])
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("11. COMPRESS DEFLATE after login")
+def _():
+    c, _ = pimap_login("zip2")
+    r = c.compress()
+    check(r.status == "OK", "COMPRESS DEFLATE -> %r" % r.first)
+    n = exists_of(c.ok("SELECT INBOX"))
+    resps = c.ok("FETCH 1:3 (FLAGS)")
+    check(sum(1 for x in resps if re.match(r"\* \d FETCH", x.first)) == 3, "FETCH over the compressed connection")
+    got = get_prefs(c, "(PIMAP_INBAND_PUSH)")
+    check(got == {"PIMAP_INBAND_PUSH": "OFF"}, "XGETPIMAPPREFS over the compressed connection: %r" % got)
+    tag, resps = c.command("XZIP x1 NOOP")
+    check(resps[-1].status == "OK" and any(x.literals for x in resps), "XZIP inside COMPRESS: %r" % firsts(resps))
+    tag = c.idle_start()
+    deliver(LMTP, "bob", make_message("pushed over COMPRESS"))
+    r = c.wait_match(EVENT_RX, timeout=15)
+    check(r.first == "* %d EXISTS" % (n + 1), "IDLE push over the compressed connection: %r" % r.first)
+    rest = c.idle_done(tag)
+    check(rest[-1].status == "OK", "DONE -> %r" % rest[-1].first)
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("the gateway is alive")
+def _():
+    check(gw_alive(), "the gateway is alive")
+
+
+run_steps()
+PYEOF
+gw_stop
+gw_finish
