@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "daemon.h"
 
@@ -74,4 +75,26 @@ void daemon_remove_pidfile(const char *path)
 	if (fgets(line, sizeof(line), f) && atol(line) == (long)getpid())
 		unlink(path);
 	fclose(f);
+}
+
+/* mkdir -p with mode 0700 for the leaf (it holds a private key). */
+int daemon_make_dirs(const char *path, char *err, size_t errlen)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+			return -1;
+		}
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	return 0;
 }

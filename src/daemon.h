@@ -19,4 +19,7 @@ int daemon_write_pidfile(const char *path, char *err, size_t errlen);
 /* Remove the PID file if it still holds our PID. */
 void daemon_remove_pidfile(const char *path);
 
+/* mkdir -p path: parents 0755, the leaf 0700 (it holds keys and state). 0, or -1 with err. */
+int daemon_make_dirs(const char *path, char *err, size_t errlen);
+
 #endif

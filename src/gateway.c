@@ -39,6 +39,7 @@
 #include <gnutls/crypto.h>
 
 #include "buf.h"
+#include "daemon.h"
 #include "gateway.h"
 #include "gw_state.h"
 #include "imap_parse.h"
@@ -132,6 +133,7 @@ struct parked {
 	ev_timer refresh;
 	bool taken;                 /* resumed: owned by a gw_conn now */
 	bool close_after_snapshot;  /* over the parking limit: save the view, then let go */
+	bool await_plus;            /* parked while an IDLE was starting: wait for its "+" */
 };
 
 struct device_session {
@@ -213,7 +215,6 @@ struct gw_conn {
 	struct pimap_login login;
 	char *password;
 	char login_tag[MAX_CLIENT_TAG + 1];
-	char *login_verb;
 
 	struct store_conn *sc;
 	struct device_session *ds;  /* NULL: plain session */
@@ -320,22 +321,6 @@ static char *arg_dup(const struct imap_arg *a)
 	return s;
 }
 
-static bool parse_u32(const char *s, size_t len, uint32_t *out)
-{
-	uint64_t v = 0;
-	if (len == 0 || len > 10)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	if (v > UINT32_MAX)
-		return false;
-	*out = (uint32_t)v;
-	return true;
-}
-
 static bool parse_u64(const char *s, size_t len, uint64_t *out)
 {
 	uint64_t v = 0;
@@ -350,6 +335,15 @@ static bool parse_u64(const char *s, size_t len, uint64_t *out)
 		v = v * 10 + d;
 	}
 	*out = v;
+	return true;
+}
+
+static bool parse_u32(const char *s, size_t len, uint32_t *out)
+{
+	uint64_t v;
+	if (!parse_u64(s, len, &v) || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
 	return true;
 }
 
@@ -911,6 +905,7 @@ static void parked_free(struct parked *p)
 }
 
 static void parked_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx);
+static void parked_take_view(struct parked *p);
 
 static void parked_start_idle(struct parked *p)
 {
@@ -959,9 +954,15 @@ static void parked_untagged(struct store_conn *sc, const struct imap_msg *m, voi
 
 static void parked_continuation(struct store_conn *sc, const struct imap_msg *m, void *ctx)
 {
-	(void)sc;
+	struct parked *p = ctx;
 	(void)m;
-	(void)ctx; /* IDLE's "+": nothing to do */
+	if (p->await_plus) {
+		/* The client's IDLE had just been sent when it went away: end it, then take the view. */
+		p->await_plus = false;
+		store_conn_send_raw(sc, "DONE\r\n", 6);
+		parked_take_view(p);
+	}
+	/* otherwise the "+" of the parked connection's own IDLE: nothing to do */
 }
 
 static void parked_closed(struct store_conn *sc, const char *reason, void *ctx)
@@ -1750,11 +1751,9 @@ static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_
 	buf_free(&line);
 }
 
-/* Save the client's view of the folder it is leaving, then run `then`. */
+/* Save the client's view of the folder it is leaving (the SELECT that leaves it is pipelined behind). */
 struct leave_ctx {
 	struct gw_conn *c;
-	void (*then)(struct gw_conn *c, void *arg);
-	void *arg;
 	struct selected sel;
 };
 
@@ -1776,8 +1775,6 @@ static void leave_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 	snapshot_free(sn);
 	selected_clear(&lc->sel);
 	c->serial = false;
-	if (lc->then)
-		lc->then(c, lc->arg);
 	free(lc);
 	if (!c->closing)
 		process_client_input(c);
@@ -1844,10 +1841,6 @@ static void get_pref(struct gw_conn *c, const struct imap_msg *m)
 
 static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m);
 
-
-struct xzip_job {
-	char outer[MAX_CLIENT_TAG + 1];
-};
 
 static void client_idle(struct gw_conn *c, const struct imap_msg *m)
 {
@@ -2310,9 +2303,11 @@ static void resume_with_parked(struct gw_conn *c, struct parked *p)
 		p->snap = NULL;
 		p->have_view = false;
 	}
-	if (p->idling) {
+	if (p->idling || p->await_plus) {
+		/* An IDLE still waiting for its "+" ends as well: the store reads DONE after it. */
 		store_conn_send_raw(c->sc, "DONE\r\n", 6);
 		p->idling = false;
+		p->await_plus = false;
 	}
 	/* A NOOP after DONE: when it completes, IDLE is over and all events are in. */
 	store_conn_sendf(c->sc, resume_parked_idle_done, c, "NOOP");
@@ -2334,8 +2329,6 @@ static void resume_parked_idle_done(struct store_conn *sc, const struct imap_msg
 	} else {
 		start_catchup(c, &p->view);
 	}
-	struct device_session *ds = p->ds;
-	(void)ds;
 	parked_free(p);
 }
 
@@ -2491,7 +2484,7 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 }
 
 /* Check the login name, limits and throttle; then resume a parked connection or log in to the store. */
-static void start_login(struct gw_conn *c, const char *tag, const char *verb, const char *name, size_t name_len,
+static void start_login(struct gw_conn *c, const char *tag, const char *name, size_t name_len,
                         const char *password, size_t pw_len)
 {
 	struct gateway_server *srv = c->srv;
@@ -2578,7 +2571,6 @@ static void start_login(struct gw_conn *c, const char *tag, const char *verb, co
 	c->sc = store_conn_open(srv->loop, t, user, c->password, c->prefix, &conn_store_ops, c);
 	if (!c->sc)
 		login_fail(c, "[UNAVAILABLE] The mail store is not reachable now.");
-	(void)verb;
 }
 
 static bool login_allowed_here(const struct gw_conn *c)
@@ -2644,7 +2636,7 @@ static void auth_plain_response(struct gw_conn *c, const char *tag, const char *
 		client_flush(c);
 		return;
 	}
-	start_login(c, tag, "AUTHENTICATE", authc, authc_len, pw, pw_len);
+	start_login(c, tag, authc, authc_len, pw, pw_len);
 	gnutls_memset(raw, 0, sizeof(raw));
 }
 
@@ -2710,7 +2702,7 @@ static void dispatch_prelogin(struct gw_conn *c, const struct imap_msg *m)
 				client_say(c, "%s BAD LOGIN needs a user name and a password", m->tag);
 				return;
 			}
-			start_login(c, m->tag, "LOGIN", m->args[1].str, m->args[1].len, m->args[2].str, m->args[2].len);
+			start_login(c, m->tag, m->args[1].str, m->args[1].len, m->args[2].str, m->args[2].len);
 			return;
 		}
 		if (m->nargs < 2 || m->nargs > 3 || m->args[1].type != IMAP_ARG_ATOM) {
@@ -2882,8 +2874,7 @@ static void park_store_conn(struct gw_conn *c)
 	unsigned nparked = 0;
 	for (struct parked *p = ds->parked; p; p = p->next)
 		nparked++;
-	bool can_park = c->sc && c->sel.mailbox && !c->cu && !c->resume_from && c->sidle != SI_STARTING &&
-	                !srv->draining;
+	bool can_park = c->sc && c->sel.mailbox && !c->cu && !c->resume_from && !srv->draining;
 	if (!can_park)
 		return;
 	struct parked *p = xcalloc(1, sizeof(*p));
@@ -2906,13 +2897,11 @@ static void park_store_conn(struct gw_conn *c)
 	/* The client's view is the store connection's view now; until the snapshot
 	 * is saved, no older view of this folder may be trusted. */
 	gw_state_folder_delete(srv->db, ds->user, ds->device, p->sel.mailbox);
-	p->snap = snapshot_start(p->sc, parked_snapshot_done, p);
-	if (!p->snap) {
-		if (p->close_after_snapshot) {
-			parked_free(p);
-			return;
-		}
-		parked_start_idle(p);
+	if (c->sidle == SI_STARTING) {
+		/* IDLE is on its way: its "+" comes first, then DONE, then the snapshot. */
+		p->await_plus = true;
+	} else {
+		parked_take_view(p);
 	}
 	/* append: FIFO */
 	struct parked **pp = &ds->parked;
@@ -2922,6 +2911,22 @@ static void park_store_conn(struct gw_conn *c)
 	free(ds->last_selected);
 	ds->last_selected = xstrdup(c->sel.mailbox);
 	ds->last_readonly = c->sel.readonly;
+}
+
+/* Snapshot the view, then IDLE; over the parking limit, let go after the snapshot. */
+static void parked_take_view(struct parked *p)
+{
+	p->snap = snapshot_start(p->sc, parked_snapshot_done, p);
+	if (p->snap)
+		return;
+	if (p->close_after_snapshot) {
+		struct device_session *ds = p->ds;
+		parked_unlink(p);
+		parked_free(p);
+		session_maybe_forget(ds);
+		return;
+	}
+	parked_start_idle(p);
 }
 
 static void conn_detach_session(struct gw_conn *c, bool logout, bool resuming)
@@ -3061,20 +3066,6 @@ static void on_client_event(struct stream *st, enum stream_event ev, const char 
 	}
 }
 
-static bool fd_peer_is_loopback(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-		return false;
-	if (ss.ss_family == AF_INET)
-		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-	if (ss.ss_family == AF_INET6) {
-		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return false;
-}
 
 static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 {
@@ -3093,7 +3084,7 @@ static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 	c->srv = srv;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	snprintf(c->prefix, sizeof(c->prefix), "c%lu %s", ++srv->next_conn_id, peer);
-	c->loopback = fd_peer_is_loopback(fd);
+	c->loopback = listener_peer_is_loopback(fd);
 	c->parser = imap_parser_new(IMAP_PARSE_COMMANDS, &srv->prelogin_limits);
 	buf_init(&c->held, 0);
 	c->next = srv->conns;
@@ -3116,26 +3107,6 @@ static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 /* ------------------------------------------------------------------------ */
 /* server                                                                    */
 
-static int make_dirs(const char *path, char *err, size_t errlen)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
-			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-			return -1;
-		}
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
 
 static void on_expiry(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -3208,7 +3179,7 @@ struct gateway_server *gateway_server_new(struct ev_loop *loop, const struct gat
 	apply_limits(srv);
 
 	const char *dir = *cfg->state_dir ? cfg->state_dir : "/var/lib/pimap-gateway";
-	if (make_dirs(dir, err, errlen) < 0)
+	if (daemon_make_dirs(dir, err, errlen) < 0)
 		goto fail;
 	char cert[4096], key[4096];
 	if (*cfg->tls_cert_file || *cfg->tls_key_file) {
@@ -3277,11 +3248,6 @@ void gateway_server_reconfigure(struct gateway_server *srv, const struct gateway
 }
 
 /* SIGTERM: save the view of every attached connection, then let them go. */
-struct drain_ctx {
-	struct gateway_server *srv;
-	struct gw_conn *c;
-};
-
 static void drain_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 {
 	struct gw_conn *c = ctx;

@@ -21,21 +21,6 @@
 #include "gateway_config.h"
 #include "url.h"
 
-/* Designated initialisers keep the names in step with the enums in proxy_config.h. */
-static const char *const plaintext_logins[] = {
-	[PLAINTEXT_LOGIN_LOOPBACK] = "loopback",
-	[PLAINTEXT_LOGIN_NEVER] = "never",
-	[PLAINTEXT_LOGIN_ALWAYS] = "always",
-	NULL,
-};
-
-static const char *const log_levels[] = {
-	[LOGV_ERROR] = "error",
-	[LOGV_WARN] = "warn",
-	[LOGV_INFO] = "info",
-	[LOGV_DEBUG] = "debug",
-	NULL,
-};
 
 #define KIB 1024.0
 #define MIB (1024.0 * KIB)
@@ -83,7 +68,7 @@ const struct cfg_key gateway_config_keys[] = {
 	 "implicit-TLS P-IMAP listeners: \"host:port\", \"[v6]:port\" or \":port\"", valid_listen_addr},
 	{"listen.pimap", CFG_STRLIST, OFF(listen_pimap), "127.0.0.1:2143", 0, 0, NULL, false,
 	 "P-IMAP listeners offering STARTTLS, same syntax as listen.pimaps", valid_listen_addr},
-	{"listen.plaintext_login", CFG_ENUM, OFF(plaintext_login), "never", 0, 0, plaintext_logins, true,
+	{"listen.plaintext_login", CFG_ENUM, OFF(plaintext_login), "never", 0, 0, plaintext_login_names, true,
 	 "LOGIN/AUTHENTICATE before TLS on a client connection: never, loopback (peers on 127/8, ::1), always"},
 
 	{"tls.cert", CFG_STRING, OFF(tls_cert_file), "", 0, 0, NULL, false,
@@ -116,7 +101,7 @@ const struct cfg_key gateway_config_keys[] = {
 	{"session.lifetime", CFG_DURATION, OFF(session_lifetime), "1h", 1, 30 * DAY, NULL, true,
 	 "how long a session without a connection keeps queueing events before it expires"},
 
-	{"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, true,
+	{"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, true,
 	 "log verbosity: error, warn, info or debug"},
 	{"log.file", CFG_STRING, OFF(log_file), "", 0, 0, NULL, true,
 	 "log file, reopened on SIGHUP; \"\" = stderr"},

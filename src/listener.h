@@ -33,6 +33,9 @@ void listener_pause(struct listener *l, bool pause);
 bool listener_implicit_tls(const struct listener *l);
 const char *listener_address(const struct listener *l);
 
+/* True if the connected socket's peer is 127.0.0.0/8, ::1 or a v4-mapped loopback address. */
+bool listener_peer_is_loopback(int fd);
+
 /* Printable "addr:port" for a socket address ("[v6]:port" for IPv6). */
 void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen);
 

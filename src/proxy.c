@@ -30,6 +30,7 @@
 
 #include "buf.h"
 #include "caps.h"
+#include "daemon.h"
 #include "imap_parse.h"
 #include "imap_write.h"
 #include "listener.h"
@@ -1206,20 +1207,6 @@ static int session_connect_upstream(struct session *s)
 	return 0;
 }
 
-static bool fd_peer_is_loopback(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-		return false;
-	if (ss.ss_family == AF_INET)
-		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-	if (ss.ss_family == AF_INET6) {
-		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return false;
-}
 
 static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 {
@@ -1240,7 +1227,7 @@ static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 		return;
 	}
 	struct session *s = session_new(srv, peer);
-	s->client_loopback = fd_peer_is_loopback(fd);
+	s->client_loopback = listener_peer_is_loopback(fd);
 	slog(s, LOG_LEVEL_INFO, "connected to %s", listener_address(l));
 	s->client = stream_new_fd(srv->loop, fd, peer, s->out_limit, on_client_event, s);
 	activity_arm(s);
@@ -1286,27 +1273,6 @@ static char *default_state_dir(void)
 	return xstrdup(path);
 }
 
-/* mkdir -p with mode 0700 for the leaf (it holds a private key). */
-static int make_dirs(const char *path, char *err, size_t errlen)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
-			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-			return -1;
-		}
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
 
 static int load_local_creds(struct proxy_server *srv, char *err, size_t errlen)
 {
@@ -1321,7 +1287,7 @@ static int load_local_creds(struct proxy_server *srv, char *err, size_t errlen)
 		snprintf(key, sizeof(key), "%s", cfg->tls_key_file);
 	} else {
 		char *dir = *cfg->state_dir ? xstrdup(cfg->state_dir) : default_state_dir();
-		int rc = make_dirs(dir, err, errlen);
+		int rc = daemon_make_dirs(dir, err, errlen);
 		snprintf(cert, sizeof(cert), "%s/proxy-cert.pem", dir);
 		snprintf(key, sizeof(key), "%s/proxy-key.pem", dir);
 		free(dir);

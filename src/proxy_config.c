@@ -19,14 +19,14 @@
 #include "url.h"
 
 /* Designated initialisers keep the names in step with enum log_level_value. */
-static const char *const plaintext_logins[] = {
+const char *const plaintext_login_names[] = {
 	[PLAINTEXT_LOGIN_LOOPBACK] = "loopback",
 	[PLAINTEXT_LOGIN_NEVER] = "never",
 	[PLAINTEXT_LOGIN_ALWAYS] = "always",
 	NULL,
 };
 
-static const char *const log_levels[] = {
+const char *const log_level_names[] = {
 	[LOGV_ERROR] = "error",
 	[LOGV_WARN] = "warn",
 	[LOGV_INFO] = "info",
@@ -63,7 +63,7 @@ const struct cfg_key proxy_config_keys[] = {
 	 "plain IMAP listeners offering STARTTLS: \"host:port\", \"[v6]:port\" or \":port\"", valid_listen_addr},
 	{"listen.imaps", CFG_STRLIST, OFF(listen_imaps), "127.0.0.1:1993", 0, 0, NULL, false,
 	 "implicit-TLS IMAP listeners, same syntax as listen.imap", valid_listen_addr},
-	{"listen.plaintext_login", CFG_ENUM, OFF(plaintext_login), "loopback", 0, 0, plaintext_logins, true,
+	{"listen.plaintext_login", CFG_ENUM, OFF(plaintext_login), "loopback", 0, 0, plaintext_login_names, true,
 	 "LOGIN/AUTHENTICATE without TLS on the client leg: loopback (peers on 127/8, ::1), never, always"},
 
 	{"upstream.url", CFG_STRING, OFF(upstream_url), "", 0, 0, NULL, false,
@@ -87,7 +87,7 @@ const struct cfg_key proxy_config_keys[] = {
 	{"state_dir", CFG_STRING, OFF(state_dir), "", 0, 0, NULL, false,
 	 "directory for generated certificates; \"\" = $HOME/.local/state/pimap"},
 
-	{"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, true,
+	{"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, true,
 	 "log verbosity: error, warn, info or debug"},
 	{"log.file", CFG_STRING, OFF(log_file), "", 0, 0, NULL, true,
 	 "log file, reopened on SIGHUP; \"\" = stderr"},

@@ -49,5 +49,8 @@ struct proxy_config {
 };
 
 extern const struct cfg_key proxy_config_keys[];
+/* Enum value names shared with the gateway's table (NULL-terminated, indexed by the enums above). */
+extern const char *const plaintext_login_names[];
+extern const char *const log_level_names[];
 
 #endif
