@@ -508,15 +508,15 @@ static int inflate_some(struct stream *s)
 	return 0;
 }
 
-int stream_enable_compress(struct stream *s, int level)
+static int enable_compress(struct stream *s, struct zio *z)
 {
-	if (s->zin)
+	if (s->zin || !z) {
+		zio_free(z);
 		return -1;
+	}
 	/* One zio holds both the compressor and the decompressor: a second one
 	 * would carry an unused deflate state (a few hundred KiB) per connection. */
-	s->zin = zio_new(level);
-	if (!s->zin)
-		return -1;
+	s->zin = z;
 	s->zout = s->zin;
 	/* Whatever the owner has not consumed arrived after the COMPRESS exchange:
 	 * it is compressed. It is decoded from the loop (never inside the owner's
@@ -527,6 +527,16 @@ int stream_enable_compress(struct stream *s, int level)
 		schedule_kick(s);
 	}
 	return 0;
+}
+
+int stream_enable_compress(struct stream *s, int level)
+{
+	return enable_compress(s, zio_new(level));
+}
+
+int stream_enable_compress_lean(struct stream *s, int level)
+{
+	return enable_compress(s, zio_new_lean(level));
 }
 
 /* --- reading -------------------------------------------------------------- */

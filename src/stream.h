@@ -81,6 +81,8 @@ int stream_start_tls_server(struct stream *s, struct tls_creds *creds, char *err
  * compressed and decoded. level -1 = zlib default. Returns 0 or -1.
  */
 int stream_enable_compress(struct stream *s, int level);
+/* The same with a lean compressor (zio_new_lean): for a side that mostly receives. */
+int stream_enable_compress_lean(struct stream *s, int level);
 
 struct buf *stream_input(struct stream *s);
 void stream_write(struct stream *s, const void *data, size_t len);

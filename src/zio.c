@@ -30,6 +30,16 @@
 #define ZIO_MEM_LEVEL 8
 
 /*
+ * A lean compressor for a direction that carries little (the gateway's
+ * commands to its store): a 512-byte window and the smallest hash tables,
+ * a few KiB instead of ~256 KiB per connection. A raw DEFLATE stream made
+ * with a small window is valid for any decompressor, so the peer needs no
+ * agreement; our decompressor keeps the 32 KiB window (the peer's choice).
+ */
+#define ZIO_LEAN_WINDOW_BITS (-9)
+#define ZIO_LEAN_MEM_LEVEL 1
+
+/*
  * Output is produced in slices of at most this size. A small first slice
  * keeps the output buffer small for the common case (one short command),
  * and a cap keeps one huge expansion from reserving the whole result at once.
@@ -67,14 +77,13 @@ static size_t clamp_slice(size_t want)
  * Returns NULL if memory is short or level is out of range (deflateInit2 says
  * Z_STREAM_ERROR). The caller frees with zio_free().
  */
-struct zio *zio_new(int level)
+static struct zio *zio_new_with(int level, int window_bits, int mem_level)
 {
 	struct zio *z = calloc(1, sizeof(*z));
 	if (!z)
 		return NULL;
 	/* zalloc/zfree/opaque are Z_NULL from calloc: zlib's own malloc. */
-	if (deflateInit2(&z->def, level, Z_DEFLATED, ZIO_WINDOW_BITS, ZIO_MEM_LEVEL,
-	                 Z_DEFAULT_STRATEGY) != Z_OK) {
+	if (deflateInit2(&z->def, level, Z_DEFLATED, window_bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK) {
 		free(z);
 		return NULL;
 	}
@@ -85,6 +94,16 @@ struct zio *zio_new(int level)
 	}
 	z->error = "no error";
 	return z;
+}
+
+struct zio *zio_new(int level)
+{
+	return zio_new_with(level, ZIO_WINDOW_BITS, ZIO_MEM_LEVEL);
+}
+
+struct zio *zio_new_lean(int level)
+{
+	return zio_new_with(level, ZIO_LEAN_WINDOW_BITS, ZIO_LEAN_MEM_LEVEL);
 }
 
 void zio_free(struct zio *z)

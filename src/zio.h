@@ -21,6 +21,8 @@ struct zio;
 
 /* level: 0..9 (zlib), or -1 for the default (6). Returns NULL on allocation failure. */
 struct zio *zio_new(int level);
+/* The same with a compressor sized for little outgoing data (a few KiB of state, not ~256 KiB). */
+struct zio *zio_new_lean(int level);
 void zio_free(struct zio *z);
 
 /*

@@ -540,6 +540,64 @@ static void test_decodable_by_zlib(void)
 	zio_free(tx);
 }
 
+/* The lean compressor (small window) is plain RFC 1951: a standard 32 KiB inflater reads it. */
+static void test_lean_compressor(void)
+{
+	size_t len = 200 * 1024;
+	uint8_t *text = make_text(len);
+	struct zio *tx = zio_new_lean(-1), *rx = zio_new(-1);
+	struct buf wire, plain;
+	buf_init(&wire, 0);
+	buf_init(&plain, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(tx);
+	for (size_t off = 0; off < len; off += 4000) {
+		size_t n = len - off < 4000 ? len - off : 4000;
+		CU_ASSERT_EQUAL(zio_deflate(tx, text + off, n, true, &wire), 0);
+	}
+	CU_ASSERT(buf_len(&wire) < len); /* it still compresses */
+	CU_ASSERT_EQUAL(zio_inflate(rx, buf_head(&wire), buf_len(&wire), &plain), 0);
+	assert_buf_eq(&plain, text, len);
+	/* and the lean side decodes a full-window peer */
+	buf_clear(&wire);
+	buf_clear(&plain);
+	CU_ASSERT_EQUAL(zio_deflate(rx, text, len, true, &wire), 0);
+	CU_ASSERT_EQUAL(zio_inflate(tx, buf_head(&wire), buf_len(&wire), &plain), 0);
+	assert_buf_eq(&plain, text, len);
+	buf_free(&wire);
+	buf_free(&plain);
+	zio_free(tx);
+	zio_free(rx);
+	free(text);
+}
+
+/* zio_deflate_complete makes one finished raw stream (the XZIP payload). */
+static void test_deflate_complete(void)
+{
+	size_t len = 100 * 1024;
+	uint8_t *text = make_text(len);
+	struct buf wire;
+	buf_init(&wire, 0);
+	CU_ASSERT_EQUAL(zio_deflate_complete(text, len, -1, &wire), 0);
+	uint8_t *out = malloc(len + 16);
+	z_stream s;
+	memset(&s, 0, sizeof(s));
+	CU_ASSERT_EQUAL_FATAL(inflateInit2(&s, -15), Z_OK);
+	s.next_in = (Bytef *)(uintptr_t)buf_head(&wire);
+	s.avail_in = (uInt)buf_len(&wire);
+	s.next_out = out;
+	s.avail_out = (uInt)(len + 16);
+	CU_ASSERT_EQUAL(inflate(&s, Z_FINISH), Z_STREAM_END); /* a final block ends it */
+	CU_ASSERT_EQUAL(s.total_out, len);
+	CU_ASSERT(memcmp(out, text, len) == 0);
+	inflateEnd(&s);
+	buf_clear(&wire);
+	CU_ASSERT_EQUAL(zio_deflate_complete(NULL, 0, -1, &wire), 0);
+	CU_ASSERT(buf_len(&wire) > 0);
+	free(out);
+	buf_free(&wire);
+	free(text);
+}
+
 void suite_zio(void)
 {
 	ADD_SUITE("zio",
@@ -556,5 +614,7 @@ void suite_zio(void)
 	          { "corrupt input", test_corrupt_input },
 	          { "stream end accepted, data after it is not", test_stream_end_is_error },
 	          { "python interop", test_python_interop },
-	          { "decodable by zlib", test_decodable_by_zlib });
+	          { "decodable by zlib", test_decodable_by_zlib },
+	          { "lean compressor", test_lean_compressor },
+	          { "complete stream (XZIP)", test_deflate_complete });
 }
