@@ -17,6 +17,8 @@
 #   --latency MS   round-trip delay added by the relay (default 0)
 #   --output FILE  where to write the section (default docs/PERFORMANCE.md
 #                  in the source tree); "-" prints it only
+#   --gateway ...  run bench/gateway_bench.sh (push latency and memory per
+#                  session of pimap-gateway) with the options that follow
 # Needs a built src/pimap-proxy (top_builddir, default the source tree),
 # dovecot, certtool and python3. Runs as root (Dovecot's mail user).
 
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
 	--messages) MESSAGES=$2; shift 2 ;;
 	--latency) LATENCY=$2; shift 2 ;;
 	--output) OUTPUT=$2; shift 2 ;;
+	--gateway) shift; exec "$(cd "$(dirname "$0")" && pwd)/gateway_bench.sh" "$@" ;;
 	-h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
