@@ -134,6 +134,24 @@ struct parked {
 	bool taken;                 /* resumed: owned by a gw_conn now */
 	bool close_after_snapshot;  /* over the parking limit: save the view, then let go */
 	bool await_plus;            /* parked while an IDLE was starting: wait for its "+" */
+	bool notify_wanted;         /* carry the session's NOTIFY for the other subscribed folders */
+	bool notify_on;             /* NOTIFY SET is in force on this connection */
+};
+
+/*
+ * What the store told a detached session about a subscribed folder other
+ * than the parked ones (NOTIFY STATUS), measured against the view the client
+ * saved of it: how many events are pending there.
+ */
+struct folder_watch {
+	struct folder_watch *next;
+	char *mailbox;
+	bool have_base;       /* a saved view to count from */
+	uint32_t uidvalidity;
+	uint32_t uidnext0;    /* the view's UIDNEXT and message count */
+	uint32_t count0;
+	long long pending;
+	bool overflow;
 };
 
 struct device_session {
@@ -150,6 +168,8 @@ struct device_session {
 	double detached_at;         /* wall clock, when attached dropped to 0 */
 	char *last_selected;        /* folder of the most recently parked connection */
 	bool last_readonly;
+	struct parked *watcher;     /* the parked connection carrying NOTIFY, if any */
+	struct folder_watch *watches;
 };
 
 enum conn_state {
@@ -810,6 +830,16 @@ static struct device_session *session_new(struct gateway_server *srv, const char
 
 static void parked_free(struct parked *p);
 
+static void watches_clear(struct device_session *ds)
+{
+	while (ds->watches) {
+		struct folder_watch *w = ds->watches;
+		ds->watches = w->next;
+		free(w->mailbox);
+		free(w);
+	}
+}
+
 static void session_unlink_free(struct device_session *ds)
 {
 	struct gateway_server *srv = ds->srv;
@@ -824,6 +854,7 @@ static void session_unlink_free(struct device_session *ds)
 		ds->parked = p->next;
 		parked_free(p);
 	}
+	watches_clear(ds);
 	pimap_prefs_free(&ds->prefs);
 	free(ds->last_selected);
 	free(ds->user);
@@ -895,6 +926,8 @@ static void parked_unlink(struct parked *p)
 
 static void parked_free(struct parked *p)
 {
+	if (p->ds->watcher == p)
+		p->ds->watcher = NULL;
 	ev_timer_stop(p->ds->srv->loop, &p->refresh);
 	if (p->sc)
 		store_conn_close(p->sc);
@@ -906,6 +939,8 @@ static void parked_free(struct parked *p)
 
 static void parked_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx);
 static void parked_take_view(struct parked *p);
+static bool parked_maybe_notify(struct parked *p);
+static void session_arm_watch(struct device_session *ds);
 
 static void parked_start_idle(struct parked *p)
 {
@@ -916,6 +951,133 @@ static void parked_start_idle(struct parked *p)
 	ev_timer_again(p->ds->srv->loop, &p->refresh);
 }
 
+/*
+ * While no connection of a session is attached, one parked connection also
+ * watches the user's other subscribed folders with NOTIFY (RFC 5465) where
+ * the store offers it: their changes arrive as STATUS and are counted per
+ * folder against the views the client saved. The events themselves are
+ * told when the client selects the folder again (from the view diff), so
+ * nothing here can lose one; past limits.max_queued_events the folder's
+ * view is dropped and the client gets the store's full state instead.
+ */
+static void parked_notify_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct parked *p = ctx;
+	(void)sc;
+	if (!m)
+		return;
+	p->notify_on = m->status == IMAP_STATUS_OK;
+	if (!p->notify_on) {
+		log_msg(LOG_LEVEL_WARN, NULL, "session %s#P%s: store refused NOTIFY: %.*s", p->ds->user, p->ds->device,
+		        (int)m->text_len, m->text);
+		if (p->ds->watcher == p)
+			p->ds->watcher = NULL;
+	} else {
+		log_msg(LOG_LEVEL_DEBUG, NULL, "session %s#P%s: watching the subscribed folders (NOTIFY)", p->ds->user,
+		        p->ds->device);
+	}
+	if (!p->taken)
+		parked_start_idle(p);
+}
+
+/* Send NOTIFY SET if this connection is to carry it and does not yet; true if sent (IDLE follows it). */
+static bool parked_maybe_notify(struct parked *p)
+{
+	if (!p->notify_wanted || p->notify_on || !p->sc || p->taken)
+		return false;
+	p->notify_wanted = false;
+	store_conn_sendf(p->sc, parked_notify_done, p,
+	                 "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
+	                 "(subscribed (MessageNew MessageExpunge))");
+	return true;
+}
+
+/* The session has no attached connection: make one parked connection its watcher. */
+static void session_arm_watch(struct device_session *ds)
+{
+	if (ds->attached || ds->watcher)
+		return;
+	for (struct parked *p = ds->parked; p; p = p->next) {
+		if (!p->sc || p->close_after_snapshot || !store_conn_has_cap(p->sc, "NOTIFY"))
+			continue;
+		ds->watcher = p;
+		p->notify_wanted = true;
+		if (p->idling)
+			store_conn_send_raw(p->sc, "DONE\r\n", 6); /* parked_idle_done sends NOTIFY, then IDLEs */
+		/* else the snapshot in progress ends in parked_maybe_notify */
+		return;
+	}
+}
+
+static struct folder_watch *watch_find(struct device_session *ds, const char *mailbox)
+{
+	for (struct folder_watch *w = ds->watches; w; w = w->next)
+		if (strcmp(w->mailbox, mailbox) == 0)
+			return w;
+	struct folder_watch *w = xcalloc(1, sizeof(*w));
+	w->mailbox = xstrdup(mailbox);
+	struct gw_folder_rec rec;
+	gw_folder_rec_init(&rec);
+	if (gw_state_folder_load(ds->srv->db, ds->user, ds->device, mailbox, &rec) == 0) {
+		w->have_base = true;
+		w->uidvalidity = rec.uidvalidity;
+		w->uidnext0 = rec.uidnext;
+		w->count0 = (uint32_t)rec.uids.count;
+	}
+	gw_folder_rec_free(&rec);
+	w->next = ds->watches;
+	ds->watches = w;
+	return w;
+}
+
+/* "* STATUS <mailbox> (MESSAGES n UIDNEXT u UIDVALIDITY v ...)" from NOTIFY. */
+static void watch_status(struct parked *p, const struct imap_msg *m)
+{
+	struct device_session *ds = p->ds;
+	if (m->nargs < 3 || !imap_arg_is_string(&m->args[1]) || m->args[2].type != IMAP_ARG_LIST)
+		return;
+	char *mailbox = arg_dup(&m->args[1]);
+	if (strcasecmp(mailbox, "INBOX") == 0)
+		strcpy(mailbox, "INBOX");
+	bool parked_here = false;
+	for (struct parked *q = ds->parked; q; q = q->next)
+		parked_here = parked_here || (q->sel.mailbox && strcmp(q->sel.mailbox, mailbox) == 0);
+	uint32_t messages = 0, uidnext = 0, uidvalidity = 0;
+	bool have_messages = false, have_uidnext = false;
+	const struct imap_arg *l = m->args[2].list;
+	for (size_t i = 0; i + 1 < m->args[2].list_count; i += 2) {
+		if (imap_arg_is_atom(&l[i], "MESSAGES"))
+			have_messages = parse_u32(l[i + 1].str, l[i + 1].len, &messages);
+		else if (imap_arg_is_atom(&l[i], "UIDNEXT"))
+			have_uidnext = parse_u32(l[i + 1].str, l[i + 1].len, &uidnext);
+		else if (imap_arg_is_atom(&l[i], "UIDVALIDITY"))
+			parse_u32(l[i + 1].str, l[i + 1].len, &uidvalidity);
+	}
+	struct folder_watch *w = parked_here ? NULL : watch_find(ds, mailbox);
+	if (!w || !w->have_base || w->overflow || !have_messages || !have_uidnext) {
+		free(mailbox);
+		return;
+	}
+	/* At least this many events: each new UID arrived once, and whatever the
+	 * count lacks after those arrivals was expunged. */
+	long long added = uidnext > w->uidnext0 ? (long long)uidnext - w->uidnext0 : 0;
+	long long removed = (long long)w->count0 + added - (long long)messages;
+	w->pending = added + (removed > 0 ? removed : 0);
+	bool lost = (uidvalidity && uidvalidity != w->uidvalidity) || w->pending > ds->srv->cfg->max_queued_events;
+	log_msg(LOG_LEVEL_DEBUG, NULL, "session %s#P%s: %lld events pending in %s", ds->user, ds->device, w->pending,
+	        mailbox);
+	if (lost) {
+		w->overflow = true;
+		/* The events of this folder can no longer be told one by one: the client
+		 * gets the store's own SELECT response, a full state, when it comes back. */
+		gw_state_folder_delete(ds->srv->db, ds->user, ds->device, mailbox);
+		log_msg(LOG_LEVEL_INFO, NULL,
+		        "session %s#P%s: more than %lld events pending in %s (limits.max_queued_events): its view is "
+		        "dropped", ds->user, ds->device, ds->srv->cfg->max_queued_events, mailbox);
+	}
+	free(mailbox);
+}
+
 static void parked_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
 {
 	struct parked *p = ctx;
@@ -923,7 +1085,7 @@ static void parked_idle_done(struct store_conn *sc, const struct imap_msg *m, vo
 	(void)m;
 	p->idling = false;
 	p->idle_tag[0] = '\0';
-	if (m && !p->taken)
+	if (m && !p->taken && !parked_maybe_notify(p))
 		parked_start_idle(p); /* a refresh: IDLE again at once */
 }
 
@@ -949,6 +1111,10 @@ static void parked_untagged(struct store_conn *sc, const struct imap_msg *m, voi
 	(void)sc;
 	if (snapshot_offer(p->snap, m))
 		return;
+	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 1 && imap_arg_is_atom(&m->args[0], "STATUS")) {
+		watch_status(p, m);
+		return;
+	}
 	parked_count_event(p, m);
 }
 
@@ -975,7 +1141,10 @@ static void parked_closed(struct store_conn *sc, const char *reason, void *ctx)
 	struct device_session *ds = p->ds;
 	parked_unlink(p);
 	parked_free(p);
-	session_maybe_forget(ds);
+	if (ds->parked)
+		session_arm_watch(ds);
+	else
+		session_maybe_forget(ds);
 }
 
 static void on_parked_refresh(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1007,7 +1176,9 @@ static void parked_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 		session_maybe_forget(ds);
 		return;
 	}
-	parked_start_idle(p);
+	if (!parked_maybe_notify(p))
+		parked_start_idle(p);
+	session_arm_watch(ds);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2309,6 +2480,12 @@ static void resume_with_parked(struct gw_conn *c, struct parked *p)
 		p->idling = false;
 		p->await_plus = false;
 	}
+	if (p->notify_on || p->ds->watcher == p) {
+		/* The client must not get STATUS for other folders: the watch is the gateway's. */
+		store_conn_sendf(c->sc, NULL, NULL, "NOTIFY NONE");
+		p->notify_on = false;
+	}
+	watches_clear(p->ds);
 	/* A NOOP after DONE: when it completes, IDLE is over and all events are in. */
 	store_conn_sendf(c->sc, resume_parked_idle_done, c, "NOOP");
 }
@@ -2951,6 +3128,7 @@ static void conn_detach_session(struct gw_conn *c, bool logout, bool resuming)
 	if (ds->attached == 0) {
 		ds->detached_at = wall_now();
 		session_save(ds, GW_SESSION_DETACHED);
+		session_arm_watch(ds);
 	}
 	session_maybe_forget(ds);
 }

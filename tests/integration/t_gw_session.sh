@@ -14,7 +14,10 @@
 #  (f) more pending events than limits.max_queued_events: RESYNC, and a
 #      resync fetch makes the view equal the store; exactly the limit: events;
 #  (g) a session detached longer than session.lifetime: the next login gets
-#      RESYNC and a new SESSIONID.
+#      RESYNC and a new SESSIONID;
+#  (h) while detached, the other subscribed folders are watched (NOTIFY):
+#      events under the limit come when the folder is selected again, over
+#      the limit the folder's view is dropped and SELECT gives the full state.
 # The protocol logic is in lib/gw_session.py (one section per user).
 #
 # By hand: tests/integration/t_gw_session.sh (after building src/pimap-gateway)
@@ -29,15 +32,15 @@ DOVECOT_USERS="alice bob carol dave erin frank"
 start_dovecot
 start_gateway
 
-export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS
+export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS GW_LOG
 status=0
 python3 "$HARNESS_LIB/gw_session.py" a b c d e || status=1
 gateway_alive || fail "the gateway died during sections a-e"
 stop_gateway
 
 start_gateway --set limits.max_queued_events=3
-python3 "$HARNESS_LIB/gw_session.py" f || status=1
-gateway_alive || fail "the gateway died during section f"
+python3 "$HARNESS_LIB/gw_session.py" f h || status=1
+gateway_alive || fail "the gateway died during sections f and h"
 stop_gateway
 
 start_gateway --set session.lifetime=2s

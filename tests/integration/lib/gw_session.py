@@ -10,12 +10,16 @@ in one does not disturb the others:
   e  erin   other folders: the saved view of a folder left by SELECT
   f  frank  queue overflow (gateway run with limits.max_queued_events=3)
   g  erin   session expiry (gateway run with session.lifetime=2s)
+  h  carol  other subscribed folders watched while detached (NOTIFY), with
+            limits.max_queued_events=3: under the limit the events come on
+            SELECT, over it the folder's view is dropped (full state)
 """
 
+import os
 import sys
 import time
 
-from gw_common import Checker, gw, store, truth, deliver_n, subject_of, PASS
+from gw_common import Checker, gw, store, truth, deliver_n, subject_of, wait_until, PASS
 from pimapc import check_event_order, untagged_kind, parse_fetch
 
 C = Checker("t_gw_session")
@@ -309,7 +313,64 @@ def sec_g():
     c3.logout()
 
 
-SECTIONS = {"a": sec_a, "b": sec_b, "c": sec_c, "d": sec_d, "e": sec_e, "f": sec_f, "g": sec_g}
+# --- (h) --------------------------------------------------------------------------------
+
+def gateway_log_has(text):
+    try:
+        with open(os.environ["GW_LOG"], errors="replace") as f:
+            return text in f.read()
+    except OSError:
+        return False
+
+
+def sec_h():
+    s = C.watch(store("carol"))
+    for box in ("WatchA", "WatchB"):
+        s.create(box)
+        s.ok("SUBSCRIBE %s" % box)
+        s.append(box, "%s 1" % box)
+    s.ok("SUBSCRIBE INBOX")
+    c = C.watch(gw("carol#Pdev8, first connection"))
+    r = login_ok(c, "carol", "dev8", what="first login")
+    wa = c.select_view("WatchA")
+    wb = c.select_view("WatchB")
+    c.select_view("INBOX")
+    c.drop()
+    wait_until(lambda: gateway_log_has("session carol#Pdev8: watching the subscribed folders (NOTIFY)"), 10,
+               "the detached session to watch its subscribed folders")
+    C.check(True, "detached: the gateway watches the subscribed folders with NOTIFY")
+    s.append("WatchA", "WatchA 2")
+    s.append("WatchA", "WatchA 3")
+    for i in range(5):
+        s.append("WatchB", "WatchB %d" % (i + 2))
+    wait_until(lambda: gateway_log_has("session carol#Pdev8: 2 events pending in WatchA"), 10,
+               "the gateway to count 2 events in WatchA")
+    C.check(True, "the gateway counted the 2 events of WatchA from NOTIFY")
+    wait_until(lambda: gateway_log_has("session carol#Pdev8: more than 3 events pending in WatchB"), 10,
+               "the gateway to see WatchB overflow")
+    C.check(True, "the gateway saw more than limits.max_queued_events=3 events in WatchB")
+    c2 = C.watch(gw("carol#Pdev8, resume"))
+    r = login_ok(c2, "carol", "dev8", what="resume")
+    C.check(r.session_state == "SELECTED" and r.folder == "INBOX" and not r.resync and not r.events,
+            "resume: SESSION SELECTED, FOLDER INBOX, no events there", r.describe())
+    resps = c2.reselect(wa)
+    C.equal([untagged_kind(x)[0] for x in resps if untagged_kind(x)[1] == "EXISTS"], [1, 2, 3],
+            "SELECT WatchA: * 1 EXISTS (the saved view), then * 2 and * 3 EXISTS")
+    wa.complete(c2)
+    C.equal(wa.snapshot(), truth("carol", "WatchA"), "WatchA: the view equals the store")
+    tag, resps = c2.command("SELECT WatchB")
+    C.equal([untagged_kind(x)[0] for x in resps if untagged_kind(x)[1] == "EXISTS"], [6],
+            "SELECT WatchB after the overflow: the store's full state, * 6 EXISTS, no events")
+    s.append("WatchA", "WatchA 4")  # a change in a folder that is not selected
+    tag, resps = c2.command("NOOP")
+    C.check(not any(untagged_kind(x)[1] == "STATUS" for x in resps),
+            "the resumed connection gets no NOTIFY STATUS (the watch was the gateway's)",
+            [x.first for x in resps])
+    s.logout()
+    c2.logout()
+
+
+SECTIONS = {"a": sec_a, "b": sec_b, "c": sec_c, "d": sec_d, "e": sec_e, "f": sec_f, "g": sec_g, "h": sec_h}
 
 if __name__ == "__main__":
     for name in sys.argv[1:]:
