@@ -16,7 +16,7 @@
  * decides when to pass them on (push, hold, NEW_FORMAT). When a client
  * leaves a folder or goes away, the gateway saves the UID list the client
  * had (a "view"); on return it diffs that view against the store
- * (syncdiff.c, CONDSTORE for flags) and sends the EXPUNGE/EXISTS/FETCH that
+ * (folder_sync.c: syncdiff, CONDSTORE or a flags comparison) and sends the EXPUNGE/EXISTS/FETCH that
  * lead the client from its view to the store's. That one mechanism serves
  * resume with a parked connection, resume after a gateway restart, and the
  * return to another folder.
@@ -40,6 +40,7 @@
 
 #include "buf.h"
 #include "daemon.h"
+#include "folder_sync.h"
 #include "gateway.h"
 #include "gw_state.h"
 #include "imap_parse.h"
@@ -70,58 +71,11 @@ struct gw_conn;
 /* ------------------------------------------------------------------------ */
 /* data                                                                      */
 
-/* What the client sees of its selected folder (tracked from the store's responses). */
-struct selected {
-	char    *mailbox;   /* NULL: not selected */
-	bool     readonly;
-	uint32_t uidvalidity;
-	uint32_t uidnext;
-	uint64_t modseq;
-	uint32_t exists;
-};
-
-/*
- * Catch-up: the internal command sequence that turns a saved view into
- * events (UID SEARCH, then UID FETCH for new messages' NEW_FORMAT items and
- * for flags changed since the saved HIGHESTMODSEQ).
- */
-struct catchup;
-typedef void (*catchup_done_cb)(struct catchup *cu, bool resync, struct buf *events, void *ctx);
-
-struct catchup {
-	struct store_conn *sc;
-	struct gw_folder_rec saved;
-	struct uidset now;
-	struct sync_diff diff;
-	bool have_diff;
-	struct buf fetch_new;   /* raw "* n FETCH" for new messages (NEW_FORMAT) */
-	struct buf fetch_flags; /* raw "* n FETCH" for changed flags */
-	struct buf post;        /* EXISTS/RECENT that raced with the catch-up */
-	bool race;              /* an EXPUNGE arrived meanwhile: sequence numbers are unsure */
-	int step;
-	char tag[16];
-	char *new_items;        /* NEW_FORMAT fetch items or NULL */
-	long long max_events;
-	catchup_done_cb done;
-	void *ctx;
-};
-
-/* Snapshot: the view the client has now (UID SEARCH RETURN (ALL) ALL). */
-struct snapshot;
-typedef void (*snapshot_done_cb)(struct snapshot *sn, bool ok, void *ctx);
-struct snapshot {
-	struct store_conn *sc;
-	char tag[16];
-	struct uidset uids;
-	snapshot_done_cb done;
-	void *ctx;
-};
-
 struct parked {
 	struct parked *next;
 	struct device_session *ds;
 	struct store_conn *sc;
-	struct selected sel;
+	struct folder_state sel;
 	struct gw_folder_rec view;  /* the client's view when it went away */
 	bool have_view;
 	struct snapshot *snap;      /* taking the view */
@@ -238,7 +192,7 @@ struct gw_conn {
 
 	struct store_conn *sc;
 	struct device_session *ds;  /* NULL: plain session */
-	struct selected sel;
+	struct folder_state sel;
 
 	/* commands */
 	struct client_cmd *cmds, *cmds_tail;
@@ -341,126 +295,6 @@ static char *arg_dup(const struct imap_arg *a)
 	return s;
 }
 
-static bool parse_u64(const char *s, size_t len, uint64_t *out)
-{
-	uint64_t v = 0;
-	if (len == 0 || len > 20)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		uint64_t d = (uint64_t)(s[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return true;
-}
-
-static bool parse_u32(const char *s, size_t len, uint32_t *out)
-{
-	uint64_t v;
-	if (!parse_u64(s, len, &v) || v > UINT32_MAX)
-		return false;
-	*out = (uint32_t)v;
-	return true;
-}
-
-/* "* n WORD" untagged data: the number and whether the word matches. */
-static bool untagged_num(const struct imap_msg *m, const char *word, uint32_t *n)
-{
-	return m->kind == IMAP_MSG_UNTAGGED && m->status == IMAP_STATUS_NONE && m->nargs >= 2 &&
-	       m->args[0].type == IMAP_ARG_ATOM && imap_arg_is_atom(&m->args[1], word) &&
-	       parse_u32(m->args[0].str, m->args[0].len, n);
-}
-
-/* A response code "NAME value" (e.g. UIDVALIDITY 123). */
-static bool code_value(const struct imap_msg *m, const char *name, const char **val, size_t *vlen)
-{
-	size_t n = strlen(name);
-	if (!m->code || m->code_len <= n + 1 || strncasecmp(m->code, name, n) != 0 || m->code[n] != ' ')
-		return false;
-	*val = m->code + n + 1;
-	*vlen = m->code_len - n - 1;
-	return true;
-}
-
-/* Track what a client sees of the selected folder from one store response. */
-static void selected_track(struct selected *sel, const struct imap_msg *m)
-{
-	uint32_t n;
-	const char *v;
-	size_t vl;
-	if (untagged_num(m, "EXISTS", &n)) {
-		sel->exists = n;
-		return;
-	}
-	if (untagged_num(m, "EXPUNGE", &n)) {
-		if (sel->exists)
-			sel->exists--;
-		return;
-	}
-	if (m->kind == IMAP_MSG_UNTAGGED && m->status == IMAP_STATUS_OK && m->code) {
-		if (code_value(m, "UIDVALIDITY", &v, &vl))
-			parse_u32(v, vl, &sel->uidvalidity);
-		else if (code_value(m, "UIDNEXT", &v, &vl))
-			parse_u32(v, vl, &sel->uidnext);
-		else if (code_value(m, "HIGHESTMODSEQ", &v, &vl))
-			parse_u64(v, vl, &sel->modseq);
-		return;
-	}
-	/* "* n FETCH (... MODSEQ (m) ...)" moves HIGHESTMODSEQ forward. */
-	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 3 && imap_arg_is_atom(&m->args[1], "FETCH") &&
-	    m->args[2].type == IMAP_ARG_LIST) {
-		const struct imap_arg *l = m->args[2].list;
-		for (size_t i = 0; i + 1 < m->args[2].list_count; i++) {
-			if (imap_arg_is_atom(&l[i], "MODSEQ") && l[i + 1].type == IMAP_ARG_LIST &&
-			    l[i + 1].list_count == 1) {
-				uint64_t ms;
-				if (parse_u64(l[i + 1].list[0].str, l[i + 1].list[0].len, &ms) && ms > sel->modseq)
-					sel->modseq = ms;
-			}
-			if (imap_arg_is_atom(&l[i], "UID") && l[i + 1].type == IMAP_ARG_ATOM) {
-				uint32_t uid;
-				if (parse_u32(l[i + 1].str, l[i + 1].len, &uid) && uid >= sel->uidnext)
-					sel->uidnext = uid + 1;
-			}
-		}
-	}
-}
-
-static void selected_clear(struct selected *sel)
-{
-	free(sel->mailbox);
-	memset(sel, 0, sizeof(*sel));
-}
-
-static void selected_copy(struct selected *dst, const struct selected *src)
-{
-	*dst = *src;
-	dst->mailbox = src->mailbox ? xstrdup(src->mailbox) : NULL;
-}
-
-/* ESEARCH "(TAG "x") UID ALL set" for our tag: adds the set to uids. Returns true if it was ours. */
-static bool esearch_collect(const struct imap_msg *m, const char *tag, struct uidset *uids)
-{
-	if (m->kind != IMAP_MSG_UNTAGGED || m->nargs < 2 || !imap_arg_is_atom(&m->args[0], "ESEARCH"))
-		return false;
-	const struct imap_arg *corr = &m->args[1];
-	if (corr->type != IMAP_ARG_LIST || corr->list_count != 2 || !imap_arg_is_atom(&corr->list[0], "TAG") ||
-	    corr->list[1].len != strlen(tag) || memcmp(corr->list[1].str, tag, corr->list[1].len) != 0)
-		return false;
-	for (size_t i = 2; i + 1 < m->nargs; i++) {
-		if (imap_arg_is_atom(&m->args[i], "ALL")) {
-			char err[128];
-			if (uidset_parse(uids, m->args[i + 1].str, m->args[i + 1].len, err, sizeof(err)) < 0)
-				log_warn("store sent a bad ESEARCH set: %s", err);
-		}
-	}
-	return true;
-}
-
 /* A mailbox name as an atom when it is one (INBOX), else a quoted string or literal. */
 static void quote_mailbox(struct buf *out, const char *mailbox)
 {
@@ -471,282 +305,6 @@ static void quote_mailbox(struct buf *out, const char *mailbox)
 		buf_append_str(out, mailbox);
 	else
 		imap_write_astring(out, mailbox, strlen(mailbox));
-}
-
-/* ------------------------------------------------------------------------ */
-/* snapshot: the client's view of the selected folder, now                   */
-
-static void snapshot_cmd_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
-{
-	struct snapshot *sn = ctx;
-	(void)sc;
-	bool ok = m && m->status == IMAP_STATUS_OK;
-	sn->done(sn, ok, sn->ctx);
-}
-
-static struct snapshot *snapshot_start(struct store_conn *sc, snapshot_done_cb done, void *ctx)
-{
-	if (!store_conn_has_cap(sc, "ESEARCH"))
-		return NULL; /* without ESEARCH the SEARCH result cannot be told from the client's own */
-	struct snapshot *sn = xcalloc(1, sizeof(*sn));
-	sn->sc = sc;
-	sn->done = done;
-	sn->ctx = ctx;
-	uidset_init(&sn->uids);
-	const char *tag = store_conn_sendf(sc, snapshot_cmd_done, sn, "UID SEARCH RETURN (ALL) ALL");
-	snprintf(sn->tag, sizeof(sn->tag), "%s", tag);
-	return sn;
-}
-
-static bool snapshot_offer(struct snapshot *sn, const struct imap_msg *m)
-{
-	return sn && sn->tag[0] && esearch_collect(m, sn->tag, &sn->uids);
-}
-
-static void snapshot_free(struct snapshot *sn)
-{
-	if (!sn)
-		return;
-	uidset_free(&sn->uids);
-	free(sn);
-}
-
-static void folder_rec_from(struct gw_folder_rec *rec, const struct selected *sel, const struct uidset *uids)
-{
-	gw_folder_rec_init(rec);
-	rec->uidvalidity = sel->uidvalidity;
-	rec->uidnext = sel->uidnext;
-	if (uidset_max(uids) >= rec->uidnext)
-		rec->uidnext = uidset_max(uids) + 1;
-	rec->highestmodseq = sel->modseq;
-	uidset_copy(&rec->uids, uids);
-}
-
-/* ------------------------------------------------------------------------ */
-/* catch-up: saved view -> events                                            */
-
-enum { CU_SEARCH = 1, CU_FETCH_NEW, CU_FETCH_FLAGS, CU_DONE };
-
-static void catchup_step(struct catchup *cu);
-
-static void catchup_finish(struct catchup *cu, bool resync)
-{
-	struct buf events;
-	buf_init(&events, 0);
-	if (!resync && cu->race)
-		resync = true;
-	if (!resync) {
-		/* 1. EXPUNGEs (highest first) and 2. EXISTS or NEW_FORMAT FETCH per new message. */
-		const uint8_t *nf = buf_head(&cu->fetch_new);
-		size_t nf_len = buf_len(&cu->fetch_new);
-		bool use_nf = cu->new_items && nf_len > 0;
-		for (size_t i = 0; i < cu->diff.count; i++) {
-			const struct sync_event *e = &cu->diff.events[i];
-			if (e->kind == SYNC_EXPUNGE)
-				buf_printf(&events, "* %u EXPUNGE\r\n", e->seq);
-			else if (!use_nf)
-				buf_printf(&events, "* %u EXISTS\r\n", e->seq);
-		}
-		if (use_nf)
-			buf_append(&events, nf, nf_len);
-		/* 3. flags changed since the saved HIGHESTMODSEQ. */
-		buf_append(&events, buf_head(&cu->fetch_flags), buf_len(&cu->fetch_flags));
-		buf_append(&events, buf_head(&cu->post), buf_len(&cu->post));
-	}
-	cu->step = CU_DONE;
-	cu->done(cu, resync, &events, cu->ctx);
-	buf_free(&events);
-}
-
-static void catchup_cmd_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
-{
-	struct catchup *cu = ctx;
-	(void)sc;
-	if (!m) {
-		catchup_finish(cu, true);
-		return;
-	}
-	if (m->status != IMAP_STATUS_OK) {
-		log_warn("catch-up command failed: %.*s", (int)m->text_len, m->text);
-		catchup_finish(cu, true);
-		return;
-	}
-	catchup_step(cu);
-}
-
-static void catchup_step(struct catchup *cu)
-{
-	struct buf cmd;
-	buf_init(&cmd, 0);
-	switch (cu->step) {
-	case 0:
-		cu->step = CU_SEARCH;
-		snprintf(cu->tag, sizeof(cu->tag), "%s",
-		         store_conn_sendf(cu->sc, catchup_cmd_done, cu, "UID SEARCH RETURN (ALL) ALL"));
-		break;
-	case CU_SEARCH: {
-		if (syncdiff_compute(&cu->saved.uids, &cu->now, &cu->diff) != SYNCDIFF_OK) {
-			cu->have_diff = true;
-			buf_free(&cmd);
-			catchup_finish(cu, true);
-			return;
-		}
-		cu->have_diff = true;
-		if ((long long)cu->diff.count > cu->max_events) {
-			buf_free(&cmd);
-			catchup_finish(cu, true);
-			return;
-		}
-		cu->step = CU_FETCH_NEW;
-		if (cu->new_items && cu->diff.added) {
-			struct uidset added;
-			uidset_init(&added);
-			uidset_difference(&cu->now, &cu->saved.uids, &added);
-			buf_append_str(&cmd, "UID FETCH ");
-			uidset_format(&added, &cmd);
-			buf_printf(&cmd, " %s\r\n", cu->new_items);
-			uidset_free(&added);
-			snprintf(cu->tag, sizeof(cu->tag), "%s",
-			         store_conn_send(cu->sc, buf_head(&cmd), buf_len(&cmd), false, catchup_cmd_done, cu));
-			break;
-		}
-	}
-		/* fall through */
-	case CU_FETCH_NEW: {
-		cu->step = CU_FETCH_FLAGS;
-		struct uidset both;
-		uidset_init(&both);
-		uidset_intersection(&cu->now, &cu->saved.uids, &both);
-		if (both.count && cu->saved.highestmodseq && store_conn_has_cap(cu->sc, "CONDSTORE")) {
-			buf_append_str(&cmd, "UID FETCH ");
-			uidset_format(&both, &cmd);
-			buf_printf(&cmd, " (UID FLAGS) (CHANGEDSINCE %llu)\r\n",
-			           (unsigned long long)cu->saved.highestmodseq);
-			uidset_free(&both);
-			snprintf(cu->tag, sizeof(cu->tag), "%s",
-			         store_conn_send(cu->sc, buf_head(&cmd), buf_len(&cmd), false, catchup_cmd_done, cu));
-			break;
-		}
-		bool cannot = both.count && !cu->saved.highestmodseq;
-		uidset_free(&both);
-		buf_free(&cmd);
-		/* Without modification sequences the flag changes cannot be known. */
-		catchup_finish(cu, cannot);
-		return;
-	}
-	case CU_FETCH_FLAGS:
-		buf_free(&cmd);
-		catchup_finish(cu, false);
-		return;
-	}
-	buf_free(&cmd);
-}
-
-/*
- * "* n FETCH (UID u FLAGS (...))" from the store's answer to the catch-up's
- * CHANGEDSINCE fetch: only what the profile promises, without the MODSEQ
- * the store adds.
- */
-static void fetch_flags_event(struct buf *out, const struct imap_msg *m)
-{
-	if (m->nargs < 3 || m->args[2].type != IMAP_ARG_LIST) {
-		buf_append(out, m->raw, m->raw_len);
-		return;
-	}
-	const struct imap_arg *l = m->args[2].list;
-	const struct imap_arg *uid = NULL, *flags = NULL;
-	for (size_t i = 0; i + 1 < m->args[2].list_count; i += 2) {
-		if (imap_arg_is_atom(&l[i], "UID"))
-			uid = &l[i + 1];
-		else if (imap_arg_is_atom(&l[i], "FLAGS"))
-			flags = &l[i + 1];
-	}
-	if (!uid || !flags || flags->type != IMAP_ARG_LIST) {
-		buf_append(out, m->raw, m->raw_len);
-		return;
-	}
-	buf_printf(out, "* %.*s FETCH (UID %.*s FLAGS (", (int)m->args[0].len, m->args[0].str, (int)uid->len, uid->str);
-	for (size_t i = 0; i < flags->list_count; i++)
-		buf_printf(out, "%s%.*s", i ? " " : "", (int)flags->list[i].len, flags->list[i].str);
-	buf_append_str(out, "))\r\n");
-}
-
-/* Untagged responses while a catch-up runs: ours, or races. Returns true if consumed. */
-static bool catchup_offer(struct catchup *cu, const struct imap_msg *m)
-{
-	if (!cu || cu->step == CU_DONE)
-		return false;
-	uint32_t n;
-	if (cu->step == CU_SEARCH && esearch_collect(m, cu->tag, &cu->now))
-		return true;
-	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 2 && imap_arg_is_atom(&m->args[1], "FETCH")) {
-		if (cu->step == CU_FETCH_NEW)
-			buf_append(&cu->fetch_new, m->raw, m->raw_len);
-		else if (cu->step == CU_FETCH_FLAGS)
-			fetch_flags_event(&cu->fetch_flags, m);
-		else
-			buf_append(&cu->post, m->raw, m->raw_len); /* a live flag change: after the diff */
-		return true;
-	}
-	if (untagged_num(m, "EXPUNGE", &n)) {
-		cu->race = true;
-		return true;
-	}
-	if (untagged_num(m, "EXISTS", &n) || untagged_num(m, "RECENT", &n)) {
-		if (cu->step > CU_SEARCH)
-			buf_append(&cu->post, m->raw, m->raw_len);
-		/* before the SEARCH answered, the SEARCH itself includes the message */
-		return true;
-	}
-	return false;
-}
-
-static struct catchup *catchup_start(struct store_conn *sc, const struct gw_folder_rec *saved,
-                                     const struct pimap_prefs *prefs, long long max_events, catchup_done_cb done,
-                                     void *ctx)
-{
-	struct catchup *cu = xcalloc(1, sizeof(*cu));
-	cu->sc = sc;
-	gw_folder_rec_init(&cu->saved);
-	cu->saved.uidvalidity = saved->uidvalidity;
-	cu->saved.uidnext = saved->uidnext;
-	cu->saved.highestmodseq = saved->highestmodseq;
-	uidset_copy(&cu->saved.uids, &saved->uids);
-	uidset_init(&cu->now);
-	buf_init(&cu->fetch_new, 0);
-	buf_init(&cu->fetch_flags, 0);
-	buf_init(&cu->post, 0);
-	cu->max_events = max_events;
-	cu->done = done;
-	cu->ctx = ctx;
-	struct buf items;
-	buf_init(&items, 0);
-	if (prefs && pimap_new_format_fetch_items(prefs, &items)) {
-		buf_append(&items, "", 1);
-		cu->new_items = xstrdup((const char *)buf_head(&items));
-	}
-	buf_free(&items);
-	if (!store_conn_has_cap(sc, "ESEARCH")) {
-		cu->step = CU_DONE;
-		return cu; /* caller checks catchup_failed_at_start */
-	}
-	catchup_step(cu);
-	return cu;
-}
-
-static void catchup_free(struct catchup *cu)
-{
-	if (!cu)
-		return;
-	gw_folder_rec_free(&cu->saved);
-	uidset_free(&cu->now);
-	if (cu->have_diff)
-		syncdiff_free(&cu->diff);
-	buf_free(&cu->fetch_new);
-	buf_free(&cu->fetch_flags);
-	buf_free(&cu->post);
-	free(cu->new_items);
-	free(cu);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -932,7 +490,7 @@ static void parked_free(struct parked *p)
 	if (p->sc)
 		store_conn_close(p->sc);
 	snapshot_free(p->snap);
-	selected_clear(&p->sel);
+	folder_state_clear(&p->sel);
 	gw_folder_rec_free(&p->view);
 	free(p);
 }
@@ -1047,11 +605,11 @@ static void watch_status(struct parked *p, const struct imap_msg *m)
 	const struct imap_arg *l = m->args[2].list;
 	for (size_t i = 0; i + 1 < m->args[2].list_count; i += 2) {
 		if (imap_arg_is_atom(&l[i], "MESSAGES"))
-			have_messages = parse_u32(l[i + 1].str, l[i + 1].len, &messages);
+			have_messages = imap_parse_u32(l[i + 1].str, l[i + 1].len, &messages);
 		else if (imap_arg_is_atom(&l[i], "UIDNEXT"))
-			have_uidnext = parse_u32(l[i + 1].str, l[i + 1].len, &uidnext);
+			have_uidnext = imap_parse_u32(l[i + 1].str, l[i + 1].len, &uidnext);
 		else if (imap_arg_is_atom(&l[i], "UIDVALIDITY"))
-			parse_u32(l[i + 1].str, l[i + 1].len, &uidvalidity);
+			imap_parse_u32(l[i + 1].str, l[i + 1].len, &uidvalidity);
 	}
 	struct folder_watch *w = parked_here ? NULL : watch_find(ds, mailbox);
 	if (!w || !w->have_base || w->overflow || !have_messages || !have_uidnext) {
@@ -1092,11 +650,11 @@ static void parked_idle_done(struct store_conn *sc, const struct imap_msg *m, vo
 static void parked_count_event(struct parked *p, const struct imap_msg *m)
 {
 	uint32_t n;
-	bool event = untagged_num(m, "EXISTS", &n) || untagged_num(m, "EXPUNGE", &n) ||
+	bool event = imap_untagged_num(m, "EXISTS", &n) || imap_untagged_num(m, "EXPUNGE", &n) ||
 	             (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 2 && imap_arg_is_atom(&m->args[1], "FETCH"));
 	if (!event)
 		return;
-	selected_track(&p->sel, m);
+	folder_state_track(&p->sel, m);
 	p->events++;
 	if (p->events > p->ds->srv->cfg->max_queued_events && !p->overflow) {
 		p->overflow = true;
@@ -1162,7 +720,7 @@ static void parked_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 	struct parked *p = ctx;
 	struct device_session *ds = p->ds;
 	if (ok) {
-		folder_rec_from(&p->view, &p->sel, &sn->uids);
+		folder_rec_from_snapshot(&p->view, &p->sel, sn);
 		p->have_view = true;
 		gw_state_folder_save(ds->srv->db, ds->user, ds->device, p->sel.mailbox, &p->view);
 	} else {
@@ -1474,17 +1032,12 @@ static void store_send(struct gw_conn *c, struct buf *text, store_done_cb done, 
 /* A snapshot on an attached connection: through the send queue, so it waits for IDLE to end. */
 static struct snapshot *snapshot_start_conn(struct gw_conn *c, snapshot_done_cb done, void *ctx)
 {
-	if (!store_conn_has_cap(c->sc, "ESEARCH"))
-		return NULL;
-	struct snapshot *sn = xcalloc(1, sizeof(*sn));
-	sn->sc = c->sc;
-	sn->done = done;
-	sn->ctx = ctx;
-	sn->tag[0] = '\0';
-	uidset_init(&sn->uids);
+	if (snapshot_needs_flags(c->sc) && (relay_in_flight(c) || c->sendq))
+		return NULL; /* untagged FETCH answers could not be told apart */
+	struct snapshot *sn = snapshot_new(c->sc, done, ctx);
 	struct buf b;
 	buf_init(&b, 0);
-	buf_append_str(&b, "UID SEARCH RETURN (ALL) ALL\r\n");
+	buf_printf(&b, "%s\r\n", snapshot_command(sn));
 	store_send_tagged(c, &b, snapshot_cmd_done, sn, sn->tag);
 	buf_free(&b);
 	return sn;
@@ -1586,9 +1139,9 @@ enum event_class { EVC_NONE, EVC_NEW, EVC_OTHER };
 static enum event_class classify(const struct imap_msg *m)
 {
 	uint32_t n;
-	if (untagged_num(m, "EXISTS", &n) || untagged_num(m, "RECENT", &n))
+	if (imap_untagged_num(m, "EXISTS", &n) || imap_untagged_num(m, "RECENT", &n))
 		return EVC_NEW;
-	if (untagged_num(m, "EXPUNGE", &n))
+	if (imap_untagged_num(m, "EXPUNGE", &n))
 		return EVC_OTHER;
 	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 2 && imap_arg_is_atom(&m->args[1], "FETCH"))
 		return EVC_OTHER;
@@ -1648,7 +1201,7 @@ static void handle_event(struct gw_conn *c, const struct imap_msg *m, uint32_t b
 	}
 	bool push = client_waiting(c) && event_filter_allows(c, ec);
 	if (c->newfetch_active && m->nargs >= 2 && imap_arg_is_atom(&m->args[1], "FETCH") &&
-	    parse_u32(m->args[0].str, m->args[0].len, &n) && n >= c->newfetch_from) {
+	    imap_parse_u32(m->args[0].str, m->args[0].len, &n) && n >= c->newfetch_from) {
 		/* The pushed new-message FETCH of PIMAP_INBAND_NEW_FORMAT. */
 		release_held(c);
 		client_write(c, m->raw, m->raw_len);
@@ -1662,7 +1215,7 @@ static void handle_event(struct gw_conn *c, const struct imap_msg *m, uint32_t b
 	struct buf items;
 	buf_init(&items, 0);
 	if (ec == EVC_NEW && c->ds && pimap_new_format_fetch_items(&c->ds->prefs, &items)) {
-		if (untagged_num(m, "EXISTS", &n) && n > before) {
+		if (imap_untagged_num(m, "EXISTS", &n) && n > before) {
 			/* Push a FETCH of the new messages instead of EXISTS. */
 			buf_append(&items, "", 1);
 			c->newfetch_active = true;
@@ -1695,22 +1248,22 @@ static void select_hold_response(struct client_cmd *cmd, const struct imap_msg *
 	const char *v;
 	size_t vl;
 	buf_append(&cmd->sel_raw, m->raw, m->raw_len);
-	if (untagged_num(m, "EXISTS", &n)) {
+	if (imap_untagged_num(m, "EXISTS", &n)) {
 		buf_printf(&cmd->sel_rewritten, "* %zu EXISTS\r\n", sv->uids.count);
 		return;
 	}
-	if (untagged_num(m, "RECENT", &n)) {
+	if (imap_untagged_num(m, "RECENT", &n)) {
 		buf_append_str(&cmd->sel_rewritten, "* 0 RECENT\r\n");
 		return;
 	}
 	if (m->kind == IMAP_MSG_UNTAGGED && m->status == IMAP_STATUS_OK) {
-		if (code_value(m, "UNSEEN", &v, &vl))
+		if (imap_code_value(m, "UNSEEN", &v, &vl))
 			return;
-		if (code_value(m, "UIDNEXT", &v, &vl)) {
+		if (imap_code_value(m, "UIDNEXT", &v, &vl)) {
 			buf_printf(&cmd->sel_rewritten, "* OK [UIDNEXT %u] Predicted next UID\r\n", sv->uidnext);
 			return;
 		}
-		if (code_value(m, "HIGHESTMODSEQ", &v, &vl) && sv->highestmodseq) {
+		if (imap_code_value(m, "HIGHESTMODSEQ", &v, &vl) && sv->highestmodseq) {
 			buf_printf(&cmd->sel_rewritten, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
 			           (unsigned long long)sv->highestmodseq);
 			return;
@@ -1750,7 +1303,7 @@ static void conn_store_untagged(struct store_conn *sc, const struct imap_msg *m,
 	(void)sc;
 	uint32_t before = c->sel.exists;
 	/* Every response moves the client's picture of the folder, whoever consumes it. */
-	selected_track(&c->sel, m);
+	folder_state_track(&c->sel, m);
 	if (snapshot_offer(c->snap, m))
 		return;
 	if (catchup_offer(c->cu, m))
@@ -1844,7 +1397,7 @@ static void relay_done(struct store_conn *sc, const struct imap_msg *m, void *ct
 			cmd->mailbox = NULL;
 			c->sel.readonly = cmd->readonly || (m->code && strncasecmp(m->code, "READ-ONLY", 9) == 0);
 		} else {
-			selected_clear(&c->sel);
+			folder_state_clear(&c->sel);
 		}
 		if (ok && c->sel.uidvalidity == cmd->saved->uidvalidity) {
 			struct catchup *cu = catchup_start(c->sc, cmd->saved, &c->ds->prefs, c->srv->cfg->max_queued_events,
@@ -1873,10 +1426,10 @@ static void relay_done(struct store_conn *sc, const struct imap_msg *m, void *ct
 				gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
 			c->sel.readonly = cmd->readonly || (m->code && strncasecmp(m->code, "READ-ONLY", 9) == 0);
 		} else {
-			selected_clear(&c->sel);
+			folder_state_clear(&c->sel);
 		}
 	} else if (cmd->kind == CMD_UNSELECT && m->status == IMAP_STATUS_OK) {
-		selected_clear(&c->sel);
+		folder_state_clear(&c->sel);
 	}
 	cmd->done = true;
 	complete_ready_commands(c);
@@ -1903,7 +1456,7 @@ static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_
 		if (strcasecmp(cmd->mailbox, "INBOX") == 0)
 			strcpy(cmd->mailbox, "INBOX"); /* INBOX is case-insensitive: one key for it */
 		cmd->readonly = imap_arg_is_atom(&m->args[0], "EXAMINE");
-		selected_clear(&c->sel);
+		folder_state_clear(&c->sel);
 		/* Returning to a folder whose view was saved: tell the client what changed since. */
 		struct gw_folder_rec saved;
 		gw_folder_rec_init(&saved);
@@ -1925,7 +1478,7 @@ static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_
 /* Save the client's view of the folder it is leaving (the SELECT that leaves it is pipelined behind). */
 struct leave_ctx {
 	struct gw_conn *c;
-	struct selected sel;
+	struct folder_state sel;
 };
 
 static void leave_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
@@ -1935,7 +1488,7 @@ static void leave_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 	if (c->ds && lc->sel.mailbox) {
 		if (ok) {
 			struct gw_folder_rec rec;
-			folder_rec_from(&rec, &lc->sel, &sn->uids);
+			folder_rec_from_snapshot(&rec, &lc->sel, sn);
 			gw_state_folder_save(c->srv->db, c->ds->user, c->ds->device, lc->sel.mailbox, &rec);
 			gw_folder_rec_free(&rec);
 		} else {
@@ -1944,7 +1497,7 @@ static void leave_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 	}
 	c->snap = NULL;
 	snapshot_free(sn);
-	selected_clear(&lc->sel);
+	folder_state_clear(&lc->sel);
 	c->serial = false;
 	free(lc);
 	if (!c->closing)
@@ -2282,14 +1835,14 @@ static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 		/* Save the view of the folder being left before the store forgets it. */
 		struct leave_ctx *lc = xcalloc(1, sizeof(*lc));
 		lc->c = c;
-		selected_copy(&lc->sel, &c->sel);
+		folder_state_copy(&lc->sel, &c->sel);
 		struct snapshot *sn = snapshot_start_conn(c, leave_snapshot_done, lc);
 		if (sn) {
 			c->snap = sn;
 			c->serial = true;
 		} else {
 			gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, lc->sel.mailbox);
-			selected_clear(&lc->sel);
+			folder_state_clear(&lc->sel);
 			free(lc);
 		}
 	}
@@ -2464,7 +2017,7 @@ static void resume_with_parked(struct gw_conn *c, struct parked *p)
 	p->sc = NULL;
 	store_conn_set_owner(c->sc, &conn_store_ops, c);
 	store_conn_set_prefix(c->sc, c->prefix);
-	selected_copy(&c->sel, &p->sel);
+	folder_state_copy(&c->sel, &p->sel);
 	c->resume_from = p;
 	c->serial = true;
 	/* The parked IDLE (and a snapshot still running, whose view is then unusable) end here. */
@@ -2528,7 +2081,7 @@ static void db_resume_select_done(struct store_conn *sc, const struct imap_msg *
 	c->serial = false;
 	if (m->status != IMAP_STATUS_OK) {
 		/* The folder is gone: nothing selected, and the client must look again. */
-		selected_clear(&c->sel);
+		folder_state_clear(&c->sel);
 		resume_emit(c, false, true, NULL);
 	} else if (c->sel.uidvalidity != r->saved.uidvalidity) {
 		resume_emit(c, true, true, NULL);
@@ -3060,7 +2613,7 @@ static void park_store_conn(struct gw_conn *c)
 	p->ds = ds;
 	p->sc = c->sc;
 	c->sc = NULL;
-	selected_copy(&p->sel, &c->sel);
+	folder_state_copy(&p->sel, &c->sel);
 	gw_folder_rec_init(&p->view);
 	ev_init(&p->refresh, on_parked_refresh);
 	p->refresh.repeat = srv->cfg->store_idle_refresh;
@@ -3185,7 +2738,7 @@ static void conn_close(struct gw_conn *c, const char *why)
 	}
 	wipe_free(&c->password);
 	pimap_login_free(&c->login);
-	selected_clear(&c->sel);
+	folder_state_clear(&c->sel);
 	if (c->client)
 		stream_close_after_flush(c->client);
 	c->client = NULL;
@@ -3431,7 +2984,7 @@ static void drain_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 	struct gw_conn *c = ctx;
 	if (c->ds && c->sel.mailbox && ok) {
 		struct gw_folder_rec rec;
-		folder_rec_from(&rec, &c->sel, &sn->uids);
+		folder_rec_from_snapshot(&rec, &c->sel, sn);
 		gw_state_folder_save(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox, &rec);
 		gw_folder_rec_free(&rec);
 	} else if (c->ds && c->sel.mailbox) {

@@ -1335,3 +1335,50 @@ const char *imap_status_name(enum imap_status status)
 	}
 	return "NONE";
 }
+
+/* ---- helpers for callers: numbers and response shapes ---- */
+
+bool imap_parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (len == 0 || len > 20)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		uint64_t d = (uint64_t)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}
+
+bool imap_parse_u32(const char *s, size_t len, uint32_t *out)
+{
+	uint64_t v;
+	if (!imap_parse_u64(s, len, &v) || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* "* n WORD" untagged data: the number and whether the word matches. */
+bool imap_untagged_num(const struct imap_msg *m, const char *word, uint32_t *n)
+{
+	return m->kind == IMAP_MSG_UNTAGGED && m->status == IMAP_STATUS_NONE && m->nargs >= 2 &&
+	       m->args[0].type == IMAP_ARG_ATOM && imap_arg_is_atom(&m->args[1], word) &&
+	       imap_parse_u32(m->args[0].str, m->args[0].len, n);
+}
+
+/* A response code "NAME value" (e.g. UIDVALIDITY 123). */
+bool imap_code_value(const struct imap_msg *m, const char *name, const char **val, size_t *vlen)
+{
+	size_t n = strlen(name);
+	if (!m->code || m->code_len <= n + 1 || strncasecmp(m->code, name, n) != 0 || m->code[n] != ' ')
+		return false;
+	*val = m->code + n + 1;
+	*vlen = m->code_len - n - 1;
+	return true;
+}

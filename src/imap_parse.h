@@ -176,4 +176,12 @@ bool imap_arg_is_atom(const struct imap_arg *arg, const char *word); /* case-ins
 bool imap_arg_is_string(const struct imap_arg *arg);                 /* ATOM, QUOTED or LITERAL */
 const char *imap_status_name(enum imap_status status);
 
+/* A decimal number of an atom (no sign, no leading "+"; overflow refused). */
+bool imap_parse_u64(const char *s, size_t len, uint64_t *out);
+bool imap_parse_u32(const char *s, size_t len, uint32_t *out);
+/* "* n WORD" untagged data (EXISTS, EXPUNGE, RECENT, FETCH): n, if the word matches. */
+bool imap_untagged_num(const struct imap_msg *m, const char *word, uint32_t *n);
+/* A status response code "NAME value" ([UIDVALIDITY 123]): the value, if the name matches. */
+bool imap_code_value(const struct imap_msg *m, const char *name, const char **val, size_t *vlen);
+
 #endif

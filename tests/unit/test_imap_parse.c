@@ -991,6 +991,47 @@ static void test_tree_and_helpers(void)
 	CU_ASSERT(!imap_arg_is_atom(NULL, "x"));
 }
 
+/* The response helpers callers use: numbers, "* n WORD", and response codes. */
+static void test_response_helpers(void)
+{
+	uint64_t v64;
+	uint32_t v32;
+	CU_ASSERT(imap_parse_u64("18446744073709551615", 20, &v64) && v64 == UINT64_MAX);
+	CU_ASSERT(!imap_parse_u64("18446744073709551616", 20, &v64));
+	CU_ASSERT(!imap_parse_u64("", 0, &v64));
+	CU_ASSERT(!imap_parse_u64("12a", 3, &v64));
+	CU_ASSERT(!imap_parse_u64("-1", 2, &v64));
+	CU_ASSERT(imap_parse_u32("4294967295", 10, &v32) && v32 == UINT32_MAX);
+	CU_ASSERT(!imap_parse_u32("4294967296", 10, &v32));
+
+	static const char resp[] = "* 17 EXISTS\r\n* OK [UIDVALIDITY 99] ok\r\n* 3 FETCH (FLAGS ())\r\n";
+	struct imap_parser *p = imap_parser_new(IMAP_PARSE_RESPONSES, NULL);
+	size_t off = 0, used;
+	const char *val;
+	size_t vlen;
+	CU_ASSERT_EQUAL_FATAL(imap_parser_feed(p, (const uint8_t *)resp, sizeof(resp) - 1, &used), IMAP_PARSE_DONE);
+	const struct imap_msg *m = imap_parser_msg(p);
+	CU_ASSERT(imap_untagged_num(m, "EXISTS", &v32) && v32 == 17);
+	CU_ASSERT(!imap_untagged_num(m, "EXPUNGE", &v32));
+	CU_ASSERT(!imap_code_value(m, "UIDVALIDITY", &val, &vlen));
+	off += used;
+	imap_parser_reset(p);
+	CU_ASSERT_EQUAL_FATAL(imap_parser_feed(p, (const uint8_t *)resp + off, sizeof(resp) - 1 - off, &used),
+	                      IMAP_PARSE_DONE);
+	m = imap_parser_msg(p);
+	CU_ASSERT(imap_code_value(m, "UIDVALIDITY", &val, &vlen) && vlen == 2 && memcmp(val, "99", 2) == 0);
+	CU_ASSERT(!imap_code_value(m, "UIDNEXT", &val, &vlen));
+	CU_ASSERT(!imap_code_value(m, "UIDVALIDIT", &val, &vlen)); /* a prefix is not the name */
+	CU_ASSERT(!imap_untagged_num(m, "OK", &v32));
+	off += used;
+	imap_parser_reset(p);
+	CU_ASSERT_EQUAL_FATAL(imap_parser_feed(p, (const uint8_t *)resp + off, sizeof(resp) - 1 - off, &used),
+	                      IMAP_PARSE_DONE);
+	m = imap_parser_msg(p);
+	CU_ASSERT(imap_untagged_num(m, "FETCH", &v32) && v32 == 3);
+	imap_parser_free(p);
+}
+
 void suite_imap_parse(void)
 {
 	ADD_SUITE("imap_parse",
@@ -1005,5 +1046,6 @@ void suite_imap_parse(void)
 	          {"wants_continuation", test_wants_continuation},
 	          {"10 MB literal in 4 KiB chunks", test_big_literal},
 	          {"many arguments, deep nesting", test_many_args},
-	          {"arg tree and helpers", test_tree_and_helpers});
+	          {"arg tree and helpers", test_tree_and_helpers},
+	          {"response helpers", test_response_helpers});
 }

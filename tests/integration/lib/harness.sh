@@ -411,6 +411,8 @@ start_dovecot() {
 		  mail_max_userip_connections = 200
 		}
 	EOF
+	# DOVECOT_EXTRA_CONF: more settings for this instance (e.g. a reduced imap_capability).
+	[ -z "${DOVECOT_EXTRA_CONF:-}" ] || printf '%s\n' "$DOVECOT_EXTRA_CONF" >>"$DOVECOT_CONF"
 	HARNESS_DOVECOTS+=("$DOVECOT_CONF")
 	# -F: the master stays our child, so we reap it and it leaves no zombie
 	# behind; it still writes master.pid, which stop_dovecot uses.
