@@ -224,7 +224,12 @@ struct snapshot *snapshot_new(struct store_conn *sc, snapshot_done_cb done, void
 
 struct snapshot *snapshot_start(struct store_conn *sc, snapshot_done_cb done, void *ctx)
 {
-	if (snapshot_needs_flags(sc) && store_conn_in_flight(sc) > 0)
+	return snapshot_start_ignoring(sc, done, ctx, 0);
+}
+
+struct snapshot *snapshot_start_ignoring(struct store_conn *sc, snapshot_done_cb done, void *ctx, unsigned quiet)
+{
+	if (snapshot_needs_flags(sc) && store_conn_in_flight(sc) > quiet)
 		return NULL; /* untagged FETCH answers could not be told apart */
 	struct snapshot *sn = snapshot_new(sc, done, ctx);
 	const char *tag = store_conn_sendf(sc, snapshot_cmd_done, sn, "%s", snapshot_command(sn));

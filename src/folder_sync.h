@@ -110,6 +110,8 @@ bool snapshot_needs_flags(struct store_conn *sc);
 const char *snapshot_command(const struct snapshot *sn);
 struct snapshot *snapshot_new(struct store_conn *sc, snapshot_done_cb done, void *ctx);
 struct snapshot *snapshot_start(struct store_conn *sc, snapshot_done_cb done, void *ctx);
+/* The same when `quiet` of the commands in flight are known to bring no FETCH answers (an ending IDLE). */
+struct snapshot *snapshot_start_ignoring(struct store_conn *sc, snapshot_done_cb done, void *ctx, unsigned quiet);
 void snapshot_cmd_done(struct store_conn *sc, const struct imap_msg *m, void *ctx);
 /* An untagged response: true if it was part of the snapshot's answer (consumed). */
 bool snapshot_offer(struct snapshot *sn, const struct imap_msg *m);

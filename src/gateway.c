@@ -67,9 +67,17 @@
 struct gateway_server;
 struct device_session;
 struct gw_conn;
+struct leave_ctx;
+struct db_resume;
 
 /* ------------------------------------------------------------------------ */
 /* data                                                                      */
+
+/* Save the client's view of the folder it is leaving (the SELECT that leaves it is pipelined behind). */
+struct leave_ctx {
+	struct gw_conn *c;
+	struct folder_state sel;
+};
 
 struct parked {
 	struct parked *next;
@@ -88,6 +96,8 @@ struct parked {
 	bool taken;                 /* resumed: owned by a gw_conn now */
 	bool close_after_snapshot;  /* over the parking limit: save the view, then let go */
 	bool await_plus;            /* parked while an IDLE was starting: wait for its "+" */
+	bool view_trusted;          /* the client had seen all the store had said when it went away */
+	int idle_in_flight;         /* 1 while the client's ended IDLE is still in flight (no FETCH answers) */
 	bool notify_wanted;         /* carry the session's NOTIFY for the other subscribed folders */
 	bool notify_on;             /* NOTIFY SET is in force on this connection */
 };
@@ -203,6 +213,7 @@ struct gw_conn {
 	bool idle_bad;       /* the client ended IDLE with something other than DONE */
 
 	bool in_input;       /* process_client_input is on the stack */
+	bool login_counted;  /* a store login of ours is in the throttle's in_flight count */
 	bool logging_out;    /* LOGOUT sent: nothing more is read from the client */
 	bool logout_done;    /* its reply is written: close after this flush */
 	bool store_no_idle;  /* the store refused IDLE: never ask again */
@@ -223,9 +234,12 @@ struct gw_conn {
 
 	/* XZIP: the client output of the inner command is captured here */
 	struct buf *capture;
+	bool capture_overflow;
 
 	/* internal sequences */
 	struct client_cmd *select_hold; /* a SELECT whose responses describe a saved view */
+	struct leave_ctx *leave;        /* context of c->snap when it saves a folder being left */
+	struct db_resume *db_resume;    /* a resume SELECT in flight */
 	struct snapshot *snap;
 	struct catchup *cu;
 	struct parked *resume_from;
@@ -235,6 +249,7 @@ struct throttle_entry {
 	char addr[128];
 	double window_start;
 	long long failures;
+	long long in_flight; /* store logins under way: parallel guesses count before they fail */
 };
 
 struct gateway_server {
@@ -301,10 +316,24 @@ static void quote_mailbox(struct buf *out, const char *mailbox)
 	bool atom = *mailbox != '\0';
 	for (const char *p = mailbox; *p && atom; p++)
 		atom = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && !strchr("(){ %*\"\\]", *p);
-	if (atom)
+	if (atom) {
 		buf_append_str(out, mailbox);
-	else
-		imap_write_astring(out, mailbox, strlen(mailbox));
+		return;
+	}
+	imap_write_astring(out, mailbox, strlen(mailbox));
+}
+
+/* The same for a response: a server sends a synchronising-form literal, never {n+}. */
+static void response_mailbox(struct buf *out, const char *mailbox)
+{
+	size_t from = buf_len(out);
+	quote_mailbox(out, mailbox);
+	const char *plus = memchr(buf_head(out) + from, '+', buf_len(out) - from);
+	if (buf_head(out)[from] == '{' && plus) {
+		size_t at = (size_t)(plus - (const char *)buf_head(out));
+		memmove(out->data + out->start + at, out->data + out->start + at + 1, buf_len(out) - at - 1);
+		out->end--;
+	}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -497,6 +526,7 @@ static void parked_free(struct parked *p)
 
 static void parked_idle_done(struct store_conn *sc, const struct imap_msg *m, void *ctx);
 static void parked_take_view(struct parked *p);
+static void parked_skip_view(struct parked *p);
 static bool parked_maybe_notify(struct parked *p);
 static void session_arm_watch(struct device_session *ds);
 
@@ -684,7 +714,10 @@ static void parked_continuation(struct store_conn *sc, const struct imap_msg *m,
 		/* The client's IDLE had just been sent when it went away: end it, then take the view. */
 		p->await_plus = false;
 		store_conn_send_raw(sc, "DONE\r\n", 6);
-		parked_take_view(p);
+		if (p->view_trusted)
+			parked_take_view(p);
+		else
+			parked_skip_view(p);
 	}
 	/* otherwise the "+" of the parked connection's own IDLE: nothing to do */
 }
@@ -753,7 +786,12 @@ static void client_write(struct gw_conn *c, const void *data, size_t len)
 	if (c->closing || !c->client)
 		return;
 	if (c->capture) {
-		buf_append(c->capture, data, len);
+		/* XZIP answers in one literal: past limits.max_output_queue the rest is
+		 * dropped and the XZIP fails, rather than holding a mailbox in memory. */
+		if (buf_len(c->capture) + len > c->srv->cfg->max_output_queue)
+			c->capture_overflow = true;
+		if (!c->capture_overflow)
+			buf_append(c->capture, data, len);
 		return;
 	}
 	log_trace_imap(c->prefix, TRACE_CLIENT_OUT, data, len, false);
@@ -899,7 +937,11 @@ static void xzip_emit(struct gw_conn *c, struct buf *cap, const char *outer_tag)
 {
 	struct buf out;
 	buf_init(&out, 0);
-	if (zio_deflate_complete(buf_head(cap), buf_len(cap), -1, &out) == 0) {
+	if (c->capture_overflow) {
+		c->capture_overflow = false;
+		client_say(c, "%s NO [TOOBIG] XZIP output over limits.max_output_queue (%zu bytes)", outer_tag,
+		           c->srv->cfg->max_output_queue);
+	} else if (zio_deflate_complete(buf_head(cap), buf_len(cap), -1, &out) == 0) {
 		client_say(c, "* XZIP ~{%zu}", buf_len(&out));
 		client_write(c, buf_head(&out), buf_len(&out));
 		client_say(c, "%s", "");
@@ -1451,6 +1493,10 @@ static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_
 	buf_init(&line, 0);
 	buf_append(&line, buf_head(&text) + 1, buf_len(&text) - 1);
 	buf_free(&text);
+	if (kind == CMD_SELECT || kind == CMD_UNSELECT) {
+		/* Held events belong to the folder being left: deliver them before leaving it. */
+		release_held(c);
+	}
 	if (kind == CMD_SELECT) {
 		cmd->mailbox = arg_dup(&m->args[1]);
 		if (strcasecmp(cmd->mailbox, "INBOX") == 0)
@@ -1461,7 +1507,9 @@ static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_
 		struct gw_folder_rec saved;
 		gw_folder_rec_init(&saved);
 		bool plain_params = m->nargs == 2; /* SELECT with CONDSTORE/QRESYNC parameters: the client syncs itself */
-		if (c->ds && plain_params && c->ncmds == 1 && !c->capture &&
+		/* Re-selecting the folder it is in: the client's view is the live one, not a saved one. */
+		bool same_folder = c->leave && c->leave->sel.mailbox && strcmp(c->leave->sel.mailbox, cmd->mailbox) == 0;
+		if (c->ds && plain_params && c->ncmds == 1 && !c->capture && !same_folder &&
 		    gw_state_folder_load(c->srv->db, c->ds->user, c->ds->device, cmd->mailbox, &saved) == 0) {
 			cmd->saved = xmalloc(sizeof(*cmd->saved));
 			*cmd->saved = saved;
@@ -1475,16 +1523,12 @@ static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_
 	buf_free(&line);
 }
 
-/* Save the client's view of the folder it is leaving (the SELECT that leaves it is pipelined behind). */
-struct leave_ctx {
-	struct gw_conn *c;
-	struct folder_state sel;
-};
 
 static void leave_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 {
 	struct leave_ctx *lc = ctx;
 	struct gw_conn *c = lc->c;
+	c->leave = NULL;
 	if (c->ds && lc->sel.mailbox) {
 		if (ok) {
 			struct gw_folder_rec rec;
@@ -1498,7 +1542,8 @@ static void leave_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 	c->snap = NULL;
 	snapshot_free(sn);
 	folder_state_clear(&lc->sel);
-	c->serial = false;
+	/* A SELECT with a saved view may still be running its catch-up: input stays held until it ends. */
+	c->serial = c->select_hold != NULL || c->cu != NULL;
 	free(lc);
 	if (!c->closing)
 		process_client_input(c);
@@ -1839,6 +1884,7 @@ static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 		struct snapshot *sn = snapshot_start_conn(c, leave_snapshot_done, lc);
 		if (sn) {
 			c->snap = sn;
+			c->leave = lc;
 			c->serial = true;
 		} else {
 			gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, lc->sel.mailbox);
@@ -1901,7 +1947,19 @@ static bool throttled(struct gw_conn *c)
 	char addr[128];
 	peer_address(c->peer, addr, sizeof(addr));
 	struct throttle_entry *e = throttle_find(c->srv, addr, false);
-	return e && e->failures >= c->srv->cfg->max_failed_logins;
+	return e && e->failures + e->in_flight >= c->srv->cfg->max_failed_logins;
+}
+
+/* A store login starts (+1) or ends (-1) for this connection's address. */
+static void throttle_in_flight(struct gw_conn *c, int delta)
+{
+	char addr[128];
+	peer_address(c->peer, addr, sizeof(addr));
+	struct throttle_entry *e = throttle_find(c->srv, addr, true);
+	e->in_flight += delta;
+	if (e->in_flight < 0)
+		e->in_flight = 0;
+	c->login_counted = delta > 0;
 }
 
 static void count_failure(struct gw_conn *c)
@@ -1934,14 +1992,14 @@ static void login_fail(struct gw_conn *c, const char *code_and_text)
 	process_client_input(c);
 }
 
-static void login_complete(struct gw_conn *c, const char *untagged)
+static void login_complete(struct gw_conn *c, const uint8_t *untagged, size_t untagged_len)
 {
 	c->state = C_AUTHED;
 	c->activity.repeat = c->srv->cfg->idle_timeout;
 	ev_timer_again(c->srv->loop, &c->activity);
 	imap_parser_set_limits(c->parser, &c->srv->limits);
-	if (untagged)
-		client_write(c, untagged, strlen(untagged));
+	if (untagged_len)
+		client_write(c, untagged, untagged_len); /* may hold NUL bytes (a NEW_FORMAT literal8) */
 	struct buf caps;
 	buf_init(&caps, 0);
 	client_caps(c, &caps);
@@ -1961,7 +2019,7 @@ static void resume_emit(struct gw_conn *c, bool selected, bool resync, struct bu
 	buf_init(&out, 0);
 	if (selected) {
 		buf_append_str(&out, "* SESSION SELECTED\r\n* FOLDER ");
-		quote_mailbox(&out, c->sel.mailbox);
+		response_mailbox(&out, c->sel.mailbox);
 		buf_append_str(&out, "\r\n");
 	} else {
 		buf_append_str(&out, "* SESSION AUTHENTICATED\r\n");
@@ -1971,8 +2029,7 @@ static void resume_emit(struct gw_conn *c, bool selected, bool resync, struct bu
 	else if (events)
 		buf_append(&out, buf_head(events), buf_len(events));
 	buf_printf(&out, "* SESSIONID %s\r\n", c->ds->session_id);
-	buf_append(&out, "", 1);
-	login_complete(c, (const char *)buf_head(&out));
+	login_complete(c, buf_head(&out), buf_len(&out));
 	buf_free(&out);
 }
 
@@ -1987,6 +2044,7 @@ static void resume_catchup_done(struct catchup *cu, bool resync, struct buf *eve
 		clog_(c, LOG_LEVEL_INFO, "resume of %s: %zu events", c->sel.mailbox, cu->diff.count);
 	resume_emit(c, true, resync, events);
 	/* The saved view is consumed: from now on the client's view is live again. */
+	gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
 	catchup_free(cu);
 }
 
@@ -2018,6 +2076,7 @@ static void resume_with_parked(struct gw_conn *c, struct parked *p)
 	store_conn_set_owner(c->sc, &conn_store_ops, c);
 	store_conn_set_prefix(c->sc, c->prefix);
 	folder_state_copy(&c->sel, &p->sel);
+	c->store_no_idle = !store_conn_has_cap(c->sc, "IDLE");
 	c->resume_from = p;
 	c->serial = true;
 	/* The parked IDLE (and a snapshot still running, whose view is then unusable) end here. */
@@ -2055,6 +2114,7 @@ static void resume_parked_idle_done(struct store_conn *sc, const struct imap_msg
 		return;
 	}
 	if (p->overflow || !p->have_view) {
+		gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
 		resume_emit(c, true, true, NULL);
 	} else {
 		start_catchup(c, &p->view);
@@ -2068,16 +2128,18 @@ struct db_resume {
 	struct gw_folder_rec saved;
 };
 
+static void db_resume_free(struct db_resume *r)
+{
+	gw_folder_rec_free(&r->saved);
+	free(r);
+}
+
 static void db_resume_select_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
 {
 	struct db_resume *r = ctx;
 	struct gw_conn *c = r->c;
 	(void)sc;
-	if (!m) {
-		gw_folder_rec_free(&r->saved);
-		free(r);
-		return;
-	}
+	c->db_resume = NULL;
 	c->serial = false;
 	if (m->status != IMAP_STATUS_OK) {
 		/* The folder is gone: nothing selected, and the client must look again. */
@@ -2088,8 +2150,7 @@ static void db_resume_select_done(struct store_conn *sc, const struct imap_msg *
 	} else {
 		start_catchup(c, &r->saved);
 	}
-	gw_folder_rec_free(&r->saved);
-	free(r);
+	db_resume_free(r);
 }
 
 static void resume_from_db(struct gw_conn *c, const char *mailbox, bool readonly)
@@ -2111,6 +2172,7 @@ static void resume_from_db(struct gw_conn *c, const char *mailbox, bool readonly
 	quote_mailbox(&cmd, mailbox);
 	buf_append_str(&cmd, "\r\n");
 	/* The SELECT's own responses update c->sel through conn_store_untagged (state is not AUTHED yet). */
+	c->db_resume = r;
 	store_conn_send(c->sc, buf_head(&cmd), buf_len(&cmd), false, db_resume_select_done, r);
 	buf_free(&cmd);
 	if (rc != 0)
@@ -2173,12 +2235,14 @@ static void open_pimap_session(struct gw_conn *c)
 	if (resync)
 		clog_(c, LOG_LEVEL_INFO, "session of %s#P%s %s: RESYNC", user, device,
 		      crashed ? "was attached when the gateway stopped" : "expired");
-	login_complete(c, line);
+	login_complete(c, (const uint8_t *)line, strlen(line));
 }
 
 static void conn_store_login_done(struct store_conn *sc, enum store_login_result r, const char *text, void *ctx)
 {
 	struct gw_conn *c = ctx;
+	if (c->login_counted)
+		throttle_in_flight(c, -1);
 	if (r != STORE_LOGIN_OK) {
 		c->sc = NULL;
 		if (r == STORE_LOGIN_REFUSED) {
@@ -2192,9 +2256,11 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 		return;
 	}
 	(void)sc;
+	/* Without IDLE at the store, events reach the client with the replies to its commands only. */
+	c->store_no_idle = !store_conn_has_cap(c->sc, "IDLE");
 	if (!c->login.device_id) {
 		wipe_free(&c->password);
-		login_complete(c, NULL);
+		login_complete(c, NULL, 0);
 		return;
 	}
 	struct device_session *ds = session_find(c->srv, c->login.store_user, c->login.device_id);
@@ -2299,8 +2365,11 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 	c->state = C_LOGGING_IN;
 	const struct store_target *t = device ? &srv->target_pimap : &srv->target;
 	c->sc = store_conn_open(srv->loop, t, user, c->password, c->prefix, &conn_store_ops, c);
-	if (!c->sc)
+	if (!c->sc) {
 		login_fail(c, "[UNAVAILABLE] The mail store is not reachable now.");
+		return;
+	}
+	throttle_in_flight(c, +1);
 }
 
 static bool login_allowed_here(const struct gw_conn *c)
@@ -2525,7 +2594,9 @@ static void handle_client_message(struct gw_conn *c, const struct imap_msg *m)
 		client_say(c, "* BAD Tag too long");
 		return;
 	}
-	ev_timer_again(c->srv->loop, &c->activity);
+	/* Before login the timer runs from the connection's start: NOOPs must not keep a stranger here. */
+	if (c->state == C_AUTHED)
+		ev_timer_again(c->srv->loop, &c->activity);
 	if (c->state == C_AUTHED)
 		dispatch_authed(c, m);
 	else
@@ -2622,18 +2693,17 @@ static void park_store_conn(struct gw_conn *c)
 	store_conn_set_prefix(p->sc, prefix);
 	store_conn_orphan_commands(p->sc);
 	store_conn_set_owner(p->sc, &parked_ops, p);
+	/* Events held back (EVENT_FILTER), replies still coming and a NEW_FORMAT fetch
+	 * are things the client never saw: a view taken now would claim it had. */
+	p->view_trusted = !buf_len(&c->held) && !relay_in_flight(c) && !c->newfetch_active && !c->snap && !c->sendq;
+	if (c->sidle != SI_NONE)
+		p->idle_in_flight = 1; /* its tagged OK is still to come; it brings no FETCH answers */
 	if (c->sidle == SI_ACTIVE)
 		store_conn_send_raw(p->sc, "DONE\r\n", 6);
 	/* The client's view is the store connection's view now; until the snapshot
 	 * is saved, no older view of this folder may be trusted. */
 	gw_state_folder_delete(srv->db, ds->user, ds->device, p->sel.mailbox);
-	if (c->sidle == SI_STARTING) {
-		/* IDLE is on its way: its "+" comes first, then DONE, then the snapshot. */
-		p->await_plus = true;
-	} else {
-		parked_take_view(p);
-	}
-	/* append: FIFO */
+	/* append: FIFO; linked first, since taking the view may let go of it */
 	struct parked **pp = &ds->parked;
 	while (*pp)
 		pp = &(*pp)->next;
@@ -2641,12 +2711,37 @@ static void park_store_conn(struct gw_conn *c)
 	free(ds->last_selected);
 	ds->last_selected = xstrdup(c->sel.mailbox);
 	ds->last_readonly = c->sel.readonly;
+	if (c->sidle == SI_STARTING) {
+		/* IDLE is on its way: its "+" comes first, then DONE, then the snapshot. */
+		p->await_plus = true;
+	} else if (!p->view_trusted) {
+		parked_skip_view(p);
+	} else {
+		parked_take_view(p);
+	}
+}
+
+/* The client had not seen everything the store connection had: no view, RESYNC on resume. */
+static void parked_skip_view(struct parked *p)
+{
+	struct device_session *ds = p->ds;
+	log_msg(LOG_LEVEL_INFO, NULL, "session %s#P%s: the connection went away with events not yet delivered: "
+	        "RESYNC on resume", ds->user, ds->device);
+	p->have_view = false;
+	if (p->close_after_snapshot) {
+		parked_unlink(p);
+		parked_free(p);
+		session_maybe_forget(ds);
+		return;
+	}
+	if (!parked_maybe_notify(p))
+		parked_start_idle(p);
 }
 
 /* Snapshot the view, then IDLE; over the parking limit, let go after the snapshot. */
 static void parked_take_view(struct parked *p)
 {
-	p->snap = snapshot_start(p->sc, parked_snapshot_done, p);
+	p->snap = snapshot_start_ignoring(p->sc, parked_snapshot_done, p, (unsigned)p->idle_in_flight);
 	if (p->snap)
 		return;
 	if (p->close_after_snapshot) {
@@ -2707,6 +2802,15 @@ static void conn_close(struct gw_conn *c, const char *why)
 		snapshot_free(c->snap);
 		c->snap = NULL;
 	}
+	if (c->leave) {
+		folder_state_clear(&c->leave->sel);
+		free(c->leave);
+		c->leave = NULL;
+	}
+	if (c->db_resume) {
+		db_resume_free(c->db_resume);
+		c->db_resume = NULL;
+	}
 	c->select_hold = NULL;
 	if (c->state == C_AUTHED || c->state == C_LOGGING_IN)
 		conn_detach_session(c, logout, resuming);
@@ -2739,6 +2843,8 @@ static void conn_close(struct gw_conn *c, const char *why)
 	wipe_free(&c->password);
 	pimap_login_free(&c->login);
 	folder_state_clear(&c->sel);
+	if (c->login_counted)
+		throttle_in_flight(c, -1);
 	if (c->client)
 		stream_close_after_flush(c->client);
 	c->client = NULL;
@@ -2966,6 +3072,8 @@ void gateway_server_reconfigure(struct gateway_server *srv, const struct gateway
 {
 	const struct gateway_config *old = srv->cfg;
 	srv->cfg = cfg;
+	/* The old config is freed after this call: nothing may keep pointing into it. */
+	srv->target.server_name = cfg->store_server_name;
 	apply_limits(srv);
 	if (strcmp(old->store_url, cfg->store_url) != 0)
 		log_warn("store.url changed: takes effect after a restart");
@@ -3007,7 +3115,9 @@ void gateway_server_drain(struct gateway_server *srv)
 	log_info("draining %u connections", srv->nconns);
 	for (struct gw_conn *c = srv->conns, *next; c; c = next) {
 		next = c->next;
-		if (c->state == C_AUTHED && c->ds && c->sc && c->sel.mailbox && !c->snap && !c->cu &&
+		/* Only a client that has seen everything gets its view saved (no held events, no fetch under way). */
+		bool seen_all = !buf_len(&c->held) && !c->newfetch_active;
+		if (c->state == C_AUTHED && c->ds && c->sc && c->sel.mailbox && !c->snap && !c->cu && seen_all &&
 		    c->sidle == SI_NONE && !c->sendq && store_conn_in_flight(c->sc) == 0) {
 			/* Record the client's view and where it was, so the device resumes without RESYNC. */
 			free(c->ds->last_selected);
@@ -3017,7 +3127,8 @@ void gateway_server_drain(struct gateway_server *srv)
 			if (c->snap)
 				continue;
 		}
-		if (c->state == C_AUTHED && c->ds && c->sc && c->sel.mailbox && c->sidle == SI_ACTIVE && !c->snap) {
+		if (c->state == C_AUTHED && c->ds && c->sc && c->sel.mailbox && c->sidle == SI_ACTIVE && !c->snap &&
+		    seen_all && store_conn_in_flight(c->sc) == 1) {
 			/* In IDLE: end it, then snapshot when the store confirms. */
 			free(c->ds->last_selected);
 			c->ds->last_selected = xstrdup(c->sel.mailbox);
@@ -3027,7 +3138,7 @@ void gateway_server_drain(struct gateway_server *srv)
 			store_conn_orphan_commands(c->sc);
 			c->sidle = SI_NONE;
 			store_conn_send_raw(c->sc, "DONE\r\n", 6);
-			c->snap = snapshot_start(c->sc, drain_snapshot_done, c);
+			c->snap = snapshot_start_ignoring(c->sc, drain_snapshot_done, c, 1);
 			if (c->snap)
 				continue;
 		}

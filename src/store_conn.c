@@ -144,6 +144,8 @@ const char *store_conn_next_tag(struct store_conn *sc)
 const char *store_conn_send(struct store_conn *sc, const void *text, size_t len, bool secret, store_done_cb done,
                             void *cmd_ctx)
 {
+	if (sc->closing || !sc->stream)
+		return "G0"; /* a dead connection: nothing is sent and nothing will answer */
 	if (sc->ncmds == sc->cmds_cap) {
 		sc->cmds_cap = sc->cmds_cap ? 2 * sc->cmds_cap : 8;
 		sc->cmds = xrealloc(sc->cmds, sc->cmds_cap * sizeof(*sc->cmds));
@@ -198,6 +200,8 @@ void store_conn_expect_bye(struct store_conn *sc)
 
 void store_conn_send_raw(struct store_conn *sc, const void *data, size_t len)
 {
+	if (sc->closing || !sc->stream)
+		return;
 	log_trace_imap(sc->prefix, TRACE_UPSTREAM_OUT, data, len, false);
 	stream_write(sc->stream, data, len);
 	stream_flush(sc->stream);
@@ -216,12 +220,13 @@ unsigned store_conn_in_flight(const struct store_conn *sc)
 
 bool store_conn_output_full(const struct store_conn *sc)
 {
-	return stream_output_full(sc->stream);
+	return sc->stream && stream_output_full(sc->stream);
 }
 
 void store_conn_pause_reading(struct store_conn *sc, bool pause)
 {
-	stream_pause_reading(sc->stream, pause);
+	if (sc->stream)
+		stream_pause_reading(sc->stream, pause);
 }
 
 void store_conn_set_owner(struct store_conn *sc, const struct store_conn_ops *ops, void *ctx)
@@ -266,16 +271,11 @@ static void sc_fail(struct store_conn *sc, enum store_login_result result, const
 	bool was_ready = sc->state == SC_READY;
 	const struct store_conn_ops *ops = sc->ops;
 	void *ctx = sc->ctx;
-	/* Commands in flight complete with NULL so their owners can clean up. */
-	size_t n = sc->ncmds;
-	struct pending_cmd *cmds = sc->cmds;
-	sc->cmds = NULL;
-	sc->ncmds = sc->cmds_cap = 0;
+	/* Commands in flight never complete: the owner cleans up what it had in
+	 * flight in one place, its closed/login_done callback. Calling each
+	 * command back first would let one callback free what the next needs. */
+	sc->ncmds = 0;
 	store_conn_close(sc);
-	for (size_t i = 0; i < n; i++)
-		if (cmds[i].done)
-			cmds[i].done(sc, NULL, cmds[i].ctx);
-	free(cmds);
 	if (was_ready) {
 		if (ops && ops->closed)
 			ops->closed(sc, why, ctx);

@@ -59,7 +59,9 @@ struct store_conn_ops {
 	void (*drained)(struct store_conn *sc, void *ctx);
 };
 
-/* Completion of one command: m is the tagged response, or NULL if the connection died first. */
+/* Completion of one command: m is the tagged response. When the connection dies first,
+ * no command completes: the owner's closed (or login_done) callback is the one place
+ * to clean up what it had in flight. */
 typedef void (*store_done_cb)(struct store_conn *sc, const struct imap_msg *m, void *cmd_ctx);
 
 /* Start connecting and logging in as user/password (copied; the password is wiped after LOGIN).
