@@ -2238,6 +2238,8 @@ static void open_pimap_session(struct gw_conn *c)
 	login_complete(c, (const uint8_t *)line, strlen(line));
 }
 
+static bool session_limits_refuse(struct gw_conn *c, char *why, size_t whylen);
+
 static void conn_store_login_done(struct store_conn *sc, enum store_login_result r, const char *text, void *ctx)
 {
 	struct gw_conn *c = ctx;
@@ -2263,6 +2265,13 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 		login_complete(c, NULL, 0);
 		return;
 	}
+	char why[256];
+	if (session_limits_refuse(c, why, sizeof(why))) {
+		store_conn_close(c->sc);
+		c->sc = NULL;
+		login_fail(c, why);
+		return;
+	}
 	struct device_session *ds = session_find(c->srv, c->login.store_user, c->login.device_id);
 	if (ds) {
 		/* The password is good (the store said so): remember it for parked resumes. */
@@ -2279,7 +2288,39 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 	}
 }
 
-/* Check the login name, limits and throttle; then resume a parked connection or log in to the store. */
+/*
+ * The per-user and per-device limits, checked only once the credentials are
+ * known good (before that, an answer would tell a stranger about the user's
+ * devices). Writes "[LIMIT] ..." into why and returns true if refused.
+ */
+static bool session_limits_refuse(struct gw_conn *c, char *why, size_t whylen)
+{
+	struct gateway_server *srv = c->srv;
+	const char *user = c->login.store_user, *device = c->login.device_id;
+	struct device_session *ds = session_find(srv, user, device);
+	if (ds && (long long)ds->attached >= srv->cfg->max_connections_per_device) {
+		snprintf(why, whylen, "[LIMIT] Too many connections for this device (limits.max_connections_per_device = %lld).",
+		         srv->cfg->max_connections_per_device);
+		return true;
+	}
+	if (!ds && (long long)sessions_of_user(srv, user) >= srv->cfg->max_sessions_per_user) {
+		snprintf(why, whylen, "[LIMIT] Too many sessions for this user (limits.max_sessions_per_user = %lld).",
+		         srv->cfg->max_sessions_per_user);
+		return true;
+	}
+	/* Only a device the gateway has never seen counts against the limit. */
+	bool known = true;
+	unsigned ndev = 0;
+	if (!ds && gw_state_device_known(srv->db, user, device, &known) == 0 && !known &&
+	    gw_state_device_count(srv->db, user, &ndev) == 0 && (long long)ndev >= srv->cfg->max_devices_per_user) {
+		snprintf(why, whylen, "[LIMIT] Too many devices for this user (limits.max_devices_per_user = %lld).",
+		         srv->cfg->max_devices_per_user);
+		return true;
+	}
+	return false;
+}
+
+/* Check the login name and throttle; then resume a parked connection or log in to the store. */
 static void start_login(struct gw_conn *c, const char *tag, const char *name, size_t name_len,
                         const char *password, size_t pw_len)
 {
@@ -2309,31 +2350,6 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 		struct device_session *ds = session_find(srv, user, device);
 		if (ds && session_expire_if_due(ds))
 			ds = NULL;
-		if (ds && (long long)ds->attached >= srv->cfg->max_connections_per_device) {
-			pimap_login_free(&c->login);
-			client_say(c, "%s NO [LIMIT] Too many connections for this device (limits.max_connections_per_device"
-			           " = %lld).", tag, srv->cfg->max_connections_per_device);
-			client_flush(c);
-			return;
-		}
-		if (!ds && (long long)sessions_of_user(srv, user) >= srv->cfg->max_sessions_per_user) {
-			pimap_login_free(&c->login);
-			client_say(c, "%s NO [LIMIT] Too many sessions for this user (limits.max_sessions_per_user = %lld).",
-			           tag, srv->cfg->max_sessions_per_user);
-			client_flush(c);
-			return;
-		}
-		/* Only a device the gateway has never seen counts against the limit. */
-		bool known = true;
-		unsigned ndev = 0;
-		if (!ds && gw_state_device_known(srv->db, user, device, &known) == 0 && !known &&
-		    gw_state_device_count(srv->db, user, &ndev) == 0 && (long long)ndev >= srv->cfg->max_devices_per_user) {
-			pimap_login_free(&c->login);
-			client_say(c, "%s NO [LIMIT] Too many devices for this user (limits.max_devices_per_user = %lld).",
-			           tag, srv->cfg->max_devices_per_user);
-			client_flush(c);
-			return;
-		}
 		/* A parked connection and the same credentials: resume without a store round trip. */
 		struct parked *resumable = NULL;
 		for (struct parked *q = ds ? ds->parked : NULL; q && !resumable; q = q->next)
@@ -2346,6 +2362,11 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 			pw[pw_len] = '\0';
 			credential_hash(srv, user, pw, h);
 			wipe_free(&pw);
+			char why[256];
+			if (hash_equal(h, ds->cred_hash) && session_limits_refuse(c, why, sizeof(why))) {
+				login_fail(c, why);
+				return;
+			}
 			if (hash_equal(h, ds->cred_hash)) {
 				c->state = C_LOGGING_IN;
 				c->ds = ds;

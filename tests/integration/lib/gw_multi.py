@@ -79,6 +79,13 @@ def five():
     C.check(not r.untagged or all(untagged_kind(x)[1] not in ("SESSION", "SESSIONID") for x in r.untagged),
             "the refused login got no session responses", r.describe())
     sixth.close()
+    # The limit is told only to someone who knows the password: a stranger learns nothing about the device.
+    stranger = C.watch(gw("alice#Pdev1 connection 6 with a wrong password"))
+    r = stranger.pimap_login("alice", "dev1", "not-" + PASS, mech="PLAIN")
+    C.check(r.status == "NO" and "LIMIT" not in r.tagged.first.upper() and "AUTHENTICATIONFAILED" in r.tagged.first.upper(),
+            "a wrong password over the limit gets AUTHENTICATIONFAILED, not the limit: %s" % r.tagged.first,
+            r.describe())
+    stranger.close()
 
     views = []
     for c, f in zip(conns, FOLDERS):
