@@ -45,6 +45,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration", "lib"))
 import imapc  # noqa: E402
+import perfdoc  # noqa: E402
 
 HEADER_FIELDS = "FROM TO SUBJECT DATE MESSAGE-ID"
 BODIES = 20
@@ -469,25 +470,7 @@ def cmd_report(args):
     lines.append(END)
     section = "\n".join(lines) + "\n"
 
-    old = ""
-    if os.path.exists(args.output):
-        with open(args.output) as f:
-            old = f.read()
-    if START in old and END in old:
-        pre = old[:old.index(START)]
-        post = old[old.index(END) + len(END):]
-        if post.startswith("\n"):
-            post = post[1:]
-        new = pre + section + post
-    elif old:
-        new = old.rstrip("\n") + "\n\n" + section
-    else:
-        new = "# Performance\n\n" + section
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(new)
-    os.replace(tmp, args.output)
+    perfdoc.write_section(args.output, START, END, section)
     sys.stdout.write(section)
 
 
