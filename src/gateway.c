@@ -2093,8 +2093,11 @@ static void resume_with_parked(struct gw_conn *c, struct parked *p)
 		p->await_plus = false;
 	}
 	if (p->notify_on || p->ds->watcher == p) {
-		/* The client must not get STATUS for other folders: the watch is the gateway's. */
-		store_conn_sendf(c->sc, NULL, NULL, "NOTIFY NONE");
+		/* The client must not get STATUS for other folders: the watch is the gateway's.
+		 * Not "NOTIFY NONE": Dovecot then reports nothing, not even the selected
+		 * folder's changes. selected-delayed is RFC 3501's own behaviour (no
+		 * EXPUNGE while a command that uses sequence numbers runs). */
+		store_conn_sendf(c->sc, NULL, NULL, "NOTIFY SET (selected-delayed (MessageNew MessageExpunge FlagChange))");
 		p->notify_on = false;
 	}
 	watches_clear(p->ds);

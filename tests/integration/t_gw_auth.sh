@@ -55,7 +55,9 @@ deliver bob "bob two"
 deliver bob "bob three"
 
 # --- 1-5: the gateway with its default limits --------------------------------------
-start_gateway
+# (with the protocol trace on, so that the last check below sees every line
+# the gateway could have logged about a login)
+start_gateway --trace
 gw_env
 py_part "logins, sessions, plain session, STARTTLS" <<'PYEOF'
 import os, re, socket, time
@@ -323,4 +325,16 @@ def _():
 run_steps()
 PYEOF
 gw_stop
+
+# --- credentials never reach the gateway's log, even with --trace -----------------
+# alice's password and the base64 AUTHENTICATE PLAIN responses carrying it
+# (with and without an authorization identity) must not appear anywhere.
+for secret in alicepw "$(printf '\0alice#Pdev1\0alicepw' | base64)" "$(printf '\0alice\0alicepw' | base64)"; do
+	if grep -qF -- "$secret" "$GW_LOG"; then
+		grep -nF -- "$secret" "$GW_LOG" | head -3 >&2
+		GW_FAILED_PARTS+=("credentials in the log")
+		log "FAIL: a credential ($secret) is in the gateway's log"
+	fi
+done
+grep -q 'LOGIN' "$GW_LOG" || { GW_FAILED_PARTS+=("trace"); log "FAIL: the trace shows no LOGIN at all (nothing was checked)"; }
 gw_finish
