@@ -9,7 +9,9 @@
 #    limit; after the five drop, logins take the parked connections back,
 #    oldest first;
 #  - a preference set on alice#Pdev1 is not seen on alice#Pdev2 nor on
-#    bob#Pdev1, and bob#Pdev1 never sees alice's session.
+#    bob#Pdev1, and bob#Pdev1 never sees alice's session;
+#  - with limits.max_sessions_per_user=2 and limits.max_devices_per_user=2,
+#    a third live session, then a third device, is refused naming its limit.
 # The protocol logic is in lib/gw_multi.py.
 #
 # By hand: tests/integration/t_gw_multi.sh (after building src/pimap-gateway)
@@ -20,7 +22,7 @@
 require dovecot certtool
 require_gateway
 gen_certs
-DOVECOT_USERS="alice bob"
+DOVECOT_USERS="alice bob carol"
 start_dovecot
 start_gateway --set limits.max_connections_per_device=5
 
@@ -28,6 +30,11 @@ export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS
 status=0
 python3 "$HARNESS_LIB/gw_multi.py" five isolation || status=1
 gateway_alive || fail "the gateway died"
+stop_gateway
+
+start_gateway --set limits.max_sessions_per_user=2 --set limits.max_devices_per_user=2
+python3 "$HARNESS_LIB/gw_multi.py" peruser || status=1
+gateway_alive || fail "the gateway died in section peruser"
 stop_gateway
 [ "$status" = 0 ] || fail "failed sections: see the messages above"
 pass

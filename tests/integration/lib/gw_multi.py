@@ -10,6 +10,11 @@ with limits.max_connections_per_device=5).
              back oldest first
   isolation  preferences and sessions do not leak between devices of one
              user (alice#Pdev1 / alice#Pdev2) or between users (bob#Pdev1)
+  peruser    (gateway run with limits.max_sessions_per_user=2 and
+             limits.max_devices_per_user=2) a third live session of a user
+             is refused naming the session limit; once one ends, a third
+             device is refused naming the device limit, while a device the
+             gateway knows logs in
 """
 
 import re
@@ -179,7 +184,34 @@ def isolation():
             "alice#Pdev1 still has PIMAP_INBAND_PUSH ON")
 
 
-SECTIONS = {"five": five, "isolation": isolation}
+def refused(user, device, limit_name):
+    c = C.watch(gw("%s#P%s (over a limit)" % (user, device)))
+    r = c.pimap_login(user, device, PASS, mech="PLAIN")
+    C.check(r.status == "NO" and "[LIMIT]" in r.tagged.first and limit_name in r.tagged.first,
+            "%s#P%s refused with NO [LIMIT] naming %s: %s" % (user, device, limit_name, r.tagged.first),
+            r.describe())
+    C.check(all(untagged_kind(x)[1] not in ("SESSION", "SESSIONID") for x in r.untagged),
+            "the refused login got no session responses", r.describe())
+    c.close()
+
+
+def peruser():
+    d1 = C.watch(gw("carol#Pd1"))
+    login(d1, "carol", "d1")
+    d2 = C.watch(gw("carol#Pd2"))
+    login(d2, "carol", "d2")
+    refused("carol", "d3", "limits.max_sessions_per_user")
+    d1.ok("LOGOUT")  # ends d1's session; the device stays known
+    d1.close()
+    refused("carol", "d3", "limits.max_devices_per_user")
+    again = C.watch(gw("carol#Pd1 again"))
+    r = login(again, "carol", "d1")
+    C.check(r.session_state is None, "a known device logs in again (a new session)", r.describe())
+    again.ok("LOGOUT")
+    d2.ok("LOGOUT")
+
+
+SECTIONS = {"five": five, "isolation": isolation, "peruser": peruser}
 
 if __name__ == "__main__":
     for name in sys.argv[1:]:
