@@ -63,6 +63,12 @@
 #define THROTTLE_MAX_ADDRESSES 4096
 #define EXPIRY_CHECK_INTERVAL 30.0
 #define CRED_HASH_LEN 32
+/*
+ * How long a store-verified password may take back a parked connection
+ * without asking the store again. Bounds how long an old password keeps
+ * working after a change at the store (the store is the authority).
+ */
+#define CRED_REVERIFY_AFTER 900.0
 
 struct gateway_server;
 struct device_session;
@@ -129,6 +135,7 @@ struct device_session {
 	struct parked *parked;      /* FIFO: oldest first */
 	uint8_t cred_hash[CRED_HASH_LEN];
 	bool have_hash;
+	double hash_verified_at;    /* ev_now of the store login that last proved these credentials */
 	double detached_at;         /* wall clock, when attached dropped to 0 */
 	char *last_selected;        /* folder of the most recently parked connection */
 	bool last_readonly;
@@ -2242,6 +2249,7 @@ static void open_pimap_session(struct gw_conn *c)
 }
 
 static bool session_limits_refuse(struct gw_conn *c, char *why, size_t whylen);
+static struct parked *parked_resumable(struct device_session *ds);
 
 static void conn_store_login_done(struct store_conn *sc, enum store_login_result r, const char *text, void *ctx)
 {
@@ -2275,19 +2283,33 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 		login_fail(c, why);
 		return;
 	}
-	struct device_session *ds = session_find(c->srv, c->login.store_user, c->login.device_id);
-	if (ds) {
-		/* The password is good (the store said so): remember it for parked resumes. */
-		credential_hash(c->srv, c->login.store_user, c->password, ds->cred_hash);
-		ds->have_hash = true;
-	}
 	uint8_t h[CRED_HASH_LEN];
 	credential_hash(c->srv, c->login.store_user, c->password, h);
 	wipe_free(&c->password);
+	struct device_session *ds = session_find(c->srv, c->login.store_user, c->login.device_id);
+	struct parked *p = ds ? parked_resumable(ds) : NULL;
+	if (p) {
+		/* The store vouched for the password: take the parked connection back
+		 * (it holds the folder and its events); the new one is not needed. */
+		store_conn_close(c->sc);
+		c->sc = NULL;
+		memcpy(ds->cred_hash, h, sizeof(h));
+		ds->have_hash = true;
+		ds->hash_verified_at = ev_now(c->srv->loop);
+		c->ds = ds;
+		ds->attached++;
+		session_save(ds, GW_SESSION_ATTACHED);
+		clog_(c, LOG_LEVEL_INFO, "resuming session %s with a parked store connection (%s), password verified",
+		      ds->session_id, p->sel.mailbox ? p->sel.mailbox : "-");
+		resume_with_parked(c, p);
+		return;
+	}
 	open_pimap_session(c);
-	if (c->ds && !c->ds->have_hash) {
+	if (c->ds) {
+		/* The password is good (the store said so): remember it for parked resumes. */
 		memcpy(c->ds->cred_hash, h, sizeof(h));
 		c->ds->have_hash = true;
+		c->ds->hash_verified_at = ev_now(c->srv->loop);
 	}
 }
 
@@ -2323,6 +2345,15 @@ static bool session_limits_refuse(struct gw_conn *c, char *why, size_t whylen)
 	return false;
 }
 
+/* The parked connection a login of the device takes back: the oldest that stays. */
+static struct parked *parked_resumable(struct device_session *ds)
+{
+	for (struct parked *q = ds->parked; q; q = q->next)
+		if (!q->close_after_snapshot && q->sc)
+			return q;
+	return NULL;
+}
+
 /* Check the login name and throttle; then resume a parked connection or log in to the store. */
 static void start_login(struct gw_conn *c, const char *tag, const char *name, size_t name_len,
                         const char *password, size_t pw_len)
@@ -2353,12 +2384,11 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 		struct device_session *ds = session_find(srv, user, device);
 		if (ds && session_expire_if_due(ds))
 			ds = NULL;
-		/* A parked connection and the same credentials: resume without a store round trip. */
-		struct parked *resumable = NULL;
-		for (struct parked *q = ds ? ds->parked : NULL; q && !resumable; q = q->next)
-			if (!q->close_after_snapshot)
-				resumable = q;
-		if (resumable && ds->have_hash) {
+		/* A parked connection and the same credentials, recently proved by the
+		 * store: resume without a store round trip. Otherwise the store decides
+		 * and conn_store_login_done takes the parked connection back. */
+		struct parked *resumable = ds ? parked_resumable(ds) : NULL;
+		if (resumable && ds->have_hash && ev_now(srv->loop) - ds->hash_verified_at < CRED_REVERIFY_AFTER) {
 			uint8_t h[CRED_HASH_LEN];
 			char *pw = xmalloc(pw_len + 1);
 			memcpy(pw, password, pw_len);

@@ -24,7 +24,9 @@
 #      loss, and the device resumes;
 #  (j) a resume into the parked connection that carried the NOTIFY watch:
 #      the client still gets its folder's new mail and expunges (found after
-#      02eb19a: "NOTIFY NONE" made Dovecot report nothing at all).
+#      02eb19a: "NOTIFY NONE" made Dovecot report nothing at all);
+#  (k) a password change while the session is parked: the new password takes
+#      the parked connection back, the old one is refused from then on.
 # The protocol logic is in lib/gw_regressions.py (one section per defect, each
 # with its own user). Each section runs in its own python3 process; a gateway
 # that dies in a section fails the test and is started again for the next.
@@ -38,13 +40,13 @@
 require dovecot certtool
 require_gateway
 gen_certs
-DOVECOT_USERS="alice bob carol dave erin frank grace heidi ivan judy"
+DOVECOT_USERS="alice bob carol dave erin frank grace heidi ivan judy kim"
 # The title of each imap process then names its user: sections b and i find
 # (and kill) the one behind the gateway's store connection by it.
 DOVECOT_EXTRA_CONF="verbose_proctitle = yes"
 start_dovecot
 
-export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS DOVECOT_PID
+export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS DOVECOT_PID DOVECOT_DIR
 GWR="$HARNESS_LIB/gw_regressions.py"
 # The protocol trace shows when a parked connection IDLEs (its view taken).
 GW_ARGS=(--trace)
@@ -73,7 +75,7 @@ section() {
 }
 
 start_gateway "${GW_ARGS[@]}"
-for s in b c d e f i j; do
+for s in b c d e f i j k; do
 	section "$s"
 done
 

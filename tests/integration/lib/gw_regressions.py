@@ -29,6 +29,9 @@ with its own user so that a failure in one does not disturb the others:
   j  judy   resume into the parked connection that carried the session's
             NOTIFY watch: the client still gets its folder's new mail and
             expunges (found after 02eb19a: "NOTIFY NONE" silenced Dovecot)
+  k  kim    the password changes at the store while the session is parked:
+            the new password takes the parked connection back (events, no
+            RESYNC), and the old one is refused from then on
 
 Environment (from the shell): GW_PORT, GW_PID, GW_LOG, CA, DOVECOT_IMAPS,
 DOVECOT_LMTP, DOVECOT_PASS, DOVECOT_PID (Dovecot runs with
@@ -694,8 +697,59 @@ def sec_j():
     c2.logout()
 
 
+# --- (k) a password change while parked --------------------------------------------------
+
+def set_store_password(user, password):
+    path = os.path.join(ENV["DOVECOT_DIR"], "users")
+    with open(path) as f:
+        lines = f.read().splitlines()
+    out = [re.sub(r"^(%s:\{PLAIN\})[^:]*:" % re.escape(user), r"\g<1>%s:" % password, l) for l in lines]
+    with open(path + ".new", "w") as f:
+        f.write("\n".join(out) + "\n")
+    os.chmod(path + ".new", 0o644)
+    os.replace(path + ".new", path)
+
+
+def store_accepts(user, password):
+    c = imapc.Client(port=int(ENV["DOVECOT_IMAPS"]), tls=True, cafile=ENV["CA"])
+    try:
+        c.connect()
+        ok = c.command('LOGIN "%s" "%s"' % (user, password))[1][-1].status == "OK"
+    finally:
+        c.close()
+    return ok
+
+
+def sec_k():
+    deliver_n("kim", 2, "regressions k")
+    c = C.watch(gw("kim#Pdev1, first connection"))
+    r = login_ok(c, "kim", "dev1", what="first login")
+    sid = r.session_id
+    v = c.select_view("INBOX")
+    drop_and_settle(c, "kim", "dev1", watch=True)
+    set_store_password("kim", "newpw")
+    # Dovecot looks at its passwd-file at most once a second: wait until it takes the new password.
+    wait_until(lambda: store_accepts("kim", "newpw"), 10, "Dovecot to take kim's new password")
+    deliver_n("kim", 1, "regressions k while parked")
+    c2 = C.watch(gw("kim#Pdev1, new password"))
+    r = c2.pimap_login("kim", "dev1", "newpw", view=v)
+    C.check(r.status == "OK", "the new password logs in -> %s" % r.tagged.first, r.describe())
+    C.check(r.session_state == "SELECTED" and not r.resync and r.session_id == sid,
+            "the new password takes the parked connection back: SESSION SELECTED, no RESYNC, same SESSIONID",
+            r.describe())
+    C.equal(r.exists_numbers(), [3], "the event of the outage: * 3 EXISTS")
+    C.check("password verified" in log_text(), "the gateway asked the store, then resumed the parked connection")
+    drop_and_settle(c2, "kim", "dev1", watch=True)
+    c3 = C.watch(gw("kim#Pdev1, old password"))
+    r = c3.pimap_login("kim", "dev1", PASS)
+    C.check(r.status == "NO" and not r.session_state, "the old password is refused now: %s" % r.tagged.first,
+            r.describe())
+    c3.close()
+    set_store_password("kim", PASS)
+
+
 SECTIONS = {"a": sec_a, "b": sec_b, "c": sec_c, "d": sec_d, "e": sec_e, "f": sec_f, "g": sec_g, "h": sec_h,
-            "i": sec_i, "j": sec_j}
+            "i": sec_i, "j": sec_j, "k": sec_k}
 
 if __name__ == "__main__":
     for name in sys.argv[1:]:
