@@ -466,6 +466,8 @@ static void session_save(struct device_session *ds, int state)
 	rec.selected_readonly = ds->last_readonly;
 	rec.detached_at = ds->detached_at;
 	gw_state_session_save(ds->srv->db, ds->user, ds->device, &rec);
+	if (state == GW_SESSION_ATTACHED)
+		gw_state_device_used(ds->srv->db, ds->user, ds->device, wall_now());
 }
 
 /* A session with nothing attached or parked stays only in the database. */
@@ -2338,6 +2340,15 @@ static bool session_limits_refuse(struct gw_conn *c, char *why, size_t whylen)
 	unsigned ndev = 0;
 	if (!ds && gw_state_device_known(srv->db, user, device, &known) == 0 && !known &&
 	    gw_state_device_count(srv->db, user, &ndev) == 0 && (long long)ndev >= srv->cfg->max_devices_per_user) {
+		/* Make room by forgetting the device unused longest, if none of its sessions can
+		 * still be resumed and it has been idle for a whole session lifetime. */
+		char evicted[PIMAP_MAX_DEVICE_ID + 1];
+		if (gw_state_device_evict(srv->db, user, wall_now() - srv->cfg->session_lifetime, evicted,
+		                          sizeof(evicted)) == 0) {
+			clog_(c, LOG_LEVEL_INFO, "device %s of %s forgotten (unused longest) to make room for %s", evicted,
+			      user, device);
+			return false;
+		}
 		snprintf(why, whylen, "[LIMIT] Too many devices for this user (limits.max_devices_per_user = %lld).",
 		         srv->cfg->max_devices_per_user);
 		return true;

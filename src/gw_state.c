@@ -12,7 +12,7 @@
  *
  * Schema (version GW_STATE_SCHEMA_VERSION, kept in PRAGMA user_version):
  *
- *   devices  (user, device)           PK  created_at REAL (epoch seconds)
+ *   devices  (user, device)           PK  created_at REAL, last_used REAL (epoch seconds)
  *   prefs    (user, device, name)     PK  value TEXT
  *   sessions (user, device)           PK  session_id TEXT, state INTEGER (0/1/2),
  *                                         selected TEXT NULL,
@@ -105,6 +105,8 @@ static const char *const migrations[GW_STATE_SCHEMA_VERSION] = {
 	"  PRIMARY KEY (user, device, mailbox),"
 	"  FOREIGN KEY (user, device) REFERENCES devices (user, device) ON DELETE CASCADE"
 	") WITHOUT ROWID;",
+	/* 1 -> 2: when each device last logged in, to forget the least recently used one */
+	"ALTER TABLE devices ADD COLUMN last_used REAL NOT NULL DEFAULT 0;",
 };
 
 /* Every statement the module runs, prepared once at open. */
@@ -115,6 +117,9 @@ enum stmt_id {
 	S_DEVICE_TOUCH,
 	S_DEVICE_COUNT,
 	S_DEVICE_KNOWN,
+	S_DEVICE_USED,
+	S_DEVICE_LRU,
+	S_DEVICE_DELETE,
 	S_PREFS_LOAD,
 	S_PREF_SAVE,
 	S_SESSION_LOAD,
@@ -137,6 +142,13 @@ static const char *const stmt_sql[S__COUNT] = {
 	                   " ON CONFLICT (user, device) DO NOTHING",
 	[S_DEVICE_COUNT] = "SELECT count(*) FROM devices WHERE user = ?1",
 	[S_DEVICE_KNOWN] = "SELECT 1 FROM devices WHERE user = ?1 AND device = ?2",
+	[S_DEVICE_USED] = "UPDATE devices SET last_used = ?3 WHERE user = ?1 AND device = ?2",
+	/* ?1 user, ?2 unused before: devices with no session to resume, oldest use first */
+	[S_DEVICE_LRU] = "SELECT d.device FROM devices d LEFT JOIN sessions s"
+	                 " ON s.user = d.user AND s.device = d.device"
+	                 " WHERE d.user = ?1 AND d.last_used < ?2 AND (s.state IS NULL OR s.state = 2)"
+	                 " ORDER BY d.last_used, d.device LIMIT 1",
+	[S_DEVICE_DELETE] = "DELETE FROM devices WHERE user = ?1 AND device = ?2",
 	[S_PREFS_LOAD] = "SELECT name, value FROM prefs WHERE user = ?1 AND device = ?2 ORDER BY name",
 	[S_PREF_SAVE] = "INSERT INTO prefs (user, device, name, value) VALUES (?1, ?2, ?3, ?4)"
 	                " ON CONFLICT (user, device, name) DO UPDATE SET value = excluded.value",
@@ -533,6 +545,66 @@ int gw_state_device_count(struct gw_state *st, const char *user, unsigned *count
 	sqlite3_int64 n = sqlite3_column_int64(s, 0);
 	*count = n < 0 ? 0 : n > UINT32_MAX ? UINT32_MAX : (unsigned)n;
 	stmt_done(s);
+	return 0;
+}
+
+int gw_state_device_used(struct gw_state *st, const char *user, const char *device, double when)
+{
+	if (!args_ok("device used", user, device, ""))
+		return -1;
+	if (tx_begin(st) < 0)
+		return -1;
+	int rc = device_ensure(st, user, device, NULL);
+	if (rc == 0) {
+		sqlite3_stmt *s = stmt(st, S_DEVICE_USED);
+		if (bind_key(s, user, device) != SQLITE_OK || sqlite3_bind_double(s, 3, when) != SQLITE_OK) {
+			db_error(st, "device used: bind");
+			stmt_done(s);
+			rc = -1;
+		} else {
+			rc = exec_stmt(st, s, "device used");
+		}
+	}
+	return tx_end(st, rc);
+}
+
+int gw_state_device_evict(struct gw_state *st, const char *user, double unused_before, char *evicted,
+                          size_t evicted_len)
+{
+	if (!args_ok("device evict", user, "", ""))
+		return -1;
+	if (tx_begin(st) < 0)
+		return -1;
+	sqlite3_stmt *s = stmt(st, S_DEVICE_LRU);
+	int rc = bind_text(s, 1, user);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(s, 2, unused_before);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		stmt_done(s);
+		return tx_end(st, 0) < 0 ? -1 : 1;
+	}
+	if (rc != SQLITE_ROW) {
+		db_error(st, "device evict: select");
+		stmt_done(s);
+		return tx_end(st, -1);
+	}
+	const char *dev = (const char *)sqlite3_column_text(s, 0);
+	char name[512];
+	snprintf(name, sizeof(name), "%s", dev ? dev : "");
+	stmt_done(s);
+	sqlite3_stmt *d = stmt(st, S_DEVICE_DELETE);
+	int r = -1;
+	if (bind_key(d, user, name) != SQLITE_OK) {
+		db_error(st, "device evict: bind");
+		stmt_done(d);
+	} else {
+		r = exec_stmt(st, d, "device evict");
+	}
+	if (tx_end(st, r) < 0)
+		return -1;
+	snprintf(evicted, evicted_len, "%s", name);
 	return 0;
 }
 

@@ -25,7 +25,7 @@
 struct gw_state;
 
 #define GW_STATE_FILE "gateway.db"
-#define GW_STATE_SCHEMA_VERSION 1
+#define GW_STATE_SCHEMA_VERSION 2
 
 /* Open (creating the file and schema if needed) state_dir/gateway.db. NULL with err. */
 struct gw_state *gw_state_open(const char *state_dir, char *err, size_t errlen);
@@ -38,6 +38,16 @@ void gw_state_close(struct gw_state *st);
 
 /* Create the device row if absent; *created tells whether it was new. */
 int gw_state_device_touch(struct gw_state *st, const char *user, const char *device, bool *created);
+/* A login of the device succeeded at `when` (creates the row if missing). */
+int gw_state_device_used(struct gw_state *st, const char *user, const char *device, double when);
+/*
+ * Forget the user's least recently used device that has no session to
+ * resume (none, or expired) and was last used before unused_before: its
+ * row, preferences and views. Its name goes to evicted. 0 if one was
+ * forgotten, 1 if none qualifies.
+ */
+int gw_state_device_evict(struct gw_state *st, const char *user, double unused_before, char *evicted,
+                          size_t evicted_len);
 /* Whether the device has a row (without creating one). */
 int gw_state_device_known(struct gw_state *st, const char *user, const char *device, bool *known);
 /* Number of devices known for user. */

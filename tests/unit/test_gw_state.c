@@ -664,6 +664,72 @@ static void test_large_view(void)
 	tmp_remove(&t);
 }
 
+/* The least recently used device without a session to resume is the one forgotten. */
+static void test_device_evict(void)
+{
+	struct tmp t;
+	tmp_make(&t);
+	struct gw_state *st = open_ok(&t);
+	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "old", 100), 0);
+	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "older-but-detached", 50), 0);
+	save_session(st, "u", "older-but-detached", GW_SESSION_DETACHED, 50);
+	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "expired", 10), 0);
+	save_session(st, "u", "expired", GW_SESSION_EXPIRED, 10);
+	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "recent", 1000), 0);
+	CU_ASSERT_EQUAL(gw_state_pref_save(st, "u", "expired", "PIMAP_INBAND_PUSH", "ON"), 0);
+	CU_ASSERT_EQUAL(gw_state_device_used(st, "v", "other-user", 1), 0);
+	char name[80] = "";
+	/* "expired" (used at 10) goes first: its session cannot be resumed any more */
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, name, sizeof(name)), 0);
+	CU_ASSERT_STRING_EQUAL(name, "expired");
+	prefs_expect(st, "u", "expired", "", 0); /* the forgotten device's preferences are gone */
+	CU_ASSERT_EQUAL(session_status(st, "u", "expired"), 1);
+	/* then "old"; "older-but-detached" has a session to resume and stays */
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, name, sizeof(name)), 0);
+	CU_ASSERT_STRING_EQUAL(name, "old");
+	/* "recent" was used after the cut-off: nothing more qualifies */
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, name, sizeof(name)), 1);
+	unsigned n = 0;
+	CU_ASSERT_EQUAL(gw_state_device_count(st, "u", &n), 0);
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_EQUAL(gw_state_device_count(st, "v", &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	gw_state_close(st);
+	tmp_remove(&t);
+}
+
+/* A version 1 database (before devices.last_used) is upgraded in place, its data kept. */
+static void test_upgrade_from_v1(void)
+{
+	struct tmp t;
+	tmp_make(&t);
+	raw_create(&t, "CREATE TABLE devices (user TEXT NOT NULL, device TEXT NOT NULL, created_at REAL NOT NULL,"
+	               " PRIMARY KEY (user, device)) WITHOUT ROWID;"
+	               "CREATE TABLE prefs (user TEXT NOT NULL, device TEXT NOT NULL, name TEXT NOT NULL,"
+	               " value TEXT NOT NULL, PRIMARY KEY (user, device, name),"
+	               " FOREIGN KEY (user, device) REFERENCES devices (user, device) ON DELETE CASCADE) WITHOUT ROWID;"
+	               "CREATE TABLE sessions (user TEXT NOT NULL, device TEXT NOT NULL, session_id TEXT NOT NULL,"
+	               " state INTEGER NOT NULL CHECK (state IN (0, 1, 2)), selected TEXT,"
+	               " selected_readonly INTEGER NOT NULL CHECK (selected_readonly IN (0, 1)),"
+	               " detached_at REAL NOT NULL, PRIMARY KEY (user, device),"
+	               " FOREIGN KEY (user, device) REFERENCES devices (user, device) ON DELETE CASCADE) WITHOUT ROWID;"
+	               "CREATE TABLE folders (user TEXT NOT NULL, device TEXT NOT NULL, mailbox TEXT NOT NULL,"
+	               " uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL, highestmodseq INTEGER NOT NULL,"
+	               " uids TEXT NOT NULL, flags TEXT, PRIMARY KEY (user, device, mailbox),"
+	               " FOREIGN KEY (user, device) REFERENCES devices (user, device) ON DELETE CASCADE) WITHOUT ROWID;"
+	               "INSERT INTO devices VALUES ('u', 'phone', 1);"
+	               "INSERT INTO prefs VALUES ('u', 'phone', 'PIMAP_INBAND_PUSH', 'ON');"
+	               "PRAGMA user_version = 1;");
+	struct gw_state *st = open_ok(&t);
+	CU_ASSERT_EQUAL(raw_int(t.db, "PRAGMA user_version"), GW_STATE_SCHEMA_VERSION);
+	prefs_expect(st, "u", "phone", "PIMAP_INBAND_PUSH=ON;", 1); /* the preference survives the upgrade */
+	char name[80] = "";
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 10, name, sizeof(name)), 0); /* last_used 0 < 10 */
+	CU_ASSERT_STRING_EQUAL(name, "phone");
+	gw_state_close(st);
+	tmp_remove(&t);
+}
+
 void suite_gw_state(void)
 {
 	ADD_SUITE("gw_state",
@@ -678,5 +744,7 @@ void suite_gw_state(void)
 	          {"garbage gateway.db refused", test_garbage_file_refused},
 	          {"newer or foreign schema refused", test_newer_schema_refused},
 	          {"hostile names round-trip", test_hostile_names},
-	          {"100,000-UID view round-trips compactly", test_large_view});
+	          {"100,000-UID view round-trips compactly", test_large_view},
+	          {"device eviction: least recently used, never a resumable session", test_device_evict},
+	          {"upgrade from schema 1 keeps the data", test_upgrade_from_v1});
 }

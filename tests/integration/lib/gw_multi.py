@@ -15,10 +15,15 @@ with limits.max_connections_per_device=5).
              is refused naming the session limit; once one ends, a third
              device is refused naming the device limit, while a device the
              gateway knows logs in
+  evict      (limits.max_devices_per_user=2, session.lifetime=2s) a new device
+             takes the place of the device unused for a whole lifetime, and
+             never of one whose session can still be resumed
 """
 
+import os
 import re
 import sys
+import time
 
 from gw_common import Checker, gw, store, truth, deliver_n, subject_of, PASS
 from pimapc import parse_tokens, untagged_kind
@@ -211,7 +216,37 @@ def peruser():
     d2.ok("LOGOUT")
 
 
-SECTIONS = {"five": five, "isolation": isolation, "peruser": peruser}
+def gateway_log():
+    try:
+        with open(os.environ["GW_LOG"], errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def evict():
+    a = C.watch(gw("dave#Pa"))
+    login(a, "dave", "a")
+    set_pref(a, "PIMAP_INBAND_PUSH", "ON")
+    a.ok("LOGOUT")  # the session ends; the device and its preference stay
+    a.close()
+    used = time.monotonic()
+    b = C.watch(gw("dave#Pb"))
+    login(b, "dave", "b")
+    refused("dave", "c", "limits.max_devices_per_user")  # a was used just now
+    # The lifetime is the condition here: device a must stay unused for 2 s.
+    while time.monotonic() - used < 2.5:
+        time.sleep(0.1)
+    c = C.watch(gw("dave#Pc"))
+    login(c, "dave", "c")
+    C.check("device a of dave forgotten" in gateway_log(),
+            "the gateway forgot device a (unused longest) to make room for c")
+    refused("dave", "a", "limits.max_devices_per_user")  # b and c are live: neither may go
+    c.ok("LOGOUT")
+    b.ok("LOGOUT")
+
+
+SECTIONS = {"five": five, "isolation": isolation, "peruser": peruser, "evict": evict}
 
 if __name__ == "__main__":
     for name in sys.argv[1:]:
