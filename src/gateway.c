@@ -135,7 +135,7 @@ struct device_session {
 	struct parked *parked;      /* FIFO: oldest first */
 	uint8_t cred_hash[CRED_HASH_LEN];
 	bool have_hash;
-	double hash_verified_at;    /* ev_now of the store login that last proved these credentials */
+	double hash_verified_at;    /* mono_now() of the store login that last proved these credentials */
 	double detached_at;         /* wall clock, when attached dropped to 0 */
 	char *last_selected;        /* folder of the most recently parked connection */
 	bool last_readonly;
@@ -286,6 +286,14 @@ struct gateway_server {
 
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                             */
+
+/* For intervals that must not follow wall-clock steps (the credential re-check window). */
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static double wall_now(void)
 {
@@ -466,7 +474,8 @@ static void session_save(struct device_session *ds, int state)
 	rec.selected_readonly = ds->last_readonly;
 	rec.detached_at = ds->detached_at;
 	gw_state_session_save(ds->srv->db, ds->user, ds->device, &rec);
-	if (state == GW_SESSION_ATTACHED)
+	/* Attaching and detaching are both use: a device is idle from its last detach on. */
+	if (state != GW_SESSION_EXPIRED)
 		gw_state_device_used(ds->srv->db, ds->user, ds->device, wall_now());
 }
 
@@ -1749,6 +1758,7 @@ static void client_logout(struct gw_conn *c, const struct imap_msg *m)
 		/* LOGOUT ends the P-IMAP session: its saved state goes, parked connections close. */
 		struct device_session *ds = c->ds;
 		gw_state_session_delete(c->srv->db, ds->user, ds->device);
+		gw_state_device_used(c->srv->db, ds->user, ds->device, wall_now());
 		while (ds->parked) {
 			struct parked *p = ds->parked;
 			ds->parked = p->next;
@@ -2297,7 +2307,7 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 		c->sc = NULL;
 		memcpy(ds->cred_hash, h, sizeof(h));
 		ds->have_hash = true;
-		ds->hash_verified_at = ev_now(c->srv->loop);
+		ds->hash_verified_at = mono_now();
 		c->ds = ds;
 		ds->attached++;
 		session_save(ds, GW_SESSION_ATTACHED);
@@ -2311,7 +2321,7 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 		/* The password is good (the store said so): remember it for parked resumes. */
 		memcpy(c->ds->cred_hash, h, sizeof(h));
 		c->ds->have_hash = true;
-		c->ds->hash_verified_at = ev_now(c->srv->loop);
+		c->ds->hash_verified_at = mono_now();
 	}
 }
 
@@ -2320,6 +2330,18 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
  * known good (before that, an answer would tell a stranger about the user's
  * devices). Writes "[LIMIT] ..." into why and returns true if refused.
  */
+struct evict_ctx {
+	struct gateway_server *srv;
+	const char *user;
+};
+
+/* A device with a session in memory (connections attached or parked) is never forgotten. */
+static bool device_in_use(const char *device, void *ctx)
+{
+	struct evict_ctx *ec = ctx;
+	return session_find(ec->srv, ec->user, device) != NULL;
+}
+
 static bool session_limits_refuse(struct gw_conn *c, char *why, size_t whylen)
 {
 	struct gateway_server *srv = c->srv;
@@ -2343,8 +2365,9 @@ static bool session_limits_refuse(struct gw_conn *c, char *why, size_t whylen)
 		/* Make room by forgetting the device unused longest, if none of its sessions can
 		 * still be resumed and it has been idle for a whole session lifetime. */
 		char evicted[PIMAP_MAX_DEVICE_ID + 1];
-		if (gw_state_device_evict(srv->db, user, wall_now() - srv->cfg->session_lifetime, evicted,
-		                          sizeof(evicted)) == 0) {
+		struct evict_ctx ec = {srv, user};
+		if (gw_state_device_evict(srv->db, user, wall_now() - srv->cfg->session_lifetime, device_in_use, &ec,
+		                          evicted, sizeof(evicted)) == 0) {
 			clog_(c, LOG_LEVEL_INFO, "device %s of %s forgotten (unused longest) to make room for %s", evicted,
 			      user, device);
 			return false;
@@ -2399,7 +2422,7 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 		 * store: resume without a store round trip. Otherwise the store decides
 		 * and conn_store_login_done takes the parked connection back. */
 		struct parked *resumable = ds ? parked_resumable(ds) : NULL;
-		if (resumable && ds->have_hash && ev_now(srv->loop) - ds->hash_verified_at < CRED_REVERIFY_AFTER) {
+		if (resumable && ds->have_hash && mono_now() - ds->hash_verified_at < CRED_REVERIFY_AFTER) {
 			uint8_t h[CRED_HASH_LEN];
 			char *pw = xmalloc(pw_len + 1);
 			memcpy(pw, password, pw_len);

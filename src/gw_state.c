@@ -106,7 +106,9 @@ static const char *const migrations[GW_STATE_SCHEMA_VERSION] = {
 	"  FOREIGN KEY (user, device) REFERENCES devices (user, device) ON DELETE CASCADE"
 	") WITHOUT ROWID;",
 	/* 1 -> 2: when each device last logged in, to forget the least recently used one */
-	"ALTER TABLE devices ADD COLUMN last_used REAL NOT NULL DEFAULT 0;",
+	"ALTER TABLE devices ADD COLUMN last_used REAL NOT NULL DEFAULT 0;"
+	/* unknown until now: count existing devices as used at the upgrade, never as long unused */
+	"UPDATE devices SET last_used = (julianday('now') - 2440587.5) * 86400.0;",
 };
 
 /* Every statement the module runs, prepared once at open. */
@@ -138,16 +140,18 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
 	/* ?1 user, ?2 device, ?3 created_at */
-	[S_DEVICE_TOUCH] = "INSERT INTO devices (user, device, created_at) VALUES (?1, ?2, ?3)"
+	[S_DEVICE_TOUCH] = "INSERT INTO devices (user, device, created_at, last_used) VALUES (?1, ?2, ?3, ?3)"
 	                   " ON CONFLICT (user, device) DO NOTHING",
 	[S_DEVICE_COUNT] = "SELECT count(*) FROM devices WHERE user = ?1",
 	[S_DEVICE_KNOWN] = "SELECT 1 FROM devices WHERE user = ?1 AND device = ?2",
 	[S_DEVICE_USED] = "UPDATE devices SET last_used = ?3 WHERE user = ?1 AND device = ?2",
-	/* ?1 user, ?2 unused before: devices with no session to resume, oldest use first */
+	/* ?1 user, ?2 cut-off: devices unused since, with no session to resume (none,
+	 * expired, or detached before the cut-off), oldest use first */
 	[S_DEVICE_LRU] = "SELECT d.device FROM devices d LEFT JOIN sessions s"
 	                 " ON s.user = d.user AND s.device = d.device"
-	                 " WHERE d.user = ?1 AND d.last_used < ?2 AND (s.state IS NULL OR s.state = 2)"
-	                 " ORDER BY d.last_used, d.device LIMIT 1",
+	                 " WHERE d.user = ?1 AND d.last_used < ?2 AND (s.state IS NULL OR s.state = 2"
+	                 " OR (s.state = 0 AND s.detached_at < ?2))"
+	                 " ORDER BY d.last_used, d.device",
 	[S_DEVICE_DELETE] = "DELETE FROM devices WHERE user = ?1 AND device = ?2",
 	[S_PREFS_LOAD] = "SELECT name, value FROM prefs WHERE user = ?1 AND device = ?2 ORDER BY name",
 	[S_PREF_SAVE] = "INSERT INTO prefs (user, device, name, value) VALUES (?1, ?2, ?3, ?4)"
@@ -568,8 +572,8 @@ int gw_state_device_used(struct gw_state *st, const char *user, const char *devi
 	return tx_end(st, rc);
 }
 
-int gw_state_device_evict(struct gw_state *st, const char *user, double unused_before, char *evicted,
-                          size_t evicted_len)
+int gw_state_device_evict(struct gw_state *st, const char *user, double unused_before, gw_device_skip_cb skip,
+                          void *ctx, char *evicted, size_t evicted_len)
 {
 	if (!args_ok("device evict", user, "", ""))
 		return -1;
@@ -579,21 +583,26 @@ int gw_state_device_evict(struct gw_state *st, const char *user, double unused_b
 	int rc = bind_text(s, 1, user);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_double(s, 2, unused_before);
-	if (rc == SQLITE_OK)
+	char name[512] = "";
+	bool found = false;
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
 		rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE) {
-		stmt_done(s);
-		return tx_end(st, 0) < 0 ? -1 : 1;
+		if (rc != SQLITE_ROW)
+			break;
+		const char *dev = (const char *)sqlite3_column_text(s, 0);
+		if (!dev || (skip && skip(dev, ctx)))
+			continue; /* the caller knows it is in use */
+		snprintf(name, sizeof(name), "%s", dev);
+		found = true;
+		break;
 	}
-	if (rc != SQLITE_ROW) {
+	stmt_done(s);
+	if (!found && rc != SQLITE_DONE && rc != SQLITE_ROW) {
 		db_error(st, "device evict: select");
-		stmt_done(s);
 		return tx_end(st, -1);
 	}
-	const char *dev = (const char *)sqlite3_column_text(s, 0);
-	char name[512];
-	snprintf(name, sizeof(name), "%s", dev ? dev : "");
-	stmt_done(s);
+	if (!found)
+		return tx_end(st, 0) < 0 ? -1 : 1;
 	sqlite3_stmt *d = stmt(st, S_DEVICE_DELETE);
 	int r = -1;
 	if (bind_key(d, user, name) != SQLITE_OK) {

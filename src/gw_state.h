@@ -41,13 +41,15 @@ int gw_state_device_touch(struct gw_state *st, const char *user, const char *dev
 /* A login of the device succeeded at `when` (creates the row if missing). */
 int gw_state_device_used(struct gw_state *st, const char *user, const char *device, double when);
 /*
- * Forget the user's least recently used device that has no session to
- * resume (none, or expired) and was last used before unused_before: its
- * row, preferences and views. Its name goes to evicted. 0 if one was
- * forgotten, 1 if none qualifies.
+ * Forget the user's least recently used device that was last used before
+ * unused_before and has no session to resume (none, expired, or detached
+ * before unused_before), skipping any for which skip(device, ctx) says it
+ * is in use: its row, preferences and views go. Its name goes to evicted.
+ * 0 if one was forgotten, 1 if none qualifies.
  */
-int gw_state_device_evict(struct gw_state *st, const char *user, double unused_before, char *evicted,
-                          size_t evicted_len);
+typedef bool (*gw_device_skip_cb)(const char *device, void *ctx);
+int gw_state_device_evict(struct gw_state *st, const char *user, double unused_before, gw_device_skip_cb skip,
+                          void *ctx, char *evicted, size_t evicted_len);
 /* Whether the device has a row (without creating one). */
 int gw_state_device_known(struct gw_state *st, const char *user, const char *device, bool *known);
 /* Number of devices known for user. */

@@ -664,6 +664,11 @@ static void test_large_view(void)
 	tmp_remove(&t);
 }
 
+static bool skip_named(const char *device, void *ctx)
+{
+	return strcmp(device, (const char *)ctx) == 0;
+}
+
 /* The least recently used device without a session to resume is the one forgotten. */
 static void test_device_evict(void)
 {
@@ -671,27 +676,34 @@ static void test_device_evict(void)
 	tmp_make(&t);
 	struct gw_state *st = open_ok(&t);
 	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "old", 100), 0);
-	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "older-but-detached", 50), 0);
-	save_session(st, "u", "older-but-detached", GW_SESSION_DETACHED, 50);
+	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "resumable", 50), 0);
+	save_session(st, "u", "resumable", GW_SESSION_DETACHED, 900); /* detached after the cut-off */
+	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "attached", 40), 0);
+	save_session(st, "u", "attached", GW_SESSION_ATTACHED, 0);
+	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "timed-out", 30), 0);
+	save_session(st, "u", "timed-out", GW_SESSION_DETACHED, 30);
 	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "expired", 10), 0);
 	save_session(st, "u", "expired", GW_SESSION_EXPIRED, 10);
+	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "in-use", 5), 0);
 	CU_ASSERT_EQUAL(gw_state_device_used(st, "u", "recent", 1000), 0);
 	CU_ASSERT_EQUAL(gw_state_pref_save(st, "u", "expired", "PIMAP_INBAND_PUSH", "ON"), 0);
 	CU_ASSERT_EQUAL(gw_state_device_used(st, "v", "other-user", 1), 0);
 	char name[80] = "";
-	/* "expired" (used at 10) goes first: its session cannot be resumed any more */
-	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, name, sizeof(name)), 0);
+	/* "in-use" is the oldest, but the caller says it is live; then "expired" (10) */
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, skip_named, "in-use", name, sizeof(name)), 0);
 	CU_ASSERT_STRING_EQUAL(name, "expired");
 	prefs_expect(st, "u", "expired", "", 0); /* the forgotten device's preferences are gone */
 	CU_ASSERT_EQUAL(session_status(st, "u", "expired"), 1);
-	/* then "old"; "older-but-detached" has a session to resume and stays */
-	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, name, sizeof(name)), 0);
+	/* then "timed-out" (detached at 30, before the cut-off), then "old" */
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, skip_named, "in-use", name, sizeof(name)), 0);
+	CU_ASSERT_STRING_EQUAL(name, "timed-out");
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, skip_named, "in-use", name, sizeof(name)), 0);
 	CU_ASSERT_STRING_EQUAL(name, "old");
-	/* "recent" was used after the cut-off: nothing more qualifies */
-	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, name, sizeof(name)), 1);
+	/* "attached" and "resumable" have sessions, "recent" is recent, "in-use" is skipped */
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 500, skip_named, "in-use", name, sizeof(name)), 1);
 	unsigned n = 0;
 	CU_ASSERT_EQUAL(gw_state_device_count(st, "u", &n), 0);
-	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_EQUAL(n, 4);
 	CU_ASSERT_EQUAL(gw_state_device_count(st, "v", &n), 0);
 	CU_ASSERT_EQUAL(n, 1);
 	gw_state_close(st);
@@ -723,9 +735,10 @@ static void test_upgrade_from_v1(void)
 	struct gw_state *st = open_ok(&t);
 	CU_ASSERT_EQUAL(raw_int(t.db, "PRAGMA user_version"), GW_STATE_SCHEMA_VERSION);
 	prefs_expect(st, "u", "phone", "PIMAP_INBAND_PUSH=ON;", 1); /* the preference survives the upgrade */
+	/* Existing devices count as used at the upgrade, not as unused for ages. */
 	char name[80] = "";
-	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 10, name, sizeof(name)), 0); /* last_used 0 < 10 */
-	CU_ASSERT_STRING_EQUAL(name, "phone");
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 1000000, NULL, NULL, name, sizeof(name)), 1);
+	CU_ASSERT_EQUAL(raw_int(t.db, "SELECT last_used > 1700000000 FROM devices"), 1);
 	gw_state_close(st);
 	tmp_remove(&t);
 }
