@@ -189,7 +189,7 @@ void snapshot_cmd_done(struct store_conn *sc, const struct imap_msg *m, void *ct
 {
 	struct snapshot *sn = ctx;
 	(void)sc;
-	bool ok = m && m->status == IMAP_STATUS_OK;
+	bool ok = m->status == IMAP_STATUS_OK;
 	sn->done(sn, ok, sn->ctx);
 }
 
@@ -320,10 +320,6 @@ static void catchup_cmd_done(struct store_conn *sc, const struct imap_msg *m, vo
 {
 	struct catchup *cu = ctx;
 	(void)sc;
-	if (!m) {
-		catchup_finish(cu, true);
-		return;
-	}
 	if (m->status != IMAP_STATUS_OK) {
 		log_warn("catch-up command failed: %.*s", (int)m->text_len, m->text);
 		catchup_finish(cu, true);

@@ -570,8 +570,6 @@ static void parked_notify_done(struct store_conn *sc, const struct imap_msg *m, 
 {
 	struct parked *p = ctx;
 	(void)sc;
-	if (!m)
-		return;
 	p->notify_on = m->status == IMAP_STATUS_OK;
 	if (!p->notify_on) {
 		log_msg(LOG_LEVEL_WARN, NULL, "session %s#P%s: store refused NOTIFY: %.*s", p->ds->user, p->ds->device,
@@ -691,7 +689,7 @@ static void parked_idle_done(struct store_conn *sc, const struct imap_msg *m, vo
 	(void)m;
 	p->idling = false;
 	p->idle_tag[0] = '\0';
-	if (m && !p->taken && !parked_maybe_notify(p))
+	if (!p->taken && !parked_maybe_notify(p))
 		parked_start_idle(p); /* a refresh: IDLE again at once */
 }
 
@@ -1179,8 +1177,6 @@ static void store_idle_done(struct store_conn *sc, const struct imap_msg *m, voi
 	(void)sc;
 	bool started = c->sidle == SI_ACTIVE || c->sidle == SI_ENDING;
 	c->sidle = SI_NONE;
-	if (!m)
-		return;
 	c->sidle_started_ok = started;
 	if (m->status != IMAP_STATUS_OK && c->sidle_started_ok == false) {
 		clog_(c, LOG_LEVEL_WARN, "store refused IDLE: %.*s", (int)m->text_len, m->text);
@@ -1439,11 +1435,6 @@ static void relay_done(struct store_conn *sc, const struct imap_msg *m, void *ct
 	struct client_cmd *cmd = ctx;
 	struct gw_conn *c = cmd->conn;
 	(void)sc;
-	if (!m) {
-		buf_printf(&cmd->reply, "%s NO [UNAVAILABLE] store connection lost\r\n", cmd->tag);
-		cmd->done = true;
-		return; /* the connection is being closed */
-	}
 	/* The store's tagged line with the client's tag. */
 	size_t taglen = strlen(m->tag);
 	buf_append_str(&cmd->reply, cmd->tag);
@@ -1739,13 +1730,9 @@ static void logout_done(struct store_conn *sc, const struct imap_msg *m, void *c
 	struct client_cmd *cmd = ctx;
 	struct gw_conn *c = cmd->conn;
 	(void)sc;
-	if (!m) {
-		buf_printf(&cmd->reply, "%s OK Logout completed.\r\n", cmd->tag);
-	} else {
-		size_t taglen = strlen(m->tag);
-		buf_append_str(&cmd->reply, cmd->tag);
-		buf_append(&cmd->reply, m->raw + taglen, m->raw_len - taglen);
-	}
+	size_t taglen = strlen(m->tag);
+	buf_append_str(&cmd->reply, cmd->tag);
+	buf_append(&cmd->reply, m->raw + taglen, m->raw_len - taglen);
 	cmd->done = true;
 	c->logout_done = true;
 	complete_ready_commands(c);
@@ -2131,10 +2118,6 @@ static void resume_parked_idle_done(struct store_conn *sc, const struct imap_msg
 	struct parked *p = c->resume_from;
 	c->resume_from = NULL;
 	c->serial = false;
-	if (!m) {
-		parked_free(p);
-		return;
-	}
 	if (p->overflow || !p->have_view) {
 		gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
 		resume_emit(c, true, true, NULL);
