@@ -868,6 +868,41 @@ static void test_proxy_defaults(void)
 	cfg_free(proxy_config_keys, &d);
 }
 
+/*
+ * What every key table must be: help text on one line, unique names, one key
+ * per field, exactly the keys in fixed[] restart-only, and the reloadable ones
+ * among log.*, limits.* and also_reloadable (NULL-terminated).
+ */
+static void check_key_table(const struct cfg_key *keys, const char *const *fixed, size_t nfixed_want,
+                            const char *const *also_reloadable, size_t nkeys_want)
+{
+	size_t n = 0, nfixed = 0;
+	for (const struct cfg_key *k = keys; k->name; k++, n++) {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(k->help);
+		CU_ASSERT(k->help[0] != '\0');
+		CU_ASSERT_PTR_NULL(strchr(k->help, '\n'));
+		CU_ASSERT_PTR_EQUAL(cfg_find(keys, k->name), k); /* names unique */
+		for (const struct cfg_key *j = keys; j < k; j++)
+			CU_ASSERT(j->offset != k->offset); /* one key per field */
+		bool is_fixed = false;
+		for (size_t i = 0; i < nfixed_want; i++)
+			if (strcmp(fixed[i], k->name) == 0)
+				is_fixed = true;
+		nfixed += is_fixed;
+		CU_ASSERT_EQUAL(k->reloadable, !is_fixed);
+		if (k->reloadable != !is_fixed)
+			fprintf(stderr, "\n  %s: reloadable is %d\n", k->name, k->reloadable);
+		if (k->reloadable) {
+			bool allowed = strncmp(k->name, "log.", 4) == 0 || strncmp(k->name, "limits.", 7) == 0;
+			for (const char *const *a = also_reloadable; *a && !allowed; a++)
+				allowed = strcmp(*a, k->name) == 0;
+			CU_ASSERT(allowed);
+		}
+	}
+	CU_ASSERT_EQUAL(n, nkeys_want);
+	CU_ASSERT_EQUAL(nfixed, nfixed_want);
+}
+
 static void test_proxy_table(void)
 {
 	static const char *const fixed[] = {
@@ -875,28 +910,11 @@ static void test_proxy_table(void)
 		"upstream.server_name", "upstream.allow_plaintext", "upstream.compress",
 		"upstream.connect_timeout", "tls.cert", "tls.key", "state_dir", "pid_file",
 	};
-	const struct cfg_key *k, *lvl;
-	size_t n = 0, nfixed = 0;
+	static const char *const also_reloadable[] = {"listen.plaintext_login", NULL}; /* a policy for new logins */
+	const struct cfg_key *lvl;
 
-	for (k = proxy_config_keys; k->name; k++, n++) {
-		CU_ASSERT_PTR_NOT_NULL_FATAL(k->help);
-		CU_ASSERT(k->help[0] != '\0');
-		CU_ASSERT_PTR_NULL(strchr(k->help, '\n'));
-		CU_ASSERT_PTR_EQUAL(cfg_find(proxy_config_keys, k->name), k); /* names unique */
-		for (const struct cfg_key *j = proxy_config_keys; j < k; j++)
-			CU_ASSERT(j->offset != k->offset); /* one key per field */
-		bool is_fixed = false;
-		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-			if (strcmp(fixed[i], k->name) == 0)
-				is_fixed = true;
-		nfixed += is_fixed;
-		CU_ASSERT_EQUAL(k->reloadable, !is_fixed);
-		if (k->reloadable)
-			CU_ASSERT(strncmp(k->name, "log.", 4) == 0 || strncmp(k->name, "limits.", 7) == 0 ||
-			          strcmp(k->name, "listen.plaintext_login") == 0); /* a policy for new logins */
-	}
-	CU_ASSERT_EQUAL(n, 25); /* every field of struct proxy_config */
-	CU_ASSERT_EQUAL(nfixed, sizeof(fixed) / sizeof(fixed[0]));
+	check_key_table(proxy_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
+	                25 /* every field of struct proxy_config */);
 
 	lvl = cfg_find(proxy_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lvl);
@@ -1115,32 +1133,12 @@ static void test_gateway_table(void)
 		"store.server_name", "store.allow_plaintext", "store.compress",
 		"store.connect_timeout", "state_dir", "pid_file",
 	};
-	const struct cfg_key *k, *e;
-	size_t n = 0, nfixed = 0;
+	static const char *const also_reloadable[] = {"session.lifetime", "store.idle_refresh",
+	                                             "listen.plaintext_login", NULL};
+	const struct cfg_key *e;
 
-	for (k = gateway_config_keys; k->name; k++, n++) {
-		CU_ASSERT_PTR_NOT_NULL_FATAL(k->help);
-		CU_ASSERT(k->help[0] != '\0');
-		CU_ASSERT_PTR_NULL(strchr(k->help, '\n'));
-		CU_ASSERT_PTR_EQUAL(cfg_find(gateway_config_keys, k->name), k); /* names unique */
-		for (const struct cfg_key *j = gateway_config_keys; j < k; j++)
-			CU_ASSERT(j->offset != k->offset); /* one key per field */
-		bool is_fixed = false;
-		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-			if (strcmp(fixed[i], k->name) == 0)
-				is_fixed = true;
-		nfixed += is_fixed;
-		CU_ASSERT_EQUAL(k->reloadable, !is_fixed);
-		if (k->reloadable != !is_fixed)
-			fprintf(stderr, "\n  %s: reloadable is %d\n", k->name, k->reloadable);
-		if (k->reloadable)
-			CU_ASSERT(strncmp(k->name, "log.", 4) == 0 || strncmp(k->name, "limits.", 7) == 0 ||
-			          strcmp(k->name, "session.lifetime") == 0 ||
-			          strcmp(k->name, "store.idle_refresh") == 0 ||
-			          strcmp(k->name, "listen.plaintext_login") == 0); /* a policy for new logins */
-	}
-	CU_ASSERT_EQUAL(n, 33); /* every field of struct gateway_config */
-	CU_ASSERT_EQUAL(nfixed, sizeof(fixed) / sizeof(fixed[0]));
+	check_key_table(gateway_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
+	                33 /* every field of struct gateway_config */);
 
 	e = cfg_find(gateway_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
