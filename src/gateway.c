@@ -949,8 +949,10 @@ static void cmd_free(struct client_cmd *cmd)
 /* Commands complete to the client in the order they were sent (a tagged
  * reply never overtakes an earlier command's untagged data). */
 /* Send what an XZIP's inner command produced as one DEFLATE literal8. */
-static void xzip_emit(struct gw_conn *c, struct buf *cap, const char *outer_tag)
+static void xzip_emit(struct gw_conn *c, const char *outer_tag)
 {
+	struct buf *cap = c->capture;
+	c->capture = NULL; /* from here on, output goes to the client again */
 	struct buf out;
 	buf_init(&out, 0);
 	if (c->capture_overflow) {
@@ -983,9 +985,7 @@ static void complete_ready_commands(struct gw_conn *c)
 		client_write(c, buf_head(&cmd->reply), buf_len(&cmd->reply));
 		if (cmd->xzip && c->capture) {
 			/* The inner command is complete: compress what it produced. */
-			struct buf *cap = c->capture;
-			c->capture = NULL;
-			xzip_emit(c, cap, cmd->outer_tag);
+			xzip_emit(c, cmd->outer_tag);
 		}
 		cmd_free(cmd);
 		wrote = true;
@@ -1717,9 +1717,7 @@ static void client_xzip(struct gw_conn *c, const struct imap_msg *m)
 		snprintf(c->cmds_tail->outer_tag, sizeof(c->cmds_tail->outer_tag), "%s", m->tag);
 	} else if (c->capture) {
 		/* Answered synchronously and already flushed: compress now. */
-		struct buf *cap = c->capture;
-		c->capture = NULL;
-		xzip_emit(c, cap, m->tag);
+		xzip_emit(c, m->tag);
 		client_flush(c);
 	}
 	imap_parser_free(p);
@@ -1835,11 +1833,7 @@ static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 		return;
 	}
 	if (cmd_is(m, "XZIP")) {
-		if (c->capture) {
-			answer(c, m->tag, "BAD XZIP cannot wrap XZIP");
-			return;
-		}
-		client_xzip(c, m);
+		client_xzip(c, m); /* an inner XZIP or IDLE never gets here: client_xzip refuses them */
 		return;
 	}
 	if (cmd_is(m, "XPROVISION")) {
@@ -1860,10 +1854,6 @@ static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 		return;
 	}
 	if (cmd_is(m, "IDLE")) {
-		if (c->capture) {
-			answer(c, m->tag, "BAD XZIP cannot wrap IDLE");
-			return;
-		}
 		client_idle(c, m);
 		return;
 	}
