@@ -49,13 +49,11 @@ WORKLOAD=$top_srcdir/bench/workload.py
 
 require dovecot certtool
 require_proxy
-SANITIZER=none
-if grep -q '__asan_init' "$PROXY_BIN" 2>/dev/null; then
-	# ASan's quarantine holds freed memory (up to 256 MB) and its checks
-	# cost CPU: the proxy's RSS and CPU numbers would mean nothing.
-	SANITIZER=AddressSanitizer
+# ASan's quarantine holds freed memory (up to 256 MB) and its checks cost
+# CPU: the proxy's RSS and CPU numbers would mean nothing.
+SANITIZER=$(sanitizer_of "$PROXY_BIN")
+[ "$SANITIZER" = none ] ||
 	log "warning: $PROXY_BIN is built with AddressSanitizer; CPU and memory numbers are not representative"
-fi
 gen_certs
 DOVECOT_USERS=alice start_dovecot
 

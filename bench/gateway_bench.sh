@@ -54,11 +54,9 @@ PUSH=$top_srcdir/bench/push_latency.py
 
 require dovecot certtool
 require_gateway
-SANITIZER=none
-if grep -q '__asan_init' "$GATEWAY_BIN" 2>/dev/null; then
-	SANITIZER=AddressSanitizer
+SANITIZER=$(sanitizer_of "$GATEWAY_BIN")
+[ "$SANITIZER" = none ] ||
 	log "warning: $GATEWAY_BIN is built with AddressSanitizer; memory numbers are not representative"
-fi
 
 # Every session holds a client socket, a store socket, and Dovecot a few
 # more: raise the descriptor limit (inherited by Dovecot and the gateway).

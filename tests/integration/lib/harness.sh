@@ -524,6 +524,12 @@ proxy_alive() { running "$PROXY_PID"; }
 # imapc ARGS...: run the scripted IMAP client (see imapc.py --help).
 imapc() { python3 "$IMAPC" "$@"; }
 
+# sanitizer_of BIN: "AddressSanitizer" if BIN was built with it, else "none"
+# (a benchmark's memory and CPU figures mean nothing under ASan).
+sanitizer_of() {
+	if grep -q '__asan_init' "$1" 2>/dev/null; then echo AddressSanitizer; else echo none; fi
+}
+
 # assert_contains FILE FIXED-STRING [WHAT]
 assert_contains() {
 	grep -qF -- "$2" "$1" || fail "${3:-$1} does not contain '$2'"
