@@ -325,31 +325,6 @@ static char *arg_dup(const struct imap_arg *a)
 	return s;
 }
 
-/* A mailbox name as an atom when it is one (INBOX), else a quoted string or literal. */
-static void quote_mailbox(struct buf *out, const char *mailbox)
-{
-	bool atom = *mailbox != '\0';
-	for (const char *p = mailbox; *p && atom; p++)
-		atom = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && !strchr("(){ %*\"\\]", *p);
-	if (atom) {
-		buf_append_str(out, mailbox);
-		return;
-	}
-	imap_write_astring(out, mailbox, strlen(mailbox));
-}
-
-/* The same for a response: a server sends a synchronising-form literal, never {n+}. */
-static void response_mailbox(struct buf *out, const char *mailbox)
-{
-	size_t from = buf_len(out);
-	quote_mailbox(out, mailbox);
-	const char *plus = memchr(buf_head(out) + from, '+', buf_len(out) - from);
-	if (buf_head(out)[from] == '{' && plus) {
-		size_t at = (size_t)(plus - (const char *)buf_head(out));
-		memmove(out->data + out->start + at, out->data + out->start + at + 1, buf_len(out) - at - 1);
-		out->end--;
-	}
-}
 
 /* ------------------------------------------------------------------------ */
 /* device sessions                                                           */
@@ -2015,7 +1990,7 @@ static void resume_emit(struct gw_conn *c, bool selected, bool resync, struct bu
 	buf_init(&out, 0);
 	if (selected) {
 		buf_append_str(&out, "* SESSION SELECTED\r\n* FOLDER ");
-		response_mailbox(&out, c->sel.mailbox);
+		imap_write_mailbox(&out, c->sel.mailbox, true);
 		buf_append_str(&out, "\r\n");
 	} else {
 		buf_append_str(&out, "* SESSION AUTHENTICATED\r\n");
@@ -2164,7 +2139,7 @@ static void resume_from_db(struct gw_conn *c, const char *mailbox, bool readonly
 	struct buf cmd;
 	buf_init(&cmd, 0);
 	buf_append_str(&cmd, readonly ? "EXAMINE " : "SELECT ");
-	quote_mailbox(&cmd, mailbox);
+	imap_write_mailbox(&cmd, mailbox, false);
 	buf_append_str(&cmd, "\r\n");
 	/* The SELECT's own responses update c->sel through conn_store_untagged (state is not AUTHED yet). */
 	c->db_resume = r;

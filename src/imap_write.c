@@ -76,7 +76,8 @@ int imap_write_retagged(struct buf *out, const char *new_tag, const uint8_t *raw
 	return 0;
 }
 
-void imap_write_astring(struct buf *out, const char *s, size_t len)
+/* Quoted when every byte allows it, else a literal: "{n+}" from a client, "{n}" from a server. */
+static void write_astring(struct buf *out, const char *s, size_t len, bool nonsync)
 {
 	bool quotable = true;
 	for (size_t i = 0; i < len && quotable; i++) {
@@ -85,7 +86,7 @@ void imap_write_astring(struct buf *out, const char *s, size_t len)
 			quotable = false;
 	}
 	if (!quotable) {
-		buf_printf(out, "{%zu+}\r\n", len);
+		buf_printf(out, nonsync ? "{%zu+}\r\n" : "{%zu}\r\n", len);
 		buf_append(out, s, len);
 		return;
 	}
@@ -96,4 +97,20 @@ void imap_write_astring(struct buf *out, const char *s, size_t len)
 		buf_append(out, s + i, 1);
 	}
 	buf_append(out, "\"", 1);
+}
+
+void imap_write_astring(struct buf *out, const char *s, size_t len)
+{
+	write_astring(out, s, len, true);
+}
+
+void imap_write_mailbox(struct buf *out, const char *name, bool in_response)
+{
+	bool atom = *name != '\0';
+	for (const char *p = name; *p && atom; p++)
+		atom = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && !strchr("(){ %*\"\\]", *p);
+	if (atom)
+		buf_append_str(out, name);
+	else
+		write_astring(out, name, strlen(name), !in_response);
 }

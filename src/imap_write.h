@@ -39,4 +39,11 @@ int imap_write_retagged(struct buf *out, const char *new_tag, const uint8_t *raw
  */
 void imap_write_astring(struct buf *out, const char *s, size_t len);
 
+/*
+ * A mailbox name: an atom when it is one (INBOX), else as an astring. In a
+ * server response (in_response) a literal takes the synchronising form
+ * "{n}": LITERAL+ is a client's form only.
+ */
+void imap_write_mailbox(struct buf *out, const char *name, bool in_response);
+
 #endif

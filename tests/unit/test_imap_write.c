@@ -108,11 +108,30 @@ static void test_retagged(void)
 	buf_free(&b);
 }
 
+static void test_mailbox(void)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	imap_write_mailbox(&b, "INBOX", true);
+	expect_buf(&b, "INBOX");
+	imap_write_mailbox(&b, "Sent Items", false);
+	expect_buf(&b, "\"Sent Items\"");
+	imap_write_mailbox(&b, "", true);
+	expect_buf(&b, "\"\"");
+	/* 8-bit: a literal, synchronising in a response, LITERAL+ in a command */
+	imap_write_mailbox(&b, "Entw\xc3\xbcrfe", true);
+	expect_buf(&b, "{9}\r\nEntw\xc3\xbcrfe");
+	imap_write_mailbox(&b, "Entw\xc3\xbcrfe", false);
+	expect_buf(&b, "{9+}\r\nEntw\xc3\xbcrfe");
+	buf_free(&b);
+}
+
 void suite_imap_write(void)
 {
 	ADD_SUITE("imap_write",
 	          {"astring quoting and literals", test_astring},
 	          {"astring round trip through the parser", test_astring_round_trip},
 	          {"sync literal headers", test_find_sync_literals},
-	          {"re-tagged commands with LITERAL+", test_retagged});
+	          {"re-tagged commands with LITERAL+", test_retagged},
+	          {"mailbox names for commands and responses", test_mailbox});
 }
