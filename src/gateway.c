@@ -24,6 +24,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -48,6 +49,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pimap_cmd.h"
+#include "sasl.h"
 #include "store_conn.h"
 #include "stream.h"
 #include "syncdiff.h"
@@ -85,6 +87,9 @@ struct leave_ctx {
 	struct folder_state sel;
 };
 
+/* Longest x-pimap-resume value kept (see client_id). */
+#define RESUME_TOKEN_MAX 64
+
 struct parked {
 	struct parked *next;
 	struct device_session *ds;
@@ -106,6 +111,7 @@ struct parked {
 	int idle_in_flight;         /* 1 while the client's ended IDLE is still in flight (no FETCH answers) */
 	bool notify_wanted;         /* carry the session's NOTIFY for the other subscribed folders */
 	bool notify_on;             /* NOTIFY SET is in force on this connection */
+	char resume_token[RESUME_TOKEN_MAX + 1]; /* the client's x-pimap-resume ID field, "" if none */
 };
 
 /*
@@ -195,6 +201,7 @@ struct gw_conn {
 	struct imap_parser *parser;
 	char peer[128];
 	char prefix[160];
+	char resume_token[RESUME_TOKEN_MAX + 1]; /* from ID before login: which parked connection is ours */
 	bool loopback;
 	bool tls_ready;      /* implicit TLS done or plaintext leg ready for greeting */
 	bool greeted;
@@ -1714,7 +1721,11 @@ static void logout_done(struct store_conn *sc, const struct imap_msg *m, void *c
 /* LOGOUT goes to the store, so its answer is the store's own (a plain session relays faithfully). */
 static void client_logout(struct gw_conn *c, const struct imap_msg *m)
 {
-	if (c->ds) {
+	if (c->ds && c->ds->attached > 1) {
+		/* Other connections of the device are still in use: only this one ends. */
+		clog_(c, LOG_LEVEL_INFO, "LOGOUT of one of %u connections of session %s", c->ds->attached,
+		      c->ds->session_id);
+	} else if (c->ds) {
 		/* LOGOUT ends the P-IMAP session: its saved state goes, parked connections close. */
 		struct device_session *ds = c->ds;
 		gw_state_session_delete(c->srv->db, ds->user, ds->device);
@@ -2209,7 +2220,7 @@ static void open_pimap_session(struct gw_conn *c)
 }
 
 static bool session_limits_refuse(struct gw_conn *c, char *why, size_t whylen);
-static struct parked *parked_resumable(struct device_session *ds);
+static struct parked *parked_resumable(struct device_session *ds, const char *token);
 
 static void conn_store_login_done(struct store_conn *sc, enum store_login_result r, const char *text, void *ctx)
 {
@@ -2247,7 +2258,7 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 	credential_hash(c->srv, c->login.store_user, c->password, h);
 	wipe_free(&c->password);
 	struct device_session *ds = session_find(c->srv, c->login.store_user, c->login.device_id);
-	struct parked *p = ds ? parked_resumable(ds) : NULL;
+	struct parked *p = ds ? parked_resumable(ds, c->resume_token) : NULL;
 	if (p) {
 		/* The store vouched for the password: take the parked connection back
 		 * (it holds the folder and its events); the new one is not needed. */
@@ -2327,11 +2338,16 @@ static bool session_limits_refuse(struct gw_conn *c, char *why, size_t whylen)
 	return false;
 }
 
-/* The parked connection a login of the device takes back: the oldest that stays. */
-static struct parked *parked_resumable(struct device_session *ds)
+/*
+ * The parked connection a login of the device takes back. A client that named
+ * its connection (ID "x-pimap-resume") gets the one parked under that name or
+ * none: taking another connection's folder would hand it a view it never had.
+ * Other clients get the oldest that stays.
+ */
+static struct parked *parked_resumable(struct device_session *ds, const char *token)
 {
 	for (struct parked *q = ds->parked; q; q = q->next)
-		if (!q->close_after_snapshot && q->sc)
+		if (!q->close_after_snapshot && q->sc && (!*token || strcmp(q->resume_token, token) == 0))
 			return q;
 	return NULL;
 }
@@ -2369,7 +2385,7 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 		/* A parked connection and the same credentials, recently proved by the
 		 * store: resume without a store round trip. Otherwise the store decides
 		 * and conn_store_login_done takes the parked connection back. */
-		struct parked *resumable = ds ? parked_resumable(ds) : NULL;
+		struct parked *resumable = ds ? parked_resumable(ds, c->resume_token) : NULL;
 		if (resumable && ds->have_hash && mono_now() - ds->hash_verified_at < CRED_REVERIFY_AFTER) {
 			uint8_t h[CRED_HASH_LEN];
 			char *pw = xmalloc(pw_len + 1);
@@ -2417,62 +2433,31 @@ static bool login_allowed_here(const struct gw_conn *c)
 	       (cfg->plaintext_login == PLAINTEXT_LOGIN_LOOPBACK && c->loopback);
 }
 
-/* base64 decode (RFC 4648) for AUTHENTICATE PLAIN; -1 on bad input. */
-static long b64_decode(const char *in, size_t len, uint8_t *out, size_t outcap)
-{
-	gnutls_datum_t src = {(unsigned char *)(uintptr_t)in, (unsigned)len};
-	gnutls_datum_t dst = {NULL, 0};
-	if (len == 0)
-		return 0;
-	if (gnutls_base64_decode2(&src, &dst) < 0)
-		return -1;
-	if (dst.size > outcap) {
-		gnutls_free(dst.data);
-		return -1;
-	}
-	memcpy(out, dst.data, dst.size);
-	long n = (long)dst.size;
-	gnutls_memset(dst.data, 0, dst.size);
-	gnutls_free(dst.data);
-	return n;
-}
-
 static void auth_plain_response(struct gw_conn *c, const char *tag, const char *b64, size_t len)
 {
-	uint8_t raw[1024];
-	if (len == 1 && b64[0] == '*') {
+	uint8_t raw[SASL_PLAIN_MAX + 1];
+	struct sasl_plain plain;
+	enum sasl_plain_result r = sasl_plain_decode(b64, len, raw, &plain);
+	switch (r) {
+	case SASL_PLAIN_OK:
+		start_login(c, tag, plain.user, plain.user_len, plain.password, plain.password_len);
+		break;
+	case SASL_PLAIN_CANCELLED:
 		client_say(c, "%s BAD AUTHENTICATE cancelled", tag);
-		client_flush(c);
-		return;
-	}
-	long n = b64_decode(b64, len, raw, sizeof(raw) - 1);
-	if (n < 0) {
+		break;
+	case SASL_PLAIN_BAD_BASE64:
 		client_say(c, "%s BAD Invalid base64 in AUTHENTICATE", tag);
-		client_flush(c);
-		return;
-	}
-	/* authzid NUL authcid NUL password */
-	uint8_t *z1 = memchr(raw, '\0', (size_t)n);
-	uint8_t *z2 = z1 ? memchr(z1 + 1, '\0', (size_t)(raw + n - z1 - 1)) : NULL;
-	if (!z1 || !z2) {
-		gnutls_memset(raw, 0, sizeof(raw));
+		break;
+	case SASL_PLAIN_MALFORMED:
 		client_say(c, "%s BAD Malformed PLAIN response", tag);
-		client_flush(c);
-		return;
-	}
-	size_t authz_len = (size_t)(z1 - raw);
-	const char *authc = (const char *)z1 + 1;
-	size_t authc_len = (size_t)(z2 - z1 - 1);
-	const char *pw = (const char *)z2 + 1;
-	size_t pw_len = (size_t)(raw + n - z2 - 1);
-	if (authz_len && (authz_len != authc_len || memcmp(raw, authc, authc_len) != 0)) {
-		gnutls_memset(raw, 0, sizeof(raw));
+		break;
+	case SASL_PLAIN_AUTHZID:
 		client_say(c, "%s NO [AUTHORIZATIONFAILED] Proxy authorization is not supported", tag);
-		client_flush(c);
-		return;
+		break;
 	}
-	start_login(c, tag, authc, authc_len, pw, pw_len);
 	gnutls_memset(raw, 0, sizeof(raw));
+	if (r != SASL_PLAIN_OK)
+		client_flush(c);
 }
 
 static void client_starttls(struct gw_conn *c, const struct imap_msg *m)
@@ -2489,6 +2474,30 @@ static void client_starttls(struct gw_conn *c, const struct imap_msg *m)
 	imap_parser_reset(c->parser);
 	if (stream_start_tls_server(c->client, c->srv->server_creds, err, sizeof(err)) < 0)
 		conn_close(c, err);
+}
+
+/*
+ * ID before login (RFC 2971). One field matters: "x-pimap-resume" names the
+ * client's connection, so that after a link loss it takes back its own
+ * parked store connection (pimap-proxy sends one per client connection).
+ * A value that is not a short token is ignored.
+ */
+static void client_id_fields(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (m->nargs < 2 || m->args[1].type != IMAP_ARG_LIST)
+		return;
+	const struct imap_arg *kv = m->args[1].list;
+	for (size_t i = 0; i + 1 < m->args[1].list_count; i += 2) {
+		if (!imap_arg_is_string(&kv[i]) || !imap_arg_is_string(&kv[i + 1]) ||
+		    strcasecmp(kv[i].str, "x-pimap-resume") != 0)
+			continue;
+		const struct imap_arg *v = &kv[i + 1];
+		bool ok = v->len > 0 && v->len <= RESUME_TOKEN_MAX && !imap_arg_is_atom(v, "NIL");
+		for (size_t k = 0; ok && k < v->len; k++)
+			ok = isalnum((unsigned char)v->str[k]) || strchr("._-", v->str[k]);
+		if (ok)
+			memcpy(c->resume_token, v->str, v->len + 1);
+	}
 }
 
 static void dispatch_prelogin(struct gw_conn *c, const struct imap_msg *m)
@@ -2512,6 +2521,7 @@ static void dispatch_prelogin(struct gw_conn *c, const struct imap_msg *m)
 		return;
 	}
 	if (cmd_is(m, "ID")) {
+		client_id_fields(c, m);
 		client_say(c, "* ID (\"name\" \"pimap-gateway\" \"version\" \"%s\")", PACKAGE_VERSION);
 		client_say(c, "%s OK ID completed.", m->tag);
 		return;
@@ -2721,6 +2731,7 @@ static void park_store_conn(struct gw_conn *c)
 	p->sc = c->sc;
 	c->sc = NULL;
 	folder_state_copy(&p->sel, &c->sel);
+	memcpy(p->resume_token, c->resume_token, sizeof(p->resume_token));
 	gw_folder_rec_init(&p->view);
 	ev_init(&p->refresh, on_parked_refresh);
 	p->refresh.repeat = srv->cfg->store_idle_refresh;

@@ -1,0 +1,43 @@
+/*
+ * sasl.h - the SASL PLAIN mechanism (RFC 4616) as IMAP carries it (base64).
+ *
+ * Shared by the gateway (which receives AUTHENTICATE PLAIN) and the proxy
+ * (which receives it from clients and sends it upstream). Pure: no I/O.
+ * Decoded secrets live in a caller-provided buffer that the caller wipes.
+ */
+#ifndef PIMAP_SASL_H
+#define PIMAP_SASL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/* Largest decoded PLAIN message accepted (authzid + authcid + password). */
+#define SASL_PLAIN_MAX 1024
+
+enum sasl_plain_result {
+	SASL_PLAIN_OK,
+	SASL_PLAIN_CANCELLED, /* the client sent "*" */
+	SASL_PLAIN_BAD_BASE64,
+	SASL_PLAIN_MALFORMED, /* not authzid NUL authcid NUL password */
+	SASL_PLAIN_AUTHZID,   /* an authzid other than the authcid: proxy authorisation */
+};
+
+/* Points into the caller's raw buffer (SASL_PLAIN_MAX + 1 bytes). */
+struct sasl_plain {
+	const char *user;
+	size_t user_len;
+	const char *password;
+	size_t password_len;
+};
+
+/* Decode one base64 AUTHENTICATE PLAIN response into raw; wipe raw after use. */
+enum sasl_plain_result sasl_plain_decode(const char *b64, size_t len, uint8_t raw[SASL_PLAIN_MAX + 1],
+                                         struct sasl_plain *out);
+
+/* Append base64("" NUL user NUL password) to out (an initial response). */
+void sasl_plain_encode(const char *user, size_t user_len, const char *password, size_t password_len,
+                       struct buf *out);
+
+#endif
