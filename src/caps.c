@@ -51,6 +51,17 @@ static bool dropped(const char *t, size_t tlen)
 	return false;
 }
 
+/* What a gateway offers that a client of the proxy must not see. */
+static bool gateway_only(const char *t, size_t tlen)
+{
+	static const char *const words[] = {"XPIMAPv1", "XPIMAPPREF", "XFILTER", "XDELIVER", "XZIP", "XPROVISION",
+	                                    "NOTIFY", NULL};
+	for (const char *const *w = words; *w; w++)
+		if (token_is(t, tlen, *w))
+			return true;
+	return token_has_prefix(t, tlen, "AUTH=") && !token_is(t, tlen, "AUTH=PLAIN");
+}
+
 void caps_for_client(const char *upstream, size_t len, const struct caps_client_leg *leg, struct buf *out)
 {
 	const char *pos = upstream, *end = upstream + len, *t;
@@ -58,7 +69,7 @@ void caps_for_client(const char *upstream, size_t len, const struct caps_client_
 	bool first = true;
 
 	while ((t = next_token(&pos, end, &tlen)) != NULL) {
-		if (dropped(t, tlen))
+		if (dropped(t, tlen) || (leg->gateway && gateway_only(t, tlen)))
 			continue;
 		if (leg->login_disabled && (token_has_prefix(t, tlen, "AUTH=") || token_is(t, tlen, "LOGINDISABLED")))
 			continue;

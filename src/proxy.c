@@ -36,137 +36,17 @@
 #include "listener.h"
 #include "log.h"
 #include "proxy.h"
+#include "proxy_link.h"
+#include "proxy_session.h"
 #include "stream.h"
 #include "tlsio.h"
 #include "url.h"
 
-#define SESSION_MAGIC 0x53455353u /* "SESS" */
-
-/* Upstream responses are trusted more than clients, but still bounded:
- * a SEARCH over a large mailbox is one long line, a FETCH BODY[] one big literal. */
-#define UPSTREAM_MAX_LINE_LENGTH  (16u * 1024 * 1024)
-#define UPSTREAM_MAX_LITERAL_SIZE (1024u * 1024 * 1024)
-#define UPSTREAM_MAX_ARGS         4000000u
-#define UPSTREAM_MAX_LIST_DEPTH   64u
-/* RFC 7888 LITERAL-: non-synchronising literals only up to this size. */
-#define LITERAL_MINUS_MAX 4096
-/* Sync literal segments of one client command forwarded step by step. */
-#define MAX_LITERAL_SEGMENTS IMAP_MAX_LITERAL_SEGMENTS
-#define INTERNAL_TAG_PREFIX "pimap-proxy-"
-/* Longer client tags get "* BAD": a server may answer them untagged (Dovecot
- * does from 127 bytes), and a blocking command must see its tagged reply. */
-#define MAX_CLIENT_TAG 64
-/* Before login nobody needs big literals (a password is small); a stranger
- * must not make the proxy buffer max_command_size (Dovecot's login process
- * limits the same way). */
-#define PRELOGIN_MAX_LITERAL 8192
-#define PRELOGIN_MAX_COMMAND 65536
-
-enum up_state {
-	UP_CONNECTING,   /* TCP connect in progress */
-	UP_TLS,          /* implicit TLS handshake */
-	UP_GREETING,     /* waiting for the server greeting */
-	UP_CAPABILITY,   /* our CAPABILITY in flight (before STARTTLS or greeting the client) */
-	UP_STARTTLS,     /* our STARTTLS in flight */
-	UP_STARTTLS_HS,  /* STARTTLS handshake */
-	UP_READY,        /* relaying */
-};
-
-/* Client commands after which the proxy must see the outcome before relaying more. */
-enum block_kind {
-	BLOCK_NONE,
-	BLOCK_LOGIN,        /* LOGIN / AUTHENTICATE: may switch on upstream COMPRESS after it */
-	BLOCK_IDLE,         /* IDLE: "+" then a raw "DONE" line */
-	BLOCK_LITERALS,     /* sending a command's sync literals one upstream "+" at a time */
-	BLOCK_INTERNAL,     /* our own CAPABILITY/COMPRESS after login */
-};
-
-enum internal_cmd { INT_NONE, INT_CAPABILITY, INT_COMPRESS };
-
-struct inflight {
-	char *tag;
-	bool  login;    /* LOGIN/AUTHENTICATE: its reply decides the login */
-	bool  idle;     /* IDLE */
-	bool  stepping; /* its sync literals are being sent one "+" at a time */
-};
-
-struct proxy_server {
-	struct ev_loop            *loop;
-	const struct proxy_config *cfg;          /* borrowed */
-	/* Restart-only settings, fixed at start so a reload cannot half-apply them. */
-	struct upstream_url        upstream;
-	char                      *upstream_name;     /* verified name / SNI */
-	bool                       allow_plaintext;
-	bool                       compress_upstream;
-	double                     connect_timeout;
-	struct tls_creds          *upstream_creds;
-	struct tls_creds          *local_creds;  /* NULL in stdio mode */
-	struct listener          **listeners;
-	size_t                     nlisteners;
-	struct session            *sessions;
-	unsigned                   nsessions;
-	uint64_t                   next_id;
-	bool                       stdio_mode;
-	bool                       draining;
-	ev_timer                   drain_timer;
-};
-
-struct session {
-	unsigned             magic;
-	struct proxy_server *srv;
-	struct session      *prev, *next;
-	char                 prefix[96];        /* "c7 127.0.0.1:50312" for logs */
-
-	struct stream       *client, *upstream;
-	struct imap_parser  *cparser, *uparser;
-	struct imap_limits   climits;            /* copied from config at accept, used after login */
-	struct imap_limits   active_limits;      /* what the client parser enforces now */
-	size_t               out_limit;
-
-	enum up_state        up_state;
-	bool                 client_ready;      /* client TLS done (implicit TLS listener) */
-	bool                 greeted;
-	bool                 client_tls;
-	bool                 client_loopback;   /* the peer is 127.0.0.0/8 or ::1 */
-	bool                 authenticated;
-	bool                 upstream_bye;      /* upstream said BYE: close after relaying it */
-	bool                 closing;
-	bool                 bye_sent;          /* drain: BYE already sent to the client */
-	char                *upstream_caps;     /* latest capability list from upstream */
-
-	enum block_kind      block;
-	bool                 raw_line_ok;       /* one raw client line may be parsed now */
-	bool                 raw_secret;        /* ...and it is an AUTHENTICATE response */
-	bool                 authenticate;      /* the LOGIN block is an AUTHENTICATE */
-	bool                 skipping;
-	bool                 login_done;        /* post-login work (upstream COMPRESS) started */          /* discarding the rest of a bad client line */
-
-	/* BLOCK_LITERALS: the command's bytes and where each segment ends */
-	struct buf           lit_cmd;
-	size_t               lit_ends[MAX_LITERAL_SEGMENTS];
-	size_t               lit_nsegs, lit_next;
-
-	enum internal_cmd    internal;
-	unsigned             internal_seq;
-	char                 internal_tag[32];
-
-	/* Client commands forwarded and not yet completed, oldest first. A tagged
-	 * reply completes the oldest entry with its tag (clients may reuse tags). */
-	struct inflight     *inflight;
-	size_t               ninflight, inflight_cap;
-	ev_timer             activity;          /* preauth / idle timeout */
-};
-
-static void session_close(struct session *s, const char *why);
-static void process_client_input(struct session *s);
-static void process_upstream_input(struct session *s);
 
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
 
-static void slog(const struct session *s, enum log_level lvl, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void slog(const struct session *s, enum log_level lvl, const char *fmt, ...)
+void slog(const struct session *s, enum log_level lvl, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -174,14 +54,15 @@ static void slog(const struct session *s, enum log_level lvl, const char *fmt, .
 	va_end(ap);
 }
 
+static void process_upstream_input(struct session *s);
+
 static bool is_internal_tag(const char *tag)
 {
 	return tag && strncmp(tag, INTERNAL_TAG_PREFIX, strlen(INTERNAL_TAG_PREFIX)) == 0;
 }
 
 /* Send one of our own lines to the client (traced). */
-static void client_say(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void client_say(struct session *s, const char *fmt, ...)
+void client_say(struct session *s, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
@@ -236,9 +117,9 @@ static bool login_allowed(const struct session *s)
 	}
 }
 
-static void client_caps(const struct session *s, struct buf *out)
+void client_caps(const struct session *s, struct buf *out)
 {
-	struct caps_client_leg leg = {.tls = s->client_tls, .authenticated = s->authenticated,
+	struct caps_client_leg leg = {.tls = s->client_tls, .authenticated = s->authenticated, .gateway = s->link != NULL,
 	                              .login_disabled = !s->authenticated && !login_allowed(s)};
 	const char *up = s->upstream_caps ? s->upstream_caps : "IMAP4rev1";
 	caps_for_client(up, strlen(up), &leg, out);
@@ -271,7 +152,7 @@ static void join_args(const struct imap_msg *m, size_t from, struct buf *out)
 	}
 }
 
-static void activity_arm(struct session *s)
+void activity_arm(struct session *s)
 {
 	const struct proxy_config *cfg = s->srv->cfg;
 	double t = s->authenticated ? cfg->idle_timeout : cfg->preauth_timeout;
@@ -293,6 +174,7 @@ static void session_destroy(void *arg)
 		free(s->inflight[i].tag);
 	free(s->inflight);
 	free(s->upstream_caps);
+	link_free(s->link);
 	s->magic = 0;
 	free(s);
 }
@@ -303,6 +185,8 @@ static void session_destroy(void *arg)
  */
 static bool session_quiescent(const struct session *s)
 {
+	if (s->link)
+		return link_quiescent(s);
 	if (s->block == BLOCK_IDLE)
 		return s->ninflight <= 1;
 	return s->ninflight == 0 && s->block == BLOCK_NONE;
@@ -326,7 +210,7 @@ static void server_maybe_finish_drain(struct proxy_server *srv)
  * streams: streams and the session itself are freed from the loop later.
  * Output already queued to the client is still delivered.
  */
-static void session_close(struct session *s, const char *why)
+void session_close(struct session *s, const char *why)
 {
 	if (s->closing)
 		return;
@@ -343,7 +227,9 @@ static void session_close(struct session *s, const char *why)
 	     (unsigned long long)uout, s->upstream && stream_is_compressed(s->upstream) ? " compressed" : "");
 
 	ev_timer_stop(srv->loop, &s->activity);
-	if (s->upstream)
+	if (s->link)
+		link_session_closing(s);
+	else if (s->upstream)
 		stream_close(s->upstream);
 	if (s->client) {
 		stream_set_deadline(s->client, 5.0); /* bounded: a client that stops reading */
@@ -363,7 +249,7 @@ static void session_close(struct session *s, const char *why)
 }
 
 /* Tell the client why, then close. */
-static void session_bye(struct session *s, const char *code, const char *why)
+void session_bye(struct session *s, const char *code, const char *why)
 {
 	if (s->closing)
 		return;
@@ -375,6 +261,20 @@ static void session_bye(struct session *s, const char *code, const char *why)
 		stream_flush(s->client);
 	}
 	session_close(s, why);
+}
+
+/*
+ * The upstream connection failed before or while being set up. A logged-in
+ * client of a gateway keeps its session: the link reconnects. Anyone else
+ * is told why and disconnected.
+ */
+static void upstream_failed(struct session *s, const char *why)
+{
+	if (s->link && s->authenticated) {
+		link_upstream_lost(s, why);
+		return;
+	}
+	session_bye(s, "UNAVAILABLE", why);
 }
 
 static void on_activity_timeout(struct ev_loop *loop, ev_timer *w, int revents)
@@ -411,6 +311,10 @@ static void upstream_ready(struct session *s)
 	s->up_state = UP_READY;
 	stream_set_deadline(s->upstream, 0);
 	slog(s, LOG_LEVEL_DEBUG, "upstream ready (%s)", stream_is_tls(s->upstream) ? "TLS" : "plaintext");
+	if (s->link && s->greeted) {
+		link_upstream_ready(s); /* a reconnect: log in again and resume */
+		return;
+	}
 	maybe_greet_client(s);
 }
 
@@ -422,7 +326,7 @@ static void upstream_start_tls(struct session *s)
 	char err[256];
 	const char *name = s->srv->upstream_name;
 	if (stream_start_tls_client(s->upstream, s->srv->upstream_creds, name, err, sizeof(err)) < 0)
-		session_bye(s, "UNAVAILABLE", err);
+		upstream_failed(s, err);
 }
 
 /* After TLS (or a plaintext greeting that is allowed) decide the next step. */
@@ -436,8 +340,7 @@ static void upstream_after_greeting_caps(struct session *s)
 			return;
 		}
 		if (!srv->allow_plaintext) {
-			session_bye(s, "UNAVAILABLE",
-			            "Upstream does not offer STARTTLS; refusing to send credentials in plaintext");
+			upstream_failed(s, "Upstream does not offer STARTTLS; refusing to send credentials in plaintext");
 			return;
 		}
 		slog(s, LOG_LEVEL_WARN, "upstream without TLS (upstream.allow_plaintext is set)");
@@ -453,17 +356,17 @@ static void upstream_setup_message(struct session *s, const struct imap_msg *m)
 	case UP_GREETING:
 		if (m->kind != IMAP_MSG_UNTAGGED ||
 		    (m->status != IMAP_STATUS_OK && m->status != IMAP_STATUS_PREAUTH && m->status != IMAP_STATUS_BYE)) {
-			session_bye(s, "UNAVAILABLE", "Upstream sent no IMAP greeting");
+			upstream_failed(s, "Upstream sent no IMAP greeting");
 			return;
 		}
 		if (m->status == IMAP_STATUS_BYE) {
 			snprintf(why, sizeof(why), "Upstream refused the connection: %.*s", (int)m->text_len, m->text);
-			session_bye(s, "UNAVAILABLE", why);
+			upstream_failed(s, why);
 			return;
 		}
 		if (m->status == IMAP_STATUS_PREAUTH) {
 			/* A preauthenticated upstream would log every client in as one user. */
-			session_bye(s, "UNAVAILABLE", "Upstream greeted with PREAUTH; refusing to relay");
+			upstream_failed(s, "Upstream greeted with PREAUTH; refusing to relay");
 			return;
 		}
 		{
@@ -490,7 +393,7 @@ static void upstream_setup_message(struct session *s, const struct imap_msg *m)
 		if (m->kind == IMAP_MSG_TAGGED && m->tag && strcmp(m->tag, s->internal_tag) == 0) {
 			s->internal = INT_NONE;
 			if (m->status != IMAP_STATUS_OK) {
-				session_bye(s, "UNAVAILABLE", "Upstream refused CAPABILITY");
+				upstream_failed(s, "Upstream refused CAPABILITY");
 				return;
 			}
 			upstream_after_greeting_caps(s);
@@ -500,7 +403,7 @@ static void upstream_setup_message(struct session *s, const struct imap_msg *m)
 		if (m->kind == IMAP_MSG_TAGGED && m->tag && strcmp(m->tag, s->internal_tag) == 0) {
 			if (m->status != IMAP_STATUS_OK) {
 				snprintf(why, sizeof(why), "Upstream STARTTLS failed: %.*s", (int)m->text_len, m->text);
-				session_bye(s, "UNAVAILABLE", why);
+				upstream_failed(s, why);
 				return;
 			}
 			s->up_state = UP_STARTTLS_HS;
@@ -517,7 +420,7 @@ static void upstream_setup_message(struct session *s, const struct imap_msg *m)
 /* ------------------------------------------------------------------------ */
 /* client -> upstream                                                        */
 
-static void forward_to_upstream(struct session *s, const uint8_t *data, size_t len, bool secret)
+void forward_to_upstream(struct session *s, const uint8_t *data, size_t len, bool secret)
 {
 	log_trace_imap(s->prefix, TRACE_UPSTREAM_OUT, data, len, secret);
 	stream_write(s->upstream, data, len);
@@ -557,6 +460,24 @@ static struct inflight *inflight_last(struct session *s)
 	return s->ninflight ? &s->inflight[s->ninflight - 1] : NULL;
 }
 
+void literals_to_nonsync(const struct imap_msg *m, struct buf *out)
+{
+	size_t ends[MAX_LITERAL_SEGMENTS], sizes[MAX_LITERAL_SEGMENTS];
+	int n = imap_find_sync_literals(m->raw, m->raw_len, ends, sizes, MAX_LITERAL_SEGMENTS);
+	size_t from = 0;
+	/* Rewrite "{n}\r\n" as "{n+}\r\n" at each header. */
+	for (int i = 0; i < n; i++) {
+		size_t brace = ends[i] - 1;                   /* LF */
+		if (brace > 0 && m->raw[brace - 1] == '\r')
+			brace--;
+		brace--;                                      /* '}' */
+		buf_append(out, m->raw + from, brace - from);
+		buf_append(out, "+", 1);
+		from = brace;
+	}
+	buf_append(out, m->raw + from, m->raw_len - from);
+}
+
 /*
  * Forward a client command. Synchronising literals were already answered
  * with "+" by the proxy; upstream they become LITERAL+ when the server
@@ -583,21 +504,9 @@ static void forward_command(struct session *s, const struct imap_msg *m)
 		if (sizes[i] > LITERAL_MINUS_MAX)
 			all_small = false;
 	if (plus || (minus && all_small)) {
-		/* Rewrite "{n}\r\n" as "{n+}\r\n" at each header. */
 		struct buf out;
 		buf_init(&out, 0);
-		size_t from = 0;
-		for (int i = 0; i < n; i++) {
-			size_t hdr_end = ends[i];                     /* after LF */
-			size_t brace = hdr_end - 1;                   /* LF */
-			if (brace > 0 && m->raw[brace - 1] == '\r')
-				brace--;
-			brace--;                                      /* '}' */
-			buf_append(&out, m->raw + from, brace - from);
-			buf_append(&out, "+", 1);
-			from = brace;
-		}
-		buf_append(&out, m->raw + from, m->raw_len - from);
+		literals_to_nonsync(m, &out);
 		forward_to_upstream(s, buf_head(&out), buf_len(&out), false);
 		buf_free(&out);
 		return;
@@ -688,6 +597,10 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 	if (m->kind == IMAP_MSG_RAW_LINE) {
 		/* DONE after IDLE, or an AUTHENTICATE response line. */
 		log_trace_imap(s->prefix, TRACE_CLIENT_IN, m->raw, m->raw_len, s->raw_secret);
+		if (s->link) {
+			link_client_raw_line(s, m);
+			return;
+		}
 		forward_to_upstream(s, m->raw, m->raw_len, s->raw_secret);
 		s->raw_line_ok = false;
 		return;
@@ -707,6 +620,14 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 	}
 	if (s->srv->draining && !s->authenticated) {
 		client_say(s, "%s NO [UNAVAILABLE] Server shutting down", m->tag);
+		return;
+	}
+	if ((command_is(m, "LOGIN") || command_is(m, "AUTHENTICATE")) && !s->authenticated && !login_allowed(s)) {
+		client_say(s, "%s NO [PRIVACYREQUIRED] Use STARTTLS before logging in", m->tag);
+		return;
+	}
+	if (s->link) {
+		link_client_command(s, m);
 		return;
 	}
 	if (command_is(m, "LOGIN") || command_is(m, "AUTHENTICATE")) {
@@ -784,7 +705,8 @@ static bool flush_both(struct session *s)
 	stream_flush(s->client);
 	if (s->closing)
 		return false;
-	stream_flush(s->upstream);
+	if (s->upstream)
+		stream_flush(s->upstream);
 	return !s->closing;
 }
 
@@ -796,12 +718,14 @@ static bool client_may_proceed(const struct session *s)
 	/* Our own replies (BAD, "+ OK") go to the client: bounded like relayed data. */
 	if (stream_output_full(s->client))
 		return false;
+	if (s->link)
+		return link_client_may_proceed(s);
 	if (s->block == BLOCK_NONE)
 		return !stream_output_full(s->upstream);
 	return s->raw_line_ok;
 }
 
-static void process_client_input(struct session *s)
+void process_client_input(struct session *s)
 {
 	while (client_may_proceed(s)) {
 		struct buf *in = stream_input(s->client);
@@ -835,13 +759,13 @@ static void process_client_input(struct session *s)
 		return;
 	/* Backpressure: stop reading the client while either queue toward a peer
 	 * is full (the proxy's own replies count too). */
-	stream_pause_reading(s->client, stream_output_full(s->upstream) || stream_output_full(s->client));
+	stream_pause_reading(s->client, (s->upstream && stream_output_full(s->upstream)) || stream_output_full(s->client));
 }
 
 /* ------------------------------------------------------------------------ */
 /* upstream -> client                                                        */
 
-static void forward_to_client(struct session *s, const uint8_t *data, size_t len)
+void forward_to_client(struct session *s, const uint8_t *data, size_t len)
 {
 	log_trace_imap(s->prefix, TRACE_CLIENT_OUT, data, len, false);
 	stream_write(s->client, data, len);
@@ -876,7 +800,7 @@ static void forward_with_caps(struct session *s, const struct imap_msg *m, const
 }
 
 /* The client's LOGIN/AUTHENTICATE succeeded upstream (its OK is already queued). */
-static void login_succeeded(struct session *s)
+void session_logged_in(struct session *s)
 {
 	activity_arm(s);
 	/* Client input is held while the login was in flight, so the parser is
@@ -884,6 +808,11 @@ static void login_succeeded(struct session *s)
 	s->active_limits = s->climits;
 	imap_parser_set_limits(s->cparser, &s->active_limits);
 	slog(s, LOG_LEVEL_INFO, "logged in");
+}
+
+static void login_succeeded(struct session *s)
+{
+	session_logged_in(s);
 	if (!s->srv->compress_upstream || stream_is_compressed(s->upstream))
 		return;
 	if (!upstream_has(s, "COMPRESS=DEFLATE"))
@@ -912,6 +841,23 @@ static void handle_internal_response(struct session *s, const struct imap_msg *m
 	}
 }
 
+void relay_response(struct session *s, const struct imap_msg *m)
+{
+	size_t caps_len;
+	const char *caps = code_capability(m, &caps_len);
+	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 1 && imap_arg_is_atom(&m->args[0], "CAPABILITY")) {
+		struct buf list;
+		buf_init(&list, 0);
+		join_args(m, 1, &list);
+		forward_with_caps(s, m, (const char *)buf_head(&list), buf_len(&list), true);
+		buf_free(&list);
+	} else if (caps && m->status != IMAP_STATUS_NONE) {
+		forward_with_caps(s, m, caps, caps_len, false);
+	} else {
+		forward_to_client(s, m->raw, m->raw_len);
+	}
+}
+
 static void handle_upstream_message(struct session *s, const struct imap_msg *m)
 {
 	size_t caps_len;
@@ -920,6 +866,10 @@ static void handle_upstream_message(struct session *s, const struct imap_msg *m)
 	log_trace_imap(s->prefix, TRACE_UPSTREAM_IN, m->raw, m->raw_len, false);
 	if (s->up_state != UP_READY) {
 		upstream_setup_message(s, m);
+		return;
+	}
+	if (s->link) {
+		link_upstream_message(s, m);
 		return;
 	}
 	switch (m->kind) {
@@ -1007,7 +957,7 @@ again:
 		if (r == IMAP_PARSE_ERROR) {
 			char why[300];
 			snprintf(why, sizeof(why), "Upstream protocol error: %s", imap_parser_error(s->uparser));
-			session_bye(s, "UNAVAILABLE", why);
+			upstream_failed(s, why);
 			return;
 		}
 		handle_upstream_message(s, imap_parser_msg(s->uparser));
@@ -1019,6 +969,11 @@ again:
 	}
 	if (!flush_both(s))
 		return;
+	if (!s->upstream) {
+		/* The gateway link went down while reading: the client goes on. */
+		process_client_input(s);
+		return;
+	}
 	/* The flush may have emptied the client queue at once: go on with what
 	 * the upstream already sent rather than wait for a socket event that
 	 * will not come (the upstream may have sent everything). */
@@ -1116,6 +1071,8 @@ static void on_upstream_event(struct stream *st, enum stream_event ev, const cha
 		process_upstream_input(s);
 		break;
 	case STREAM_EV_DATA:
+		if (s->link)
+			link_upstream_heard(s);
 		process_upstream_input(s);
 		break;
 	case STREAM_EV_DRAINED:
@@ -1126,7 +1083,7 @@ static void on_upstream_event(struct stream *st, enum stream_event ev, const cha
 			session_close(s, "upstream said BYE");
 			break;
 		}
-		session_bye(s, "UNAVAILABLE", "Upstream closed the connection");
+		upstream_failed(s, "Upstream closed the connection");
 		break;
 	case STREAM_EV_ERROR:
 		if (s->upstream_bye) {
@@ -1136,7 +1093,7 @@ static void on_upstream_event(struct stream *st, enum stream_event ev, const cha
 		snprintf(why, sizeof(why), "Upstream %s:%s: %s", s->srv->upstream.host, s->srv->upstream.port,
 		         reason ? reason : "error");
 		slog(s, LOG_LEVEL_WARN, "%s", why);
-		session_bye(s, "UNAVAILABLE", why);
+		upstream_failed(s, why);
 		break;
 	}
 }
@@ -1178,6 +1135,8 @@ static struct session *session_new(struct proxy_server *srv, const char *peer)
 	buf_init(&s->lit_cmd, 0);
 	ev_init(&s->activity, on_activity_timeout);
 	s->activity.data = s;
+	if (srv->gateway)
+		s->link = link_new(s);
 
 	s->next = srv->sessions;
 	if (srv->sessions)
@@ -1188,7 +1147,7 @@ static struct session *session_new(struct proxy_server *srv, const char *peer)
 }
 
 /* Open the upstream leg of a new session. Returns 0 or -1 (session closed). */
-static int session_connect_upstream(struct session *s)
+int session_connect_upstream(struct session *s)
 {
 	struct proxy_server *srv = s->srv;
 	char err[300], name[300];
@@ -1201,7 +1160,7 @@ static int session_connect_upstream(struct session *s)
 		char why[sizeof(err) + 300];
 		snprintf(why, sizeof(why), "Upstream %s:%s: %s", srv->upstream.host, srv->upstream.port, err);
 		slog(s, LOG_LEVEL_WARN, "%s", why);
-		session_bye(s, "UNAVAILABLE", why);
+		upstream_failed(s, why);
 		return -1;
 	}
 	return 0;
@@ -1227,6 +1186,7 @@ static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 		return;
 	}
 	struct session *s = session_new(srv, peer);
+	snprintf(s->listener, sizeof(s->listener), "%s", listener_address(l));
 	s->client_loopback = listener_peer_is_loopback(fd);
 	slog(s, LOG_LEVEL_INFO, "connected to %s", listener_address(l));
 	s->client = stream_new_fd(srv->loop, fd, peer, s->out_limit, on_client_event, s);
@@ -1246,6 +1206,7 @@ static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 int proxy_server_start_stdio(struct proxy_server *srv, char *err, size_t errlen)
 {
 	struct session *s = session_new(srv, "stdio");
+	snprintf(s->listener, sizeof(s->listener), "stdio");
 	s->client = stream_new_fds(srv->loop, 0, 1, "stdio", s->out_limit, on_client_event, s);
 	/* The pipe is as private as the process: it counts as a protected leg,
 	 * so no STARTTLS is offered; it is still never PREAUTH without credentials. */
@@ -1343,14 +1304,31 @@ struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_c
 		snprintf(err, errlen, "upstream.url: %s", uerr);
 		goto fail;
 	}
-	if (srv->upstream.scheme != URL_IMAPS && srv->upstream.scheme != URL_IMAP) {
-		snprintf(err, errlen, "upstream.url: %s:// (a pimap-gateway) is not supported yet; use imaps:// or imap://",
-		         url_scheme_name(srv->upstream.scheme));
+	switch (srv->upstream.scheme) {
+	case URL_IMAPS:
+	case URL_IMAP:
+		break;
+	case URL_PIMAPS:
+	case URL_PIMAP:
+		srv->gateway = true;
+		break;
+	default:
+		snprintf(err, errlen, "upstream.url: %s:// (the gateway's HTTPS binding) is not supported yet; "
+		         "use pimaps://, pimap://, imaps:// or imap://", url_scheme_name(srv->upstream.scheme));
 		goto fail;
 	}
+	if (srv->gateway) {
+		char *dir = *cfg->state_dir ? xstrdup(cfg->state_dir) : default_state_dir();
+		srv->device_id = link_device_id(cfg->device_id, dir, err, errlen);
+		free(dir);
+		if (!srv->device_id)
+			goto fail;
+		log_info("upstream is a pimap-gateway; device id %s", srv->device_id);
+	}
+	srv->macros = link_load_macros(cfg, NULL);
 	srv->upstream_name = xstrdup(*cfg->upstream_server_name ? cfg->upstream_server_name : srv->upstream.host);
 	srv->allow_plaintext = cfg->upstream_allow_plaintext;
-	srv->compress_upstream = cfg->upstream_compress;
+	srv->compress_upstream = cfg->upstream_compress || srv->gateway;
 	srv->connect_timeout = cfg->upstream_connect_timeout;
 	srv->upstream_creds = tlsio_client_creds_new(cfg->upstream_ca_file, err, errlen);
 	if (!srv->upstream_creds)
@@ -1400,6 +1378,9 @@ void proxy_server_reconfigure(struct proxy_server *srv, const struct proxy_confi
 	if (str_differs(old->tls_cert_file, cfg->tls_cert_file) || str_differs(old->tls_key_file, cfg->tls_key_file) ||
 	    str_differs(old->state_dir, cfg->state_dir))
 		log_warn("reload: tls.* or state_dir changed; restart pimap-proxy to apply");
+	if (str_differs(old->device_id, cfg->device_id))
+		log_warn("reload: device_id changed; restart pimap-proxy to apply");
+	srv->macros = link_load_macros(cfg, srv->macros);
 	/* Restart-only settings were copied into srv at start (listeners,
 	 * credentials, upstream_*); from the new config the server reads only
 	 * reloadable keys (limits, logging). */
@@ -1454,6 +1435,8 @@ void proxy_server_free(struct proxy_server *srv)
 	tlsio_creds_unref(srv->upstream_creds);
 	tlsio_creds_unref(srv->local_creds);
 	free(srv->upstream_name);
+	free(srv->device_id);
+	link_free_macros(srv->macros);
 	stream_lib_shutdown(srv->loop);
 	free(srv);
 }

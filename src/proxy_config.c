@@ -11,6 +11,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,6 +48,22 @@ static int valid_upstream_url(const char *value, char *msg, size_t msglen)
 	return url_parse(value, &url, msg, msglen);
 }
 
+/* device_id: "" (generate one) or what the gateway accepts after "#P". */
+static int valid_device_id(const char *value, char *msg, size_t msglen)
+{
+	size_t n = strlen(value);
+	if (n > DEVICE_ID_MAX) {
+		snprintf(msg, msglen, "device id longer than %d characters", DEVICE_ID_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)value[i]) && !strchr("._-", value[i])) {
+			snprintf(msg, msglen, "device id may hold only A-Z a-z 0-9 . _ -");
+			return -1;
+		}
+	return 0;
+}
+
 /* listen.*: "none" (no listener of this kind) or host:port. */
 static int valid_listen_addr(const char *value, char *msg, size_t msglen)
 {
@@ -78,6 +95,25 @@ const struct cfg_key proxy_config_keys[] = {
 	 "use COMPRESS=DEFLATE towards the upstream when it is offered"},
 	{"upstream.connect_timeout", CFG_DURATION, OFF(upstream_connect_timeout), "15s", 1, 300, NULL, false,
 	 "deadline for TCP connect, TLS handshake and greeting"},
+
+	{"device_id", CFG_STRING, OFF(device_id), "", 0, 0, NULL, false,
+	 "this device's name at a pimap-gateway (A-Z a-z 0-9 . _ -); \"\" = generated once, kept in state_dir",
+	 valid_device_id},
+	{"link.heartbeat", CFG_DURATION, OFF(link_heartbeat), "60s", 1, 3600, NULL, true,
+	 "probe a gateway link that has been quiet this long (keep it under NAT timeouts)"},
+	{"link.dead_timeout", CFG_DURATION, OFF(link_dead_timeout), "20s", 1, 600, NULL, true,
+	 "a gateway link silent this long after a probe is dead: reconnect"},
+	{"link.reconnect_min", CFG_DURATION, OFF(link_reconnect_min), "1s", 0.05, 60, NULL, true,
+	 "delay before the second reconnect attempt (the first is immediate); doubles each time"},
+	{"link.reconnect_max", CFG_DURATION, OFF(link_reconnect_max), "60s", 0.05, 3600, NULL, true,
+	 "longest delay between reconnect attempts"},
+	{"link.outage_wait", CFG_DURATION, OFF(link_outage_wait), "30s", 0, 3600, NULL, true,
+	 "client commands wait this long for a lost gateway link, then get NO [UNAVAILABLE]"},
+
+	{"macros.enabled", CFG_BOOL, OFF(macros_enabled), "true", 0, 0, NULL, true,
+	 "send the commands a known client will send next in one batch (pimap-macros(5))"},
+	{"macros.dir", CFG_STRING, OFF(macros_dir), "", 0, 0, NULL, true,
+	 "directory of macro files (*.yaml); \"\" = the macros installed with pimap"},
 
 	{"tls.cert", CFG_STRING, OFF(tls_cert_file), "", 0, 0, NULL, false,
 	 "PEM certificate chain for the local listeners; \"\" = generate one in state_dir"},

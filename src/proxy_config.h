@@ -11,6 +11,9 @@
 
 #include "cfg.h"
 
+/* Longest device id (the gateway's limit too). */
+#define DEVICE_ID_MAX 64
+
 enum log_level_value { LOGV_ERROR, LOGV_WARN, LOGV_INFO, LOGV_DEBUG };
 
 /* When a client may send LOGIN/AUTHENTICATE without TLS on its leg. */
@@ -30,6 +33,14 @@ struct proxy_config {
 	bool    upstream_allow_plaintext; /* upstream.allow_plaintext: allow imap:// without STARTTLS */
 	bool    upstream_compress;        /* upstream.compress: COMPRESS=DEFLATE when offered */
 	double  upstream_connect_timeout; /* upstream.connect_timeout: TCP+TLS+greeting deadline */
+	char   *device_id;                /* device_id: the P-IMAP device name; "" = generated, kept in state_dir */
+	double  link_heartbeat;           /* link.heartbeat: probe a quiet gateway link after this long */
+	double  link_dead_timeout;        /* link.dead_timeout: no answer this long after a probe = link dead */
+	double  link_reconnect_min;       /* link.reconnect_min: first delay between reconnect attempts */
+	double  link_reconnect_max;       /* link.reconnect_max: the backoff stops growing here */
+	double  link_outage_wait;         /* link.outage_wait: client commands wait this long for the link */
+	bool    macros_enabled;           /* macros.enabled: prefetch per the macro files */
+	char   *macros_dir;               /* macros.dir: "" = the macros installed with pimap */
 	char   *tls_cert_file;            /* tls.cert: local listener certificate; "" = generated */
 	char   *tls_key_file;             /* tls.key */
 	char   *state_dir;                /* state_dir: generated certificate etc.; "" = $HOME/.local/state/pimap */

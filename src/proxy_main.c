@@ -40,12 +40,16 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 	        "Usage: pimap-proxy [options]\n"
-	        "IMAP proxy for stock mail clients: listens on loopback, relays to an IMAP server\n"
+	        "IMAP proxy for stock mail clients: listens on loopback and speaks P-IMAP to a\n"
+	        "pimap-gateway (one compressed, resumable link), or relays to a plain IMAP server\n"
 	        "(compatibility mode) with compression and TLS upstream.\n"
 	        "\n"
 	        "  --listen ADDR             plain IMAP + STARTTLS listener (repeatable; default 127.0.0.1:1143)\n"
 	        "  --listen-tls ADDR|none    implicit-TLS listener (repeatable; default 127.0.0.1:1993)\n"
-	        "  --upstream URL            imaps://host[:port] or imap://host[:port] (STARTTLS)\n"
+	        "  --upstream URL            pimaps://gateway[:2993], pimap://gateway[:2143] (STARTTLS),\n"
+	        "                            imaps://host[:993] or imap://host[:143] (STARTTLS)\n"
+	        "  --device-id NAME          this device's name at the gateway (default: generated once)\n"
+	        "  --no-macros               do not prefetch per macros (pimap-macros(5))\n"
 	        "  --ca-file FILE            trust anchors for the upstream certificate (default: system store)\n"
 	        "  --allow-plaintext-upstream  allow imap:// without STARTTLS (credentials in clear!)\n"
 	        "  --cert FILE --key FILE    certificate for the local TLS listeners (default: generated)\n"
@@ -67,7 +71,7 @@ static void usage(FILE *out)
 
 enum {
 	OPT_LISTEN = DAEMON_OPT_OWN, OPT_LISTEN_TLS, OPT_UPSTREAM, OPT_CA_FILE, OPT_ALLOW_PLAIN,
-	OPT_CERT, OPT_KEY, OPT_STATE_DIR, OPT_STDIO, OPT_HELP,
+	OPT_CERT, OPT_KEY, OPT_STATE_DIR, OPT_STDIO, OPT_DEVICE_ID, OPT_NO_MACROS, OPT_HELP,
 };
 
 /* Returns -1 to continue, or an exit status. */
@@ -83,6 +87,8 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio
 		{"key", required_argument, NULL, OPT_KEY},
 		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 		{"stdio", no_argument, NULL, OPT_STDIO},
+		{"device-id", required_argument, NULL, OPT_DEVICE_ID},
+		{"no-macros", no_argument, NULL, OPT_NO_MACROS},
 		{"help", no_argument, NULL, OPT_HELP},
 		DAEMON_CLI_LONGOPTS,
 		{NULL, 0, NULL, 0},
@@ -100,6 +106,8 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio
 		case OPT_KEY: daemon_cli_set(cli, "tls.key", optarg); break;
 		case OPT_STATE_DIR: daemon_cli_set(cli, "state_dir", optarg); break;
 		case OPT_STDIO: *stdio_mode = true; break;
+		case OPT_DEVICE_ID: daemon_cli_set(cli, "device_id", optarg); break;
+		case OPT_NO_MACROS: daemon_cli_set(cli, "macros.enabled", "false"); break;
 		case OPT_HELP: usage(stdout); return 0;
 		default:
 			rc = daemon_cli_option(cli, c, optarg);

@@ -19,6 +19,8 @@ int main(void)
 	suite_imap_write();
 	suite_pimap_cmd();
 	suite_gw_state();
+	suite_macros();
+	suite_client_view();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_tests_failed();

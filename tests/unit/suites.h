@@ -16,6 +16,8 @@ void suite_uidset(void);
 void suite_imap_write(void);
 void suite_pimap_cmd(void);
 void suite_gw_state(void);
+void suite_macros(void);
+void suite_client_view(void);
 
 /* Add a suite with the given tests; aborts the run if CUnit cannot. */
 #define ADD_SUITE(name, ...)                                                   \

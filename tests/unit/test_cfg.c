@@ -908,13 +908,18 @@ static void test_proxy_table(void)
 	static const char *const fixed[] = {
 		"listen.imap", "listen.imaps", "upstream.url", "upstream.ca_file",
 		"upstream.server_name", "upstream.allow_plaintext", "upstream.compress",
-		"upstream.connect_timeout", "tls.cert", "tls.key", "state_dir", "pid_file",
+		"upstream.connect_timeout", "tls.cert", "tls.key", "state_dir", "pid_file", "device_id",
 	};
-	static const char *const also_reloadable[] = {"listen.plaintext_login", NULL}; /* a policy for new logins */
+	static const char *const also_reloadable[] = {
+		"listen.plaintext_login", /* a policy for new logins */
+		/* the link's timing and the macros apply from the next use */
+		"link.heartbeat", "link.dead_timeout", "link.reconnect_min", "link.reconnect_max", "link.outage_wait",
+		"macros.enabled", "macros.dir", NULL,
+	};
 	const struct cfg_key *lvl;
 
 	check_key_table(proxy_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                25 /* every field of struct proxy_config */);
+	                33 /* every field of struct proxy_config */);
 
 	lvl = cfg_find(proxy_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lvl);
@@ -1002,8 +1007,8 @@ static void poison_value(const struct cfg_key *k, const void *defaults, char *bu
 	case CFG_SIZE:
 		snprintf(buf, len, "%.0f", (double)*(const size_t *)f == k->min ? k->max : k->min);
 		break;
-	case CFG_DURATION:
-		snprintf(buf, len, "%.0f", *(const double *)f == k->min ? k->max : k->min);
+	case CFG_DURATION: /* in ms: some minimums are below a second */
+		snprintf(buf, len, "%.0fms", 1000 * (*(const double *)f == k->min ? k->max : k->min));
 		break;
 	case CFG_ENUM:
 		while (k->enum_values[n])

@@ -1,0 +1,1391 @@
+/*
+ * proxy_link.c - the P-IMAP link from pimap-proxy to a pimap-gateway (see
+ * proxy_link.h).
+ *
+ * Every command written to the gateway is a struct upcmd in the `sent`
+ * queue, oldest first. The gateway answers in order, so untagged responses
+ * belong to the oldest command still open: a client command's go to the
+ * client, those of the proxy's own commands (login, COMPRESS, the state
+ * comparison, heartbeats) are consumed here, and those arriving during an
+ * upstream IDLE are pushed events for the client.
+ *
+ * While the link is down, client commands wait in the `held` queue (up to
+ * link.outage_wait). Commands that were in flight when it broke are sent
+ * again after the resume if repeating them cannot change anything (FETCH,
+ * SEARCH, STORE of flags, ...); the others are answered NO [UNAVAILABLE],
+ * since the proxy cannot know whether the gateway executed them.
+ *
+ * Resume: the proxy logs in again with the same device id and a per-client
+ * token (ID "x-pimap-resume") so that the gateway hands back this client's
+ * own parked connection; the gateway then reports `* SESSION`, `* FOLDER`
+ * and the folder's pending events with sequence numbers of the client's
+ * view. Those events go to the client as they are. When the gateway cannot
+ * (RESYNC, a different folder, a new session), the proxy compares itself:
+ * it selects the client's folder, fetches every UID and flag, and diffs that
+ * with what it saw the client being told (client_view.c). If even that
+ * cannot be exact, the client gets `* BYE` with the reason: it then
+ * resynchronises by itself rather than keep a wrong view.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+
+#include "client_view.h"
+#include "daemon.h"
+#include "imap_write.h"
+#include "log.h"
+#include "macros.h"
+#include "proxy_link.h"
+#include "proxy_session.h"
+#include "sasl.h"
+
+/* Tags of the proxy's own commands on the link. */
+#define LINK_TAG_PREFIX "pimap-link-"
+/* Random bytes in a generated device id and in a resume token. */
+#define DEVICE_ID_RANDOM 6
+#define RESUME_TOKEN_RANDOM 8
+
+enum link_state {
+	LINK_PRELOGIN,   /* the client has not logged in; the upstream is connected */
+	LINK_LOGIN,      /* the client's login and our COMPRESS are in flight */
+	LINK_UP,         /* relaying */
+	LINK_DOWN,       /* lost; waiting for the next reconnect attempt */
+	LINK_CONNECTING, /* reconnecting: TCP, TLS, greeting */
+	LINK_RESUMING,   /* reconnected: login, COMPRESS, state comparison */
+};
+
+enum upcmd_kind {
+	UPC_CLIENT,   /* a client command, relayed */
+	UPC_LOGIN,    /* the client's LOGIN/AUTHENTICATE, sent as AUTHENTICATE PLAIN user#P<device> */
+	UPC_ID,       /* our ID with the resume token */
+	UPC_RELOGIN,  /* our login after a reconnect */
+	UPC_COMPRESS, /* COMPRESS DEFLATE */
+	UPC_UNSELECT, /* leave a folder the gateway resumed that the client never selected */
+	UPC_SELECT,   /* state comparison: select the client's folder */
+	UPC_SNAPSHOT, /* state comparison: UID FETCH 1:* (FLAGS) */
+	UPC_IDLE,     /* an upstream IDLE while the client waits */
+	UPC_PROBE,    /* heartbeat */
+	UPC_LOGOUT,   /* ours, when the client went away without LOGOUT */
+};
+
+enum sel_kind { SEL_NONE, SEL_SELECT, SEL_EXAMINE, SEL_LEAVE };
+
+struct upcmd {
+	struct upcmd   *next;
+	enum upcmd_kind kind;
+	char            tag[80];
+	struct buf      raw;        /* UPC_CLIENT: the command as sent (literals non-synchronising) */
+	bool            retry_safe; /* may be sent again after a link loss */
+	bool            seqnums;    /* uses message sequence numbers */
+	bool            logout;     /* the client's LOGOUT */
+	enum sel_kind   sel;
+	char           *mailbox;    /* SEL_SELECT / SEL_EXAMINE */
+	bool            started;    /* its first response arrived (the client's view was reset) */
+	bool            ending;     /* UPC_IDLE: DONE written */
+	bool            plus;       /* UPC_IDLE: the gateway said "+" */
+};
+
+struct cmdq {
+	struct upcmd *head, *tail;
+	size_t        n;
+};
+
+struct link {
+	struct session *s;
+	enum link_state state;
+	struct cmdq     sent;   /* written to the gateway, oldest first */
+	struct cmdq     held;   /* waiting for the link */
+	unsigned        seq;
+	char            token[2 * RESUME_TOKEN_RANDOM + 1];
+
+	/* The client's credentials, kept while it is logged in to log in again
+	 * after a loss; wiped when the session ends. */
+	char           *user, *pass;
+
+	/* The client's selected mailbox and what it was told about it. */
+	char               *selected;
+	bool                examined;
+	struct client_view *view;
+
+	/* The client's IDLE (answered by the proxy) and the upstream one. */
+	bool            client_idle;
+	char            idle_tag[80];
+	bool            idle_done_wait; /* the client's DONE waits for the upstream IDLE's end */
+	struct upcmd   *up_idle;
+	bool            idle_refused;   /* the gateway refused IDLE: do not ask again */
+
+	/* AUTHENTICATE PLAIN without an initial response: its tag. */
+	bool            auth_pending;
+	char            auth_tag[80];
+
+	/* What the gateway said while logging in (again). */
+	bool                  sess_selected;
+	char                 *sess_folder;
+	bool                  resync;
+	bool                  forward_events;  /* resumed in the client's folder: its events are the client's */
+	bool                  resume_expunged; /* the client was told of expunges during the resume */
+	struct client_view   *srv_view;        /* the comparison's SELECT response */
+	struct view_snapshot *snap;            /* the comparison's UID FETCH */
+	uint32_t              srv_uidvalidity;
+
+	ev_timer        heartbeat;
+	bool            probe_out;
+	ev_timer        reconnect;
+	double          backoff;
+	unsigned        attempts;
+	ev_timer        outage;
+};
+
+static void link_write(struct link *l, struct upcmd *c, bool secret);
+static void link_idle_update(struct link *l);
+static void link_up(struct link *l);
+
+/* ------------------------------------------------------------------------ */
+/* small helpers                                                             */
+
+static struct ev_loop *loop_of(const struct link *l)
+{
+	return l->s->srv->loop;
+}
+
+static const struct proxy_config *cfg_of(const struct link *l)
+{
+	return l->s->srv->cfg;
+}
+
+static void wipe_free(char **p)
+{
+	if (*p) {
+		gnutls_memset(*p, 0, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+	char *d = xmalloc(n + 1);
+	memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}
+
+static bool mailbox_equal(const char *a, const char *b)
+{
+	if (strcasecmp(a, "INBOX") == 0 && strcasecmp(b, "INBOX") == 0)
+		return true;
+	return strcmp(a, b) == 0;
+}
+
+static bool arg_is(const struct imap_arg *a, const char *word)
+{
+	return imap_arg_is_atom(a, word);
+}
+
+static struct upcmd *upcmd_new(enum upcmd_kind kind)
+{
+	struct upcmd *c = xcalloc(1, sizeof(*c));
+	c->kind = kind;
+	buf_init(&c->raw, 0);
+	return c;
+}
+
+static void upcmd_free(struct upcmd *c)
+{
+	buf_free(&c->raw);
+	free(c->mailbox);
+	free(c);
+}
+
+static void q_push(struct cmdq *q, struct upcmd *c)
+{
+	c->next = NULL;
+	if (q->tail)
+		q->tail->next = c;
+	else
+		q->head = c;
+	q->tail = c;
+	q->n++;
+}
+
+static struct upcmd *q_pop(struct cmdq *q)
+{
+	struct upcmd *c = q->head;
+	if (!c)
+		return NULL;
+	q->head = c->next;
+	if (!q->head)
+		q->tail = NULL;
+	q->n--;
+	c->next = NULL;
+	return c;
+}
+
+static void q_remove(struct cmdq *q, struct upcmd *c)
+{
+	struct upcmd *prev = NULL;
+	for (struct upcmd *p = q->head; p; prev = p, p = p->next) {
+		if (p != c)
+			continue;
+		if (prev)
+			prev->next = p->next;
+		else
+			q->head = p->next;
+		if (q->tail == p)
+			q->tail = prev;
+		q->n--;
+		p->next = NULL;
+		return;
+	}
+}
+
+static void q_clear(struct cmdq *q)
+{
+	struct upcmd *c;
+	while ((c = q_pop(q)) != NULL)
+		upcmd_free(c);
+}
+
+static struct upcmd *q_find_tag(const struct cmdq *q, const char *tag)
+{
+	for (struct upcmd *c = q->head; c; c = c->next)
+		if (strcmp(c->tag, tag) == 0)
+			return c;
+	return NULL;
+}
+
+/* Hex of n random bytes into out (2n+1 bytes). */
+static void random_hex(char *out, size_t n)
+{
+	uint8_t b[32];
+	if (n > sizeof(b))
+		n = sizeof(b);
+	if (gnutls_rnd(GNUTLS_RND_NONCE, b, n) < 0) {
+		/* Not a secret: uniqueness is all that matters. */
+		for (size_t i = 0; i < n; i++)
+			b[i] = (uint8_t)rand();
+	}
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* device id                                                                 */
+
+static bool device_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > DEVICE_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') || (id[i] >= '0' && id[i] <= '9') ||
+		      strchr("._-", id[i])))
+			return false;
+	return true;
+}
+
+char *link_device_id(const char *configured, const char *state_dir, char *err, size_t errlen)
+{
+	if (configured && *configured)
+		return xstrdup(configured);
+	char path[4096], line[128];
+	snprintf(path, sizeof(path), "%s/device-id", state_dir);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		bool got = fgets(line, sizeof(line), f) != NULL;
+		fclose(f);
+		line[strcspn(line, "\r\n")] = '\0';
+		if (got && device_id_valid(line))
+			return xstrdup(line);
+		snprintf(err, errlen, "%s does not hold a valid device id (A-Z a-z 0-9 . _ -, 1 to %d)", path,
+		         DEVICE_ID_MAX);
+		return NULL;
+	}
+	if (errno != ENOENT) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (daemon_make_dirs(state_dir, err, errlen) < 0)
+		return NULL;
+	/* Generated once and kept: the gateway knows the device by this name
+	 * (its session, preferences and filters). */
+	char id[16 + 2 * DEVICE_ID_RANDOM];
+	memcpy(id, "pimap-", 6);
+	random_hex(id + 6, DEVICE_ID_RANDOM);
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		return NULL;
+	}
+	snprintf(line, sizeof(line), "%s\n", id);
+	bool ok = write(fd, line, strlen(line)) == (ssize_t)strlen(line) && fsync(fd) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, path) < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		unlink(tmp);
+		return NULL;
+	}
+	log_info("generated device id %s (kept in %s)", id, path);
+	return xstrdup(id);
+}
+
+/* ------------------------------------------------------------------------ */
+/* macros (loading; the prefetch engine is in proxy_prefetch.c)              */
+
+struct macro_set *link_load_macros(const struct proxy_config *cfg, struct macro_set *previous)
+{
+	char err[600];
+	if (!cfg->macros_enabled) {
+		macro_set_free(previous);
+		return NULL;
+	}
+	bool installed = !*cfg->macros_dir;
+	const char *dir = installed ? PIMAP_MACROS_DIR : cfg->macros_dir;
+	if (installed && access(dir, F_OK) != 0) {
+		log_debug("no macros installed in %s", dir);
+		macro_set_free(previous);
+		return NULL;
+	}
+	struct macro_set *set = macro_set_load_dir(dir, err, sizeof(err));
+	if (!set) {
+		log_err("macros not loaded: %s%s", err, previous ? "; keeping the previous macros" : "");
+		return previous;
+	}
+	macro_set_free(previous);
+	log_info("loaded %zu macro(s) from %s", macro_set_count(set), dir);
+	return set;
+}
+
+void link_free_macros(struct macro_set *set)
+{
+	macro_set_free(set);
+}
+
+/* ------------------------------------------------------------------------ */
+/* lifecycle                                                                 */
+
+static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_outage(struct ev_loop *loop, ev_timer *w, int revents);
+
+struct link *link_new(struct session *s)
+{
+	struct link *l = xcalloc(1, sizeof(*l));
+	l->s = s;
+	l->state = LINK_PRELOGIN;
+	l->view = client_view_new();
+	random_hex(l->token, RESUME_TOKEN_RANDOM);
+	ev_init(&l->heartbeat, on_heartbeat);
+	l->heartbeat.data = l;
+	ev_init(&l->reconnect, on_reconnect);
+	l->reconnect.data = l;
+	ev_init(&l->outage, on_outage);
+	l->outage.data = l;
+	return l;
+}
+
+static void resume_state_clear(struct link *l)
+{
+	l->sess_selected = false;
+	free(l->sess_folder);
+	l->sess_folder = NULL;
+	l->resync = false;
+	l->forward_events = false;
+	if (l->srv_view)
+		client_view_free(l->srv_view);
+	l->srv_view = NULL;
+	if (l->snap)
+		view_snapshot_free(l->snap);
+	l->snap = NULL;
+	l->srv_uidvalidity = 0;
+}
+
+static void stop_timers(struct link *l)
+{
+	ev_timer_stop(loop_of(l), &l->heartbeat);
+	ev_timer_stop(loop_of(l), &l->reconnect);
+	ev_timer_stop(loop_of(l), &l->outage);
+}
+
+void link_free(struct link *l)
+{
+	if (!l)
+		return;
+	stop_timers(l);
+	wipe_free(&l->user);
+	wipe_free(&l->pass);
+	q_clear(&l->sent);
+	q_clear(&l->held);
+	free(l->selected);
+	client_view_free(l->view);
+	resume_state_clear(l);
+	free(l);
+}
+
+bool link_quiescent(const struct session *s)
+{
+	const struct link *l = s->link;
+	if (l->held.n || l->auth_pending || l->state == LINK_LOGIN || l->idle_done_wait)
+		return false;
+	for (const struct upcmd *c = l->sent.head; c; c = c->next)
+		if (c->kind == UPC_CLIENT || c->kind == UPC_LOGIN)
+			return false;
+	return true;
+}
+
+void link_session_closing(struct session *s)
+{
+	struct link *l = s->link;
+	stop_timers(l);
+	wipe_free(&l->user);
+	wipe_free(&l->pass);
+	if (!s->upstream)
+		return;
+	bool logging_out = false;
+	for (const struct upcmd *c = l->sent.head; c; c = c->next)
+		logging_out = logging_out || c->logout || c->kind == UPC_LOGOUT;
+	if (s->authenticated && l->state == LINK_UP && !logging_out) {
+		/* The client went away (or the proxy stops): end this connection
+		 * of the device at the gateway rather than leave it parked for a
+		 * resume that will never come. */
+		if (l->up_idle && l->up_idle->plus && !l->up_idle->ending)
+			forward_to_upstream(s, (const uint8_t *)"DONE\r\n", 6, false);
+		char line[64];
+		int n = snprintf(line, sizeof(line), LINK_TAG_PREFIX "%u LOGOUT\r\n", ++l->seq);
+		forward_to_upstream(s, (const uint8_t *)line, (size_t)n, false);
+		stream_set_deadline(s->upstream, 5.0);
+		stream_close_after_flush(s->upstream);
+		return;
+	}
+	stream_close(s->upstream);
+}
+
+/* ------------------------------------------------------------------------ */
+/* writing to the gateway                                                    */
+
+/* Queue an internal command and write it. */
+static struct upcmd *send_internal(struct link *l, enum upcmd_kind kind, bool secret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static struct upcmd *send_internal(struct link *l, enum upcmd_kind kind, bool secret, const char *fmt, ...)
+{
+	struct upcmd *c = upcmd_new(kind);
+	snprintf(c->tag, sizeof(c->tag), LINK_TAG_PREFIX "%u", ++l->seq);
+	buf_printf(&c->raw, "%s ", c->tag);
+	va_list ap;
+	va_start(ap, fmt);
+	char *text = NULL;
+	if (vasprintf(&text, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	buf_append_str(&c->raw, text);
+	gnutls_memset(text, 0, strlen(text));
+	free(text);
+	buf_append_str(&c->raw, "\r\n");
+	link_write(l, c, secret);
+	if (secret)
+		buf_clear(&c->raw); /* no copy of a password stays behind */
+	return c;
+}
+
+static void link_write(struct link *l, struct upcmd *c, bool secret)
+{
+	q_push(&l->sent, c);
+	forward_to_upstream(l->s, buf_head(&c->raw), buf_len(&c->raw), secret);
+}
+
+/* A client command goes out now, or waits for the link. */
+static void link_submit(struct link *l, struct upcmd *c)
+{
+	if (l->state == LINK_UP) {
+		link_write(l, c, false);
+		return;
+	}
+	q_push(&l->held, c);
+	if (!ev_is_active(&l->outage) && l->state != LINK_LOGIN && l->state != LINK_PRELOGIN) {
+		ev_timer_set(&l->outage, cfg_of(l)->link_outage_wait, 0.);
+		ev_timer_start(loop_of(l), &l->outage);
+	}
+}
+
+/* The login name at the gateway: user#P<device>[@domain]. */
+static void gateway_login_name(const struct link *l, const char *user, struct buf *out)
+{
+	const char *at = strrchr(user, '@');
+	size_t local = at ? (size_t)(at - user) : strlen(user);
+	buf_append(out, user, local);
+	buf_printf(out, "#P%s", l->s->srv->device_id);
+	if (at)
+		buf_append_str(out, at);
+}
+
+/* ID with our resume token, AUTHENTICATE PLAIN, COMPRESS: one batch. */
+static void send_login_batch(struct link *l, enum upcmd_kind kind, const char *client_tag)
+{
+	struct session *s = l->s;
+	struct buf name, b64;
+	buf_init(&name, 0);
+	buf_init(&b64, 0);
+	gateway_login_name(l, l->user, &name);
+	sasl_plain_encode((const char *)buf_head(&name), buf_len(&name), l->pass, strlen(l->pass), &b64);
+	buf_append(&b64, "", 1);
+
+	send_internal(l, UPC_ID, false, "ID (\"x-pimap-resume\" \"%s\")", l->token);
+	if (kind == UPC_LOGIN) {
+		struct upcmd *c = upcmd_new(UPC_LOGIN);
+		snprintf(c->tag, sizeof(c->tag), "%s", client_tag);
+		buf_printf(&c->raw, "%s AUTHENTICATE PLAIN %s\r\n", client_tag, (const char *)buf_head(&b64));
+		link_write(l, c, true);
+		gnutls_memset(c->raw.data, 0, c->raw.cap);
+		buf_clear(&c->raw);
+	} else {
+		send_internal(l, UPC_RELOGIN, true, "AUTHENTICATE PLAIN %s", (const char *)buf_head(&b64));
+	}
+	gnutls_memset(b64.data, 0, b64.cap);
+	buf_free(&b64);
+	buf_free(&name);
+	/* COMPRESS rides in the same batch: the gateway reads nothing more
+	 * until the login is decided, and refuses it if the login failed. */
+	send_internal(l, UPC_COMPRESS, false, "COMPRESS DEFLATE");
+	stream_flush(s->upstream);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the client's login                                                        */
+
+static void client_login(struct link *l, const char *tag, const char *user, size_t user_len, const char *pass,
+                         size_t pass_len)
+{
+	struct session *s = l->s;
+	if (memchr(user, '\0', user_len) || memchr(pass, '\0', pass_len) || memchr(user, '\r', user_len) ||
+	    memchr(user, '\n', user_len) || user_len == 0) {
+		client_say(s, "%s NO [AUTHENTICATIONFAILED] Authentication failed.", tag);
+		return;
+	}
+	if (l->state != LINK_PRELOGIN) {
+		client_say(s, "%s NO [UNAVAILABLE] A login is already in progress", tag);
+		return;
+	}
+	wipe_free(&l->user);
+	wipe_free(&l->pass);
+	l->user = dup_n(user, user_len);
+	l->pass = dup_n(pass, pass_len);
+	resume_state_clear(l);
+	l->state = LINK_LOGIN;
+	send_login_batch(l, UPC_LOGIN, tag);
+}
+
+static void client_authenticate_response(struct link *l, const char *tag, const char *b64, size_t len)
+{
+	uint8_t raw[SASL_PLAIN_MAX + 1];
+	struct sasl_plain plain;
+	switch (sasl_plain_decode(b64, len, raw, &plain)) {
+	case SASL_PLAIN_OK:
+		client_login(l, tag, plain.user, plain.user_len, plain.password, plain.password_len);
+		break;
+	case SASL_PLAIN_CANCELLED:
+		client_say(l->s, "%s BAD AUTHENTICATE cancelled", tag);
+		break;
+	case SASL_PLAIN_BAD_BASE64:
+		client_say(l->s, "%s BAD Invalid base64 in AUTHENTICATE", tag);
+		break;
+	case SASL_PLAIN_MALFORMED:
+		client_say(l->s, "%s BAD Malformed PLAIN response", tag);
+		break;
+	case SASL_PLAIN_AUTHZID:
+		client_say(l->s, "%s NO [AUTHORIZATIONFAILED] Proxy authorization is not supported", tag);
+		break;
+	}
+	gnutls_memset(raw, 0, sizeof(raw));
+}
+
+static void client_login_command(struct link *l, const struct imap_msg *m)
+{
+	struct session *s = l->s;
+	if (arg_is(&m->args[0], "LOGIN")) {
+		if (m->nargs != 3 || !imap_arg_is_string(&m->args[1]) || !imap_arg_is_string(&m->args[2])) {
+			client_say(s, "%s BAD LOGIN needs a user name and a password", m->tag);
+			return;
+		}
+		client_login(l, m->tag, m->args[1].str, m->args[1].len, m->args[2].str, m->args[2].len);
+		return;
+	}
+	/* AUTHENTICATE */
+	if (m->nargs < 2 || !arg_is(&m->args[1], "PLAIN")) {
+		client_say(s, "%s NO [CANNOT] Only AUTHENTICATE PLAIN is supported", m->tag);
+		return;
+	}
+	if (m->nargs >= 3) {
+		const struct imap_arg *ir = &m->args[2];
+		if (ir->len == 1 && ir->str[0] == '=')
+			client_authenticate_response(l, m->tag, "", 0);
+		else
+			client_authenticate_response(l, m->tag, ir->str, ir->len);
+		return;
+	}
+	l->auth_pending = true;
+	snprintf(l->auth_tag, sizeof(l->auth_tag), "%s", m->tag);
+	client_say(s, "+ ");
+	imap_parser_expect_raw_line(s->cparser);
+	s->raw_line_ok = true;
+	s->raw_secret = true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the client's IDLE                                                          */
+
+/*
+ * Should an IDLE run upstream? Only while the client waits in IDLE and
+ * nothing else is in flight: the gateway then pushes the folder's events.
+ */
+static void link_idle_update(struct link *l)
+{
+	struct session *s = l->s;
+	if (l->state != LINK_UP || s->closing)
+		return;
+	bool others = false;
+	for (const struct upcmd *c = l->sent.head; c; c = c->next)
+		others = others || c != l->up_idle;
+	bool want = l->client_idle && !others && !l->held.n && !l->idle_refused;
+	if (want && !l->up_idle) {
+		l->up_idle = send_internal(l, UPC_IDLE, false, "IDLE");
+		stream_flush(s->upstream);
+	} else if (!want && l->up_idle && l->up_idle->plus && !l->up_idle->ending) {
+		l->up_idle->ending = true;
+		forward_to_upstream(s, (const uint8_t *)"DONE\r\n", 6, false);
+		stream_flush(s->upstream);
+	}
+}
+
+static void client_idle_start(struct link *l, const struct imap_msg *m)
+{
+	struct session *s = l->s;
+	l->client_idle = true;
+	snprintf(l->idle_tag, sizeof(l->idle_tag), "%s", m->tag);
+	/* Answered at once: the client learns nothing from waiting for the
+	 * gateway's "+", and pushes flow once the upstream IDLE runs. */
+	client_say(s, "+ idling");
+	imap_parser_expect_raw_line(s->cparser);
+	s->raw_line_ok = true;
+	s->raw_secret = false;
+	link_idle_update(l);
+}
+
+static void client_idle_done(struct link *l)
+{
+	struct session *s = l->s;
+	l->client_idle = false;
+	if (l->up_idle) {
+		/* Its end must reach the gateway, and the gateway's last events the
+		 * client, before the client hears that IDLE is over. */
+		l->idle_done_wait = true;
+		if (l->up_idle->plus && !l->up_idle->ending) {
+			l->up_idle->ending = true;
+			forward_to_upstream(s, (const uint8_t *)"DONE\r\n", 6, false);
+		}
+		return;
+	}
+	client_say(s, "%s OK Idle completed.", l->idle_tag);
+}
+
+void link_client_raw_line(struct session *s, const struct imap_msg *m)
+{
+	struct link *l = s->link;
+	s->raw_line_ok = false;
+	s->raw_secret = false;
+	if (l->auth_pending) {
+		l->auth_pending = false;
+		client_authenticate_response(l, l->auth_tag, m->text, m->text_len);
+		return;
+	}
+	if (l->client_idle) {
+		if (m->text_len == 4 && strncasecmp(m->text, "DONE", 4) == 0) {
+			client_idle_done(l);
+		} else {
+			l->client_idle = false;
+			if (l->up_idle)
+				l->idle_done_wait = false;
+			client_say(s, "%s BAD Expected DONE", l->idle_tag);
+			link_idle_update(l);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* the client's other commands                                               */
+
+/* Commands whose second execution changes nothing the first did not. */
+static bool retry_safe_command(const char *name, bool uid)
+{
+	static const char *const safe[] = {
+		"FETCH", "SEARCH", "SORT", "THREAD", "STORE", "STATUS", "LIST", "LSUB", "XLIST", "NAMESPACE",
+		"NOOP", "CHECK", "SELECT", "EXAMINE", "UNSELECT", "ENABLE", "GETQUOTA", "GETQUOTAROOT",
+		"MYRIGHTS", "GETACL", "LISTRIGHTS", "GETMETADATA", "SUBSCRIBE", "UNSUBSCRIBE", NULL,
+	};
+	if (uid && strcasecmp(name, "EXPUNGE") == 0)
+		return true; /* only the given messages, already gone the second time */
+	for (const char *const *p = safe; *p; p++)
+		if (strcasecmp(name, *p) == 0)
+			return true;
+	return false;
+}
+
+static bool seqnum_command(const char *name, bool uid)
+{
+	if (uid)
+		return false;
+	return strcasecmp(name, "FETCH") == 0 || strcasecmp(name, "STORE") == 0 || strcasecmp(name, "COPY") == 0 ||
+	       strcasecmp(name, "MOVE") == 0 || strcasecmp(name, "SEARCH") == 0 || strcasecmp(name, "SORT") == 0 ||
+	       strcasecmp(name, "THREAD") == 0;
+}
+
+static void client_forward(struct link *l, const struct imap_msg *m)
+{
+	struct upcmd *c = upcmd_new(UPC_CLIENT);
+	snprintf(c->tag, sizeof(c->tag), "%s", m->tag);
+	literals_to_nonsync(m, &c->raw);
+	bool uid = arg_is(&m->args[0], "UID") && m->nargs >= 2;
+	const struct imap_arg *name = &m->args[uid ? 1 : 0];
+	char word[32] = "";
+	if (name->type == IMAP_ARG_ATOM && name->len < sizeof(word))
+		memcpy(word, name->str, name->len + 1);
+	c->retry_safe = retry_safe_command(word, uid);
+	c->seqnums = seqnum_command(word, uid);
+	if ((strcasecmp(word, "SELECT") == 0 || strcasecmp(word, "EXAMINE") == 0) && m->nargs >= 2 &&
+	    imap_arg_is_string(&m->args[1])) {
+		c->sel = strcasecmp(word, "SELECT") == 0 ? SEL_SELECT : SEL_EXAMINE;
+		c->mailbox = dup_n(m->args[1].str, m->args[1].len);
+	} else if (strcasecmp(word, "CLOSE") == 0 || strcasecmp(word, "UNSELECT") == 0) {
+		c->sel = SEL_LEAVE;
+	}
+	c->logout = strcasecmp(word, "LOGOUT") == 0;
+	link_submit(l, c);
+}
+
+static void answer_capability(struct session *s, const char *tag)
+{
+	struct buf caps;
+	buf_init(&caps, 0);
+	client_caps(s, &caps);
+	buf_append(&caps, "", 1);
+	client_say(s, "* CAPABILITY %s", (const char *)buf_head(&caps));
+	client_say(s, "%s OK Capability completed.", tag);
+	buf_free(&caps);
+}
+
+void link_client_command(struct session *s, const struct imap_msg *m)
+{
+	struct link *l = s->link;
+	const struct imap_arg *cmd = &m->args[0];
+	if (arg_is(cmd, "CAPABILITY")) {
+		/* Stable for the session: no round trip. */
+		answer_capability(s, m->tag);
+		return;
+	}
+	if (arg_is(cmd, "ID")) {
+		client_say(s, "* ID (\"name\" \"pimap-proxy\" \"version\" \"%s\")", PACKAGE_VERSION);
+		client_say(s, "%s OK ID completed.", m->tag);
+		return;
+	}
+	if (arg_is(cmd, "LOGOUT") && (!s->authenticated || l->state != LINK_UP)) {
+		client_say(s, "* BYE Logging out");
+		client_say(s, "%s OK Logout completed.", m->tag);
+		session_close(s, "logout");
+		return;
+	}
+	if (!s->authenticated) {
+		if (arg_is(cmd, "LOGIN") || arg_is(cmd, "AUTHENTICATE"))
+			client_login_command(l, m);
+		else if (arg_is(cmd, "NOOP"))
+			client_say(s, "%s OK NOOP completed.", m->tag);
+		else
+			client_say(s, "%s BAD Log in first", m->tag);
+		return;
+	}
+	if (arg_is(cmd, "LOGIN") || arg_is(cmd, "AUTHENTICATE")) {
+		client_say(s, "%s BAD Already authenticated", m->tag);
+		return;
+	}
+	if (arg_is(cmd, "IDLE")) {
+		client_idle_start(l, m);
+		return;
+	}
+	client_forward(l, m);
+}
+
+bool link_client_may_proceed(const struct session *s)
+{
+	const struct link *l = s->link;
+	if (l->auth_pending || l->client_idle)
+		return s->raw_line_ok;
+	if (l->state == LINK_LOGIN)
+		return false;
+	if (l->held.n >= LINK_MAX_HELD)
+		return false;
+	if (l->state == LINK_UP)
+		return !stream_output_full(s->upstream);
+	return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* link loss and reconnect                                                    */
+
+static double jitter(double d)
+{
+	/* +-20%: a gateway restart should not see every device at the same instant. */
+	return d * (0.8 + 0.4 * ((double)rand() / RAND_MAX));
+}
+
+static void schedule_reconnect(struct link *l)
+{
+	const struct proxy_config *cfg = cfg_of(l);
+	double delay = 0;
+	if (l->attempts > 0) {
+		if (l->backoff < cfg->link_reconnect_min)
+			l->backoff = cfg->link_reconnect_min;
+		delay = jitter(l->backoff);
+		l->backoff *= 2;
+		if (l->backoff > cfg->link_reconnect_max)
+			l->backoff = cfg->link_reconnect_max;
+	}
+	l->attempts++;
+	ev_timer_stop(loop_of(l), &l->reconnect);
+	ev_timer_set(&l->reconnect, delay, 0.);
+	ev_timer_start(loop_of(l), &l->reconnect);
+}
+
+void link_upstream_lost(struct session *s, const char *why)
+{
+	struct link *l = s->link;
+	if (s->closing)
+		return;
+	for (const struct upcmd *c = l->sent.head; c; c = c->next)
+		if (c->logout) {
+			session_close(s, "upstream closed during LOGOUT");
+			return;
+		}
+	if (l->state == LINK_UP || l->state == LINK_RESUMING || l->state == LINK_LOGIN)
+		slog(s, LOG_LEVEL_WARN, "link to the gateway lost: %s; reconnecting", why);
+	else
+		slog(s, LOG_LEVEL_INFO, "reconnect attempt %u failed: %s", l->attempts, why);
+	if (s->upstream) {
+		stream_close(s->upstream);
+		s->upstream = NULL;
+	}
+	imap_parser_reset(s->uparser);
+	s->up_state = UP_CONNECTING;
+	ev_timer_stop(loop_of(l), &l->heartbeat);
+	l->probe_out = false;
+
+	/* What was in flight: repeat what is safe to repeat, after the resume,
+	 * ahead of what the client sent since. */
+	struct cmdq retry = {0};
+	struct upcmd *c;
+	while ((c = q_pop(&l->sent)) != NULL) {
+		if (c->kind == UPC_CLIENT && c->retry_safe) {
+			c->started = false;
+			q_push(&retry, c);
+			continue;
+		}
+		if (c->kind == UPC_CLIENT)
+			client_say(s, "%s NO [UNAVAILABLE] Connection to the server lost before the reply; "
+			           "the command may or may not have been carried out", c->tag);
+		if (c == l->up_idle) {
+			l->up_idle = NULL;
+			if (l->idle_done_wait) {
+				l->idle_done_wait = false;
+				client_say(s, "%s OK Idle completed.", l->idle_tag);
+			}
+		}
+		upcmd_free(c);
+	}
+	while ((c = q_pop(&l->held)) != NULL)
+		q_push(&retry, c);
+	l->held = retry;
+	resume_state_clear(l);
+	l->state = LINK_DOWN;
+	if (l->held.n && !ev_is_active(&l->outage)) {
+		ev_timer_set(&l->outage, cfg_of(l)->link_outage_wait, 0.);
+		ev_timer_start(loop_of(l), &l->outage);
+	}
+	schedule_reconnect(l);
+	stream_flush(s->client);
+}
+
+static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct link *l = w->data;
+	(void)loop;
+	(void)revents;
+	if (l->state != LINK_DOWN || l->s->closing)
+		return;
+	l->state = LINK_CONNECTING;
+	slog(l->s, LOG_LEVEL_DEBUG, "reconnecting to the gateway (attempt %u)", l->attempts);
+	session_connect_upstream(l->s); /* a failure comes back through link_upstream_lost */
+}
+
+static void on_outage(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct link *l = w->data;
+	struct session *s = l->s;
+	(void)loop;
+	(void)revents;
+	if (l->state == LINK_UP)
+		return;
+	struct upcmd *c;
+	bool logout = false;
+	while ((c = q_pop(&l->held)) != NULL) {
+		if (c->logout) {
+			logout = true;
+			client_say(s, "* BYE Logging out");
+			client_say(s, "%s OK Logout completed.", c->tag);
+		} else {
+			client_say(s, "%s NO [UNAVAILABLE] No connection to the server (waited %.0f s)", c->tag,
+			           cfg_of(l)->link_outage_wait);
+		}
+		upcmd_free(c);
+	}
+	if (logout) {
+		session_close(s, "logout while the link was down");
+		return;
+	}
+	stream_flush(s->client);
+	process_client_input(s);
+}
+
+void link_upstream_ready(struct session *s)
+{
+	struct link *l = s->link;
+	l->state = LINK_RESUMING;
+	resume_state_clear(l);
+	l->resume_expunged = false;
+	slog(s, LOG_LEVEL_INFO, "link to the gateway re-established; resuming");
+	link_upstream_heard(s);
+	send_login_batch(l, UPC_RELOGIN, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* heartbeats                                                                 */
+
+void link_upstream_heard(struct session *s)
+{
+	struct link *l = s->link;
+	l->probe_out = false;
+	if (!s->authenticated)
+		return;
+	l->heartbeat.repeat = cfg_of(l)->link_heartbeat;
+	ev_timer_again(loop_of(l), &l->heartbeat);
+}
+
+static void send_probe(struct link *l)
+{
+	struct session *s = l->s;
+	if (l->up_idle) {
+		/* Ending the IDLE is the probe: its OK proves the link, and the IDLE
+		 * starts again at once. Until the "+" or while it ends, a reply is
+		 * on its way anyway. */
+		if (l->up_idle->plus && !l->up_idle->ending) {
+			l->up_idle->ending = true;
+			forward_to_upstream(s, (const uint8_t *)"DONE\r\n", 6, false);
+		}
+	} else {
+		/* Answered by the gateway itself: it makes the store say nothing, so
+		 * no EXPUNGE can reach a client that is not waiting for one. */
+		send_internal(l, UPC_PROBE, false, "XGETPIMAPPREF PIMAP_EVENT_FILTER");
+	}
+	stream_flush(s->upstream);
+}
+
+static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct link *l = w->data;
+	struct session *s = l->s;
+	(void)loop;
+	(void)revents;
+	if (s->closing || !s->upstream)
+		return;
+	if (l->probe_out || l->state != LINK_UP) {
+		char why[128];
+		snprintf(why, sizeof(why), "no answer from the gateway for %.0f s", cfg_of(l)->link_dead_timeout);
+		link_upstream_lost(s, why);
+		return;
+	}
+	send_probe(l);
+	l->probe_out = true;
+	l->heartbeat.repeat = cfg_of(l)->link_dead_timeout;
+	ev_timer_again(loop_of(l), &l->heartbeat);
+}
+
+/* ------------------------------------------------------------------------ */
+/* responses                                                                 */
+
+/* An event or a reply for the client: what it is told is what it knows. */
+static void to_client(struct link *l, const struct imap_msg *m)
+{
+	if (m->kind == IMAP_MSG_UNTAGGED)
+		client_view_apply(l->view, m);
+	relay_response(l->s, m);
+}
+
+static bool untagged_word(const struct imap_msg *m, const char *word)
+{
+	return m->kind == IMAP_MSG_UNTAGGED && m->status == IMAP_STATUS_NONE && m->nargs >= 1 &&
+	       arg_is(&m->args[0], word);
+}
+
+static bool is_event(const struct imap_msg *m)
+{
+	uint32_t n;
+	return imap_untagged_num(m, "EXISTS", &n) || imap_untagged_num(m, "EXPUNGE", &n) ||
+	       imap_untagged_num(m, "FETCH", &n) || imap_untagged_num(m, "RECENT", &n);
+}
+
+/* What the gateway says while a login is answered: the session's state. */
+static void login_untagged(struct link *l, const struct imap_msg *m, bool resuming)
+{
+	if (untagged_word(m, "SESSION")) {
+		l->sess_selected = m->nargs >= 2 && arg_is(&m->args[1], "SELECTED");
+		return;
+	}
+	if (untagged_word(m, "FOLDER")) {
+		if (m->nargs >= 2 && imap_arg_is_string(&m->args[1])) {
+			free(l->sess_folder);
+			l->sess_folder = dup_n(m->args[1].str, m->args[1].len);
+		}
+		l->forward_events = resuming && l->selected && l->sess_selected && l->sess_folder && !l->resync &&
+		                    mailbox_equal(l->sess_folder, l->selected);
+		return;
+	}
+	if (untagged_word(m, "RESYNC")) {
+		l->resync = true;
+		l->forward_events = false;
+		return;
+	}
+	if (untagged_word(m, "SESSIONID"))
+		return;
+	if (resuming && l->forward_events && is_event(m)) {
+		uint32_t n;
+		if (imap_untagged_num(m, "EXPUNGE", &n))
+			l->resume_expunged = true;
+		to_client(l, m);
+	}
+	/* Anything else (a fresh login's resumed events, greetings) is not the client's. */
+}
+
+/* The comparison's SELECT and UID FETCH: the gateway's current state. */
+static void compare_untagged(struct link *l, const struct upcmd *c, const struct imap_msg *m)
+{
+	if (c->kind == UPC_SELECT) {
+		const char *v;
+		size_t vlen;
+		uint32_t uv;
+		if (imap_code_value(m, "UIDVALIDITY", &v, &vlen) && imap_parse_u32(v, vlen, &uv))
+			l->srv_uidvalidity = uv;
+		if (l->srv_view)
+			client_view_apply(l->srv_view, m);
+		return;
+	}
+	if (l->snap)
+		view_snapshot_apply(l->snap, m);
+}
+
+/* Start the state comparison for the client's folder. */
+static void start_compare(struct link *l)
+{
+	struct session *s = l->s;
+	if (!client_view_uids_known(l->view) || client_view_broken(l->view)) {
+		session_bye(s, "UNAVAILABLE", "Lost track of the mailbox while the connection to the server was "
+		            "down; reconnect to resynchronise");
+		return;
+	}
+	l->srv_view = client_view_new();
+	struct buf name;
+	buf_init(&name, 0);
+	imap_write_mailbox(&name, l->selected, false);
+	buf_append(&name, "", 1);
+	send_internal(l, UPC_SELECT, false, "%s %s", l->examined ? "EXAMINE" : "SELECT", (const char *)buf_head(&name));
+	buf_free(&name);
+	send_internal(l, UPC_SNAPSHOT, false, "UID FETCH 1:* (FLAGS)");
+	stream_flush(s->upstream);
+}
+
+static void compare_done(struct link *l, const struct imap_msg *m)
+{
+	struct session *s = l->s;
+	if (m->status != IMAP_STATUS_OK || !l->snap) {
+		session_bye(s, "UNAVAILABLE", "Could not compare the mailbox with the server after reconnecting; "
+		            "reconnect to resynchronise");
+		return;
+	}
+	view_snapshot_set_uidvalidity(l->snap, l->srv_uidvalidity);
+	struct buf out;
+	buf_init(&out, 0);
+	uint32_t before = client_view_count(l->view);
+	if (client_view_diff_apply(l->view, l->snap, &out) < 0) {
+		buf_free(&out);
+		session_bye(s, "UNAVAILABLE", "The mailbox changed in a way the proxy cannot describe; reconnect to "
+		            "resynchronise");
+		return;
+	}
+	if (memmem(buf_head(&out), buf_len(&out), " EXPUNGE\r\n", 10) != NULL)
+		l->resume_expunged = true;
+	slog(s, LOG_LEVEL_INFO, "state comparison: %u -> %u messages, %zu bytes of events", before,
+	     client_view_count(l->view), buf_len(&out));
+	forward_to_client(s, buf_head(&out), buf_len(&out));
+	buf_free(&out);
+	resume_state_clear(l);
+	link_up(l);
+}
+
+/* Logged in (again) and compressed: bring the gateway's state to the client's. */
+static void after_login(struct link *l, bool resuming)
+{
+	struct session *s = l->s;
+	if (!l->selected) {
+		if (l->sess_selected)
+			send_internal(l, UPC_UNSELECT, false, "UNSELECT");
+		link_up(l);
+		return;
+	}
+	if (resuming && l->forward_events && !client_view_broken(l->view)) {
+		slog(s, LOG_LEVEL_INFO, "resumed in %s with the gateway's queued events", l->selected);
+		link_up(l);
+		return;
+	}
+	slog(s, LOG_LEVEL_INFO, "resumed %s; comparing %s with the server", l->resync ? "after RESYNC" : "elsewhere",
+	     l->selected);
+	start_compare(l);
+}
+
+static void link_up(struct link *l)
+{
+	struct session *s = l->s;
+	if (s->closing)
+		return;
+	l->state = LINK_UP;
+	l->attempts = 0;
+	l->backoff = 0;
+	ev_timer_stop(loop_of(l), &l->outage);
+	/* Commands the client sent with sequence numbers before it heard of the
+	 * expunges just reported would now name other messages. */
+	struct cmdq keep = {0};
+	struct upcmd *c;
+	while ((c = q_pop(&l->held)) != NULL) {
+		if (l->resume_expunged && c->seqnums) {
+			client_say(s, "%s NO [UNAVAILABLE] Messages were expunged while the connection to the server "
+			           "was down; repeat the command", c->tag);
+			upcmd_free(c);
+			continue;
+		}
+		q_push(&keep, c);
+	}
+	l->resume_expunged = false;
+	while ((c = q_pop(&keep)) != NULL)
+		link_write(l, c, false);
+	link_idle_update(l);
+	stream_flush(s->upstream);
+	stream_flush(s->client);
+}
+
+static void selection_done(struct link *l, struct upcmd *c, const struct imap_msg *m)
+{
+	if (c->sel == SEL_SELECT || c->sel == SEL_EXAMINE) {
+		free(l->selected);
+		l->selected = NULL;
+		if (m->status == IMAP_STATUS_OK) {
+			l->selected = c->mailbox;
+			c->mailbox = NULL;
+			l->examined = c->sel == SEL_EXAMINE ||
+			              (m->code && m->code_len >= 9 && strncasecmp(m->code, "READ-ONLY", 9) == 0);
+		}
+		if (!c->started || m->status != IMAP_STATUS_OK)
+			client_view_reset(l->view);
+	} else if (c->sel == SEL_LEAVE && m->status == IMAP_STATUS_OK) {
+		free(l->selected);
+		l->selected = NULL;
+		client_view_reset(l->view);
+	}
+}
+
+static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *m)
+{
+	struct session *s = l->s;
+	bool ok = m->status == IMAP_STATUS_OK;
+	switch (c->kind) {
+	case UPC_CLIENT:
+		selection_done(l, c, m);
+		relay_response(s, m);
+		if (c->logout) {
+			session_close(s, "logout");
+			return;
+		}
+		break;
+	case UPC_LOGIN:
+		relay_response(s, m);
+		if (ok) {
+			s->authenticated = true;
+			session_logged_in(s);
+			link_upstream_heard(s);
+		} else {
+			wipe_free(&l->user);
+			wipe_free(&l->pass);
+		}
+		break;
+	case UPC_RELOGIN:
+		if (!ok) {
+			char why[400];
+			snprintf(why, sizeof(why), "the gateway refused the login: %.*s%s%.*s", (int)m->code_len,
+			         m->code ? m->code : "", m->code ? " " : "", (int)m->text_len, m->text);
+			if (m->code && strncasecmp(m->code, "AUTHENTICATIONFAILED", 20) == 0) {
+				session_bye(s, "UNAVAILABLE", "The server no longer accepts the password; log in again");
+				return;
+			}
+			link_upstream_lost(s, why);
+			return;
+		}
+		break;
+	case UPC_COMPRESS:
+		if (ok) {
+			if (stream_enable_compress(s->upstream, -1) < 0) {
+				link_upstream_lost(s, "compression failed");
+				return;
+			}
+			slog(s, LOG_LEVEL_DEBUG, "link COMPRESS=DEFLATE active");
+		} else if (s->authenticated) {
+			slog(s, LOG_LEVEL_WARN, "the gateway refused COMPRESS: %.*s", (int)m->text_len, m->text);
+		}
+		if (l->state == LINK_LOGIN) {
+			if (s->authenticated)
+				after_login(l, false);
+			else
+				l->state = LINK_PRELOGIN;
+		} else if (l->state == LINK_RESUMING) {
+			after_login(l, true);
+		}
+		break;
+	case UPC_SELECT:
+		if (!ok) {
+			char why[600];
+			snprintf(why, sizeof(why), "Mailbox %s is not available after reconnecting: %.*s", l->selected,
+			         (int)m->text_len, m->text);
+			session_bye(s, "UNAVAILABLE", why);
+			return;
+		}
+		l->snap = view_snapshot_new(client_view_count(l->srv_view));
+		break;
+	case UPC_SNAPSHOT:
+		compare_done(l, m);
+		break;
+	case UPC_IDLE:
+		l->up_idle = NULL;
+		if (!ok && !c->ending) {
+			slog(s, LOG_LEVEL_WARN, "the gateway refused IDLE: %.*s", (int)m->text_len, m->text);
+			l->idle_refused = true;
+		}
+		if (l->idle_done_wait) {
+			l->idle_done_wait = false;
+			client_say(s, "%s OK Idle completed.", l->idle_tag);
+		}
+		break;
+	case UPC_ID:
+	case UPC_UNSELECT:
+	case UPC_PROBE:
+	case UPC_LOGOUT:
+		break;
+	}
+	link_idle_update(l);
+}
+
+void link_upstream_message(struct session *s, const struct imap_msg *m)
+{
+	struct link *l = s->link;
+	struct upcmd *head = l->sent.head;
+	switch (m->kind) {
+	case IMAP_MSG_CONTINUATION:
+		if (head && head->kind == UPC_IDLE && !head->plus) {
+			head->plus = true;
+			/* The client may have said DONE, or a heartbeat be due, before the "+". */
+			if (l->idle_done_wait && !head->ending) {
+				head->ending = true;
+				forward_to_upstream(s, (const uint8_t *)"DONE\r\n", 6, false);
+			} else {
+				link_idle_update(l);
+			}
+			return;
+		}
+		slog(s, LOG_LEVEL_DEBUG, "unexpected continuation from the gateway ignored");
+		return;
+	case IMAP_MSG_TAGGED: {
+		struct upcmd *c = m->tag ? q_find_tag(&l->sent, m->tag) : NULL;
+		if (!c) {
+			slog(s, LOG_LEVEL_WARN, "reply with an unknown tag from the gateway ignored");
+			return;
+		}
+		q_remove(&l->sent, c);
+		tagged_done(l, c, m);
+		upcmd_free(c);
+		return;
+	}
+	case IMAP_MSG_UNTAGGED:
+		break;
+	default:
+		return;
+	}
+	if (m->status == IMAP_STATUS_BYE) {
+		bool logout = false;
+		for (const struct upcmd *c = l->sent.head; c; c = c->next)
+			logout = logout || c->logout;
+		if (logout)
+			relay_response(s, m);
+		else
+			slog(s, LOG_LEVEL_INFO, "the gateway says BYE: %.*s", (int)m->text_len, m->text);
+		return; /* without a LOGOUT, the close that follows is a link loss */
+	}
+	if (!head) {
+		to_client(l, m); /* unsolicited */
+		return;
+	}
+	switch (head->kind) {
+	case UPC_CLIENT:
+		if (!head->started) {
+			head->started = true;
+			if (head->sel == SEL_SELECT || head->sel == SEL_EXAMINE)
+				client_view_reset(l->view);
+		}
+		to_client(l, m);
+		return;
+	case UPC_LOGIN:
+		login_untagged(l, m, false);
+		return;
+	case UPC_RELOGIN:
+		login_untagged(l, m, true);
+		return;
+	case UPC_SELECT:
+	case UPC_SNAPSHOT:
+		compare_untagged(l, head, m);
+		return;
+	case UPC_IDLE:
+		to_client(l, m);
+		return;
+	case UPC_ID:
+	case UPC_COMPRESS:
+	case UPC_UNSELECT:
+	case UPC_PROBE:
+	case UPC_LOGOUT:
+		if (is_event(m) && l->selected)
+			to_client(l, m);
+		return;
+	}
+}

@@ -1,0 +1,276 @@
+"""link_tests - pimap-proxy in front of pimap-gateway (t_link.sh).
+
+The shell part starts Dovecot, the gateway, a controllable relay on the
+proxy-gateway link (linkrelay.py) and the proxy, and exports PROXY_PORT,
+RELAY_CTL, GW_LOG, PROXY_LOG, T, CA, DOVECOT_*. Clients here are stock IMAP
+clients of the proxy: they log in as the plain user and never see P-IMAP.
+Each section uses its own user, and checks the client's view (built only from
+what the proxy told it) against the store's real state after the fact.
+
+    python3 link_tests.py SECTION...      (sections: see SECTIONS below)
+"""
+
+import os
+import re
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gw_common as g                                              # noqa: E402
+from pimapc import PimapClient, View, IMAPError                   # noqa: E402,F401
+
+PROXY_PORT = int(os.environ["PROXY_PORT"])
+RELAY_CTL = os.environ["RELAY_CTL"]
+PROXY_LOG = os.environ["PROXY_LOG"]
+GW_LOG = os.environ["GW_LOG"]
+CHK = g.Checker("t_link")
+
+
+def relay(cmd):
+    """Tell the link relay to cut, stall or restore the link."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(RELAY_CTL)
+    s.sendall((cmd + "\n").encode())
+    reply = s.recv(100).decode().strip()
+    s.close()
+    if not reply.startswith("ok"):
+        raise IMAPError("relay %s: %s" % (cmd, reply))
+    return reply
+
+
+def log_count(path, text):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().count(text)
+    except FileNotFoundError:
+        return 0
+
+
+def wait_log(path, text, count, timeout, what):
+    g.wait_until(lambda: log_count(path, text) >= count, timeout, what)
+
+
+def client(label, user, mech="LOGIN"):
+    """A stock client of the proxy, logged in as user (no #P: the proxy adds the device)."""
+    c = PimapClient("127.0.0.1", PROXY_PORT, timeout=20)
+    c.label = label
+    CHK.watch(c)
+    c.connect()
+    if mech == "LOGIN":
+        c.login(user, g.PASS)
+    else:
+        c.authenticate_plain(user, g.PASS, initial_response=False)
+    return c
+
+
+def idle_start(c):
+    tag, _ = c.send_command("IDLE")
+    r = c.read_response(timeout=5)
+    CHK.check(r.is_continuation, "IDLE is answered with a continuation at once")
+    return tag
+
+
+def idle_stop(c, tag):
+    c.send(b"DONE\r\n")
+    resps = c.wait_tagged(tag, timeout=20)
+    CHK.equal(resps[-1].status, "OK", "IDLE ends with OK after DONE")
+    return resps
+
+
+def check_view(c, user, mailbox="INBOX", what="the client's view equals the store"):
+    # A final NOOP lets anything still queued reach the client first.
+    c.ok("NOOP")
+    CHK.equal(c.view.snapshot(), g.truth(user, mailbox), what)
+
+
+def wait_count(c, n, timeout=30):
+    """Read (in IDLE) until the client's view holds n messages."""
+    c.collect_until(lambda r: len(c.view) == n, timeout=timeout)
+
+
+def section_a():
+    """Stock client through proxy and gateway: login, capabilities, select, push in IDLE."""
+    g.deliver_n("alice", 3, "a")
+    c = client("alice via proxy", "alice", mech="AUTHENTICATE")
+    caps = c.ok("CAPABILITY")[0].first
+    for hidden in ("XPIMAPv1", "XFILTER", "XPIMAPPREF", "XDELIVER", "NOTIFY"):
+        CHK.check(hidden not in caps.split(), "CAPABILITY hides %s from a stock client" % hidden, caps)
+    CHK.check("IDLE" in caps.split(), "CAPABILITY offers IDLE", caps)
+    v = c.select_view("INBOX")
+    CHK.equal(len(v), 3, "three messages in INBOX")
+    tag = idle_start(c)
+    g.deliver_n("alice", 1, "a-push")
+    n = c.wait_exists(timeout=15)
+    CHK.equal(n, 4, "a delivery is pushed as * 4 EXISTS during IDLE")
+    idle_stop(c, tag)
+    c.view.complete(c)
+    check_view(c, "alice")
+    lines = g.imapc.format_transcript(c)
+    CHK.check(len(lines) > 10, "the transcript holds the session (%d lines)" % len(lines))
+    for word in ("* SESSION", "* FOLDER", "* SESSIONID", "* RESYNC"):
+        CHK.check(not any(word in l for l in lines), "the client never sees %s" % word)
+    c.logout()
+
+
+def section_b():
+    """Link cut during IDLE; new mail, a flag change and an expunge meanwhile."""
+    g.deliver_n("bob", 5, "b")
+    c = client("bob via proxy", "bob")
+    c.select_view("INBOX")
+    tag = idle_start(c)
+    resumes = log_count(PROXY_LOG, "resumed in INBOX with the gateway's queued events")
+    relay("cut")
+    st = g.store("bob")
+    st.select("INBOX")
+    st.store_uid(2, "+FLAGS.SILENT", ["\\Flagged"])
+    st.expunge_uids([4])
+    st.logout()
+    g.deliver_n("bob", 2, "b-outage")
+    relay("restore")
+    wait_log(PROXY_LOG, "resumed in INBOX with the gateway's queued events", resumes + 1, 20,
+             "the proxy to resume with the gateway's events")
+    wait_count(c, 6)
+    idle_stop(c, tag)
+    c.view.complete(c)
+    check_view(c, "bob", what="after the outage the client's view equals the store (no reconnect by the client)")
+    CHK.check(c.sock is not None, "the client's connection stayed open")
+    c.logout()
+
+
+def section_c():
+    """A link that hangs without closing is detected by heartbeats and replaced."""
+    g.deliver_n("carol", 2, "c")
+    c = client("carol via proxy", "carol")
+    c.select_view("INBOX")
+    tag = idle_start(c)
+    lost = log_count(PROXY_LOG, "no answer from the gateway")
+    relay("stall")
+    t0 = time.monotonic()
+    wait_log(PROXY_LOG, "no answer from the gateway", lost + 1, 20, "the proxy to declare the stalled link dead")
+    took = time.monotonic() - t0
+    CHK.check(took < 12, "dead link detected in %.1f s (heartbeat 2 s + dead_timeout 2 s, plus slack)" % took)
+    g.deliver_n("carol", 1, "c-stall")
+    relay("restore")
+    n = c.wait_exists(timeout=20)
+    CHK.equal(n, 3, "the delivery during the stall reaches the client")
+    idle_stop(c, tag)
+    c.view.complete(c)
+    check_view(c, "carol")
+    c.logout()
+
+
+def section_d():
+    """Commands during an outage wait for link.outage_wait, then NO [UNAVAILABLE]; afterwards all works."""
+    g.deliver_n("dave", 2, "d")
+    c = client("dave via proxy", "dave")
+    c.select_view("INBOX")
+    relay("cut")
+    t0 = time.monotonic()
+    tag, resps = c.command("UID FETCH 1:* (FLAGS)", timeout=30)
+    took = time.monotonic() - t0
+    CHK.check(resps[-1].status == "NO" and "[UNAVAILABLE]" in resps[-1].first,
+              "a command during the outage gets NO [UNAVAILABLE]", resps[-1].first)
+    CHK.check(2.5 <= took + 0.5 and took < 15, "it waited about link.outage_wait (3 s): %.1f s" % took)
+    relay("restore")
+    # Held command that is answered once the link is back.
+    tag, _ = c.send_command("UID FETCH 1:* (FLAGS)")
+    resps = c.wait_tagged(tag, timeout=20)
+    CHK.equal(resps[-1].status, "OK", "after the link returns, commands work on the same connection")
+    check_view(c, "dave")
+    c.logout()
+
+
+def section_e():
+    """More events than the gateway queues: RESYNC; the proxy compares and tells the client exactly."""
+    g.deliver_n("erin", 4, "e")
+    c = client("erin via proxy", "erin")
+    c.select_view("INBOX")
+    tag = idle_start(c)
+    compares = log_count(PROXY_LOG, "state comparison:")
+    relay("cut")
+    st = g.store("erin")
+    st.select("INBOX")
+    st.expunge_uids([1, 3])
+    st.store_uid(2, "+FLAGS.SILENT", ["\\Seen"])
+    st.logout()
+    g.deliver_n("erin", 6, "e-outage")      # over limits.max_queued_events (5)
+    relay("restore")
+    wait_log(PROXY_LOG, "state comparison:", compares + 1, 25, "the proxy's own state comparison")
+    wait_count(c, 8)
+    idle_stop(c, tag)
+    c.view.complete(c)
+    check_view(c, "erin", what="after RESYNC the client's view equals the store")
+    c.logout()
+
+
+def section_g():
+    """Three clients of one device in three folders, through one outage."""
+    st = g.store("frank")
+    for f in ("Work", "Lists"):
+        st.create(f)
+    st.logout()
+    g.deliver_n("frank", 2, "g")
+    cs = []
+    for i, folder in enumerate(("INBOX", "Work", "Lists")):
+        c = client("frank #%d via proxy" % i, "frank")
+        if folder != "INBOX":
+            st = g.store("frank")
+            st.append(folder, "%s first" % folder)
+            st.logout()
+        c.select_view(folder)
+        cs.append((c, folder, idle_start(c)))
+    relay("cut")
+    st = g.store("frank")
+    st.append("Work", "work during outage")
+    st.append("Lists", "list during outage 1")
+    st.append("Lists", "list during outage 2")
+    st.logout()
+    g.deliver_n("frank", 1, "g-outage")
+    relay("restore")
+    want = {"INBOX": 3, "Work": 2, "Lists": 3}
+    for c, folder, tag in cs:
+        wait_count(c, want[folder])
+        idle_stop(c, tag)
+        c.view.complete(c)
+        check_view(c, "frank", folder, what="client in %s sees exactly its folder's changes" % folder)
+    for c, _, _ in cs:
+        c.logout()
+
+
+def section_h():
+    """A gateway restart (SIGTERM by the shell) while the client idles: mail arrives after it."""
+    c = client("henry via proxy", "henry")
+    c.select_view("INBOX")
+    tag = idle_start(c)
+    with open(os.path.join(g.T, "h.ready"), "w") as f:
+        f.write("idling\n")
+    g.wait_until(lambda: os.path.exists(os.path.join(g.T, "h.restarted")), 60, "the shell to restart the gateway")
+    n = c.wait_exists(timeout=30)
+    CHK.equal(n, 1, "mail delivered while the gateway was down (SIGTERM) reaches the idling client")
+    idle_stop(c, tag)
+    c.view.complete(c)
+    check_view(c, "henry")
+    # A crash: the gateway cannot save the view, says RESYNC, the proxy compares.
+    st = g.store("henry")
+    st.select("INBOX")
+    st.store_uid(1, "+FLAGS.SILENT", ["\\Answered"])
+    st.logout()
+    tag = idle_start(c)
+    with open(os.path.join(g.T, "h.ready2"), "w") as f:
+        f.write("idling\n")
+    g.wait_until(lambda: os.path.exists(os.path.join(g.T, "h.restarted2")), 60, "the shell to kill and restart")
+    wait_count(c, 2)
+    idle_stop(c, tag)
+    c.view.complete(c)
+    check_view(c, "henry", what="after a gateway crash the client's view equals the store")
+    c.logout()
+
+
+SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
+            "g": section_g, "h": section_h}
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        CHK.run(name, SECTIONS[name])
+    CHK.finish()
