@@ -46,6 +46,7 @@
 #include "imap_write.h"
 #include "log.h"
 #include "macros.h"
+#include "prefetch.h"
 #include "proxy_link.h"
 #include "proxy_session.h"
 #include "sasl.h"
@@ -77,6 +78,18 @@ enum upcmd_kind {
 	UPC_IDLE,     /* an upstream IDLE while the client waits */
 	UPC_PROBE,    /* heartbeat */
 	UPC_LOGOUT,   /* ours, when the client went away without LOGOUT */
+	UPC_PREFETCH, /* a macro's command, sent with its trigger */
+};
+
+/* A prefetched command: in flight (cmd) or finished, maybe claimed by a
+ * client command that waits for it (waiter). */
+struct pfentry {
+	struct pfentry    *next;
+	struct prefetch   *pf;
+	struct upcmd      *cmd;
+	bool               stale;   /* something changed since: it answers nothing */
+	struct upcmd      *waiter;
+	struct macro_claim claim;   /* the waiter's */
 };
 
 enum sel_kind { SEL_NONE, SEL_SELECT, SEL_EXAMINE, SEL_LEAVE };
@@ -94,6 +107,8 @@ struct upcmd {
 	bool            started;    /* its first response arrived (the client's view was reset) */
 	bool            ending;     /* UPC_IDLE: DONE written */
 	bool            plus;       /* UPC_IDLE: the gateway said "+" */
+	bool            fetch;      /* UPC_CLIENT: a FETCH or UID FETCH */
+	struct pfentry *pfe;        /* UPC_PREFETCH */
 };
 
 struct cmdq {
@@ -145,11 +160,18 @@ struct link {
 	double          backoff;
 	unsigned        attempts;
 	ev_timer        outage;
+
+	/* Macros: the client's ID fields (for macro_client_find), prefetches. */
+	char              **id_kv;
+	struct pfentry     *pfs;
+	struct imap_parser *replay_parser; /* re-reads replayed responses for the client's view */
 };
 
 static void link_write(struct link *l, struct upcmd *c, bool secret);
 static void link_idle_update(struct link *l);
 static void link_up(struct link *l);
+static void link_submit(struct link *l, struct upcmd *c);
+static void prefetch_drop_all(struct link *l);
 
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                             */
@@ -387,6 +409,9 @@ struct link *link_new(struct session *s)
 	l->s = s;
 	l->state = LINK_PRELOGIN;
 	l->view = client_view_new();
+	struct imap_limits lim = {.max_line_length = 16u * 1024 * 1024, .max_literal_size = PREFETCH_MAX_BYTES,
+	                          .max_list_depth = 64, .max_args = 4000000};
+	l->replay_parser = imap_parser_new(IMAP_PARSE_RESPONSES, &lim);
 	random_hex(l->token, RESUME_TOKEN_RANDOM);
 	ev_init(&l->heartbeat, on_heartbeat);
 	l->heartbeat.data = l;
@@ -427,8 +452,15 @@ void link_free(struct link *l)
 	stop_timers(l);
 	wipe_free(&l->user);
 	wipe_free(&l->pass);
+	prefetch_drop_all(l);
 	q_clear(&l->sent);
 	q_clear(&l->held);
+	imap_parser_free(l->replay_parser);
+	if (l->id_kv) {
+		for (char **p = l->id_kv; *p; p++)
+			free(*p);
+		free(l->id_kv);
+	}
 	free(l->selected);
 	client_view_free(l->view);
 	resume_state_clear(l);
@@ -506,18 +538,38 @@ static void link_write(struct link *l, struct upcmd *c, bool secret)
 	forward_to_upstream(l->s, buf_head(&c->raw), buf_len(&c->raw), secret);
 }
 
-/* A client command goes out now, or waits for the link. */
+/* An upstream IDLE runs until its DONE is written: nothing may go before. */
+static bool up_idle_blocks(const struct link *l)
+{
+	return l->up_idle && !l->up_idle->ending;
+}
+
+/* A client command goes out now, or waits for the link (or for the end of
+ * the upstream IDLE: a client may send DONE and its next command before the
+ * gateway's "+" came, and the gateway would take that command for DONE). */
 static void link_submit(struct link *l, struct upcmd *c)
 {
-	if (l->state == LINK_UP) {
+	if (l->state == LINK_UP && !up_idle_blocks(l)) {
 		link_write(l, c, false);
 		return;
 	}
 	q_push(&l->held, c);
+	if (l->state == LINK_UP)
+		return;
 	if (!ev_is_active(&l->outage) && l->state != LINK_LOGIN && l->state != LINK_PRELOGIN) {
 		ev_timer_set(&l->outage, cfg_of(l)->link_outage_wait, 0.);
 		ev_timer_start(loop_of(l), &l->outage);
 	}
+}
+
+/* Write DONE for the upstream IDLE; what waited for it follows. */
+static void end_up_idle(struct link *l)
+{
+	l->up_idle->ending = true;
+	forward_to_upstream(l->s, (const uint8_t *)"DONE\r\n", 6, false);
+	struct upcmd *c;
+	while ((c = q_pop(&l->held)) != NULL)
+		link_write(l, c, false);
 }
 
 /* The login name at the gateway: user#P<device>[@domain]. */
@@ -663,8 +715,7 @@ static void link_idle_update(struct link *l)
 		l->up_idle = send_internal(l, UPC_IDLE, false, "IDLE");
 		stream_flush(s->upstream);
 	} else if (!want && l->up_idle && l->up_idle->plus && !l->up_idle->ending) {
-		l->up_idle->ending = true;
-		forward_to_upstream(s, (const uint8_t *)"DONE\r\n", 6, false);
+		end_up_idle(l);
 		stream_flush(s->upstream);
 	}
 }
@@ -691,10 +742,8 @@ static void client_idle_done(struct link *l)
 		/* Its end must reach the gateway, and the gateway's last events the
 		 * client, before the client hears that IDLE is over. */
 		l->idle_done_wait = true;
-		if (l->up_idle->plus && !l->up_idle->ending) {
-			l->up_idle->ending = true;
-			forward_to_upstream(s, (const uint8_t *)"DONE\r\n", 6, false);
-		}
+		if (l->up_idle->plus && !l->up_idle->ending)
+			end_up_idle(l);
 		return;
 	}
 	client_say(s, "%s OK Idle completed.", l->idle_tag);
@@ -751,6 +800,213 @@ static bool seqnum_command(const char *name, bool uid)
 	       strcasecmp(name, "THREAD") == 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* macros: prefetching and answering from the prefetch                       */
+
+static void pfentry_free(struct pfentry *e)
+{
+	prefetch_free(e->pf);
+	macro_claim_free(&e->claim);
+	if (e->waiter)
+		upcmd_free(e->waiter);
+	free(e);
+}
+
+static void pf_unlink(struct link *l, struct pfentry *e)
+{
+	for (struct pfentry **pp = &l->pfs; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			return;
+		}
+}
+
+/*
+ * Something changed (an event reached the client, or the client changed
+ * state): prefetches whose answers were already taken no longer answer
+ * anything. With all, also those still to run (the client changed state).
+ * A client command that waited for one goes upstream itself.
+ */
+static void prefetch_invalidate(struct link *l, bool all)
+{
+	struct pfentry *e = l->pfs, *next;
+	for (; e; e = next) {
+		next = e->next;
+		bool running = e->cmd && e->cmd == l->sent.head;
+		if (!all && !running && !prefetch_finished(e->pf))
+			continue;
+		e->stale = true;
+		if (e->waiter) {
+			struct upcmd *w = e->waiter;
+			e->waiter = NULL;
+			link_submit(l, w);
+		}
+		if (!e->cmd) {
+			pf_unlink(l, e);
+			pfentry_free(e);
+		}
+	}
+}
+
+static void prefetch_drop_all(struct link *l)
+{
+	while (l->pfs) {
+		struct pfentry *e = l->pfs;
+		l->pfs = e->next;
+		if (e->cmd)
+			e->cmd->pfe = NULL;
+		pfentry_free(e);
+	}
+}
+
+/* Tell the client's view about responses the proxy built or replayed. */
+static void view_apply_bytes(struct link *l, const struct buf *b)
+{
+	const uint8_t *p = buf_head(b);
+	size_t left = buf_len(b);
+	while (left) {
+		size_t used = 0;
+		enum imap_parse_result r = imap_parser_feed(l->replay_parser, p, left, &used);
+		p += used;
+		left -= used;
+		if (r == IMAP_PARSE_DONE) {
+			const struct imap_msg *m = imap_parser_msg(l->replay_parser);
+			if (m->kind == IMAP_MSG_UNTAGGED)
+				client_view_apply(l->view, m);
+		}
+		imap_parser_reset(l->replay_parser);
+		if (r != IMAP_PARSE_DONE)
+			break;
+	}
+}
+
+/* Answer a claiming client command from a finished prefetch; false if it cannot. */
+static bool prefetch_answer(struct link *l, struct pfentry *e, const char *tag, const struct macro_claim *cl)
+{
+	struct buf out;
+	buf_init(&out, 0);
+	if (e->stale || !prefetch_reply(e->pf, cl, tag, client_view_count(l->view), &out)) {
+		buf_free(&out);
+		return false;
+	}
+	view_apply_bytes(l, &out);
+	slog(l->s, LOG_LEVEL_DEBUG, "answered %s from the prefetched %s", tag, prefetch_text(e->pf));
+	forward_to_client(l->s, buf_head(&out), buf_len(&out));
+	buf_free(&out);
+	return true;
+}
+
+/*
+ * Can a prefetch answer this client command? Then the command never goes
+ * upstream: it is answered now, or when the prefetch's reply is in.
+ */
+static bool prefetch_try_claim(struct link *l, const struct imap_msg *m, struct upcmd *c)
+{
+	for (struct pfentry *e = l->pfs; e; e = e->next) {
+		if (e->stale || e->waiter)
+			continue;
+		struct macro_claim cl;
+		if (macro_claim(prefetch_text(e->pf), m, &cl) == MACRO_CLAIM_NONE) {
+			macro_claim_free(&cl);
+			continue;
+		}
+		if (prefetch_finished(e->pf)) {
+			bool done = prefetch_answer(l, e, c->tag, &cl);
+			macro_claim_free(&cl);
+			if (!done)
+				continue;
+			pf_unlink(l, e);
+			pfentry_free(e);
+			upcmd_free(c);
+			return true;
+		}
+		e->waiter = c;
+		e->claim = cl;
+		return true;
+	}
+	return false;
+}
+
+/* The prefetch's tagged reply: answer its waiter, or send the waiter upstream. */
+static void prefetch_finished_reply(struct link *l, struct upcmd *c, const struct imap_msg *m)
+{
+	struct pfentry *e = c->pfe;
+	if (!e)
+		return;
+	e->cmd = NULL;
+	c->pfe = NULL;
+	prefetch_finish(e->pf, m);
+	if (e->waiter) {
+		struct upcmd *w = e->waiter;
+		e->waiter = NULL;
+		if (prefetch_answer(l, e, w->tag, &e->claim)) {
+			upcmd_free(w);
+			pf_unlink(l, e);
+			pfentry_free(e);
+			return;
+		}
+		link_submit(l, w);
+	}
+	if (e->stale || !prefetch_usable(e->pf)) {
+		pf_unlink(l, e);
+		pfentry_free(e);
+	}
+}
+
+/* The client's command triggers a macro: send its commands now, in the same batch. */
+static void prefetch_send(struct link *l, const struct imap_msg *m)
+{
+	struct session *s = l->s;
+	const struct macro_set *set = s->srv->macros;
+	if (!set || l->state != LINK_UP)
+		return;
+	const struct macro_client *mc = macro_client_find(set, (const char *const *)l->id_kv, s->listener);
+	if (!mc)
+		return;
+	char **cmds = NULL;
+	size_t n = macro_expand(mc, m, &cmds);
+	for (size_t i = 0; i < n; i++) {
+		struct pfentry *e = xcalloc(1, sizeof(*e));
+		e->pf = prefetch_new(cmds[i]);
+		e->cmd = send_internal(l, UPC_PREFETCH, false, "%s", cmds[i]);
+		e->cmd->pfe = e;
+		e->next = l->pfs;
+		l->pfs = e;
+	}
+	if (n)
+		slog(s, LOG_LEVEL_DEBUG, "macro of %s: %zu command(s) prefetched", macro_client_name(mc), n);
+	macro_free_commands(cmds, n);
+}
+
+/* An untagged response while a prefetch is the oldest command on the link. */
+static void prefetch_untagged(struct link *l, struct upcmd *c, const struct imap_msg *m);
+
+/* The client's ID fields, kept to tell which macros apply. */
+static void record_id(struct link *l, const struct imap_msg *m)
+{
+	if (l->id_kv) {
+		for (char **p = l->id_kv; *p; p++)
+			free(*p);
+		free(l->id_kv);
+		l->id_kv = NULL;
+	}
+	if (m->nargs < 2 || m->args[1].type != IMAP_ARG_LIST)
+		return;
+	const struct imap_arg *kv = m->args[1].list;
+	size_t n = m->args[1].list_count / 2;
+	if (n > MACRO_MAX_ID_FIELDS)
+		n = MACRO_MAX_ID_FIELDS;
+	l->id_kv = xcalloc(2 * n + 1, sizeof(char *));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *f = &kv[2 * i], *v = &kv[2 * i + 1];
+		if (!imap_arg_is_string(f) || !imap_arg_is_string(v) || imap_arg_is_atom(v, "NIL"))
+			continue;
+		l->id_kv[k++] = dup_n(f->str, f->len);
+		l->id_kv[k++] = dup_n(v->str, v->len);
+	}
+}
+
 static void client_forward(struct link *l, const struct imap_msg *m)
 {
 	struct upcmd *c = upcmd_new(UPC_CLIENT);
@@ -771,7 +1027,15 @@ static void client_forward(struct link *l, const struct imap_msg *m)
 		c->sel = SEL_LEAVE;
 	}
 	c->logout = strcasecmp(word, "LOGOUT") == 0;
+	c->fetch = strcasecmp(word, "FETCH") == 0;
+	if (l->pfs && l->state == LINK_UP && prefetch_try_claim(l, m, c))
+		return;
+	/* A command that may change what the client sees makes every answer
+	 * prefetched so far stale. */
+	if (l->pfs && !macro_command_is_read_only(m))
+		prefetch_invalidate(l, true);
 	link_submit(l, c);
+	prefetch_send(l, m);
 }
 
 static void answer_capability(struct session *s, const char *tag)
@@ -795,6 +1059,7 @@ void link_client_command(struct session *s, const struct imap_msg *m)
 		return;
 	}
 	if (arg_is(cmd, "ID")) {
+		record_id(l, m);
 		client_say(s, "* ID (\"name\" \"pimap-proxy\" \"version\" \"%s\")", PACKAGE_VERSION);
 		client_say(s, "%s OK ID completed.", m->tag);
 		return;
@@ -890,9 +1155,16 @@ void link_upstream_lost(struct session *s, const char *why)
 	l->probe_out = false;
 
 	/* What was in flight: repeat what is safe to repeat, after the resume,
-	 * ahead of what the client sent since. */
+	 * ahead of what the client sent since. A command waiting for a prefetch
+	 * waits for the link like the others. */
 	struct cmdq retry = {0};
 	struct upcmd *c;
+	for (struct pfentry *e = l->pfs; e; e = e->next)
+		if (e->waiter) {
+			q_push(&retry, e->waiter);
+			e->waiter = NULL;
+		}
+	prefetch_drop_all(l);
 	while ((c = q_pop(&l->sent)) != NULL) {
 		if (c->kind == UPC_CLIENT && c->retry_safe) {
 			c->started = false;
@@ -996,10 +1268,8 @@ static void send_probe(struct link *l)
 		/* Ending the IDLE is the probe: its OK proves the link, and the IDLE
 		 * starts again at once. Until the "+" or while it ends, a reply is
 		 * on its way anyway. */
-		if (l->up_idle->plus && !l->up_idle->ending) {
-			l->up_idle->ending = true;
-			forward_to_upstream(s, (const uint8_t *)"DONE\r\n", 6, false);
-		}
+		if (l->up_idle->plus && !l->up_idle->ending)
+			end_up_idle(l);
 	} else {
 		/* Answered by the gateway itself: it makes the store say nothing, so
 		 * no EXPUNGE can reach a client that is not waiting for one. */
@@ -1034,8 +1304,15 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 /* An event or a reply for the client: what it is told is what it knows. */
 static void to_client(struct link *l, const struct imap_msg *m)
 {
-	if (m->kind == IMAP_MSG_UNTAGGED)
+	if (m->kind == IMAP_MSG_UNTAGGED) {
 		client_view_apply(l->view, m);
+		uint32_t n;
+		const struct upcmd *head = l->sent.head;
+		bool fetch_data = head && head->kind == UPC_CLIENT && head->fetch;
+		if (l->pfs && (imap_untagged_num(m, "EXISTS", &n) || imap_untagged_num(m, "EXPUNGE", &n) ||
+		               (!fetch_data && imap_untagged_num(m, "FETCH", &n))))
+			prefetch_invalidate(l, false); /* the prefetched answers no longer hold */
+	}
 	relay_response(l->s, m);
 }
 
@@ -1299,6 +1576,9 @@ static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *
 			client_say(s, "%s OK Idle completed.", l->idle_tag);
 		}
 		break;
+	case UPC_PREFETCH:
+		prefetch_finished_reply(l, c, m);
+		break;
 	case UPC_ID:
 	case UPC_UNSELECT:
 	case UPC_PROBE:
@@ -1318,8 +1598,8 @@ void link_upstream_message(struct session *s, const struct imap_msg *m)
 			head->plus = true;
 			/* The client may have said DONE, or a heartbeat be due, before the "+". */
 			if (l->idle_done_wait && !head->ending) {
-				head->ending = true;
-				forward_to_upstream(s, (const uint8_t *)"DONE\r\n", 6, false);
+				end_up_idle(l);
+				stream_flush(s->upstream);
 			} else {
 				link_idle_update(l);
 			}
@@ -1379,6 +1659,9 @@ void link_upstream_message(struct session *s, const struct imap_msg *m)
 	case UPC_IDLE:
 		to_client(l, m);
 		return;
+	case UPC_PREFETCH:
+		prefetch_untagged(l, head, m);
+		return;
 	case UPC_ID:
 	case UPC_COMPRESS:
 	case UPC_UNSELECT:
@@ -1388,4 +1671,19 @@ void link_upstream_message(struct session *s, const struct imap_msg *m)
 			to_client(l, m);
 		return;
 	}
+}
+
+static void prefetch_untagged(struct link *l, struct upcmd *c, const struct imap_msg *m)
+{
+	struct pfentry *e = c->pfe;
+	uint32_t n;
+	bool fetch = imap_untagged_num(m, "FETCH", &n);
+	if (!fetch && (is_event(m) || m->status != IMAP_STATUS_NONE || untagged_word(m, "FLAGS"))) {
+		/* Not the prefetch's data: what the client must hear anyway. */
+		if (l->selected)
+			to_client(l, m);
+		return;
+	}
+	if (e && !e->stale && !prefetch_capture(e->pf, m))
+		slog(l->s, LOG_LEVEL_DEBUG, "prefetch over %u bytes dropped", PREFETCH_MAX_BYTES);
 }

@@ -21,7 +21,7 @@ require dovecot certtool
 require_gateway
 require_proxy
 gen_certs
-DOVECOT_USERS="alice bob carol dave erin frank henry"
+DOVECOT_USERS="alice bob carol dave erin frank henry mia"
 start_dovecot
 start_gateway --set limits.max_queued_events=5
 
@@ -39,6 +39,25 @@ start_proxy --listen "127.0.0.1:$PROXY_PORT" --listen-tls none \
 export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS GW_PORT GW_LOG PROXY_LOG PROXY_PORT RELAY_CTL
 status=0
 python3 "$HARNESS_LIB/link_tests.py" a b c d e g || status=1
+
+# (m) macros: a second proxy with the shipped mutt macro, told that its
+# listener is where mutt connects (mutt sends no ID).
+MACRO_PORT=$(free_port)
+mkdir -p "$T/macros"
+sed "s|listen: \[\"stdio\"\]|listen: [\"stdio\", \"127.0.0.1:$MACRO_PORT\"]|" "$top_srcdir/macros/mutt.yaml" >"$T/macros/mutt.yaml"
+grep -q "127.0.0.1:$MACRO_PORT" "$T/macros/mutt.yaml" || hard_error "could not adapt macros/mutt.yaml"
+PLAIN_PROXY_PID=$PROXY_PID
+PLAIN_PROXY_LOG=$PROXY_LOG
+PROXY_LOG=$T/proxy-macros.log
+start_proxy --listen "127.0.0.1:$MACRO_PORT" --listen-tls none --state-dir "$T/proxy2-state" \
+	--upstream "pimaps://127.0.0.1:$RELAY_PORT" --ca-file "$CA" --device-id laptop2 --trace -v \
+	--set "macros.dir=$T/macros"
+MACRO_PROXY_PID=$PROXY_PID
+assert_contains "$PROXY_LOG" "loaded 1 macro(s)"
+MACRO_PORT=$MACRO_PORT PROXY_LOG=$PROXY_LOG python3 "$HARNESS_LIB/link_tests.py" m || status=1
+running "$MACRO_PROXY_PID" || fail "the macro proxy died"
+PROXY_PID=$PLAIN_PROXY_PID
+PROXY_LOG=$PLAIN_PROXY_LOG
 
 # (h) gateway restarts under an idling client: SIGTERM (views saved), SIGKILL (RESYNC).
 python3 "$HARNESS_LIB/link_tests.py" h &

@@ -8,6 +8,8 @@
 #    mutt shows it once the link is back, shows no error, and never
 #    reconnects (the proxy accepted one connection from it);
 #  - the same across a gateway restart (SIGTERM);
+#  - with the shipped mutt macro on, mutt's header FETCH after SELECT is
+#    answered from the prefetch sent with the SELECT;
 #  - mutt quits cleanly.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -37,10 +39,14 @@ wait_port 127.0.0.1 "$RELAY_PORT" 10 "$RELAY_PID" || fail "link relay does not l
 relay() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall((sys.argv[2]+"\n").encode()); print(s.recv(100).decode().strip())' "$T/relay.ctl" "$1"; }
 
 P=$(free_port)
+# The shipped mutt macro, told that mutt connects to this listener (mutt sends no ID).
+mkdir -p "$T/macros"
+sed "s|listen: \[\"stdio\"\]|listen: [\"stdio\", \"127.0.0.1:$P\"]|" "$top_srcdir/macros/mutt.yaml" >"$T/macros/mutt.yaml"
+grep -q "127.0.0.1:$P" "$T/macros/mutt.yaml" || hard_error "could not adapt macros/mutt.yaml"
 start_proxy --listen "127.0.0.1:$P" --listen-tls none \
-	--upstream "pimaps://127.0.0.1:$RELAY_PORT" --ca-file "$CA" --device-id mutt-laptop --trace \
+	--upstream "pimaps://127.0.0.1:$RELAY_PORT" --ca-file "$CA" --device-id mutt-laptop --trace -v \
 	--set link.heartbeat=5s --set link.dead_timeout=3s --set link.reconnect_min=200ms \
-	--set link.reconnect_max=1s --no-macros
+	--set link.reconnect_max=1s --set "macros.dir=$T/macros"
 
 cat >"$T/muttrc" <<EOF2
 set folder="imap://alice@127.0.0.1:$P/"
@@ -159,6 +165,8 @@ if screen | grep -Eiq 'error|lost|closed|unavailable'; then
 fi
 [ "$(mutt_connections)" = "$CONNS" ] || fail "mutt reconnected ($(mutt_connections) connections, was $CONNS)"
 log "ok: no error on mutt's screen and no reconnect by mutt"
+grep -q "from the prefetched FETCH 1:\*" "$PROXY_LOG" || fail "mutt's header FETCH was never answered from the macro's prefetch"
+log "ok: mutt's header FETCH was answered from the macro's prefetch"
 
 tmx send-keys -t mutt q
 expect_screen 15 "mutt quit" "MUTT-EXITED"

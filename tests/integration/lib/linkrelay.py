@@ -11,6 +11,9 @@ line back ("ok ..."):
              that hangs without closing, as behind a dead NAT)
     restore  forward again and accept new connections
     count    "ok N": connections accepted so far
+    stats    "ok UP DOWN TURNS": bytes towards the target, bytes back, and
+             how often the direction changed (round trips), since the last
+    reset    zero those counters
 Everything stays on 127.0.0.1.
 """
 
@@ -40,6 +43,9 @@ csock.setblocking(False)
 sel.register(csock, selectors.EVENT_READ, "control")
 
 pairs = {}          # sock -> peer sock
+towards = set()     # the client-side sockets (their data goes to the target)
+TRACE = bool(os.environ.get("LINKRELAY_TRACE"))
+stats = {"up": 0, "down": 0, "turns": 0, "last": None}
 mode = "up"         # up | cut | stall
 accepted = 0
 
@@ -50,6 +56,7 @@ def close_pair(s):
         if x is None:
             continue
         pairs.pop(x, None)
+        towards.discard(x)
         try:
             sel.unregister(x)
         except (KeyError, ValueError):
@@ -92,6 +99,10 @@ def control(conn):
         mode = "up"
     elif cmd == "count":
         reply = "ok %d" % accepted
+    elif cmd == "stats":
+        reply = "ok %d %d %d" % (stats["up"], stats["down"], stats["turns"])
+    elif cmd == "reset":
+        stats.update(up=0, down=0, turns=0, last=None)
     else:
         reply = "error unknown command %r" % cmd
     conn.sendall((reply + "\n").encode())
@@ -115,6 +126,7 @@ while True:
             for x in (c, u):
                 x.setblocking(False)
             pairs[c], pairs[u] = u, c
+            towards.add(c)
             if mode != "stall":
                 sel.register(c, selectors.EVENT_READ, "data")
                 sel.register(u, selectors.EVENT_READ, "data")
@@ -132,6 +144,13 @@ while True:
             peer = pairs.get(s)
             if peer is None:
                 continue
+            d = "up" if s in towards else "down"
+            stats[d] += len(data)
+            if stats["last"] is not None and stats["last"] != d:
+                stats["turns"] += 1
+            stats["last"] = d
+            if TRACE:
+                print("%s %d" % (d, len(data)), file=sys.stderr, flush=True)
             try:
                 peer.setblocking(True)
                 peer.sendall(data)
