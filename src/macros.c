@@ -1764,6 +1764,28 @@ const char *macro_client_name(const struct macro_client *c)
 	return c ? c->name : NULL;
 }
 
+const char *macro_client_fetch_items(const struct macro_client *c)
+{
+	for (size_t i = 0; c && i < c->nmacros; i++)
+		for (size_t j = 0; j < c->macros[i].nsend; j++) {
+			const struct send_cmd *sc = &c->macros[i].send[j];
+			bool fixed = true;
+			for (size_t k = 0; k < sc->nsegs; k++)
+				fixed = fixed && sc->segs[k].cap == -1;
+			if (!fixed)
+				continue; /* placeholders: not a fixed item list */
+			const char *t = sc->text;
+			if (strncasecmp(t, "UID ", 4) == 0)
+				t += 4;
+			if (strncasecmp(t, "FETCH ", 6) != 0)
+				continue;
+			const char *items = strchr(t + 6, ' '); /* after the sequence set */
+			if (items && items[1])
+				return items + 1;
+		}
+	return NULL;
+}
+
 /* ---- expansion -------------------------------------------------------------------------- */
 
 void macro_free_commands(char **cmds, size_t n)

@@ -75,6 +75,14 @@ size_t macro_set_client_count(const struct macro_set *set);
 const struct macro_client *macro_client_find(const struct macro_set *set, const char *const *id_kv,
                                              const char *listener);
 const char *macro_client_name(const struct macro_client *c);
+/*
+ * The fetch items (a parenthesised list, or one item, as written) of the
+ * first FETCH or UID FETCH the client's macros prefetch: what this client
+ * asks for about a message it has not seen. pimap-proxy asks the gateway to
+ * push new messages with these items (PIMAP_INBAND_NEW_FORMAT). NULL if
+ * none.
+ */
+const char *macro_client_fetch_items(const struct macro_client *c);
 
 /*
  * If a macro of client c triggers on the client command cmd (a parsed

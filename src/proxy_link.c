@@ -79,6 +79,7 @@ enum upcmd_kind {
 	UPC_PROBE,    /* heartbeat */
 	UPC_LOGOUT,   /* ours, when the client went away without LOGOUT */
 	UPC_PREFETCH, /* a macro's command, sent with its trigger */
+	UPC_PREF,     /* XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT, for the client's macros */
 };
 
 /* A prefetched command: in flight (cmd) or finished, maybe claimed by a
@@ -88,6 +89,7 @@ struct pfentry {
 	struct prefetch   *pf;
 	struct upcmd      *cmd;
 	bool               stale;   /* something changed since: it answers nothing */
+	int                newmail; /* kept from new-mail pushes: 1 by sequence number, 2 by UID */
 	struct upcmd      *waiter;
 	struct macro_claim claim;   /* the waiter's */
 };
@@ -165,6 +167,7 @@ struct link {
 	char              **id_kv;
 	struct pfentry     *pfs;
 	struct imap_parser *replay_parser; /* re-reads replayed responses for the client's view */
+	char               *nf_items;      /* PIMAP_INBAND_NEW_FORMAT set on this link, NULL if none */
 };
 
 static void link_write(struct link *l, struct upcmd *c, bool secret);
@@ -456,6 +459,7 @@ void link_free(struct link *l)
 	q_clear(&l->sent);
 	q_clear(&l->held);
 	imap_parser_free(l->replay_parser);
+	free(l->nf_items);
 	if (l->id_kv) {
 		for (char **p = l->id_kv; *p; p++)
 			free(*p);
@@ -827,11 +831,13 @@ static void pf_unlink(struct link *l, struct pfentry *e)
  * anything. With all, also those still to run (the client changed state).
  * A client command that waited for one goes upstream itself.
  */
-static void prefetch_invalidate(struct link *l, bool all)
+static void prefetch_invalidate(struct link *l, bool all, bool keep_newmail)
 {
 	struct pfentry *e = l->pfs, *next;
 	for (; e; e = next) {
 		next = e->next;
+		if (keep_newmail && e->newmail)
+			continue;
 		bool running = e->cmd && e->cmd == l->sent.head;
 		if (!all && !running && !prefetch_finished(e->pf))
 			continue;
@@ -978,6 +984,28 @@ static void prefetch_send(struct link *l, const struct imap_msg *m)
 	macro_free_commands(cmds, n);
 }
 
+/*
+ * New mail pushed with the items this client will ask for next
+ * (PIMAP_INBAND_NEW_FORMAT), so that its follow-up FETCH needs no round
+ * trip. Set before a SELECT, once per link, when the client's macros name
+ * such items. The preference is the device's: another client of the same
+ * device may change it; pushes are handled whatever their items.
+ */
+static void new_format_update(struct link *l)
+{
+	struct session *s = l->s;
+	const struct macro_set *set = s->srv->macros;
+	if (!set || l->state != LINK_UP)
+		return;
+	const struct macro_client *mc = macro_client_find(set, (const char *const *)l->id_kv, s->listener);
+	const char *items = mc ? macro_client_fetch_items(mc) : NULL;
+	if (!items || (l->nf_items && strcmp(l->nf_items, items) == 0))
+		return;
+	free(l->nf_items);
+	l->nf_items = xstrdup(items);
+	send_internal(l, UPC_PREF, false, "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT %s", items);
+}
+
 /* An untagged response while a prefetch is the oldest command on the link. */
 static void prefetch_untagged(struct link *l, struct upcmd *c, const struct imap_msg *m);
 
@@ -1028,12 +1056,14 @@ static void client_forward(struct link *l, const struct imap_msg *m)
 	}
 	c->logout = strcasecmp(word, "LOGOUT") == 0;
 	c->fetch = strcasecmp(word, "FETCH") == 0;
+	if (c->sel == SEL_SELECT || c->sel == SEL_EXAMINE)
+		new_format_update(l);
 	if (l->pfs && l->state == LINK_UP && prefetch_try_claim(l, m, c))
 		return;
 	/* A command that may change what the client sees makes every answer
 	 * prefetched so far stale. */
-	if (l->pfs && !macro_command_is_read_only(m))
-		prefetch_invalidate(l, true);
+	if (l->pfs && !macro_command_is_read_only(m) && !arg_is(&m->args[0], "NOOP") && !arg_is(&m->args[0], "CHECK"))
+		prefetch_invalidate(l, true, false);
 	link_submit(l, c);
 	prefetch_send(l, m);
 }
@@ -1302,8 +1332,12 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 /* responses                                                                 */
 
 /* An event or a reply for the client: what it is told is what it knows. */
+static bool new_mail_push(struct link *l, const struct imap_msg *m);
+
 static void to_client(struct link *l, const struct imap_msg *m)
 {
+	if (new_mail_push(l, m))
+		return;
 	if (m->kind == IMAP_MSG_UNTAGGED) {
 		client_view_apply(l->view, m);
 		uint32_t n;
@@ -1311,7 +1345,7 @@ static void to_client(struct link *l, const struct imap_msg *m)
 		bool fetch_data = head && head->kind == UPC_CLIENT && head->fetch;
 		if (l->pfs && (imap_untagged_num(m, "EXISTS", &n) || imap_untagged_num(m, "EXPUNGE", &n) ||
 		               (!fetch_data && imap_untagged_num(m, "FETCH", &n))))
-			prefetch_invalidate(l, false); /* the prefetched answers no longer hold */
+			prefetch_invalidate(l, false, false); /* the prefetched answers no longer hold */
 	}
 	relay_response(l->s, m);
 }
@@ -1579,6 +1613,13 @@ static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *
 	case UPC_PREFETCH:
 		prefetch_finished_reply(l, c, m);
 		break;
+	case UPC_PREF:
+		if (!ok) {
+			slog(s, LOG_LEVEL_INFO, "the gateway refused the new-mail items: %.*s", (int)m->text_len, m->text);
+			free(l->nf_items);
+			l->nf_items = xstrdup(""); /* do not ask again on this link */
+		}
+		break;
 	case UPC_ID:
 	case UPC_UNSELECT:
 	case UPC_PROBE:
@@ -1667,6 +1708,7 @@ void link_upstream_message(struct session *s, const struct imap_msg *m)
 	case UPC_UNSELECT:
 	case UPC_PROBE:
 	case UPC_LOGOUT:
+	case UPC_PREF:
 		if (is_event(m) && l->selected)
 			to_client(l, m);
 		return;
@@ -1686,4 +1728,64 @@ static void prefetch_untagged(struct link *l, struct upcmd *c, const struct imap
 	}
 	if (e && !e->stale && !prefetch_capture(e->pf, m))
 		slog(l->s, LOG_LEVEL_DEBUG, "prefetch over %u bytes dropped", PREFETCH_MAX_BYTES);
+}
+
+/*
+ * "* n FETCH (UID u ...)" for a message the client has not been told of is
+ * a new message pushed with data (PIMAP_INBAND_NEW_FORMAT): the client hears
+ * "* n EXISTS", and the data is kept to answer its next FETCH of the new
+ * messages (as if prefetched: "FETCH first:* items" and "UID FETCH
+ * firstuid:* items", items being what this link asked the gateway for).
+ */
+static bool new_mail_push(struct link *l, const struct imap_msg *m)
+{
+	uint32_t n;
+	if (m->kind != IMAP_MSG_UNTAGGED || !imap_untagged_num(m, "FETCH", &n) || n <= client_view_count(l->view))
+		return false;
+	struct session *s = l->s;
+	uint32_t count = client_view_count(l->view);
+	if (n != count + 1) {
+		/* Not the next message: nothing the client could be told exactly. */
+		slog(s, LOG_LEVEL_WARN, "push for message %u with %u known: ignored", n, count);
+		return true;
+	}
+	prefetch_invalidate(l, false, true);
+	if (l->nf_items && *l->nf_items) {
+		/* Keep the data under the commands that could ask for it. */
+		for (int i = 0; i < 2; i++) {
+			struct pfentry *e = NULL;
+			for (struct pfentry *p = l->pfs; p; p = p->next)
+				if (!p->cmd && !p->stale && (p->newmail == i + 1))
+					e = p;
+			if (!e) {
+				char text[MACRO_MAX_COMMAND + 64];
+				uint32_t first = i == 0 ? n : 0;
+				if (i == 1) {
+					const struct imap_arg *it = m->nargs >= 3 ? &m->args[2] : NULL;
+					for (size_t k = 0; it && it->type == IMAP_ARG_LIST && k + 1 < it->list_count; k += 2)
+						if (imap_arg_is_atom(&it->list[k], "UID"))
+							imap_parse_u32(it->list[k + 1].str, it->list[k + 1].len, &first);
+					if (!first)
+						continue;
+				}
+				snprintf(text, sizeof(text), "%sFETCH %u:* %s", i ? "UID " : "", first, l->nf_items);
+				e = xcalloc(1, sizeof(*e));
+				e->pf = prefetch_new(text);
+				prefetch_finish_ok(e->pf, " OK Fetch completed.\r\n");
+				e->newmail = i + 1;
+				e->next = l->pfs;
+				l->pfs = e;
+			}
+			prefetch_capture(e->pf, m);
+		}
+	}
+	char line[64];
+	int len = snprintf(line, sizeof(line), "* %u EXISTS\r\n", n);
+	struct buf b = {0};
+	buf_init(&b, 0);
+	buf_append(&b, line, (size_t)len);
+	view_apply_bytes(l, &b);
+	buf_free(&b);
+	forward_to_client(s, (const uint8_t *)line, (size_t)len);
+	return true;
 }

@@ -9,7 +9,8 @@
 #    reconnects (the proxy accepted one connection from it);
 #  - the same across a gateway restart (SIGTERM);
 #  - with the shipped mutt macro on, mutt's header FETCH after SELECT is
-#    answered from the prefetch sent with the SELECT;
+#    answered from the prefetch sent with the SELECT, and its FETCH of new
+#    mail from the gateway's push (PIMAP_INBAND_NEW_FORMAT);
 #  - mutt quits cleanly.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -167,6 +168,9 @@ fi
 log "ok: no error on mutt's screen and no reconnect by mutt"
 grep -q "from the prefetched FETCH 1:\*" "$PROXY_LOG" || fail "mutt's header FETCH was never answered from the macro's prefetch"
 log "ok: mutt's header FETCH was answered from the macro's prefetch"
+grep -Eq "from the prefetched FETCH ([2-9]|[1-9][0-9]+):\*" "$PROXY_LOG" ||
+	fail "mutt's FETCH of new mail was never answered from the gateway's push (PIMAP_INBAND_NEW_FORMAT)"
+log "ok: mutt's FETCH of new mail was answered from the gateway's push"
 
 tmx send-keys -t mutt q
 expect_screen 15 "mutt quit" "MUTT-EXITED"

@@ -330,6 +330,33 @@ def section_m():
     CHK.check(log_count(PROXY_LOG, "from the prefetched FETCH 1:*") >= 1,
               "the proxy answered mutt's FETCH from the prefetch")
 
+    # New mail in IDLE: the gateway pushes it with mutt's items
+    # (PIMAP_INBAND_NEW_FORMAT); mutt hears "* n EXISTS" and its FETCH of
+    # the new message is answered from the push.
+    c = g.imapc.Client("127.0.0.1", macro_port, timeout=20)
+    c.label = "mutt-like client, new mail"
+    CHK.watch(c)
+    c.connect()
+    c.login("mia", g.PASS)
+    resps = c.ok('SELECT "INBOX"')
+    n = max(int(m.group(1)) for r in resps for m in [re.match(r"\* (\d+) EXISTS", r.first)] if m)
+    c.ok("FETCH 1:%d %s" % (n, MUTT_ITEMS))
+    answered = log_count(PROXY_LOG, "from the prefetched FETCH %d:*" % (n + 1))
+    tag, _ = c.send_command("IDLE")
+    c.read_response(timeout=5)
+    g.deliver_n("mia", 1, "m-new")
+    r = c.read_response(timeout=15)
+    CHK.equal(r.first, "* %d EXISTS" % (n + 1), "new mail reaches the idling client as EXISTS")
+    c.send(b"DONE\r\n")
+    c.wait_tagged(tag, timeout=10)
+    pushed = c.ok("FETCH %d:%d %s" % (n + 1, n + 1, MUTT_ITEMS))
+    CHK.check(log_count(PROXY_LOG, "from the prefetched FETCH %d:*" % (n + 1)) > answered,
+              "the FETCH of the new message was answered from the push")
+    again = c.ok("FETCH %d:%d %s" % (n + 1, n + 1, MUTT_ITEMS))
+    strip = lambda rs: [(r.first, r.literals) for r in rs[:-1]]
+    CHK.equal(strip(pushed), strip(again), "the pushed data equals a real FETCH of the message")
+    c.ok("LOGOUT")
+
 
 SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
             "g": section_g, "h": section_h, "m": section_m}
