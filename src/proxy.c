@@ -1325,7 +1325,8 @@ struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_c
 			goto fail;
 		log_info("upstream is a pimap-gateway; device id %s", srv->device_id);
 	}
-	srv->macros = link_load_macros(cfg, NULL);
+	if (link_load_macros(cfg, &srv->macros, err, errlen) < 0)
+		goto fail;
 	srv->upstream_name = xstrdup(*cfg->upstream_server_name ? cfg->upstream_server_name : srv->upstream.host);
 	srv->allow_plaintext = cfg->upstream_allow_plaintext;
 	srv->compress_upstream = cfg->upstream_compress || srv->gateway;
@@ -1380,7 +1381,14 @@ void proxy_server_reconfigure(struct proxy_server *srv, const struct proxy_confi
 		log_warn("reload: tls.* or state_dir changed; restart pimap-proxy to apply");
 	if (str_differs(old->device_id, cfg->device_id))
 		log_warn("reload: device_id changed; restart pimap-proxy to apply");
-	srv->macros = link_load_macros(cfg, srv->macros);
+	struct macro_set *macros;
+	char merr[600];
+	if (link_load_macros(cfg, &macros, merr, sizeof(merr)) < 0) {
+		log_err("reload: macros not loaded: %s; keeping the previous macros", merr);
+	} else {
+		link_free_macros(srv->macros);
+		srv->macros = macros;
+	}
 	/* Restart-only settings were copied into srv at start (listeners,
 	 * credentials, upstream_*); from the new config the server reads only
 	 * reloadable keys (limits, logging). */

@@ -370,28 +370,22 @@ char *link_device_id(const char *configured, const char *state_dir, char *err, s
 /* ------------------------------------------------------------------------ */
 /* macros (loading; the prefetch engine is in proxy_prefetch.c)              */
 
-struct macro_set *link_load_macros(const struct proxy_config *cfg, struct macro_set *previous)
+int link_load_macros(const struct proxy_config *cfg, struct macro_set **set, char *err, size_t errlen)
 {
-	char err[600];
-	if (!cfg->macros_enabled) {
-		macro_set_free(previous);
-		return NULL;
-	}
+	*set = NULL;
+	if (!cfg->macros_enabled)
+		return 0;
 	bool installed = !*cfg->macros_dir;
 	const char *dir = installed ? PIMAP_MACROS_DIR : cfg->macros_dir;
 	if (installed && access(dir, F_OK) != 0) {
 		log_debug("no macros installed in %s", dir);
-		macro_set_free(previous);
-		return NULL;
+		return 0;
 	}
-	struct macro_set *set = macro_set_load_dir(dir, err, sizeof(err));
-	if (!set) {
-		log_err("macros not loaded: %s%s", err, previous ? "; keeping the previous macros" : "");
-		return previous;
-	}
-	macro_set_free(previous);
-	log_info("loaded %zu macro(s) from %s", macro_set_count(set), dir);
-	return set;
+	*set = macro_set_load_dir(dir, err, errlen);
+	if (!*set)
+		return -1;
+	log_info("loaded %zu macro(s) from %s", macro_set_count(*set), dir);
+	return 0;
 }
 
 void link_free_macros(struct macro_set *set)

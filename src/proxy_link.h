@@ -41,11 +41,11 @@ void link_free(struct link *l);
 char *link_device_id(const char *configured, const char *state_dir, char *err, size_t errlen);
 
 /*
- * Load the macros cfg names (macros.enabled, macros.dir). On an error the
- * previous set is kept (and logged); otherwise previous is freed. Returns
- * the set in force (NULL: none).
+ * Load the macros cfg names (macros.enabled, macros.dir) into *set (NULL:
+ * none; macros.dir "" and nothing installed is no error). Returns -1 with
+ * "file:line:column: message" in err when a file is wrong.
  */
-struct macro_set *link_load_macros(const struct proxy_config *cfg, struct macro_set *previous);
+int link_load_macros(const struct proxy_config *cfg, struct macro_set **set, char *err, size_t errlen);
 void link_free_macros(struct macro_set *set);
 
 /* Nothing the client waits for is in flight (a drain may say BYE now). */

@@ -22,6 +22,7 @@
 #include "daemon_cli.h"
 #include "log.h"
 #include "proxy.h"
+#include "proxy_link.h"
 #include "proxy_config.h"
 #include "tlsio.h"
 
@@ -204,6 +205,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (cli.check_only) {
+		struct macro_set *macros;
+		if (link_load_macros(app.cfg, &macros, err, sizeof(err)) < 0) {
+			fprintf(stderr, "pimap-proxy: macros: %s\n", err);
+			status = DAEMON_EXIT_CONFIG;
+			goto out;
+		}
+		link_free_macros(macros);
 		warn_incomplete(app.cfg);
 		printf("configuration OK\n");
 		goto out;

@@ -56,6 +56,22 @@ MACRO_PROXY_PID=$PROXY_PID
 assert_contains "$PROXY_LOG" "loaded 1 macro(s)"
 MACRO_PORT=$MACRO_PORT PROXY_LOG=$PROXY_LOG python3 "$HARNESS_LIB/link_tests.py" m || status=1
 running "$MACRO_PROXY_PID" || fail "the macro proxy died"
+# A macro file with an error: refused with file:line:column by
+# --check-config and at start; on SIGHUP the previous macros stay.
+cp "$T/macros/mutt.yaml" "$T/macros/mutt.good"
+printf 'client:\n  name: mutt\n  listen: ["stdio"]\nmacros:\n  - name: bad\n    trigger: "SELECT {mailbox}"\n    send:\n      - "STORE 1 +FLAGS (\\\\Seen)"\n' >"$T/macros/mutt.yaml"
+if "$PROXY_BIN" --check-config --set "macros.dir=$T/macros" >"$T/check.out" 2>&1; then
+	fail "--check-config accepted a macro that STOREs"
+fi
+grep -q "mutt.yaml:8:" "$T/check.out" || { cat "$T/check.out"; fail "--check-config did not name mutt.yaml:8"; }
+kill -HUP "$MACRO_PROXY_PID"
+wait_log "$T/proxy-macros.log" "keeping the previous macros" 10 || fail "a bad macro file on SIGHUP was not reported"
+grep -q "mutt.yaml:8:" "$T/proxy-macros.log" || fail "the reload error does not name mutt.yaml:8"
+BEFORE=$(grep -c "from the prefetched FETCH 1:\*" "$T/proxy-macros.log" || true)
+MACRO_PORT=$MACRO_PORT PROXY_LOG=$T/proxy-macros.log python3 "$HARNESS_LIB/link_tests.py" n || status=1
+AFTER=$(grep -c "from the prefetched FETCH 1:\*" "$T/proxy-macros.log" || true)
+[ "$AFTER" -gt "$BEFORE" ] || fail "after a bad reload the previous macros are no longer used"
+log "ok: a bad macro file is refused with its line; SIGHUP keeps the previous macros"
 PROXY_PID=$PLAIN_PROXY_PID
 PROXY_LOG=$PLAIN_PROXY_LOG
 

@@ -21,6 +21,7 @@ int main(void)
 	suite_gw_state();
 	suite_macros();
 	suite_client_view();
+	suite_prefetch();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_tests_failed();

@@ -18,6 +18,7 @@ void suite_pimap_cmd(void);
 void suite_gw_state(void);
 void suite_macros(void);
 void suite_client_view(void);
+void suite_prefetch(void);
 
 /* Add a suite with the given tests; aborts the run if CUnit cannot. */
 #define ADD_SUITE(name, ...)                                                   \

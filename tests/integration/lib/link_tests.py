@@ -358,8 +358,13 @@ def section_m():
     c.ok("LOGOUT")
 
 
+def section_n():
+    """One more mutt session on the macro proxy (after a bad reload: the old macros still work)."""
+    mutt_session(int(os.environ["MACRO_PORT"]), "mia")
+
+
 SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
-            "g": section_g, "h": section_h, "m": section_m}
+            "g": section_g, "h": section_h, "m": section_m, "n": section_n}
 
 if __name__ == "__main__":
     for name in sys.argv[1:]:
