@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "prefetch.h"
 
@@ -151,8 +152,15 @@ bool prefetch_reply(const struct prefetch *pf, const struct macro_claim *cl, con
 	if (!prefetch_usable(pf))
 		return false;
 	if (cl->kind == MACRO_CLAIM_EXACT) {
+		/* "FETCH 1:*" answers the same command only for the same message count. */
+		if (pf->max_seq && seq_count != pf->max_seq && strncasecmp(pf->text, "UID ", 4) != 0 &&
+		    strchr(pf->text, '*'))
+			return false;
 		buf_append(out, buf_head(&pf->captured), buf_len(&pf->captured));
 	} else if (cl->kind == MACRO_CLAIM_FETCH) {
+		/* Only a prefetch that asked for every UID up to "*" knows the largest. */
+		if (cl->uid && cl->want_star && !cl->have_star)
+			return false;
 		uint32_t have_max = cl->uid ? pf->max_uid : pf->max_seq;
 		uint32_t want_max = cl->uid ? pf->max_uid : seq_count;
 		if (!cl->uid && cl->have_star && seq_count != pf->max_seq)

@@ -8,9 +8,8 @@
  * the way the proxy does it. Replies are compared byte for byte, and every
  * refused reply must leave the output buffer untouched.
  *
- * The tests named "BUG: ..." describe behaviour that contradicts
- * prefetch.h ("returns false ... when the capture cannot answer exactly")
- * and fail against the current prefetch.c.
+ * The last two are regression tests for bugs these tests found: answers
+ * that left messages out instead of refusing.
  */
 #include "config.h"
 
@@ -564,10 +563,10 @@ static void test_max_bytes(void)
 	prefetch_free(pf);
 }
 
-/* ---- known bugs (these fail against the current prefetch.c) ------------- */
+/* ---- regressions: answers that left messages out -------------------------- */
 
 /*
- * BUG: a UID FETCH claim with "*" in the client's set against a prefetch
+ * A UID FETCH claim with "*" in the client's set against a prefetch
  * whose UID set has no "*". prefetch_reply takes want_max = pf->max_uid, the
  * largest UID the prefetch happened to capture, as the mailbox's largest
  * UID. But the prefetch "UID FETCH 1:10" cannot know the mailbox's largest
@@ -576,7 +575,7 @@ static void test_max_bytes(void)
  * UID 12; the prefetch answers 5 and 9, and 9. prefetch.h: "Returns false
  * ... when the capture cannot answer exactly".
  */
-static void test_bug_uid_star_explicit_prefetch(void)
+static void test_uid_star_explicit_prefetch(void)
 {
 	struct prefetch *pf = pf_from("UID FETCH 1:10 (FLAGS)", "* 1 FETCH (UID 3 FLAGS ())\r\n"
 	                                                       "* 2 FETCH (UID 5 FLAGS ())\r\n"
@@ -589,14 +588,14 @@ static void test_bug_uid_star_explicit_prefetch(void)
 }
 
 /*
- * BUG: an EXACT claim of a sequence-number FETCH with "*" ignores
+ * An EXACT claim of a sequence-number FETCH with "*" ignores
  * seq_count. The prefetch "FETCH 1:* (UID FLAGS)" ran with 3 messages; the
  * client has since heard "* 5 EXISTS" (seq_count 5) and sends the
  * identical command, whose "*" is now 5. The reply replays messages 1-3
  * only, silently leaving out 4 and 5. The FETCH path refuses exactly this
  * ("its '*' stood for another message count"); the EXACT path does not.
  */
-static void test_bug_exact_star_seq_count(void)
+static void test_exact_star_seq_count(void)
 {
 	struct prefetch *pf = pf_from("FETCH 1:* (UID FLAGS)", SEQ_L1 SEQ_L2 SEQ_L3 SEQ_DONE);
 	CU_ASSERT_TRUE(prefetch_usable(pf));
@@ -618,6 +617,6 @@ void suite_prefetch(void)
 	          {"reply: client set not covered", test_reply_not_covered},
 	          {"reply: seq_count differs from a \"*\" prefetch", test_reply_seq_count_mismatch},
 	          {"PREFETCH_MAX_BYTES", test_max_bytes},
-	          {"BUG: UID \"*\" claim on an explicit UID prefetch", test_bug_uid_star_explicit_prefetch},
-	          {"BUG: EXACT \"*\" FETCH ignores seq_count", test_bug_exact_star_seq_count});
+	          {"UID \"*\" claim on an explicit UID prefetch is refused", test_uid_star_explicit_prefetch},
+	          {"EXACT \"*\" FETCH with another message count is refused", test_exact_star_seq_count});
 }
