@@ -2810,8 +2810,12 @@ static void conn_detach_session(struct gw_conn *c, bool logout, bool resuming)
 	if (logout) {
 		if (ds->attached)
 			ds->attached--;
-		if (ds->attached == 0 && !ds->parked)
+		if (ds->attached == 0 && !ds->parked) {
+			/* Several connections that logged out together each ended only
+			 * themselves: the last one gone ends the session. */
+			gw_state_session_delete(ds->srv->db, ds->user, ds->device);
 			session_unlink_free(ds);
+		}
 		return;
 	}
 	c->ds = ds;

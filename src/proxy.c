@@ -1026,8 +1026,10 @@ static void on_client_event(struct stream *st, enum stream_event ev, const char 
 	case STREAM_EV_DRAINED:
 		/* Room toward the client again: relay what the upstream sent, and
 		 * resume parsing the client (our own replies were held too). */
-		stream_pause_reading(s->upstream, false);
-		process_upstream_input(s);
+		if (s->upstream) /* NULL while a gateway link is down */
+			stream_pause_reading(s->upstream, false);
+		if (s->upstream)
+			process_upstream_input(s);
 		if (!s->closing)
 			process_client_input(s);
 		break;

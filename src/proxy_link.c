@@ -53,6 +53,11 @@
 
 /* Tags of the proxy's own commands on the link. */
 #define LINK_TAG_PREFIX "pimap-link-"
+/* A command is sent again after a link loss at most this often: a command
+ * that itself breaks the link must not loop. */
+#define LINK_MAX_RESENDS 1
+/* A link up this long has proved itself: the reconnect backoff starts over. */
+#define LINK_STABLE_AFTER 30.0
 /* Random bytes in a generated device id and in a resume token. */
 #define DEVICE_ID_RANDOM 6
 #define RESUME_TOKEN_RANDOM 8
@@ -109,6 +114,7 @@ struct upcmd {
 	bool            started;    /* its first response arrived (the client's view was reset) */
 	bool            ending;     /* UPC_IDLE: DONE written */
 	bool            plus;       /* UPC_IDLE: the gateway said "+" */
+	unsigned        resends;    /* UPC_CLIENT: times sent again after a link loss */
 	bool            fetch;      /* UPC_CLIENT: a FETCH or UID FETCH */
 	struct pfentry *pfe;        /* UPC_PREFETCH */
 };
@@ -161,6 +167,7 @@ struct link {
 	ev_timer        reconnect;
 	double          backoff;
 	unsigned        attempts;
+	ev_tstamp       up_since;
 	ev_timer        outage;
 
 	/* Macros: the client's ID fields (for macro_client_find), prefetches. */
@@ -171,6 +178,7 @@ struct link {
 };
 
 static void link_write(struct link *l, struct upcmd *c, bool secret);
+static void up_flush(struct link *l);
 static void link_idle_update(struct link *l);
 static void link_up(struct link *l);
 static void link_submit(struct link *l, struct upcmd *c);
@@ -487,7 +495,8 @@ void link_session_closing(struct session *s)
 	bool logging_out = false;
 	for (const struct upcmd *c = l->sent.head; c; c = c->next)
 		logging_out = logging_out || c->logout || c->kind == UPC_LOGOUT;
-	if (s->authenticated && l->state == LINK_UP && !logging_out) {
+	bool idle_unanswered = l->up_idle && !l->up_idle->plus; /* a LOGOUT now would be taken for DONE */
+	if (s->authenticated && l->state == LINK_UP && !logging_out && !idle_unanswered) {
 		/* The client went away (or the proxy stops): end this connection
 		 * of the device at the gateway rather than leave it parked for a
 		 * resume that will never come. */
@@ -505,6 +514,17 @@ void link_session_closing(struct session *s)
 
 /* ------------------------------------------------------------------------ */
 /* writing to the gateway                                                    */
+
+/*
+ * Send what is queued to the gateway. A failing write is reported from
+ * inside the flush, so the link may be down (s->upstream NULL, the sent
+ * queue gone) when this returns: callers check before going on.
+ */
+static void up_flush(struct link *l)
+{
+	if (l->s->upstream)
+		stream_flush(l->s->upstream);
+}
 
 /* Queue an internal command and write it. */
 static struct upcmd *send_internal(struct link *l, enum upcmd_kind kind, bool secret, const char *fmt, ...)
@@ -524,10 +544,18 @@ static struct upcmd *send_internal(struct link *l, enum upcmd_kind kind, bool se
 	gnutls_memset(text, 0, strlen(text));
 	free(text);
 	buf_append_str(&c->raw, "\r\n");
+	if (secret) {
+		/* no copy of a password stays behind once written */
+		link_write(l, c, secret);
+		if (!l->s->upstream)
+			return NULL;
+		gnutls_memset(c->raw.data, 0, c->raw.cap);
+		buf_clear(&c->raw);
+		return c;
+	}
 	link_write(l, c, secret);
-	if (secret)
-		buf_clear(&c->raw); /* no copy of a password stays behind */
-	return c;
+	/* A failed write (compression) has taken the link down and freed c. */
+	return l->s->upstream ? c : NULL;
 }
 
 static void link_write(struct link *l, struct upcmd *c, bool secret)
@@ -584,7 +612,6 @@ static void gateway_login_name(const struct link *l, const char *user, struct bu
 /* ID with our resume token, AUTHENTICATE PLAIN, COMPRESS: one batch. */
 static void send_login_batch(struct link *l, enum upcmd_kind kind, const char *client_tag)
 {
-	struct session *s = l->s;
 	struct buf name, b64;
 	buf_init(&name, 0);
 	buf_init(&b64, 0);
@@ -609,7 +636,7 @@ static void send_login_batch(struct link *l, enum upcmd_kind kind, const char *c
 	/* COMPRESS rides in the same batch: the gateway reads nothing more
 	 * until the login is decided, and refuses it if the login failed. */
 	send_internal(l, UPC_COMPRESS, false, "COMPRESS DEFLATE");
-	stream_flush(s->upstream);
+	up_flush(l);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -711,10 +738,10 @@ static void link_idle_update(struct link *l)
 	bool want = l->client_idle && !others && !l->held.n && !l->idle_refused;
 	if (want && !l->up_idle) {
 		l->up_idle = send_internal(l, UPC_IDLE, false, "IDLE");
-		stream_flush(s->upstream);
+		up_flush(l);
 	} else if (!want && l->up_idle && l->up_idle->plus && !l->up_idle->ending) {
 		end_up_idle(l);
-		stream_flush(s->upstream);
+		up_flush(l);
 	}
 }
 
@@ -969,6 +996,10 @@ static void prefetch_send(struct link *l, const struct imap_msg *m)
 		struct pfentry *e = xcalloc(1, sizeof(*e));
 		e->pf = prefetch_new(cmds[i]);
 		e->cmd = send_internal(l, UPC_PREFETCH, false, "%s", cmds[i]);
+		if (!e->cmd) {
+			pfentry_free(e);
+			break;
+		}
 		e->cmd->pfe = e;
 		e->next = l->pfs;
 		l->pfs = e;
@@ -1088,7 +1119,9 @@ void link_client_command(struct session *s, const struct imap_msg *m)
 		client_say(s, "%s OK ID completed.", m->tag);
 		return;
 	}
-	if (arg_is(cmd, "LOGOUT") && (!s->authenticated || l->state != LINK_UP)) {
+	/* LOGOUT with the link down: answered here, unless earlier commands
+	 * still wait for the link (it then waits behind them). */
+	if (arg_is(cmd, "LOGOUT") && (!s->authenticated || (l->state != LINK_UP && !l->held.n))) {
 		client_say(s, "* BYE Logging out");
 		client_say(s, "%s OK Logout completed.", m->tag);
 		session_close(s, "logout");
@@ -1189,8 +1222,13 @@ void link_upstream_lost(struct session *s, const char *why)
 			e->waiter = NULL;
 		}
 	prefetch_drop_all(l);
+	if (l->state == LINK_UP && ev_now(loop_of(l)) - l->up_since >= LINK_STABLE_AFTER) {
+		l->attempts = 0;
+		l->backoff = 0;
+	}
 	while ((c = q_pop(&l->sent)) != NULL) {
-		if (c->kind == UPC_CLIENT && c->retry_safe) {
+		if (c->kind == UPC_CLIENT && c->retry_safe && c->resends < LINK_MAX_RESENDS) {
+			c->resends++;
 			c->started = false;
 			q_push(&retry, c);
 			continue;
@@ -1287,7 +1325,6 @@ void link_upstream_heard(struct session *s)
 
 static void send_probe(struct link *l)
 {
-	struct session *s = l->s;
 	if (l->up_idle) {
 		/* Ending the IDLE is the probe: its OK proves the link, and the IDLE
 		 * starts again at once. Until the "+" or while it ends, a reply is
@@ -1299,7 +1336,7 @@ static void send_probe(struct link *l)
 		 * no EXPUNGE can reach a client that is not waiting for one. */
 		send_internal(l, UPC_PROBE, false, "XGETPIMAPPREF PIMAP_EVENT_FILTER");
 	}
-	stream_flush(s->upstream);
+	up_flush(l);
 }
 
 static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1310,6 +1347,14 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (s->closing || !s->upstream)
 		return;
+	if (stream_output_full(s->client)) {
+		/* The proxy itself stopped reading the gateway (the client reads
+		 * slowly): the gateway's silence says nothing about the link. */
+		l->probe_out = false;
+		l->heartbeat.repeat = cfg_of(l)->link_heartbeat;
+		ev_timer_again(loop_of(l), &l->heartbeat);
+		return;
+	}
 	if (l->probe_out || l->state != LINK_UP) {
 		char why[128];
 		snprintf(why, sizeof(why), "no answer from the gateway for %.0f s", cfg_of(l)->link_dead_timeout);
@@ -1423,7 +1468,7 @@ static void start_compare(struct link *l)
 	send_internal(l, UPC_SELECT, false, "%s %s", l->examined ? "EXAMINE" : "SELECT", (const char *)buf_head(&name));
 	buf_free(&name);
 	send_internal(l, UPC_SNAPSHOT, false, "UID FETCH 1:* (FLAGS)");
-	stream_flush(s->upstream);
+	up_flush(l);
 }
 
 static void compare_done(struct link *l, const struct imap_msg *m)
@@ -1480,8 +1525,9 @@ static void link_up(struct link *l)
 	if (s->closing)
 		return;
 	l->state = LINK_UP;
-	l->attempts = 0;
-	l->backoff = 0;
+	/* The backoff starts over only once the link has stayed up a while
+	 * (link_upstream_lost): a link that breaks at once must not spin. */
+	l->up_since = ev_now(loop_of(l));
 	ev_timer_stop(loop_of(l), &l->outage);
 	/* Commands the client sent with sequence numbers before it heard of the
 	 * expunges just reported would now name other messages. */
@@ -1500,7 +1546,7 @@ static void link_up(struct link *l)
 	while ((c = q_pop(&keep)) != NULL)
 		link_write(l, c, false);
 	link_idle_update(l);
-	stream_flush(s->upstream);
+	up_flush(l);
 	stream_flush(s->client);
 }
 
@@ -1634,7 +1680,7 @@ void link_upstream_message(struct session *s, const struct imap_msg *m)
 			/* The client may have said DONE, or a heartbeat be due, before the "+". */
 			if (l->idle_done_wait && !head->ending) {
 				end_up_idle(l);
-				stream_flush(s->upstream);
+				up_flush(l);
 			} else {
 				link_idle_update(l);
 			}
