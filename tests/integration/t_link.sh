@@ -11,7 +11,12 @@
 #  (e) more events than the gateway queues: RESYNC, and the proxy's own
 #      state comparison tells the client exactly what changed;
 #  (g) three clients of one device in three folders through one outage;
-#  (h) a gateway restart (SIGTERM) while a client idles; then one by SIGKILL.
+#  (s) a client that reads slowly does not make the link look dead;
+#  (o) LOGOUT during an outage is answered after the commands before it;
+#  (h) a gateway restart (SIGTERM) while a client idles; then one by SIGKILL;
+#  (m) macros: fewer round trips for a recorded mutt session, the same
+#      responses, new mail answered from the gateway's push; a bad macro
+#      file is refused with its line, and SIGHUP keeps the old macros.
 # Every client view is checked against Dovecot's real state.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -21,7 +26,7 @@ require dovecot certtool
 require_gateway
 require_proxy
 gen_certs
-DOVECOT_USERS="alice bob carol dave erin frank henry mia"
+DOVECOT_USERS="alice bob carol dave erin frank henry mia sam olga"
 start_dovecot
 start_gateway --set limits.max_queued_events=5
 
@@ -38,7 +43,7 @@ start_proxy --listen "127.0.0.1:$PROXY_PORT" --listen-tls none \
 
 export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS GW_PORT GW_LOG PROXY_LOG PROXY_PORT RELAY_CTL
 status=0
-python3 "$HARNESS_LIB/link_tests.py" a b c d e g || status=1
+python3 "$HARNESS_LIB/link_tests.py" a b c d e g s o || status=1
 
 # (m) macros: a second proxy with the shipped mutt macro, told that its
 # listener is where mutt connects (mutt sends no ID).

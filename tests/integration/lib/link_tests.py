@@ -363,8 +363,53 @@ def section_n():
     mutt_session(int(os.environ["MACRO_PORT"]), "mia")
 
 
+def section_s():
+    """A client that reads slowly: the proxy stops reading the gateway, and must not call the link dead."""
+    st = g.store("sam")
+    body = ("x" * 75 + "\r\n") * 13000          # about 1 MB a message
+    for i in range(8):
+        st.append("INBOX", ("From: a@example.org\r\nSubject: big %d\r\n\r\n%s" % (i, body)).encode())
+    st.logout()
+    lost = log_count(PROXY_LOG, "link to the gateway lost")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", PROXY_PORT))
+    c = g.imapc.Client("127.0.0.1", PROXY_PORT, timeout=30)
+    c.label = "slow reader"
+    CHK.watch(c)
+    c.sock = sock
+    c.read_response(timeout=10)                 # greeting
+    c.login("sam", g.PASS)
+    c.ok("SELECT INBOX")
+    tag, _ = c.send_command("FETCH 1:* BODY.PEEK[]")
+    # The scenario itself: a client that does not read for longer than
+    # link.heartbeat + link.dead_timeout (2 s + 2 s).
+    time.sleep(6)
+    resps = c.wait_tagged(tag, timeout=60)
+    CHK.equal(resps[-1].status, "OK", "the big FETCH completes for the slow reader")
+    CHK.equal(sum(1 for r in resps if " FETCH " in r.first), 8, "all eight messages arrived once")
+    CHK.equal(log_count(PROXY_LOG, "link to the gateway lost"), lost, "the link was never declared lost")
+    c.ok("LOGOUT")
+
+
+def section_o():
+    """LOGOUT during an outage waits behind the commands sent before it."""
+    c = client("olga via proxy", "olga")
+    c.select_view("INBOX")
+    relay("cut")
+    c.send(b"x1 NOOP\r\nx2 LOGOUT\r\n")
+    resps = c.wait_tagged("x2", timeout=20)
+    firsts = [r.first for r in resps]
+    CHK.check(resps[0].tag == "x1" and resps[0].status == "NO" and "[UNAVAILABLE]" in resps[0].first,
+              "the NOOP sent before LOGOUT is answered first, NO [UNAVAILABLE]", firsts)
+    CHK.check(any(f.startswith("* BYE") for f in firsts) and resps[-1].status == "OK",
+              "then BYE and LOGOUT's OK", firsts)
+    relay("restore")
+
+
 SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
-            "g": section_g, "h": section_h, "m": section_m, "n": section_n}
+            "g": section_g, "h": section_h, "m": section_m, "n": section_n,
+            "s": section_s, "o": section_o}
 
 if __name__ == "__main__":
     for name in sys.argv[1:]:
