@@ -22,21 +22,27 @@ done
 
 IMAP_PORT=$(pick_port 1143)
 IMAPS_PORT=$(pick_port 1993)
-start_proxy --listen "127.0.0.1:$IMAP_PORT" --listen-tls "127.0.0.1:$IMAPS_PORT" \
-	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA"
 start_gateway
+# The mutt macro applies to clients of the plain listener (mutt sends no ID).
+mkdir -p "$T/macros"
+cp "$top_srcdir/macros/thunderbird.yaml" "$T/macros/"
+sed "s|listen: \[\"stdio\"\]|listen: [\"stdio\", \"127.0.0.1:$IMAP_PORT\"]|" "$top_srcdir/macros/mutt.yaml" >"$T/macros/mutt.yaml"
+start_proxy --listen "127.0.0.1:$IMAP_PORT" --listen-tls "127.0.0.1:$IMAPS_PORT" \
+	--upstream "pimaps://127.0.0.1:$GW_PORT" --ca-file "$CA" --device-id demo-laptop \
+	--set "macros.dir=$T/macros"
 
 cat <<EOT
 
 pimap demo is running.
   Mail store:   private Dovecot (IMAP over TLS on 127.0.0.1:$DOVECOT_IMAPS), users alice and bob, password '$DOVECOT_PASS'
-  pimap-proxy:  127.0.0.1:$IMAP_PORT (IMAP, STARTTLS offered)   127.0.0.1:$IMAPS_PORT (IMAP over TLS, self-signed)
-  Proxy log:    $PROXY_LOG
   pimap-gateway: 127.0.0.1:$GW_PORT (P-IMAP over TLS)   127.0.0.1:$GW_STARTTLS_PORT (P-IMAP, STARTTLS); log $GW_LOG
+  pimap-proxy:  127.0.0.1:$IMAP_PORT (IMAP, STARTTLS offered)   127.0.0.1:$IMAPS_PORT (IMAP over TLS, self-signed)
+                speaking P-IMAP to the gateway as device demo-laptop (one compressed, resumable link
+                per client connection; macros from $T/macros); log $PROXY_LOG
 
 mutt:
   mutt -f imap://alice@127.0.0.1:$IMAP_PORT/INBOX -e 'set imap_pass=$DOVECOT_PASS ssl_starttls=no ssl_force_tls=no imap_idle=yes'
-  (or through a tunnel:  mutt -e 'set tunnel="$PROXY_BIN --stdio --upstream imaps://127.0.0.1:$DOVECOT_IMAPS --ca-file $CA"' -f imap://alice@localhost/INBOX)
+  (or through a tunnel:  mutt -e 'set tunnel="$PROXY_BIN --stdio --upstream pimaps://127.0.0.1:$GW_PORT --ca-file $CA --device-id demo-tunnel --set macros.dir=$T/macros"' -f imap://alice@localhost/INBOX)
 
 Thunderbird:
   Account settings -> Server: 127.0.0.1, port $IMAP_PORT, connection security: none
