@@ -829,9 +829,7 @@ static void offset_position(const char *buf, size_t len, size_t offset, int *lin
 	}
 }
 
-/* Turn a libyaml parser failure into err. */
-static void yaml_error(const yaml_parser_t *p, const char *name, const char *buf, size_t len,
-                       struct cfg_error *err)
+void cfg_yaml_error(const yaml_parser_t *p, const char *name, const char *buf, size_t len, struct cfg_error *err)
 {
 	const char *problem = p->problem ? p->problem : "unknown error";
 	int line, column;
@@ -897,7 +895,7 @@ int cfg_load_string(const struct cfg_key *table, void *config, const char *yaml,
 	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
 	/* On failure yaml_parser_load() has already freed the document. */
 	if (!yaml_parser_load(&parser, &doc)) {
-		yaml_error(&parser, name, yaml, len, err);
+		cfg_yaml_error(&parser, name, yaml, len, err);
 		goto out;
 	}
 
@@ -920,7 +918,7 @@ int cfg_load_string(const struct cfg_key *table, void *config, const char *yaml,
 
 	/* A second document would be silently ignored otherwise. */
 	if (!yaml_parser_load(&parser, &doc)) {
-		yaml_error(&parser, name, yaml, len, err);
+		cfg_yaml_error(&parser, name, yaml, len, err);
 		rc = -1;
 		goto out;
 	}

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include <yaml.h>
+
 enum cfg_type {
 	CFG_STRING,   /* char *, malloc'd, owned by the config struct; "" allowed */
 	CFG_STRLIST,  /* char **, NULL-terminated; YAML sequence or a single scalar */
@@ -74,6 +76,14 @@ void cfg_free(const struct cfg_key *table, void *config);
 
 /* Write the effective configuration as YAML (nested mappings), with help comments. */
 void cfg_dump(const struct cfg_key *table, const void *config, FILE *out);
+
+/*
+ * A libyaml parser failure as err ("YAML syntax error: ..." at the line and
+ * column of the problem). buf/len: the document, for reader errors, which
+ * carry a byte offset instead of a position. For other YAML loaders
+ * (macros.c) that report errors the same way.
+ */
+void cfg_yaml_error(const yaml_parser_t *p, const char *name, const char *buf, size_t len, struct cfg_error *err);
 
 /* "file:line:column: message" (or "file: message" without a position) into buf. */
 void cfg_format_error(const struct cfg_error *err, char *buf, size_t len);

@@ -2438,23 +2438,10 @@ static void auth_plain_response(struct gw_conn *c, const char *tag, const char *
 	uint8_t raw[SASL_PLAIN_MAX + 1];
 	struct sasl_plain plain;
 	enum sasl_plain_result r = sasl_plain_decode(b64, len, raw, &plain);
-	switch (r) {
-	case SASL_PLAIN_OK:
+	if (r == SASL_PLAIN_OK)
 		start_login(c, tag, plain.user, plain.user_len, plain.password, plain.password_len);
-		break;
-	case SASL_PLAIN_CANCELLED:
-		client_say(c, "%s BAD AUTHENTICATE cancelled", tag);
-		break;
-	case SASL_PLAIN_BAD_BASE64:
-		client_say(c, "%s BAD Invalid base64 in AUTHENTICATE", tag);
-		break;
-	case SASL_PLAIN_MALFORMED:
-		client_say(c, "%s BAD Malformed PLAIN response", tag);
-		break;
-	case SASL_PLAIN_AUTHZID:
-		client_say(c, "%s NO [AUTHORIZATIONFAILED] Proxy authorization is not supported", tag);
-		break;
-	}
+	else
+		client_say(c, "%s %s", tag, sasl_plain_refusal(r));
 	gnutls_memset(raw, 0, sizeof(raw));
 	if (r != SASL_PLAIN_OK)
 		client_flush(c);

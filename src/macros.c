@@ -1487,41 +1487,6 @@ fail:
 	return NULL;
 }
 
-/* Line and column (1-based) of a byte offset, for libyaml reader errors. */
-static void offset_position(const char *s, size_t len, size_t offset, int *line, int *column)
-{
-	*line = 1;
-	*column = 1;
-	for (size_t i = 0; i < offset && i < len; i++) {
-		if (s[i] == '\n') {
-			(*line)++;
-			*column = 1;
-		} else {
-			(*column)++;
-		}
-	}
-}
-
-static void yaml_error(const yaml_parser_t *p, const char *name, const char *s, size_t len, struct cfg_error *err)
-{
-	const char *problem = p->problem ? p->problem : "unknown error";
-	int line, column;
-
-	if (p->error == YAML_MEMORY_ERROR) {
-		set_err(err, name, 0, 0, "out of memory while parsing YAML");
-	} else if (p->error == YAML_READER_ERROR) {
-		offset_position(s, len, p->problem_offset, &line, &column);
-		set_err(err, name, line, column, "YAML syntax error: %s", problem);
-	} else if (p->context) {
-		set_err(err, name, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1,
-		        "YAML syntax error: %s (%s at line %d, column %d)", problem, p->context,
-		        (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
-	} else {
-		set_err(err, name, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1,
-		        "YAML syntax error: %s", problem);
-	}
-}
-
 /* One file's text into a client. Returns NULL with err set. */
 static struct macro_client *load_document(const char *name, const char *yaml, size_t len, struct cfg_error *err)
 {
@@ -1543,7 +1508,7 @@ static struct macro_client *load_document(const char *name, const char *yaml, si
 	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
 	/* On failure yaml_parser_load() has already freed the document. */
 	if (!yaml_parser_load(&parser, &doc)) {
-		yaml_error(&parser, name, yaml, len, err);
+		cfg_yaml_error(&parser, name, yaml, len, err);
 		goto out;
 	}
 	ld.doc = &doc;
@@ -1553,7 +1518,7 @@ static struct macro_client *load_document(const char *name, const char *yaml, si
 		goto out;
 	/* A second document would be silently ignored otherwise. */
 	if (!yaml_parser_load(&parser, &doc)) {
-		yaml_error(&parser, name, yaml, len, err);
+		cfg_yaml_error(&parser, name, yaml, len, err);
 		client_free(c);
 		c = NULL;
 		goto out;

@@ -668,23 +668,11 @@ static void client_authenticate_response(struct link *l, const char *tag, const 
 {
 	uint8_t raw[SASL_PLAIN_MAX + 1];
 	struct sasl_plain plain;
-	switch (sasl_plain_decode(b64, len, raw, &plain)) {
-	case SASL_PLAIN_OK:
+	enum sasl_plain_result r = sasl_plain_decode(b64, len, raw, &plain);
+	if (r == SASL_PLAIN_OK)
 		client_login(l, tag, plain.user, plain.user_len, plain.password, plain.password_len);
-		break;
-	case SASL_PLAIN_CANCELLED:
-		client_say(l->s, "%s BAD AUTHENTICATE cancelled", tag);
-		break;
-	case SASL_PLAIN_BAD_BASE64:
-		client_say(l->s, "%s BAD Invalid base64 in AUTHENTICATE", tag);
-		break;
-	case SASL_PLAIN_MALFORMED:
-		client_say(l->s, "%s BAD Malformed PLAIN response", tag);
-		break;
-	case SASL_PLAIN_AUTHZID:
-		client_say(l->s, "%s NO [AUTHORIZATIONFAILED] Proxy authorization is not supported", tag);
-		break;
-	}
+	else
+		client_say(l->s, "%s %s", tag, sasl_plain_refusal(r));
 	gnutls_memset(raw, 0, sizeof(raw));
 }
 

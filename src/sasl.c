@@ -57,6 +57,23 @@ enum sasl_plain_result sasl_plain_decode(const char *b64, size_t len, uint8_t ra
 	return SASL_PLAIN_OK;
 }
 
+const char *sasl_plain_refusal(enum sasl_plain_result r)
+{
+	switch (r) {
+	case SASL_PLAIN_CANCELLED:
+		return "BAD AUTHENTICATE cancelled";
+	case SASL_PLAIN_BAD_BASE64:
+		return "BAD Invalid base64 in AUTHENTICATE";
+	case SASL_PLAIN_MALFORMED:
+		return "BAD Malformed PLAIN response";
+	case SASL_PLAIN_AUTHZID:
+		return "NO [AUTHORIZATIONFAILED] Proxy authorization is not supported";
+	case SASL_PLAIN_OK:
+		break;
+	}
+	return "BAD Authentication failed";
+}
+
 void sasl_plain_encode(const char *user, size_t user_len, const char *password, size_t password_len,
                        struct buf *out)
 {

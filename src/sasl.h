@@ -36,6 +36,9 @@ struct sasl_plain {
 enum sasl_plain_result sasl_plain_decode(const char *b64, size_t len, uint8_t raw[SASL_PLAIN_MAX + 1],
                                          struct sasl_plain *out);
 
+/* The tagged answer (after the tag) to a decode that failed: "BAD ..." or "NO [...] ...". */
+const char *sasl_plain_refusal(enum sasl_plain_result r);
+
 /* Append base64("" NUL user NUL password) to out (an initial response). */
 void sasl_plain_encode(const char *user, size_t user_len, const char *password, size_t password_len,
                        struct buf *out);

@@ -24,57 +24,9 @@ P=$(free_port)
 start_proxy --listen "127.0.0.1:$P" --listen-tls none \
 	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA" --trace
 
-cat >"$T/muttrc" <<EOF2
-# Non-interactive mutt for t_mutt.sh; everything lives in $T.
-set folder="imap://alice@127.0.0.1:$P/"
-set spoolfile="+INBOX"
-set imap_user="alice"
-set imap_pass="$DOVECOT_PASS"
-set ssl_starttls=no
-set ssl_force_tls=no
-set imap_idle=yes
-set imap_check_subscribed=no
-set timeout=1
-set mail_check=1
-set header_cache=""
-set message_cachedir=""
-set certificate_file="$T/mutt-certificates"
-set record=""
-set postponed="$T/postponed"
-set mbox="$T/mbox"
-set move=no
-set quit=yes
-set confirmappend=no
-set wait_key=no
-set sleep_time=0
-set beep=no
-set sort=mailbox-order
-set index_format="%4C %Z [%s]"
-set editor="/bin/true"
-EOF2
-
-TMUX_SOCK=$T/tmux.sock
-tmx() { tmux -S "$TMUX_SOCK" "$@"; }
-tmx -f /dev/null new-session -d -s mutt -x 160 -y 40 \
-	"env HOME='$HOME' TERM=xterm mutt -n -F '$T/muttrc' 2>'$T/mutt.stderr'; echo MUTT-EXITED \$?; exec sleep 60" ||
-	hard_error "tmux did not start"
-TMUX_PID=$(tmx display-message -p '#{pid}')
-track_pid "$TMUX_PID"
-add_log "$T/mutt.stderr"
-log "tmux server pid $TMUX_PID"
-
-screen() { tmx capture-pane -p -t mutt 2>/dev/null; }
-# screen_has FIXED-STRING...: every string is on the screen now.
-screen_has() {
-	local s cur
-	cur=$(screen) || return 1
-	for s in "$@"; do
-		case $cur in *"$s"*) ;; *) return 1 ;; esac
-	done
-}
-show_screen() {
-	printf '\n----- mutt screen -----\n%s\n-----------------------\n' "$(screen)" >&2
-}
+. "$HARNESS_LIB/mutt.sh"
+write_muttrc "$P"
+start_mutt
 
 if ! wait_for 20 screen_has "[Mutt subject one]" "[Mutt subject two]" "[Mutt subject three]"; then
 	show_screen
@@ -99,10 +51,7 @@ if ! wait_for 10 screen_has "MUTT-EXITED"; then
 fi
 screen_has "MUTT-EXITED 0" || { show_screen; fail "mutt exited with an error"; }
 log "ok: mutt quit cleanly"
-# The pane still runs the `sleep` that kept mutt's exit status on screen;
-# stop the tmux server by its pid (TERM, bounded wait, then KILL).
-stop_pid "$TMUX_PID"
-running "$TMUX_PID" && fail "tmux server $TMUX_PID still running"
+stop_mutt_tmux
 
 proxy_alive || fail "the proxy died"
 pass

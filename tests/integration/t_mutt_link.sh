@@ -49,59 +49,10 @@ start_proxy --listen "127.0.0.1:$P" --listen-tls none \
 	--set link.heartbeat=5s --set link.dead_timeout=3s --set link.reconnect_min=200ms \
 	--set link.reconnect_max=1s --set "macros.dir=$T/macros"
 
-cat >"$T/muttrc" <<EOF2
-set folder="imap://alice@127.0.0.1:$P/"
-set spoolfile="+INBOX"
-set imap_user="alice"
-set imap_pass="$DOVECOT_PASS"
-set ssl_starttls=no
-set ssl_force_tls=no
-set imap_idle=yes
-set imap_check_subscribed=no
-set timeout=1
-set mail_check=1
-set header_cache=""
-set message_cachedir=""
-set certificate_file="$T/mutt-certificates"
-set record=""
-set postponed="$T/postponed"
-set mbox="$T/mbox"
-set move=no
-set quit=yes
-set delete=yes
-set resolve=no
-set confirmappend=no
-set wait_key=no
-set sleep_time=0
-set beep=no
-set sort=mailbox-order
-set index_format="%4C %Z [%s]"
-set editor="/bin/true"
-EOF2
+. "$HARNESS_LIB/mutt.sh"
+write_muttrc "$P" delete=yes resolve=no
+start_mutt
 
-TMUX_SOCK=$T/tmux.sock
-tmx() { tmux -S "$TMUX_SOCK" "$@"; }
-tmx -f /dev/null new-session -d -s mutt -x 160 -y 40 \
-	"env HOME='$HOME' TERM=xterm mutt -n -F '$T/muttrc' 2>'$T/mutt.stderr'; echo MUTT-EXITED \$?; exec sleep 60" ||
-	hard_error "tmux did not start"
-TMUX_PID=$(tmx display-message -p '#{pid}')
-track_pid "$TMUX_PID"
-add_log "$T/mutt.stderr"
-
-screen() { tmx capture-pane -p -t mutt 2>/dev/null; }
-screen_has() {
-	local s cur
-	cur=$(screen) || return 1
-	for s in "$@"; do
-		case $cur in *"$s"*) ;; *) return 1 ;; esac
-	done
-}
-show_screen() { printf '\n----- mutt screen -----\n%s\n-----------------------\n' "$(screen)" >&2; }
-expect_screen() { # TIMEOUT WHAT STRING...
-	local t=$1 what=$2; shift 2
-	wait_for "$t" screen_has "$@" || { show_screen; fail "$what"; }
-	log "ok: $what"
-}
 # store_has PYTHON-EXPR: evaluated with t = [(uid, flags)] of alice's INBOX at the store.
 store_has() {
 	python3 - "$1" <<PY
@@ -175,7 +126,7 @@ log "ok: mutt's FETCH of new mail was answered from the gateway's push"
 tmx send-keys -t mutt q
 expect_screen 15 "mutt quit" "MUTT-EXITED"
 screen_has "MUTT-EXITED 0" || { show_screen; fail "mutt exited with an error"; }
-stop_pid "$TMUX_PID"
+stop_mutt_tmux
 proxy_alive || fail "the proxy died"
 gateway_alive || fail "the gateway died"
 pass

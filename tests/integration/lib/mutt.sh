@@ -1,0 +1,89 @@
+# mutt.sh - stock mutt in tmux for the integration tests (sourced after
+# harness.sh). Everything mutt writes lives in $T.
+#
+#   write_muttrc PORT [SETTING...]  $T/muttrc for alice on 127.0.0.1:PORT
+#                                   (plain IMAP, IDLE on, no caches); each
+#                                   SETTING is one more "set ..." line
+#   start_mutt                      mutt -F $T/muttrc in a detached tmux
+#                                   session; sets TMUX_PID (tracked)
+#   screen / screen_has STR...      read mutt's screen / all STRs are on it
+#   show_screen                     print it to stderr (before a failure)
+#   expect_screen T WHAT STR...     wait up to T s for STRs, else fail WHAT
+#   stop_mutt_tmux                  stop the tmux server by its pid
+
+TMUX_SOCK=$T/tmux.sock
+tmx() { tmux -S "$TMUX_SOCK" "$@"; }
+
+write_muttrc() {
+	local port=$1 extra
+	shift
+	cat >"$T/muttrc" <<EOF2
+# Non-interactive mutt for the tests; everything lives in $T.
+set folder="imap://alice@127.0.0.1:$port/"
+set spoolfile="+INBOX"
+set imap_user="alice"
+set imap_pass="$DOVECOT_PASS"
+set ssl_starttls=no
+set ssl_force_tls=no
+set imap_idle=yes
+set imap_check_subscribed=no
+set timeout=1
+set mail_check=1
+set header_cache=""
+set message_cachedir=""
+set certificate_file="$T/mutt-certificates"
+set record=""
+set postponed="$T/postponed"
+set mbox="$T/mbox"
+set move=no
+set quit=yes
+set confirmappend=no
+set wait_key=no
+set sleep_time=0
+set beep=no
+set sort=mailbox-order
+set index_format="%4C %Z [%s]"
+set editor="/bin/true"
+EOF2
+	for extra in "$@"; do
+		echo "set $extra" >>"$T/muttrc"
+	done
+}
+
+start_mutt() {
+	tmx -f /dev/null new-session -d -s mutt -x 160 -y 40 \
+		"env HOME='$HOME' TERM=xterm mutt -n -F '$T/muttrc' 2>'$T/mutt.stderr'; echo MUTT-EXITED \$?; exec sleep 60" ||
+		hard_error "tmux did not start"
+	TMUX_PID=$(tmx display-message -p '#{pid}')
+	track_pid "$TMUX_PID"
+	add_log "$T/mutt.stderr"
+	log "tmux server pid $TMUX_PID"
+}
+
+screen() { tmx capture-pane -p -t mutt 2>/dev/null; }
+
+screen_has() {
+	local s cur
+	cur=$(screen) || return 1
+	for s in "$@"; do
+		case $cur in *"$s"*) ;; *) return 1 ;; esac
+	done
+}
+
+show_screen() {
+	printf '\n----- mutt screen -----\n%s\n-----------------------\n' "$(screen)" >&2
+}
+
+expect_screen() {
+	local t=$1 what=$2
+	shift 2
+	wait_for "$t" screen_has "$@" || { show_screen; fail "$what"; }
+	log "ok: $what"
+}
+
+# The pane still runs the `sleep` that kept mutt's exit status on screen.
+stop_mutt_tmux() {
+	stop_pid "$TMUX_PID"
+	running "$TMUX_PID" && fail "tmux server $TMUX_PID still running"
+	return 0
+}
