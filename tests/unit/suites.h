@@ -20,6 +20,10 @@ void suite_macros(void);
 void suite_client_view(void);
 void suite_prefetch(void);
 
+struct buf;
+/* The buffer's bytes as a NUL-terminated string (caller frees); unit_util.c. */
+char *buf_str(const struct buf *b);
+
 /* Add a suite with the given tests; aborts the run if CUnit cannot. */
 #define ADD_SUITE(name, ...)                                                   \
 	do {                                                                   \

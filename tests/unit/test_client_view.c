@@ -93,17 +93,6 @@ static struct view_snapshot *snap_from(uint32_t count, const char *text)
 	return s;
 }
 
-/* The buffer's bytes as a NUL-terminated string (caller frees). */
-static char *buf_str(const struct buf *b)
-{
-	char *s = malloc(buf_len(b) + 1);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	if (buf_len(b))
-		memcpy(s, buf_head(b), buf_len(b));
-	s[buf_len(b)] = '\0';
-	return s;
-}
-
 static void expect_out(const struct buf *out, const char *want)
 {
 	char *got = buf_str(out);

@@ -96,17 +96,6 @@ static enum macro_claim_kind claim(const struct prefetch *pf, const char *line, 
 	return k;
 }
 
-/* The buffer's bytes as a NUL-terminated string (caller frees). */
-static char *buf_str(const struct buf *b)
-{
-	char *s = malloc(buf_len(b) + 1);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	if (buf_len(b))
-		memcpy(s, buf_head(b), buf_len(b));
-	s[buf_len(b)] = '\0';
-	return s;
-}
-
 /*
  * Claim pf with the client command line (expecting claim kind want_kind),
  * ask for the reply with tag and seq_count, and check the result: want NULL
