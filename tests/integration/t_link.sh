@@ -13,6 +13,7 @@
 #  (g) three clients of one device in three folders through one outage;
 #  (s) a client that reads slowly does not make the link look dead;
 #  (o) LOGOUT during an outage is answered after the commands before it;
+#  (t) pimap-proxy --stdio (mutt's $tunnel) with the gateway upstream;
 #  (h) a gateway restart (SIGTERM) while a client idles; then one by SIGKILL;
 #  (m) macros: fewer round trips for a recorded mutt session, the same
 #      responses, new mail answered from the gateway's push; a bad macro
@@ -26,7 +27,7 @@ require dovecot certtool
 require_gateway
 require_proxy
 gen_certs
-DOVECOT_USERS="alice bob carol dave erin frank henry mia sam olga"
+DOVECOT_USERS="alice bob carol dave erin frank henry mia sam olga tina"
 start_dovecot
 start_gateway --set limits.max_queued_events=5
 
@@ -41,9 +42,9 @@ start_proxy --listen "127.0.0.1:$PROXY_PORT" --listen-tls none \
 	--set link.heartbeat=2s --set link.dead_timeout=2s --set link.reconnect_min=200ms \
 	--set link.reconnect_max=1s --set link.outage_wait=3s --no-macros
 
-export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS GW_PORT GW_LOG PROXY_LOG PROXY_PORT RELAY_CTL
+export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS GW_PORT GW_LOG PROXY_LOG PROXY_PORT RELAY_CTL RELAY_PORT PROXY_BIN
 status=0
-python3 "$HARNESS_LIB/link_tests.py" a b c d e g s o || status=1
+python3 "$HARNESS_LIB/link_tests.py" a b c d e g s o t || status=1
 
 # (m) macros: a second proxy with the shipped mutt macro, told that its
 # listener is where mutt connects (mutt sends no ID).

@@ -407,9 +407,39 @@ def section_o():
     relay("restore")
 
 
+def section_t():
+    """mutt's $tunnel: pimap-proxy --stdio with a gateway upstream, over plain pipes."""
+    import subprocess
+    g.deliver_n("tina", 2, "t")
+    cmd = [os.environ["PROXY_BIN"], "--stdio", "--upstream", "pimaps://127.0.0.1:%s" % os.environ["RELAY_PORT"],
+           "--ca-file", g.CA, "--device-id", "tunnel1", "--state-dir", os.path.join(g.T, "stdio-state"),
+           "--no-macros", "--log-file", os.path.join(g.T, "proxy-stdio.log")]
+    err = open(os.path.join(g.T, "proxy-stdio.stderr"), "ab")
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    p = subprocess.Popen(cmd, stdin=in_r, stdout=out_w, stderr=err)
+    os.close(in_r)
+    os.close(out_w)
+    try:
+        c = PimapClient(timeout=20)
+        c.label = "stdio tunnel"
+        CHK.watch(c)
+        greeting = c.attach(g.imapc.PipeTransport(in_w, out_r))
+        CHK.check(greeting.status == "OK" and "PREAUTH" not in greeting.first, "greeting OK, not PREAUTH")
+        c.login("tina", g.PASS)
+        v = c.select_view("INBOX")
+        CHK.equal(len(v), 2, "two messages through the tunnel")
+        c.logout()
+        CHK.equal(p.wait(timeout=15), 0, "the --stdio proxy exits 0 after LOGOUT")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
             "g": section_g, "h": section_h, "m": section_m, "n": section_n,
-            "s": section_s, "o": section_o}
+            "s": section_s, "o": section_o, "t": section_t}
 
 if __name__ == "__main__":
     for name in sys.argv[1:]:
