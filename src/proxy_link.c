@@ -56,6 +56,12 @@
 /* A command is sent again after a link loss at most this often: a command
  * that itself breaks the link must not loop. */
 #define LINK_MAX_RESENDS 1
+/* For this long after an upstream IDLE ended, the gateway is known to have
+ * had nothing more to say: a client's NOOP then is answered by the proxy
+ * (Thunderbird sends DONE, NOOP, then its fetches). Anything the store
+ * learns meanwhile comes with the client's next command, as from a server
+ * that had nothing new at the NOOP. */
+#define LINK_NOOP_FRESH 1.0
 /* A link up this long has proved itself: the reconnect backoff starts over. */
 #define LINK_STABLE_AFTER 30.0
 /* Random bytes in a generated device id and in a resume token. */
@@ -168,6 +174,7 @@ struct link {
 	double          backoff;
 	unsigned        attempts;
 	ev_tstamp       up_since;
+	ev_tstamp       idle_ended_at;  /* the last upstream IDLE's tagged OK */
 	ev_timer        outage;
 
 	/* Macros: the client's ID fields (for macro_client_find), prefetches. */
@@ -1132,6 +1139,12 @@ void link_client_command(struct session *s, const struct imap_msg *m)
 		client_idle_start(l, m);
 		return;
 	}
+	if (arg_is(cmd, "NOOP") && m->nargs == 1 && l->state == LINK_UP && !l->sent.head && !l->held.n &&
+	    l->idle_ended_at > 0 && ev_now(loop_of(l)) - l->idle_ended_at < LINK_NOOP_FRESH) {
+		slog(s, LOG_LEVEL_DEBUG, "NOOP answered by the proxy (the gateway's IDLE just ended)");
+		client_say(s, "%s OK NOOP completed.", m->tag);
+		return;
+	}
 	client_forward(l, m);
 }
 
@@ -1629,6 +1642,8 @@ static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *
 		break;
 	case UPC_IDLE:
 		l->up_idle = NULL;
+		if (ok)
+			l->idle_ended_at = ev_now(loop_of(l));
 		if (!ok && !c->ending) {
 			slog(s, LOG_LEVEL_WARN, "the gateway refused IDLE: %.*s", (int)m->text_len, m->text);
 			l->idle_refused = true;

@@ -104,6 +104,11 @@ def section_a():
     n = c.wait_exists(timeout=15)
     CHK.equal(n, 4, "a delivery is pushed as * 4 EXISTS during IDLE")
     idle_stop(c, tag)
+    # Thunderbird's DONE, NOOP: right after an IDLE the proxy answers NOOP.
+    local = log_count(PROXY_LOG, "NOOP answered by the proxy")
+    c.ok("NOOP")
+    CHK.equal(log_count(PROXY_LOG, "NOOP answered by the proxy"), local + 1,
+              "a NOOP right after IDLE is answered without a round trip")
     c.view.complete(c)
     check_view(c, "alice")
     # IDLE, DONE and the next command in one write: all before the gateway's
