@@ -625,8 +625,7 @@ static bool scalar_has_nul(const yaml_node_t *node)
 	return strlen(scalar_text(node)) != node->data.scalar.length;
 }
 
-/* An unquoted empty value, "~" or "null": YAML's spellings of nothing. */
-static bool scalar_is_null(const yaml_node_t *node)
+bool cfg_yaml_scalar_is_null(const yaml_node_t *node)
 {
 	const char *s = scalar_text(node);
 
@@ -636,7 +635,7 @@ static bool scalar_is_null(const yaml_node_t *node)
 	       strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
 }
 
-static const char *node_kind(const yaml_node_t *node)
+const char *cfg_yaml_node_kind(const yaml_node_t *node)
 {
 	switch (node->type) {
 	case YAML_MAPPING_NODE:
@@ -661,7 +660,7 @@ static int list_from_sequence(struct loader *ld, const struct cfg_key *k, yaml_n
 
 		if (item->type != YAML_SCALAR_NODE) {
 			node_error(ld, item, "%s: expected a string list item, got %s", k->name,
-			           node_kind(item));
+			           cfg_yaml_node_kind(item));
 			goto fail;
 		}
 		if (scalar_has_nul(item)) {
@@ -669,7 +668,7 @@ static int list_from_sequence(struct loader *ld, const struct cfg_key *k, yaml_n
 			goto fail;
 		}
 		/* An empty listener or name is always a mistake, never a wish. */
-		if (item->data.scalar.length == 0 || scalar_is_null(item)) {
+		if (item->data.scalar.length == 0 || cfg_yaml_scalar_is_null(item)) {
 			node_error(ld, item, "%s: empty item in list", k->name);
 			goto fail;
 		}
@@ -712,7 +711,7 @@ static int set_from_node(struct loader *ld, const struct cfg_key *k, yaml_node_t
 	}
 	if (value->type != YAML_SCALAR_NODE) {
 		expected_desc(k, desc, sizeof(desc));
-		node_error(ld, value, "%s: expected %s, got %s", k->name, desc, node_kind(value));
+		node_error(ld, value, "%s: expected %s, got %s", k->name, desc, cfg_yaml_node_kind(value));
 		return -1;
 	}
 	if (scalar_has_nul(value)) {
@@ -721,13 +720,13 @@ static int set_from_node(struct loader *ld, const struct cfg_key *k, yaml_node_t
 	}
 	if (k->type == CFG_STRLIST) {
 		/* A single scalar is a one-item list, taken whole (no comma split); empty is none. */
-		if (value->data.scalar.length && !scalar_is_null(value) && k->validate &&
+		if (value->data.scalar.length && !cfg_yaml_scalar_is_null(value) && k->validate &&
 		    k->validate(scalar_text(value), msg, sizeof(msg)) < 0) {
 			node_error(ld, value, "%s: %s", k->name, msg);
 			return -1;
 		}
 		v.u.list = xcalloc(1, sizeof(*v.u.list));
-		if (value->data.scalar.length && !scalar_is_null(value)) {
+		if (value->data.scalar.length && !cfg_yaml_scalar_is_null(value)) {
 			size_t count = 0;
 
 			list_push(&v.u.list, &count, scalar_text(value), value->data.scalar.length);
@@ -735,7 +734,7 @@ static int set_from_node(struct loader *ld, const struct cfg_key *k, yaml_node_t
 		store(k, ld->config, &v);
 		return 0;
 	}
-	if (k->type == CFG_STRING && scalar_is_null(value)) {
+	if (k->type == CFG_STRING && cfg_yaml_scalar_is_null(value)) {
 		store(k, ld->config, &(struct value){.u.s = xstrdup("")});
 		return 0;
 	}
@@ -763,7 +762,7 @@ static int walk_mapping(struct loader *ld, yaml_node_t *map, const char *prefix,
 		const struct cfg_key *k;
 
 		if (key->type != YAML_SCALAR_NODE) {
-			node_error(ld, key, "keys must be plain names, got %s", node_kind(key));
+			node_error(ld, key, "keys must be plain names, got %s", cfg_yaml_node_kind(key));
 			return -1;
 		}
 		if (scalar_has_nul(key)) {
@@ -800,10 +799,10 @@ static int walk_mapping(struct loader *ld, yaml_node_t *map, const char *prefix,
 				path[n + 1] = '\0';
 				if (walk_mapping(ld, value, path, depth + 1) < 0)
 					return -1;
-			} else if (!(value->type == YAML_SCALAR_NODE && scalar_is_null(value))) {
+			} else if (!(value->type == YAML_SCALAR_NODE && cfg_yaml_scalar_is_null(value))) {
 				/* A bare "limits:" (everything below commented out) is fine. */
 				node_error(ld, value, "%s: expected a mapping of settings, got %s", path,
-				           node_kind(value));
+				           cfg_yaml_node_kind(value));
 				return -1;
 			}
 		} else {
@@ -866,9 +865,9 @@ static int apply_root(struct loader *ld, yaml_node_t *root)
 	if (root->type == YAML_MAPPING_NODE)
 		return walk_mapping(ld, root, "", 0);
 	/* "---" alone, or "~": an empty document. */
-	if (root->type == YAML_SCALAR_NODE && scalar_is_null(root))
+	if (root->type == YAML_SCALAR_NODE && cfg_yaml_scalar_is_null(root))
 		return 0;
-	node_error(ld, root, "the top level must be a mapping of settings, got %s", node_kind(root));
+	node_error(ld, root, "the top level must be a mapping of settings, got %s", cfg_yaml_node_kind(root));
 	return -1;
 }
 

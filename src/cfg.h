@@ -84,6 +84,10 @@ void cfg_dump(const struct cfg_key *table, const void *config, FILE *out);
  * (macros.c) that report errors the same way.
  */
 void cfg_yaml_error(const yaml_parser_t *p, const char *name, const char *buf, size_t len, struct cfg_error *err);
+/* An unquoted empty value, "~" or "null": YAML's spellings of nothing. */
+bool cfg_yaml_scalar_is_null(const yaml_node_t *node);
+/* "a mapping", "a sequence" or "a scalar", for error messages. */
+const char *cfg_yaml_node_kind(const yaml_node_t *node);
 
 /* "file:line:column: message" (or "file: message" without a position) into buf. */
 void cfg_format_error(const struct cfg_error *err, char *buf, size_t len);

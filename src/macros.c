@@ -1000,32 +1000,9 @@ static const char *scalar_text(const yaml_node_t *node)
 	return (const char *)node->data.scalar.value;
 }
 
-/* An unquoted empty value, "~" or "null": YAML's spellings of nothing. */
-static bool scalar_is_null(const yaml_node_t *node)
-{
-	const char *s = scalar_text(node);
-
-	if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-		return false;
-	return !*s || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
-	       strcmp(s, "NULL") == 0;
-}
-
 static bool is_null(const yaml_node_t *node)
 {
-	return node->type == YAML_SCALAR_NODE && scalar_is_null(node);
-}
-
-static const char *node_kind(const yaml_node_t *node)
-{
-	switch (node->type) {
-	case YAML_MAPPING_NODE:
-		return "a mapping";
-	case YAML_SEQUENCE_NODE:
-		return "a sequence";
-	default:
-		return "a scalar";
-	}
+	return node->type == YAML_SCALAR_NODE && cfg_yaml_scalar_is_null(node);
 }
 
 /*
@@ -1035,16 +1012,16 @@ static const char *node_kind(const yaml_node_t *node)
 static const char *get_string(struct loader *ld, yaml_node_t *val, const char *what, bool allow_empty)
 {
 	if (val->type != YAML_SCALAR_NODE) {
-		node_error(ld, val, "%s: expected a string, got %s", what, node_kind(val));
+		node_error(ld, val, "%s: expected a string, got %s", what, cfg_yaml_node_kind(val));
 		return NULL;
 	}
 	if (strlen(scalar_text(val)) != val->data.scalar.length) {
 		node_error(ld, val, "%s: NUL bytes are not allowed", what);
 		return NULL;
 	}
-	if (scalar_is_null(val) && allow_empty)
+	if (cfg_yaml_scalar_is_null(val) && allow_empty)
 		return "";
-	if (scalar_is_null(val) || val->data.scalar.length == 0) {
+	if (cfg_yaml_scalar_is_null(val) || val->data.scalar.length == 0) {
 		if (allow_empty)
 			return "";
 		node_error(ld, val, "%s: must not be empty", what);
@@ -1073,7 +1050,7 @@ static int map_slots(struct loader *ld, yaml_node_t *map, const char *const *key
 		size_t i;
 
 		if (k->type != YAML_SCALAR_NODE) {
-			node_error(ld, k, "keys must be plain names, got %s", node_kind(k));
+			node_error(ld, k, "keys must be plain names, got %s", cfg_yaml_node_kind(k));
 			return -1;
 		}
 		for (i = 0; i < nkeys; i++)
@@ -1102,7 +1079,7 @@ static int load_id(struct loader *ld, struct macro_client *c, yaml_node_t *map)
 	if (is_null(map))
 		return 0;
 	if (map->type != YAML_MAPPING_NODE) {
-		node_error(ld, map, "client.id: expected a mapping of ID fields to patterns, got %s", node_kind(map));
+		node_error(ld, map, "client.id: expected a mapping of ID fields to patterns, got %s", cfg_yaml_node_kind(map));
 		return -1;
 	}
 	for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
@@ -1163,7 +1140,7 @@ static int load_listen(struct loader *ld, struct macro_client *c, yaml_node_t *v
 	if (v->type == YAML_SCALAR_NODE)
 		return add_listen(ld, c, v);
 	if (v->type != YAML_SEQUENCE_NODE) {
-		node_error(ld, v, "client.listen: expected a list of listener addresses, got %s", node_kind(v));
+		node_error(ld, v, "client.listen: expected a list of listener addresses, got %s", cfg_yaml_node_kind(v));
 		return -1;
 	}
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++)
@@ -1180,7 +1157,7 @@ static int load_client(struct loader *ld, struct macro_client *c, yaml_node_t *m
 	char e[ECHO_SIZE];
 
 	if (map->type != YAML_MAPPING_NODE) {
-		node_error(ld, map, "client: expected a mapping (name, id, listen), got %s", node_kind(map));
+		node_error(ld, map, "client: expected a mapping (name, id, listen), got %s", cfg_yaml_node_kind(map));
 		return -1;
 	}
 	if (map_slots(ld, map, keys, k, v, "client") < 0)
@@ -1381,7 +1358,7 @@ static int load_macro(struct loader *ld, struct macro_client *c, yaml_node_t *ma
 	char ctx[MACRO_MAX_NAME + 16], e[ECHO_SIZE];
 
 	if (map->type != YAML_MAPPING_NODE) {
-		node_error(ld, map, "macros: expected a mapping (name, trigger, send), got %s", node_kind(map));
+		node_error(ld, map, "macros: expected a mapping (name, trigger, send), got %s", cfg_yaml_node_kind(map));
 		return -1;
 	}
 	if (map_slots(ld, map, keys, k, v, "macro") < 0)
@@ -1416,7 +1393,7 @@ static int load_macro(struct loader *ld, struct macro_client *c, yaml_node_t *ma
 	if (load_trigger(ld, m, v[1], ctx) < 0)
 		return -1;
 	if (v[2]->type != YAML_SEQUENCE_NODE) {
-		node_error(ld, v[2], "%s: send: expected a list of commands, got %s", ctx, node_kind(v[2]));
+		node_error(ld, v[2], "%s: send: expected a list of commands, got %s", ctx, cfg_yaml_node_kind(v[2]));
 		return -1;
 	}
 	if (v[2]->data.sequence.items.top == v[2]->data.sequence.items.start) {
@@ -1450,7 +1427,7 @@ static struct macro_client *load_root(struct loader *ld, yaml_node_t *root)
 	}
 	if (root->type != YAML_MAPPING_NODE) {
 		node_error(ld, root, "the top level must be a mapping with 'client' and 'macros', got %s",
-		           node_kind(root));
+		           cfg_yaml_node_kind(root));
 		return NULL;
 	}
 	if (map_slots(ld, root, keys, k, v, "") < 0)
@@ -1464,7 +1441,7 @@ static struct macro_client *load_root(struct loader *ld, yaml_node_t *root)
 	if (load_client(ld, c, v[0]) < 0)
 		goto fail;
 	if (v[1]->type != YAML_SEQUENCE_NODE) {
-		node_error(ld, v[1], "macros: expected a list of macros, got %s", node_kind(v[1]));
+		node_error(ld, v[1], "macros: expected a list of macros, got %s", cfg_yaml_node_kind(v[1]));
 		goto fail;
 	}
 	if (v[1]->data.sequence.items.top == v[1]->data.sequence.items.start) {
