@@ -49,6 +49,14 @@ const char *prefetch_text(const struct prefetch *pf)
 	return pf->text;
 }
 
+uint32_t prefetch_last_seq(const struct prefetch *pf)
+{
+	for (size_t i = pf->nitems; i > 0; i--)
+		if (pf->items[i - 1].seq)
+			return pf->items[i - 1].seq;
+	return 0;
+}
+
 size_t prefetch_bytes(const struct prefetch *pf)
 {
 	return buf_len(&pf->captured);

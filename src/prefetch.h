@@ -44,6 +44,10 @@ bool prefetch_finished(const struct prefetch *pf);
 /* Finished with OK and the capture intact. */
 bool prefetch_usable(const struct prefetch *pf);
 size_t prefetch_bytes(const struct prefetch *pf);
+/* The message number of the last FETCH response captured (0: none): a
+ * prefetch's own responses come in ascending order, anything at or below
+ * it is somebody else's news. */
+uint32_t prefetch_last_seq(const struct prefetch *pf);
 
 /*
  * The reply to a client command that claimed this prefetch (cl from

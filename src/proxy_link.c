@@ -101,6 +101,7 @@ struct pfentry {
 	struct upcmd      *cmd;
 	bool               stale;   /* something changed since: it answers nothing */
 	int                newmail; /* kept from new-mail pushes: 1 by sequence number, 2 by UID */
+	bool               closed;  /* takes no new claims; still answers the one that waits */
 	struct upcmd      *waiter;
 	struct macro_claim claim;   /* the waiter's */
 };
@@ -182,13 +183,32 @@ struct link {
 	struct pfentry     *pfs;
 	struct imap_parser *replay_parser; /* re-reads replayed responses for the client's view */
 	char               *nf_items;      /* PIMAP_INBAND_NEW_FORMAT set on this link, NULL if none */
+	bool                queue_internal; /* send_internal: wait in `held` behind a blocked client command */
+	struct buf          after_idle;     /* answers from prefetches held until the upstream IDLE's end */
 };
 
 static void link_write(struct link *l, struct upcmd *c, bool secret);
+
+/* An upstream IDLE runs until its DONE is written: nothing may go before. */
+static bool up_idle_blocks(const struct link *l)
+{
+	return l->up_idle && !l->up_idle->ending;
+}
 static void up_flush(struct link *l);
 static void link_idle_update(struct link *l);
 static void link_up(struct link *l);
 static void link_submit(struct link *l, struct upcmd *c);
+static void view_apply_bytes(struct link *l, const struct buf *b);
+
+/* Answers kept while an upstream IDLE ended go to the client now. */
+static void release_after_idle(struct link *l)
+{
+	if (!buf_len(&l->after_idle))
+		return;
+	view_apply_bytes(l, &l->after_idle);
+	forward_to_client(l->s, buf_head(&l->after_idle), buf_len(&l->after_idle));
+	buf_clear(&l->after_idle);
+}
 static void prefetch_drop_all(struct link *l);
 
 /* ------------------------------------------------------------------------ */
@@ -383,7 +403,7 @@ char *link_device_id(const char *configured, const char *state_dir, char *err, s
 }
 
 /* ------------------------------------------------------------------------ */
-/* macros (loading; the prefetch engine is in proxy_prefetch.c)              */
+/* macros: loading (the prefetch engine is further down)                      */
 
 int link_load_macros(const struct proxy_config *cfg, struct macro_set **set, char *err, size_t errlen)
 {
@@ -421,6 +441,7 @@ struct link *link_new(struct session *s)
 	l->s = s;
 	l->state = LINK_PRELOGIN;
 	l->view = client_view_new();
+	buf_init(&l->after_idle, 0);
 	struct imap_limits lim = {.max_line_length = 16u * 1024 * 1024, .max_literal_size = PREFETCH_MAX_BYTES,
 	                          .max_list_depth = 64, .max_args = 4000000};
 	l->replay_parser = imap_parser_new(IMAP_PARSE_RESPONSES, &lim);
@@ -468,6 +489,7 @@ void link_free(struct link *l)
 	q_clear(&l->sent);
 	q_clear(&l->held);
 	imap_parser_free(l->replay_parser);
+	buf_free(&l->after_idle);
 	free(l->nf_items);
 	if (l->id_kv) {
 		for (char **p = l->id_kv; *p; p++)
@@ -560,6 +582,11 @@ static struct upcmd *send_internal(struct link *l, enum upcmd_kind kind, bool se
 		buf_clear(&c->raw);
 		return c;
 	}
+	if (l->queue_internal && (up_idle_blocks(l) || l->held.n)) {
+		/* Behind the client's command that waits for the upstream IDLE's end. */
+		q_push(&l->held, c);
+		return c;
+	}
 	link_write(l, c, secret);
 	/* A failed write (compression) has taken the link down and freed c. */
 	return l->s->upstream ? c : NULL;
@@ -567,15 +594,13 @@ static struct upcmd *send_internal(struct link *l, enum upcmd_kind kind, bool se
 
 static void link_write(struct link *l, struct upcmd *c, bool secret)
 {
+	if (c->kind == UPC_CLIENT)
+		l->idle_ended_at = 0; /* the gateway may have more to say after this */
 	q_push(&l->sent, c);
 	forward_to_upstream(l->s, buf_head(&c->raw), buf_len(&c->raw), secret);
 }
 
-/* An upstream IDLE runs until its DONE is written: nothing may go before. */
-static bool up_idle_blocks(const struct link *l)
-{
-	return l->up_idle && !l->up_idle->ending;
-}
+
 
 /* A client command goes out now, or waits for the link (or for the end of
  * the upstream IDLE: a client may send DONE and its next command before the
@@ -596,13 +621,18 @@ static void link_submit(struct link *l, struct upcmd *c)
 }
 
 /* Write DONE for the upstream IDLE; what waited for it follows. */
+static void write_held(struct link *l)
+{
+	struct upcmd *c;
+	while (l->s->upstream && (c = q_pop(&l->held)) != NULL)
+		link_write(l, c, false);
+}
+
 static void end_up_idle(struct link *l)
 {
 	l->up_idle->ending = true;
 	forward_to_upstream(l->s, (const uint8_t *)"DONE\r\n", 6, false);
-	struct upcmd *c;
-	while ((c = q_pop(&l->held)) != NULL)
-		link_write(l, c, false);
+	write_held(l);
 }
 
 /* The login name at the gateway: user#P<device>[@domain]. */
@@ -857,6 +887,13 @@ static void prefetch_invalidate(struct link *l, bool all, bool keep_newmail)
 		bool running = e->cmd && e->cmd == l->sent.head;
 		if (!all && !running && !prefetch_finished(e->pf))
 			continue;
+		if (all && e->waiter && e->cmd) {
+			/* The client's command that waits was sent before the one that
+			 * invalidates: the prefetch (sent earlier still) answers it
+			 * exactly and in order. Nothing else may claim it now. */
+			e->closed = true;
+			continue;
+		}
 		e->stale = true;
 		if (e->waiter) {
 			struct upcmd *w = e->waiter;
@@ -911,9 +948,15 @@ static bool prefetch_answer(struct link *l, struct pfentry *e, const char *tag, 
 		buf_free(&out);
 		return false;
 	}
-	view_apply_bytes(l, &out);
 	slog(l->s, LOG_LEVEL_DEBUG, "answered %s from the prefetched %s", tag, prefetch_text(e->pf));
-	forward_to_client(l->s, buf_head(&out), buf_len(&out));
+	if (l->up_idle) {
+		/* The upstream IDLE is ending: its last events reach the client
+		 * first, then this answer (release_after_idle). */
+		buf_append(&l->after_idle, buf_head(&out), buf_len(&out));
+	} else {
+		view_apply_bytes(l, &out);
+		forward_to_client(l->s, buf_head(&out), buf_len(&out));
+	}
 	buf_free(&out);
 	return true;
 }
@@ -925,7 +968,7 @@ static bool prefetch_answer(struct link *l, struct pfentry *e, const char *tag, 
 static bool prefetch_try_claim(struct link *l, const struct imap_msg *m, struct upcmd *c)
 {
 	for (struct pfentry *e = l->pfs; e; e = e->next) {
-		if (e->stale || e->waiter)
+		if (e->stale || e->waiter || e->closed)
 			continue;
 		struct macro_claim cl;
 		if (macro_claim(prefetch_text(e->pf), m, &cl) == MACRO_CLAIM_NONE) {
@@ -990,7 +1033,10 @@ static void prefetch_send(struct link *l, const struct imap_msg *m)
 	for (size_t i = 0; i < n; i++) {
 		struct pfentry *e = xcalloc(1, sizeof(*e));
 		e->pf = prefetch_new(cmds[i]);
+		/* Never into an upstream IDLE, never ahead of a waiting trigger. */
+		l->queue_internal = true;
 		e->cmd = send_internal(l, UPC_PREFETCH, false, "%s", cmds[i]);
+		l->queue_internal = false;
 		if (!e->cmd) {
 			pfentry_free(e);
 			break;
@@ -1023,7 +1069,13 @@ static void new_format_update(struct link *l)
 		return;
 	free(l->nf_items);
 	l->nf_items = xstrdup(items);
+	/* The preference is the device's: the last link to set it decides what
+	 * every link of this proxy receives (new_mail_push checks). */
+	free(s->srv->nf_items);
+	s->srv->nf_items = xstrdup(items);
+	l->queue_internal = true;
 	send_internal(l, UPC_PREF, false, "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT %s", items);
+	l->queue_internal = false;
 }
 
 /* An untagged response while a prefetch is the oldest command on the link. */
@@ -1215,11 +1267,13 @@ void link_upstream_lost(struct session *s, const char *why)
 	/* What was in flight: repeat what is safe to repeat, after the resume,
 	 * ahead of what the client sent since. A command waiting for a prefetch
 	 * waits for the link like the others. */
-	struct cmdq retry = {0};
+	struct cmdq retry = {0}, waiters = {0};
 	struct upcmd *c;
+	/* Commands waiting for a prefetch were sent after its trigger: they go
+	 * after the repeated commands. */
 	for (struct pfentry *e = l->pfs; e; e = e->next)
 		if (e->waiter) {
-			q_push(&retry, e->waiter);
+			q_push(&waiters, e->waiter);
 			e->waiter = NULL;
 		}
 	prefetch_drop_all(l);
@@ -1243,11 +1297,24 @@ void link_upstream_lost(struct session *s, const char *why)
 				l->idle_done_wait = false;
 				client_say(s, "%s OK Idle completed.", l->idle_tag);
 			}
+			release_after_idle(l);
 		}
 		upcmd_free(c);
 	}
-	while ((c = q_pop(&l->held)) != NULL)
+	while ((c = q_pop(&waiters)) != NULL)
 		q_push(&retry, c);
+	while ((c = q_pop(&l->held)) != NULL) {
+		if (c->kind != UPC_CLIENT) {
+			/* A prefetch or preference still waiting: not worth a resume. */
+			if (c->kind == UPC_PREF) {
+				free(l->nf_items);
+				l->nf_items = NULL;
+			}
+			upcmd_free(c);
+			continue;
+		}
+		q_push(&retry, c);
+	}
 	l->held = retry;
 	resume_state_clear(l);
 	l->state = LINK_DOWN;
@@ -1374,6 +1441,17 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 /* An event or a reply for the client: what it is told is what it knows. */
 static bool new_mail_push(struct link *l, const struct imap_msg *m);
 
+/* Does "* n FETCH (...)" carry this item? */
+static bool fetch_has_item(const struct imap_msg *m, const char *item)
+{
+	if (m->nargs < 3 || m->args[2].type != IMAP_ARG_LIST)
+		return false;
+	for (size_t i = 0; i < m->args[2].list_count; i += 2)
+		if (imap_arg_is_atom(&m->args[2].list[i], item))
+			return true;
+	return false;
+}
+
 static void to_client(struct link *l, const struct imap_msg *m)
 {
 	if (new_mail_push(l, m))
@@ -1383,8 +1461,11 @@ static void to_client(struct link *l, const struct imap_msg *m)
 		uint32_t n;
 		const struct upcmd *head = l->sent.head;
 		bool fetch_data = head && head->kind == UPC_CLIENT && head->fetch;
+		/* A client FETCH's own data does not outdate prefetched answers;
+		 * flags (someone else's change, or the client's own) do. */
+		bool fetch = imap_untagged_num(m, "FETCH", &n);
 		if (l->pfs && (imap_untagged_num(m, "EXISTS", &n) || imap_untagged_num(m, "EXPUNGE", &n) ||
-		               (!fetch_data && imap_untagged_num(m, "FETCH", &n))))
+		               (fetch && (!fetch_data || fetch_has_item(m, "FLAGS")))))
 			prefetch_invalidate(l, false, false); /* the prefetched answers no longer hold */
 	}
 	relay_response(l->s, m);
@@ -1652,6 +1733,11 @@ static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *
 			l->idle_done_wait = false;
 			client_say(s, "%s OK Idle completed.", l->idle_tag);
 		}
+		release_after_idle(l);
+		/* Ended without our DONE (refused, or the gateway ended it): what
+		 * waited for the DONE goes now. */
+		if (l->state == LINK_UP)
+			write_held(l);
 		break;
 	case UPC_PREFETCH:
 		prefetch_finished_reply(l, c, m);
@@ -1763,7 +1849,12 @@ static void prefetch_untagged(struct link *l, struct upcmd *c, const struct imap
 	struct pfentry *e = c->pfe;
 	uint32_t n;
 	bool fetch = imap_untagged_num(m, "FETCH", &n);
-	if (!fetch && (is_event(m) || m->status != IMAP_STATUS_NONE || untagged_word(m, "FLAGS"))) {
+	/* News that the gateway releases before the prefetch's reply: new mail,
+	 * a flag change the prefetch did not ask about, a message again. */
+	bool news = fetch && (n > client_view_count(l->view) ||
+	                      (e && n <= prefetch_last_seq(e->pf)) ||
+	                      (fetch_has_item(m, "FLAGS") && e && !strcasestr(prefetch_text(e->pf), "FLAGS")));
+	if (news || (!fetch && (is_event(m) || m->status != IMAP_STATUS_NONE || untagged_word(m, "FLAGS")))) {
 		/* Not the prefetch's data: what the client must hear anyway. */
 		if (l->selected)
 			to_client(l, m);
@@ -1787,13 +1878,13 @@ static bool new_mail_push(struct link *l, const struct imap_msg *m)
 		return false;
 	struct session *s = l->s;
 	uint32_t count = client_view_count(l->view);
-	if (n != count + 1) {
-		/* Not the next message: nothing the client could be told exactly. */
-		slog(s, LOG_LEVEL_WARN, "push for message %u with %u known: ignored", n, count);
-		return true;
-	}
-	prefetch_invalidate(l, false, true);
-	if (l->nf_items && *l->nf_items) {
+	/* The data answers this client's FETCH only if it carries the items
+	 * this link asked for (another client of the device may have changed
+	 * them) and is for the next message. */
+	const char *dev_items = s->srv->nf_items;
+	bool keep = n == count + 1 && l->nf_items && *l->nf_items && dev_items && strcmp(dev_items, l->nf_items) == 0;
+	prefetch_invalidate(l, false, keep);
+	if (keep) {
 		/* Keep the data under the commands that could ask for it. */
 		for (int i = 0; i < 2; i++) {
 			struct pfentry *e = NULL;
