@@ -346,6 +346,14 @@ def section_m():
     resps = c.ok('SELECT "INBOX"')
     n = max(int(m.group(1)) for r in resps for m in [re.match(r"\* (\d+) EXISTS", r.first)] if m)
     c.ok("FETCH 1:%d %s" % (n, MUTT_ITEMS))
+    # IDLE, DONE and a trigger in one write: the macro's prefetch must wait
+    # behind the trigger for the IDLE's end, not go into the IDLE.
+    for i in range(3):
+        c.send(("I%d IDLE\r\nDONE\r\nS%d SELECT \"INBOX\"\r\n" % (i, i)).encode())
+        resps = c.wait_tagged("S%d" % i, timeout=15)
+        CHK.equal(resps[-1].status, "OK", "IDLE+DONE+SELECT (a trigger) in one write #%d: SELECT OK" % i)
+        resps = c.ok("FETCH 1:%d %s" % (n, MUTT_ITEMS), timeout=15)
+        CHK.equal(sum(1 for r in resps if " FETCH " in r.first), n, "and the header FETCH after it has all %d" % n)
     answered = log_count(PROXY_LOG, "from the prefetched FETCH %d:*" % (n + 1))
     tag, _ = c.send_command("IDLE")
     c.read_response(timeout=5)
