@@ -62,10 +62,7 @@ MAILDIR=$DOVECOT_HOME/alice/Maildir
 python3 "$WORKLOAD" populate --maildir "$MAILDIR" --count "$MESSAGES" --seed 1 >"$T/mailbox.json" ||
 	hard_error "populate failed"
 chown -R mail:mail "$DOVECOT_HOME/alice"
-read -r TOTAL MEDIAN < <(python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print("%.1f_MiB" % (d["total_bytes"] / 1048576.0), "%.1f_KiB" % (d["median_bytes"] / 1024.0))' "$T/mailbox.json")
+read -r TOTAL MEDIAN < <(python3 "$WORKLOAD" summary --json "$T/mailbox.json")
 log "mailbox: $(cat "$T/mailbox.json")"
 
 RELAY=$(free_port)

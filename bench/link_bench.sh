@@ -101,10 +101,7 @@ log "generating the $MESSAGES-message template mailbox"
 python3 "$BENCH/workload.py" populate --maildir "$T/template" --count "$MESSAGES" --seed 1 >"$T/mailbox.json" ||
 	hard_error "populate failed"
 chown -R mail:mail "$T/template"
-read -r TOTAL MEDIAN < <(python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print("%.1f_MiB" % (d["total_bytes"] / 1048576.0), "%.1f_KiB" % (d["median_bytes"] / 1024.0))' "$T/mailbox.json")
+read -r TOTAL MEDIAN < <(python3 "$BENCH/workload.py" summary --json "$T/mailbox.json")
 
 # start_relay WAY TARGET_PORT: a delay_relay.py for WAY; sets RELAY_PORT, RELAY_CTL.
 start_relay() {

@@ -474,6 +474,12 @@ def cmd_report(args):
     sys.stdout.write(section)
 
 
+def cmd_summary(args):
+    """The populate output as "TOTAL MEDIAN" words for the scripts' reports."""
+    d = json.load(open(args.json))
+    print("%.1f_MiB" % (d["total_bytes"] / 1048576.0), "%.1f_KiB" % (d["median_bytes"] / 1024.0))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -483,6 +489,8 @@ def main():
     p.add_argument("--maildir", required=True)
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--seed", type=int, default=1)
+    m = sub.add_parser("summary")
+    m.add_argument("--json", required=True, help="what populate printed")
     r = sub.add_parser("relay")
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--target", required=True)
@@ -505,7 +513,7 @@ def main():
     o.add_argument("--command", required=True)
     o.add_argument("--extra", action="append", default=[], metavar="K=V")
     args = ap.parse_args()
-    {"populate": cmd_populate, "relay": cmd_relay, "run": cmd_run, "report": cmd_report}[args.cmd](args)
+    {"populate": cmd_populate, "summary": cmd_summary, "relay": cmd_relay, "run": cmd_run, "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ struct pfentry {
 	bool               stale;   /* something changed since: it answers nothing */
 	int                newmail; /* kept from new-mail pushes: 1 by sequence number, 2 by UID */
 	bool               closed;  /* takes no new claims; still answers the one that waits */
+	bool               flags;   /* its command asks for FLAGS */
 	struct upcmd      *waiter;
 	struct macro_claim claim;   /* the waiter's */
 };
@@ -1033,6 +1034,7 @@ static void prefetch_send(struct link *l, const struct imap_msg *m)
 	for (size_t i = 0; i < n; i++) {
 		struct pfentry *e = xcalloc(1, sizeof(*e));
 		e->pf = prefetch_new(cmds[i]);
+		e->flags = strcasestr(cmds[i], "FLAGS") != NULL;
 		/* Never into an upstream IDLE, never ahead of a waiting trigger. */
 		l->queue_internal = true;
 		e->cmd = send_internal(l, UPC_PREFETCH, false, "%s", cmds[i]);
@@ -1853,7 +1855,7 @@ static void prefetch_untagged(struct link *l, struct upcmd *c, const struct imap
 	 * a flag change the prefetch did not ask about, a message again. */
 	bool news = fetch && (n > client_view_count(l->view) ||
 	                      (e && n <= prefetch_last_seq(e->pf)) ||
-	                      (fetch_has_item(m, "FLAGS") && e && !strcasestr(prefetch_text(e->pf), "FLAGS")));
+	                      (e && !e->flags && fetch_has_item(m, "FLAGS")));
 	if (news || (!fetch && (is_event(m) || m->status != IMAP_STATUS_NONE || untagged_word(m, "FLAGS")))) {
 		/* Not the prefetch's data: what the client must hear anyway. */
 		if (l->selected)
