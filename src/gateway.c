@@ -1266,6 +1266,8 @@ static void handle_event(struct gw_conn *c, const struct imap_msg *m, uint32_t b
 	}
 	buf_free(&items);
 	release_held(c);
+	if (imap_untagged_num(m, "EXPUNGE", &n))
+		clog_(c, LOG_LEVEL_DEBUG, "pushed * %u EXPUNGE", n);
 	client_write(c, m->raw, m->raw_len);
 	client_flush(c);
 }
@@ -1560,12 +1562,49 @@ static void provision(struct gw_conn *c, const struct imap_msg *m)
 	answer(c, m->tag, "OK XPROVISION completed");
 }
 
+/* NOTIFY for PIMAP_FOLDER_STATUS: in force once the store said OK. */
+static void folder_status_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct client_cmd *cmd = ctx;
+	(void)sc;
+	if (m->status == IMAP_STATUS_OK)
+		cmd_finish_local(cmd->conn, cmd, "OK XSETPIMAPPREF completed");
+	else
+		cmd_finish_local(cmd->conn, cmd, "NO [UNAVAILABLE] The store refused NOTIFY: %.*s", (int)m->text_len,
+		                 m->text);
+}
+
+/*
+ * PIMAP_FOLDER_STATUS ON (pimap's extension): this connection's store
+ * connection watches the user's subscribed folders with NOTIFY (RFC 5465);
+ * their STATUS comes at once (one per folder, before the tagged OK) and
+ * again whenever one changes, as untagged data the client may get at any
+ * time. The selected folder keeps the ordinary IMAP events
+ * (selected-delayed: no EXPUNGE outside a command). OFF narrows NOTIFY to
+ * the selected folder again.
+ */
+static void folder_status_apply(struct gw_conn *c, const char *tag, bool on)
+{
+	struct client_cmd *cmd = cmd_push(c, CMD_RELAY, tag);
+	store_sendf(c, folder_status_done, cmd, "%s",
+	            on ? "NOTIFY SET STATUS (selected-delayed (MessageNew MessageExpunge FlagChange)) "
+	                 "(subscribed (MessageNew MessageExpunge FlagChange))"
+	               : "NOTIFY SET (selected-delayed (MessageNew MessageExpunge FlagChange))");
+}
+
 static void set_pref(struct gw_conn *c, const struct imap_msg *m)
 {
 	char err[256];
 	enum pimap_pref_id id;
+	char before[8];
+	snprintf(before, sizeof(before), "%s", c->ds->prefs.value[PIMAP_PREF_FOLDER_STATUS]);
 	if (pimap_pref_set_args(&c->ds->prefs, m->args + 1, m->nargs - 1, &id, err, sizeof(err)) < 0) {
 		answer(c, m->tag, "NO %s", err);
+		return;
+	}
+	if (id == PIMAP_PREF_FOLDER_STATUS && (!c->sc || !store_conn_has_cap(c->sc, "NOTIFY"))) {
+		pimap_pref_set_value(&c->ds->prefs, id, before);
+		answer(c, m->tag, "NO [CANNOT] PIMAP_FOLDER_STATUS needs a store that offers NOTIFY (RFC 5465)");
 		return;
 	}
 	if (gw_state_pref_save(c->srv->db, c->ds->user, c->ds->device, pimap_pref_name(id), c->ds->prefs.value[id]) <
@@ -1574,6 +1613,10 @@ static void set_pref(struct gw_conn *c, const struct imap_msg *m)
 		return;
 	}
 	clog_(c, LOG_LEVEL_DEBUG, "preference %s = %s", pimap_pref_name(id), c->ds->prefs.value[id]);
+	if (id == PIMAP_PREF_FOLDER_STATUS) {
+		folder_status_apply(c, m->tag, strcmp(c->ds->prefs.value[id], "ON") == 0);
+		return;
+	}
 	answer(c, m->tag, "OK XSETPIMAPPREF completed");
 }
 
@@ -2571,6 +2614,12 @@ static bool client_may_proceed(const struct gw_conn *c)
 		if (c->idle_cmd)
 			return false;
 		if ((long long)c->ncmds >= c->srv->cfg->max_commands_in_flight)
+			return false;
+		/* A P-IMAP client gets its commands' responses strictly one command
+		 * after another (the store may interleave the untagged data of
+		 * pipelined commands): the next command starts when the store has
+		 * answered this one. The store is near; the client's link is not. */
+		if (c->ds && relay_in_flight(c))
 			return false;
 		if (c->sc && store_conn_output_full(c->sc))
 			return false;

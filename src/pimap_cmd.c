@@ -34,6 +34,7 @@ static const char *const pref_names[PIMAP_PREF_COUNT] = {
 	[PIMAP_PREF_INBAND_NEW_FORMAT] = "PIMAP_INBAND_NEW_FORMAT",
 	[PIMAP_PREF_INBAND_PUSH] = "PIMAP_INBAND_PUSH",
 	[PIMAP_PREF_EVENT_FILTER] = "PIMAP_EVENT_FILTER",
+	[PIMAP_PREF_FOLDER_STATUS] = "PIMAP_FOLDER_STATUS",
 };
 
 static const char *const pref_defaults[PIMAP_PREF_COUNT] = {
@@ -43,6 +44,7 @@ static const char *const pref_defaults[PIMAP_PREF_COUNT] = {
 	[PIMAP_PREF_INBAND_NEW_FORMAT] = "NONE",
 	[PIMAP_PREF_INBAND_PUSH] = "OFF",
 	[PIMAP_PREF_EVENT_FILTER] = "ALL",
+	[PIMAP_PREF_FOLDER_STATUS] = "OFF",
 };
 
 /* The -12 prose spells the NEW_FORMAT preference with a hyphen. */
@@ -65,6 +67,7 @@ static const char *const *const pref_keywords[PIMAP_PREF_COUNT] = {
 	[PIMAP_PREF_OUTBAND_FORMAT] = format_values,
 	[PIMAP_PREF_INBAND_PUSH] = push_values,
 	[PIMAP_PREF_EVENT_FILTER] = filter_values,
+	[PIMAP_PREF_FOLDER_STATUS] = push_values,
 };
 
 /* RFC 3501 fetch macros and what they stand for (UID excluded: the push
@@ -974,6 +977,7 @@ void pimap_provision_format(const struct pimap_provision_limit *limits, size_t n
 	           pref_names[PIMAP_PREF_INBAND_NEW_FORMAT]);
 	provision_words(out, PIMAP_PREF_INBAND_PUSH, pref_keywords[PIMAP_PREF_INBAND_PUSH]);
 	provision_words(out, PIMAP_PREF_EVENT_FILTER, pref_keywords[PIMAP_PREF_EVENT_FILTER]);
+	provision_words(out, PIMAP_PREF_FOLDER_STATUS, pref_keywords[PIMAP_PREF_FOLDER_STATUS]);
 	for (size_t i = 0; i < nlimits; i++)
 		buf_printf(out, "* XPROVISION LIMIT %s %llu\r\n", limits[i].name, limits[i].value);
 }

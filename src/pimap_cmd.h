@@ -43,6 +43,7 @@ enum pimap_pref_id {
 	PIMAP_PREF_INBAND_NEW_FORMAT, /* NONE or a FETCH attribute list; NONE */
 	PIMAP_PREF_INBAND_PUSH,       /* ON | OFF; OFF */
 	PIMAP_PREF_EVENT_FILTER,      /* ALL | NEW | NONE; ALL */
+	PIMAP_PREF_FOLDER_STATUS,     /* ON | OFF; OFF (pimap's extension: STATUS of the other folders pushed) */
 	PIMAP_PREF_COUNT
 };
 

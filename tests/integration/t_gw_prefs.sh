@@ -3,7 +3,7 @@
 # XPROVISION, XZIP and COMPRESS (docs/PROTOCOL.md sections 3 to 5).
 #
 # The gateway runs with limits.max_queued_events=777 (XPROVISION must show it).
-#  1. XGETPIMAPPREFS / XGETPIMAPPREF of a new device: the six preferences with
+#  1. XGETPIMAPPREFS / XGETPIMAPPREF of a new device: every preference with
 #     their defaults; a list of names, names without parentheses;
 #  2. XSETPIMAPPREF of every preference with every kind of valid value, read
 #     back with XGETPIMAPPREF (NEW_FORMAT compared by meaning: ALL/FAST/FULL
@@ -27,6 +27,10 @@
 #  8. PIMAP_EVENT_FILTER NONE: even new mail is held until the next command;
 #  9. PIMAP_INBAND_PUSH ON: without IDLE or any command, a delivery shows up as
 #     "* n EXISTS" and a flag change as FETCH; with OFF nothing comes unasked;
+#     PIMAP_FOLDER_STATUS ON: the STATUS of every subscribed folder before the
+#     tagged OK, then a STATUS push whenever another folder changes, never
+#     for the selected one (its events keep waiting for a command); OFF ends
+#     the pushes;
 # 10. XZIP: "XZIP z1 FETCH 1:3 (FLAGS)" gives "* XZIP ~{n}" whose raw DEFLATE
 #     payload (a complete stream) is exactly the inner responses through
 #     "z1 OK", then the outer OK; wrapping IDLE, LOGOUT, XZIP, STARTTLS,
@@ -59,7 +63,7 @@ def _():
     c, resps = pimap_login("p1")
     fresh_session(resps, "first login of bob#Pp1")
     got = get_prefs(c)
-    check(list(got) and set(got) == set(NAMES), "XGETPIMAPPREFS lists the six preferences: %r" % list(got))
+    check(list(got) and set(got) == set(NAMES), "XGETPIMAPPREFS lists every preference: %r" % list(got))
     for n in NAMES:
         check(str(got[n]).upper() == DEFAULTS[n] and (n != "PIMAP_OUTBAND_ADDRESS" or isinstance(got[n], Q)),
               "default %s = %r (want %r)" % (n, got[n], DEFAULTS[n] or '""'))
@@ -373,6 +377,36 @@ def _():
     check(not got, "with OFF and no IDLE nothing arrives unasked: %r" % firsts(got))
     resps = c.ok("NOOP")
     check(any(x.first == "* %d EXISTS" % (n + 1) for x in resps), "the next command brings '* %d EXISTS': %r" % (n + 1, firsts(resps)))
+    c.ok("LOGOUT")
+    c.close()
+
+
+@step("9c. PIMAP_FOLDER_STATUS: the other subscribed folders' STATUS pushed")
+def _():
+    s = bob_store()
+    s.ok('CREATE "fs box"')
+    s.ok('SUBSCRIBE "fs box"')
+    c, n, _ = session_with("fstat1")
+    resps = c.ok("XSETPIMAPPREF PIMAP_FOLDER_STATUS ON")
+    st = [x.first for x in resps if x.first.upper().startswith("* STATUS ")]
+    check(any(re.match(r'\* STATUS "fs box" \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY \d+ UNSEEN 0 HIGHESTMODSEQ \d+\)$', x)
+              for x in st), "ON: the STATUS of every subscribed folder before the tagged OK: %r" % st)
+    s.ok('APPEND "fs box"', Literal(make_message("into the watched folder"), sync=False))
+    r = c.wait_match(r"^\* STATUS ", timeout=10)
+    check(re.match(r'\* STATUS "fs box" \(MESSAGES 1 UIDNEXT 2 (UIDVALIDITY \d+ )?UNSEEN 1 HIGHESTMODSEQ \d+\)$', r.first),
+          "a message appended there is pushed as STATUS, without IDLE or a command: %r" % r.first)
+    deliver(LMTP, "bob", make_message("into the selected folder while folder status is on"))
+    got = quiet(c, 1.0)
+    check(not [x for x in got if re.match(EVENT_RX, x.first) or "INBOX" in x.first.upper()],
+          "the selected folder is not reported as STATUS, and its events wait for a command: %r" % firsts(got))
+    resps = c.ok("NOOP")
+    check(any(x.first == "* %d EXISTS" % (n + 1) for x in resps), "the next command brings '* %d EXISTS': %r" % (n + 1, firsts(resps)))
+    c.ok("XSETPIMAPPREF PIMAP_FOLDER_STATUS OFF")
+    s.ok('APPEND "fs box"', Literal(make_message("after OFF"), sync=False))
+    got = quiet(c, 1.5)
+    check(not [x for x in got if x.first.upper().startswith("* STATUS")], "OFF: no more STATUS pushes: %r" % firsts(got))
+    s.ok('UNSUBSCRIBE "fs box"')
+    s.close()
     c.ok("LOGOUT")
     c.close()
 

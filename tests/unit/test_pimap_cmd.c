@@ -561,10 +561,10 @@ static void test_get(void)
 	pimap_prefs_init(&prefs);
 	expect_get(&prefs, "a XGETPIMAPPREFS\r\n",
 	           ">* XGETPIMAPPREFS (PIMAP_OUTBAND_ADDRESS \"\" PIMAP_OUTBAND_CHANNEL NONE PIMAP_OUTBAND_FORMAT EMN "
-	           "PIMAP_INBAND_NEW_FORMAT NONE PIMAP_INBAND_PUSH OFF PIMAP_EVENT_FILTER ALL)\r\n");
+	           "PIMAP_INBAND_NEW_FORMAT NONE PIMAP_INBAND_PUSH OFF PIMAP_EVENT_FILTER ALL PIMAP_FOLDER_STATUS OFF)\r\n");
 	expect_get(&prefs, "a xGetPimapPref ()\r\n",
 	           ">* XGETPIMAPPREF (PIMAP_OUTBAND_ADDRESS \"\" PIMAP_OUTBAND_CHANNEL NONE PIMAP_OUTBAND_FORMAT EMN "
-	           "PIMAP_INBAND_NEW_FORMAT NONE PIMAP_INBAND_PUSH OFF PIMAP_EVENT_FILTER ALL)\r\n");
+	           "PIMAP_INBAND_NEW_FORMAT NONE PIMAP_INBAND_PUSH OFF PIMAP_EVENT_FILTER ALL PIMAP_FOLDER_STATUS OFF)\r\n");
 	expect_get(&prefs, "a XGETPIMAPPREFS (pimap_outband_channel)\r\n",
 	           ">* XGETPIMAPPREFS (PIMAP_OUTBAND_CHANNEL NONE)\r\n");
 	expect_get(&prefs, "a xgetpimappref PIMAP_INBAND_PUSH PIMAP_IN-BAND_NEW_FORMAT\r\n",
@@ -666,7 +666,8 @@ static void test_provision(void)
 		"* XPROVISION XPIMAPPREF PIMAP_OUTBAND_FORMAT (EMN EXTENDED)\r\n"
 		"* XPROVISION XPIMAPPREF PIMAP_INBAND_NEW_FORMAT (NONE ALL FAST FULL fetch-att-list)\r\n"
 		"* XPROVISION XPIMAPPREF PIMAP_INBAND_PUSH (ON OFF)\r\n"
-		"* XPROVISION XPIMAPPREF PIMAP_EVENT_FILTER (ALL NEW NONE)\r\n";
+		"* XPROVISION XPIMAPPREF PIMAP_EVENT_FILTER (ALL NEW NONE)\r\n"
+		"* XPROVISION XPIMAPPREF PIMAP_FOLDER_STATUS (ON OFF)\r\n";
 	const struct pimap_provision_limit lim[] = {
 		{"MAX_QUEUED_EVENTS", 10000},
 		{"MAX_PREF_VALUE", PIMAP_MAX_PREF_VALUE},
@@ -686,6 +687,7 @@ static void test_provision(void)
 	                                      "fetch-att-list)\r\n"
 	                                      "* XPROVISION XPIMAPPREF PIMAP_INBAND_PUSH (ON OFF)\r\n"
 	                                      "* XPROVISION XPIMAPPREF PIMAP_EVENT_FILTER (ALL NEW NONE)\r\n"
+	                                      "* XPROVISION XPIMAPPREF PIMAP_FOLDER_STATUS (ON OFF)\r\n"
 	                                      "* XPROVISION LIMIT MAX_QUEUED_EVENTS 10000\r\n"
 	                                      "* XPROVISION LIMIT MAX_PREF_VALUE 1024\r\n"
 	                                      "* XPROVISION LIMIT BIG 18446744073709551615\r\n");
