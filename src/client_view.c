@@ -49,6 +49,7 @@ struct flagtab {
 struct msgtab {
 	uint32_t      *uids;        /* count entries; 0 = unknown */
 	uint32_t      *flags;       /* count entries; flagtab id, 0 = unknown */
+	uint8_t       *recent;      /* count entries; 1 = its last FLAGS had \Recent */
 	uint32_t       count;       /* messages */
 	uint32_t       cap;         /* entries allocated in both arrays */
 	uint32_t       nknown;      /* slots with a known UID */
@@ -57,6 +58,7 @@ struct msgtab {
 	bool           broken;      /* saw something it cannot follow exactly */
 	bool           dirty;       /* a UID was learned below slot hi: order not yet checked */
 	struct flagtab ft;
+	char          *mbox_flags;  /* the last "* FLAGS (...)" list as spelled, NULL if none */
 };
 
 struct client_view {
@@ -212,6 +214,8 @@ static void msgtab_free(struct msgtab *t)
 {
 	free(t->uids);
 	free(t->flags);
+	free(t->recent);
+	free(t->mbox_flags);
 	flagtab_free(&t->ft);
 	memset(t, 0, sizeof(*t));
 }
@@ -227,6 +231,7 @@ static void msgtab_reserve(struct msgtab *t, uint32_t want)
 		cap = want;
 	t->uids = xrealloc(t->uids, cap * sizeof(t->uids[0]));
 	t->flags = xrealloc(t->flags, cap * sizeof(t->flags[0]));
+	t->recent = xrealloc(t->recent, cap * sizeof(t->recent[0]));
 	t->cap = (uint32_t)cap;
 }
 
@@ -238,6 +243,7 @@ static void msgtab_grow(struct msgtab *t, uint32_t n)
 	msgtab_reserve(t, n);
 	memset(t->uids + t->count, 0, (size_t)(n - t->count) * sizeof(t->uids[0]));
 	memset(t->flags + t->count, 0, (size_t)(n - t->count) * sizeof(t->flags[0]));
+	memset(t->recent + t->count, 0, (size_t)(n - t->count) * sizeof(t->recent[0]));
 	t->count = n;
 }
 
@@ -388,6 +394,7 @@ static void msgtab_expunge(struct msgtab *t, uint32_t i)
 		t->nknown--;
 	memmove(t->uids + i, t->uids + i + 1, (size_t)(t->count - i - 1) * sizeof(t->uids[0]));
 	memmove(t->flags + i, t->flags + i + 1, (size_t)(t->count - i - 1) * sizeof(t->flags[0]));
+	memmove(t->recent + i, t->recent + i + 1, (size_t)(t->count - i - 1) * sizeof(t->recent[0]));
 	t->count--;
 	if (i + 1 < t->hi) {
 		t->hi--;
@@ -421,8 +428,31 @@ static void msgtab_fetch(struct msgtab *t, const struct imap_msg *m, uint32_t n)
 			if (val->type != IMAP_ARG_LIST || !msgtab_intern(t, val, &id))
 				t->broken = true;
 			t->flags[n - 1] = id;
+			t->recent[n - 1] = 0;
+			for (size_t r = 0; val->type == IMAP_ARG_LIST && r < val->list_count; r++)
+				if (is_recent(&val->list[r]))
+					t->recent[n - 1] = 1;
 		}
 	}
+}
+
+/* "* FLAGS (...)": the flags the mailbox knows, kept as spelled. */
+static void msgtab_mailbox_flags(struct msgtab *t, const struct imap_arg *list)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	for (size_t i = 0; i < list->list_count; i++) {
+		const struct imap_arg *a = &list->list[i];
+		if (a->type != IMAP_ARG_ATOM)
+			continue;
+		if (buf_len(&b))
+			buf_append(&b, " ", 1);
+		buf_append(&b, a->str, a->len);
+	}
+	buf_append(&b, "", 1);
+	free(t->mbox_flags);
+	t->mbox_flags = xstrdup((const char *)buf_head(&b));
+	buf_free(&b);
 }
 
 static void msgtab_apply(struct msgtab *t, const struct imap_msg *m)
@@ -457,6 +487,8 @@ static void msgtab_apply(struct msgtab *t, const struct imap_msg *m)
 		msgtab_fetch(t, m, n);
 	} else if (m->nargs >= 1 && imap_arg_is_atom(&m->args[0], "VANISHED")) {
 		t->broken = true;
+	} else if (m->nargs == 2 && imap_arg_is_atom(&m->args[0], "FLAGS") && m->args[1].type == IMAP_ARG_LIST) {
+		msgtab_mailbox_flags(t, &m->args[1]);
 	}
 }
 
@@ -519,10 +551,53 @@ const char *client_view_flags_at(const struct client_view *v, uint32_t seq)
 	return v->t.ft.sets[v->t.flags[seq - 1] - 1].norm;
 }
 
+const char *client_view_flags_spelled_at(const struct client_view *v, uint32_t seq, bool *recent)
+{
+	if (seq < 1 || seq > v->t.count || !v->t.flags[seq - 1])
+		return NULL;
+	if (recent)
+		*recent = v->t.recent[seq - 1] != 0;
+	return v->t.ft.sets[v->t.flags[seq - 1] - 1].spelled;
+}
+
+void client_view_learn_uid(struct client_view *v, uint32_t seq, uint32_t uid)
+{
+	if (seq >= 1 && seq <= v->t.count && uid)
+		msgtab_learn_uid(&v->t, seq - 1, uid);
+}
+
+uint32_t client_view_seq_of(const struct client_view *v, uint32_t uid)
+{
+	const struct msgtab *t = &v->t;
+	if (!uid || msgtab_broken(t))
+		return 0;
+	if (t->nknown == t->count) {
+		/* every slot known and ascending: a binary search */
+		uint32_t lo = 0, hi = t->count;
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (t->uids[mid] < uid)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return lo < t->count && t->uids[lo] == uid ? lo + 1 : 0;
+	}
+	for (uint32_t i = 0; i < t->count; i++)
+		if (t->uids[i] == uid)
+			return i + 1;
+	return 0;
+}
+
+const char *client_view_mailbox_flags(const struct client_view *v)
+{
+	return v->t.mbox_flags;
+}
+
 size_t client_view_memory(const struct client_view *v)
 {
 	const struct msgtab *t = &v->t;
-	return sizeof(*v) + (size_t)t->cap * (sizeof(t->uids[0]) + sizeof(t->flags[0])) +
+	return sizeof(*v) + (size_t)t->cap * (sizeof(t->uids[0]) + sizeof(t->flags[0]) + sizeof(t->recent[0])) +
 	       (size_t)t->ft.cap * sizeof(t->ft.sets[0]) + (size_t)t->ft.hcap * sizeof(t->ft.slots[0]) + t->ft.bytes;
 }
 
@@ -584,8 +659,10 @@ static void msgtab_copy(struct msgtab *v, const struct msgtab *s)
 	flagtab_free(&v->ft);
 	v->count = 0;
 	msgtab_grow(v, s->count);
-	if (s->count)
+	if (s->count) {
 		memcpy(v->uids, s->uids, (size_t)s->count * sizeof(v->uids[0]));
+		memcpy(v->recent, s->recent, (size_t)s->count * sizeof(v->recent[0]));
+	}
 	for (uint32_t i = 0; i < s->count; i++) {
 		uint32_t f = s->flags[i];
 		if (f && !map[f]) {

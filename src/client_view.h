@@ -87,6 +87,20 @@ uint32_t client_view_uid_at(const struct client_view *v, uint32_t seq);
  * system flags lower-cased, \Recent left out; "" for none), or NULL if
  * unknown or out of range. Owned by v; valid until v next changes. */
 const char *client_view_flags_at(const struct client_view *v, uint32_t seq);
+/* Flags of sequence number seq as the server spelled them (without
+ * \Recent; single spaces), or NULL if unknown or out of range; *recent (if
+ * not NULL) says whether the last FLAGS seen for it carried \Recent. Owned
+ * by v; valid until v next changes. */
+const char *client_view_flags_spelled_at(const struct client_view *v, uint32_t seq, bool *recent);
+/* Slot seq is the message with this UID (the proxy knows it from data the
+ * client was not shown, e.g. a pushed new message); a contradiction with a
+ * known UID or the ascending order marks the view broken. */
+void client_view_learn_uid(struct client_view *v, uint32_t seq, uint32_t uid);
+/* Sequence number of a UID in the view, 0 if not there (or the view is broken). */
+uint32_t client_view_seq_of(const struct client_view *v, uint32_t uid);
+/* The mailbox's flag list from the last "* FLAGS (...)" (as spelled, space
+ * separated), or NULL if the client was not told one since the reset. */
+const char *client_view_mailbox_flags(const struct client_view *v);
 /* Bytes of heap v holds (for memory budgets and tests). */
 size_t client_view_memory(const struct client_view *v);
 

@@ -76,11 +76,10 @@ const struct macro_client *macro_client_find(const struct macro_set *set, const 
                                              const char *listener);
 const char *macro_client_name(const struct macro_client *c);
 /*
- * The fetch items (a parenthesised list, or one item, as written) of the
- * first FETCH or UID FETCH the client's macros prefetch: what this client
- * asks for about a message it has not seen. pimap-proxy asks the gateway to
- * push new messages with these items (PIMAP_INBAND_NEW_FORMAT). NULL if
- * none.
+ * The fetch items new mail should be pushed with (PIMAP_INBAND_NEW_FORMAT):
+ * the file's new_mail.fetch if given, else the items (a parenthesised list,
+ * or one item, as written) of the first FETCH or UID FETCH the client's
+ * macros prefetch. NULL if none.
  */
 const char *macro_client_fetch_items(const struct macro_client *c);
 
@@ -89,7 +88,8 @@ const char *macro_client_fetch_items(const struct macro_client *c);
  * IMAP_MSG_COMMAND; args[0] is the command name), return the number of
  * commands to prefetch and set *out to a malloc'd array of malloc'd command
  * texts (no tag, no CRLF, literals never produced: if a substituted value
- * cannot be an atom or quoted string, that macro does not fire). 0 and
+ * cannot be an atom or quoted string, that macro does not fire; a trigger of
+ * just "ID" fires on every ID command). 0 and
  * *out=NULL if none fires. The first macro (file order) that matches and
  * can fire wins. A captured atom is substituted as written; a captured
  * quoted string or literal is written as a quoted string. Every expanded

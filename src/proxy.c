@@ -37,6 +37,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "proxy_link.h"
+#include "status_cache.h"
 #include "proxy_session.h"
 #include "stream.h"
 #include "tlsio.h"
@@ -1448,6 +1449,7 @@ void proxy_server_free(struct proxy_server *srv)
 	free(srv->device_id);
 	free(srv->nf_items);
 	link_free_macros(srv->macros);
-	stream_lib_shutdown(srv->loop);
+	stream_lib_shutdown(srv->loop); /* reaps the last sessions, whose links use the status cache */
+	status_cache_free(srv->status);
 	free(srv);
 }

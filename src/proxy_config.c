@@ -109,6 +109,10 @@ const struct cfg_key proxy_config_keys[] = {
 	 "longest delay between reconnect attempts"},
 	{"link.outage_wait", CFG_DURATION, OFF(link_outage_wait), "30s", 0, 3600, NULL, true,
 	 "client commands wait this long for a lost gateway link, then get NO [UNAVAILABLE]"},
+	{"link.folder_status", CFG_BOOL, OFF(link_folder_status), "true", 0, 0, NULL, true,
+	 "ask the gateway to push the STATUS of the other subscribed folders, to answer STATUS locally"},
+	{"link.write_behind", CFG_BOOL, OFF(link_write_behind), "true", 0, 0, NULL, true,
+	 "answer a flag STORE at once from what the client was told and send it to the gateway behind it"},
 
 	{"macros.enabled", CFG_BOOL, OFF(macros_enabled), "true", 0, 0, NULL, true,
 	 "send the commands a known client will send next in one batch (pimap-macros(5))"},

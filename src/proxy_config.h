@@ -39,6 +39,8 @@ struct proxy_config {
 	double  link_reconnect_min;       /* link.reconnect_min: first delay between reconnect attempts */
 	double  link_reconnect_max;       /* link.reconnect_max: the backoff stops growing here */
 	double  link_outage_wait;         /* link.outage_wait: client commands wait this long for the link */
+	bool    link_folder_status;       /* link.folder_status: PIMAP_FOLDER_STATUS ON, STATUS answered locally */
+	bool    link_write_behind;        /* link.write_behind: answer flag STOREs locally, send them behind */
 	bool    macros_enabled;           /* macros.enabled: prefetch per the macro files */
 	char   *macros_dir;               /* macros.dir: "" = the macros installed with pimap */
 	char   *tls_cert_file;            /* tls.cert: local listener certificate; "" = generated */

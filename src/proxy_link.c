@@ -46,6 +46,8 @@
 #include "imap_write.h"
 #include "log.h"
 #include "macros.h"
+#include "msgcache.h"
+#include "status_cache.h"
 #include "prefetch.h"
 #include "proxy_link.h"
 #include "proxy_session.h"
@@ -91,6 +93,9 @@ enum upcmd_kind {
 	UPC_LOGOUT,   /* ours, when the client went away without LOGOUT */
 	UPC_PREFETCH, /* a macro's command, sent with its trigger */
 	UPC_PREF,     /* XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT, for the client's macros */
+	UPC_WBSTORE,  /* a client's flag STORE already answered by the proxy (write-behind) */
+	UPC_WBFIX,    /* the gateway refused a write-behind STORE: UID FETCH of the real flags */
+	UPC_FSTATUS,  /* XSETPIMAPPREF PIMAP_FOLDER_STATUS ON: the other folders' STATUS pushed */
 };
 
 /* A prefetched command: in flight (cmd) or finished, maybe claimed by a
@@ -100,7 +105,6 @@ struct pfentry {
 	struct prefetch   *pf;
 	struct upcmd      *cmd;
 	bool               stale;   /* something changed since: it answers nothing */
-	int                newmail; /* kept from new-mail pushes: 1 by sequence number, 2 by UID */
 	bool               closed;  /* takes no new claims; still answers the one that waits */
 	bool               flags;   /* its command asks for FLAGS */
 	struct upcmd      *waiter;
@@ -125,6 +129,9 @@ struct upcmd {
 	unsigned        resends;    /* UPC_CLIENT: times sent again after a link loss */
 	bool            fetch;      /* UPC_CLIENT: a FETCH or UID FETCH */
 	struct pfentry *pfe;        /* UPC_PREFETCH */
+	char           *uids;       /* UPC_WBSTORE: the UID set it changes */
+	char           *status_of;  /* UPC_CLIENT STATUS: its mailbox */
+	bool            list;       /* UPC_CLIENT LIST/LSUB: may return STATUS data */
 };
 
 struct cmdq {
@@ -155,6 +162,13 @@ struct link {
 	bool            idle_done_wait; /* the client's DONE waits for the upstream IDLE's end */
 	struct upcmd   *up_idle;
 	bool            idle_refused;   /* the gateway refused IDLE: do not ask again */
+	/* The client's DONE was answered at once while the upstream IDLE ends:
+	 * until the gateway's tagged OK, events it sent before our DONE may
+	 * still arrive. Commands with sequence numbers wait for that OK, and get
+	 * NO if an EXPUNGE arrived meanwhile (their numbers then name other
+	 * messages). */
+	bool            idle_window;
+	bool            window_expunged;
 
 	/* AUTHENTICATE PLAIN without an initial response: its tag. */
 	bool            auth_pending;
@@ -186,6 +200,10 @@ struct link {
 	char               *nf_items;      /* PIMAP_INBAND_NEW_FORMAT set on this link, NULL if none */
 	bool                queue_internal; /* send_internal: wait in `held` behind a blocked client command */
 	struct buf          after_idle;     /* answers from prefetches held until the upstream IDLE's end */
+	struct msgcache    *cache;          /* message data held to answer FETCH locally (pushes) */
+	bool                client_condstore; /* the client uses CONDSTORE: no write-behind (MODSEQ unknown) */
+	uint64_t            source;           /* this link in the status cache */
+	bool                status_armed;     /* the gateway pushes the other folders' STATUS on this link */
 };
 
 static void link_write(struct link *l, struct upcmd *c, bool secret);
@@ -266,6 +284,8 @@ static void upcmd_free(struct upcmd *c)
 {
 	buf_free(&c->raw);
 	free(c->mailbox);
+	free(c->uids);
+	free(c->status_of);
 	free(c);
 }
 
@@ -442,6 +462,9 @@ struct link *link_new(struct session *s)
 	l->s = s;
 	l->state = LINK_PRELOGIN;
 	l->view = client_view_new();
+	l->cache = msgcache_new(0);
+	static uint64_t next_source;
+	l->source = ++next_source;
 	buf_init(&l->after_idle, 0);
 	struct imap_limits lim = {.max_line_length = 16u * 1024 * 1024, .max_literal_size = PREFETCH_MAX_BYTES,
 	                          .max_list_depth = 64, .max_args = 4000000};
@@ -499,6 +522,9 @@ void link_free(struct link *l)
 	}
 	free(l->selected);
 	client_view_free(l->view);
+	msgcache_free(l->cache);
+	if (l->s->srv->status)
+		status_cache_source_gone(l->s->srv->status, l->source);
 	resume_state_clear(l);
 	free(l);
 }
@@ -603,12 +629,19 @@ static void link_write(struct link *l, struct upcmd *c, bool secret)
 
 
 
+/* A held command that must go on waiting: one with sequence numbers while
+ * the upstream IDLE's last events may still arrive (see idle_window). */
+static bool held_for_window(const struct link *l, const struct upcmd *c)
+{
+	return l->idle_window && c->kind == UPC_CLIENT && c->seqnums;
+}
+
 /* A client command goes out now, or waits for the link (or for the end of
  * the upstream IDLE: a client may send DONE and its next command before the
  * gateway's "+" came, and the gateway would take that command for DONE). */
 static void link_submit(struct link *l, struct upcmd *c)
 {
-	if (l->state == LINK_UP && !up_idle_blocks(l)) {
+	if (l->state == LINK_UP && !up_idle_blocks(l) && !l->held.n && !held_for_window(l, c)) {
 		link_write(l, c, false);
 		return;
 	}
@@ -621,12 +654,12 @@ static void link_submit(struct link *l, struct upcmd *c)
 	}
 }
 
-/* Write DONE for the upstream IDLE; what waited for it follows. */
+/* Send what waited (for DONE, or for the IDLE's end), in order. */
 static void write_held(struct link *l)
 {
 	struct upcmd *c;
-	while (l->s->upstream && (c = q_pop(&l->held)) != NULL)
-		link_write(l, c, false);
+	while (l->s->upstream && (c = l->held.head) != NULL && !held_for_window(l, c))
+		link_write(l, q_pop(&l->held), false);
 }
 
 static void end_up_idle(struct link *l)
@@ -789,6 +822,23 @@ static void client_idle_done(struct link *l)
 {
 	struct session *s = l->s;
 	l->client_idle = false;
+	if (l->up_idle && l->state == LINK_UP) {
+		/*
+		 * Answered at once: waiting for the gateway's end of IDLE would cost
+		 * the client a round trip after every new message. The gateway's
+		 * last events may still arrive; they reach the client as unsolicited
+		 * data (or with its next command). What must not cross them is a
+		 * command with sequence numbers: those wait for the IDLE's end
+		 * (held_for_window), and get NO if an EXPUNGE came meanwhile.
+		 */
+		l->idle_window = true;
+		l->window_expunged = false;
+		client_say(s, "%s OK Idle completed.", l->idle_tag);
+		if (l->up_idle->plus && !l->up_idle->ending)
+			end_up_idle(l);
+		/* before the "+", link_idle_update ends it as soon as it comes */
+		return;
+	}
 	if (l->up_idle) {
 		/* Its end must reach the gateway, and the gateway's last events the
 		 * client, before the client hears that IDLE is over. */
@@ -798,6 +848,33 @@ static void client_idle_done(struct link *l)
 		return;
 	}
 	client_say(s, "%s OK Idle completed.", l->idle_tag);
+}
+
+/*
+ * The upstream IDLE whose DONE the client was answered early has ended (or
+ * the link was lost): commands with sequence numbers that waited for it go
+ * now, or get NO if an EXPUNGE reached the client meanwhile.
+ */
+static void close_idle_window(struct link *l)
+{
+	if (!l->idle_window)
+		return;
+	l->idle_window = false;
+	if (!l->window_expunged)
+		return;
+	l->window_expunged = false;
+	struct cmdq keep = {0};
+	struct upcmd *c;
+	while ((c = q_pop(&l->held)) != NULL) {
+		if (c->kind == UPC_CLIENT && c->seqnums) {
+			client_say(l->s, "%s NO [UNAVAILABLE] Messages were expunged before this command reached the "
+			           "server; repeat it", c->tag);
+			upcmd_free(c);
+			continue;
+		}
+		q_push(&keep, c);
+	}
+	l->held = keep;
 }
 
 void link_client_raw_line(struct session *s, const struct imap_msg *m)
@@ -878,13 +955,11 @@ static void pf_unlink(struct link *l, struct pfentry *e)
  * anything. With all, also those still to run (the client changed state).
  * A client command that waited for one goes upstream itself.
  */
-static void prefetch_invalidate(struct link *l, bool all, bool keep_newmail)
+static void prefetch_invalidate(struct link *l, bool all)
 {
 	struct pfentry *e = l->pfs, *next;
 	for (; e; e = next) {
 		next = e->next;
-		if (keep_newmail && e->newmail)
-			continue;
 		bool running = e->cmd && e->cmd == l->sent.head;
 		if (!all && !running && !prefetch_finished(e->pf))
 			continue;
@@ -917,6 +992,14 @@ static void prefetch_drop_all(struct link *l)
 			e->cmd->pfe = NULL;
 		pfentry_free(e);
 	}
+}
+
+/* The client selected or left a mailbox: what it knew is gone, and so is
+ * the data kept for it. */
+static void view_reset(struct link *l)
+{
+	client_view_reset(l->view);
+	msgcache_clear(l->cache);
 }
 
 /* Tell the client's view about responses the proxy built or replayed. */
@@ -1082,6 +1165,8 @@ static void new_format_update(struct link *l)
 
 /* An untagged response while a prefetch is the oldest command on the link. */
 static void prefetch_untagged(struct link *l, struct upcmd *c, const struct imap_msg *m);
+static void wb_untagged(struct link *l, const struct upcmd *c, const struct imap_msg *m);
+static bool folder_status_untagged(struct link *l, const struct upcmd *head, const struct imap_msg *m);
 
 /* The client's ID fields, kept to tell which macros apply. */
 static void record_id(struct link *l, const struct imap_msg *m)
@@ -1109,6 +1194,322 @@ static void record_id(struct link *l, const struct imap_msg *m)
 	}
 }
 
+/* ------------------------------------------------------------------------ */
+/* answers the proxy gives itself: cached data, write-behind flag STOREs       */
+
+/* Does a client command still wait for an answer from the gateway? Then a
+ * local answer to a later command could overtake it. */
+static bool client_waits_upstream(const struct link *l)
+{
+	for (const struct upcmd *c = l->sent.head; c; c = c->next)
+		if (c->kind == UPC_CLIENT)
+			return true;
+	for (const struct upcmd *c = l->held.head; c; c = c->next)
+		if (c->kind == UPC_CLIENT)
+			return true;
+	for (const struct pfentry *e = l->pfs; e; e = e->next)
+		if (e->waiter)
+			return true;
+	return buf_len(&l->after_idle) > 0;
+}
+
+/* Has the gateway just said all it had? (An upstream IDLE is ending, or
+ * ended a moment ago with nothing sent since.) Flags the client was told
+ * are then as current as a round trip would make them. */
+static bool link_fresh(const struct link *l)
+{
+	if (l->idle_window)
+		return true;
+	return !l->sent.head && l->idle_ended_at > 0 && ev_now(loop_of(l)) - l->idle_ended_at < LINK_NOOP_FRESH;
+}
+
+static bool fetch_wants_flags(const struct imap_msg *m)
+{
+	const struct imap_arg *items = &m->args[m->nargs - 1];
+	if (items->type == IMAP_ARG_ATOM)
+		return imap_arg_is_atom(items, "FLAGS");
+	for (size_t i = 0; items->type == IMAP_ARG_LIST && i < items->list_count; i++)
+		if (imap_arg_is_atom(&items->list[i], "FLAGS"))
+			return true;
+	return false;
+}
+
+/* A client FETCH answered from pushed data and what the client was told. */
+static bool fetch_from_cache(struct link *l, const struct imap_msg *m, struct upcmd *c)
+{
+	if (l->state != LINK_UP || !l->selected || client_waits_upstream(l) || (fetch_wants_flags(m) && !link_fresh(l)))
+		return false;
+	struct buf out;
+	buf_init(&out, 0);
+	if (!msgcache_answer(l->cache, l->view, m, c->tag, &out)) {
+		buf_free(&out);
+		return false;
+	}
+	slog(l->s, LOG_LEVEL_DEBUG, "answered %s from the proxy's cache", c->tag);
+	view_apply_bytes(l, &out);
+	forward_to_client(l->s, buf_head(&out), buf_len(&out));
+	buf_free(&out);
+	upcmd_free(c);
+	return true;
+}
+
+/* A client STATUS answered from the folder values the gateway keeps pushing. */
+static bool status_from_cache(struct link *l, const struct imap_msg *m, struct upcmd *c)
+{
+	struct session *s = l->s;
+	if (l->state != LINK_UP || !s->srv->status || !l->user || client_waits_upstream(l))
+		return false;
+	struct buf out;
+	buf_init(&out, 0);
+	if (!status_cache_answer(s->srv->status, l->user, m, c->tag, &out)) {
+		buf_free(&out);
+		return false;
+	}
+	slog(s, LOG_LEVEL_DEBUG, "answered %s from the folder status the gateway pushes", c->tag);
+	forward_to_client(s, buf_head(&out), buf_len(&out));
+	buf_free(&out);
+	upcmd_free(c);
+	return true;
+}
+
+/* System flags a STORE may name; \Recent cannot be stored. */
+static bool system_flag(const char *f, size_t len)
+{
+	static const char *const sys[] = {"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", NULL};
+	for (const char *const *p = sys; *p; p++)
+		if (strlen(*p) == len && strncasecmp(f, *p, len) == 0)
+			return true;
+	return false;
+}
+
+/* Is the keyword in the mailbox's FLAGS list (so storing it creates nothing)? */
+static bool mailbox_knows_flag(const char *list, const char *f, size_t len)
+{
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, ' ');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n == len && memcmp(p, f, len) == 0)
+			return true;
+		p = e ? e + 1 : p + n;
+	}
+	return false;
+}
+
+/* Position of a keyword in the mailbox's FLAGS list (the order the server writes them in). */
+static size_t keyword_rank(const char *list, const char *f)
+{
+	size_t r = 0;
+	for (const char *p = list; p && *p; r++) {
+		const char *e = strchr(p, ' ');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n == strlen(f) && memcmp(p, f, n) == 0)
+			return r;
+		p = e ? e + 1 : p + n;
+	}
+	return SIZE_MAX;
+}
+
+struct flagvec {
+	char  *v[64];
+	size_t n;
+};
+
+static void flagvec_free(struct flagvec *fv)
+{
+	for (size_t i = 0; i < fv->n; i++)
+		free(fv->v[i]);
+	fv->n = 0;
+}
+
+static bool flagvec_has(const struct flagvec *fv, const char *f, size_t len, size_t *at)
+{
+	for (size_t i = 0; i < fv->n; i++)
+		if (strlen(fv->v[i]) == len &&
+		    (f[0] == '\\' ? strncasecmp(fv->v[i], f, len) == 0 : memcmp(fv->v[i], f, len) == 0)) {
+			if (at)
+				*at = i;
+			return true;
+		}
+	return false;
+}
+
+/* The flags after the STORE, as the server will write them; false if too many. */
+static bool store_result(const char *spelled, int op, const struct imap_arg *flags, size_t nflags,
+                         const char *mbox_flags, bool recent, struct buf *out)
+{
+	struct flagvec fv = {.n = 0};
+	bool ok = true;
+	if (op != 0) {
+		for (const char *p = spelled; *p && ok;) {
+			const char *e = strchr(p, ' ');
+			size_t n = e ? (size_t)(e - p) : strlen(p);
+			if (fv.n == 64)
+				ok = false;
+			else
+				fv.v[fv.n++] = dup_n(p, n);
+			p = e ? e + 1 : p + n;
+		}
+	}
+	for (size_t i = 0; i < nflags && ok; i++) {
+		size_t at;
+		bool has = flagvec_has(&fv, flags[i].str, flags[i].len, &at);
+		if (op >= 0 && !has) {
+			if (fv.n == 64)
+				ok = false;
+			else
+				fv.v[fv.n++] = dup_n(flags[i].str, flags[i].len);
+		} else if (op < 0 && has) {
+			free(fv.v[at]);
+			memmove(fv.v + at, fv.v + at + 1, (fv.n - at - 1) * sizeof(fv.v[0]));
+			fv.n--;
+		}
+	}
+	if (ok) {
+		/* keywords in the mailbox's order; system flags msgcache_write_flags sorts */
+		for (size_t i = 1; i < fv.n; i++)
+			for (size_t j = i; j > 0 && fv.v[j][0] != '\\' && fv.v[j - 1][0] != '\\' &&
+			                   keyword_rank(mbox_flags, fv.v[j]) < keyword_rank(mbox_flags, fv.v[j - 1]);
+			     j--) {
+				char *t = fv.v[j];
+				fv.v[j] = fv.v[j - 1];
+				fv.v[j - 1] = t;
+			}
+		msgcache_write_flags(out, (const char *const *)fv.v, fv.n, recent);
+	}
+	flagvec_free(&fv);
+	return ok;
+}
+
+/* The client now uses CONDSTORE: the proxy cannot make up MODSEQ values. */
+static void note_condstore(struct link *l, const struct imap_msg *m)
+{
+	static const char *const words[] = {"CONDSTORE", "QRESYNC", "MODSEQ", "CHANGEDSINCE", "UNCHANGEDSINCE", NULL};
+	for (size_t i = 0; i < m->nargs && !l->client_condstore; i++) {
+		const struct imap_arg *a = &m->args[i];
+		const struct imap_arg *list = a->type == IMAP_ARG_LIST ? a->list : a;
+		size_t n = a->type == IMAP_ARG_LIST ? a->list_count : 1;
+		for (size_t k = 0; k < n; k++)
+			for (const char *const *w = words; *w; w++)
+				if (imap_arg_is_atom(&list[k], *w))
+					l->client_condstore = true;
+	}
+}
+
+/*
+ * A flag STORE on messages whose flags the client was told: answered at
+ * once with the flags the store will have (as the server would write
+ * them), and sent to the gateway behind the answer as a silent UID STORE.
+ * The client's later commands go after it, so nothing it does can overtake
+ * the change. If the gateway refuses, the client is sent the real flags.
+ */
+static bool write_behind(struct link *l, const struct imap_msg *m, struct upcmd *c, bool uid)
+{
+	size_t a0 = uid ? 1 : 0;
+	if (!cfg_of(l)->link_write_behind || l->state != LINK_UP || !l->selected || l->examined ||
+	    l->client_condstore || m->nargs != a0 + 4 || m->args[a0 + 1].type != IMAP_ARG_ATOM ||
+	    m->args[a0 + 2].type != IMAP_ARG_ATOM || client_view_broken(l->view) ||
+	    !client_view_uids_known(l->view) || client_waits_upstream(l))
+		return false;
+	/* FLAGS, +FLAGS, -FLAGS, each optionally .SILENT */
+	const struct imap_arg *opa = &m->args[a0 + 2];
+	const char *op = opa->str;
+	size_t oplen = opa->len;
+	bool silent = oplen > 7 && strncasecmp(op + oplen - 7, ".SILENT", 7) == 0;
+	if (silent)
+		oplen -= 7;
+	int sign;
+	if (oplen == 5 && strncasecmp(op, "FLAGS", 5) == 0)
+		sign = 0;
+	else if (oplen == 6 && strncasecmp(op, "+FLAGS", 6) == 0)
+		sign = 1;
+	else if (oplen == 6 && strncasecmp(op, "-FLAGS", 6) == 0)
+		sign = -1;
+	else
+		return false;
+	const struct imap_arg *fa = &m->args[a0 + 3];
+	const struct imap_arg *flags = fa->type == IMAP_ARG_LIST ? fa->list : fa;
+	size_t nflags = fa->type == IMAP_ARG_LIST ? fa->list_count : 1;
+	const char *mbox_flags = client_view_mailbox_flags(l->view);
+	if (nflags > 32)
+		return false;
+	for (size_t i = 0; i < nflags; i++) {
+		const struct imap_arg *f = &flags[i];
+		if (f->type != IMAP_ARG_ATOM || f->len == 0 || memchr(f->str, '\0', f->len) ||
+		    !(system_flag(f->str, f->len) || (f->str[0] != '\\' && mailbox_knows_flag(mbox_flags, f->str, f->len))))
+			return false; /* a new keyword changes the mailbox's FLAGS: the server says how */
+	}
+	/* the messages */
+	uint32_t count = client_view_count(l->view);
+	struct seq_range *ranges;
+	size_t nranges;
+	uint32_t star = uid ? client_view_uid_at(l->view, count) : count;
+	if (uidset_parse_ranges(m->args[a0 + 1].str, m->args[a0 + 1].len, star, &ranges, &nranges, NULL, 0) < 0)
+		return false;
+	struct uidset uids;
+	uidset_init(&uids);
+	struct buf ans, uidtext;
+	buf_init(&ans, 0);
+	buf_init(&uidtext, 0);
+	bool ok = true;
+	for (size_t r = 0; ok && !uid && r < nranges; r++)
+		ok = ranges[r].last <= count && ranges[r].last - ranges[r].first < MSGCACHE_MAX_ANSWER;
+	for (uint32_t seq = 1; ok && seq <= count; seq++) {
+		uint32_t u = client_view_uid_at(l->view, seq);
+		if (!seq_ranges_contain(ranges, nranges, uid ? u : seq))
+			continue;
+		bool recent = false;
+		const char *spelled = client_view_flags_spelled_at(l->view, seq, &recent);
+		if (!spelled || uids.count >= MSGCACHE_MAX_ANSWER) {
+			ok = false;
+			break;
+		}
+		uidset_add(&uids, u);
+		struct buf now;
+		buf_init(&now, 0);
+		ok = store_result(spelled, sign, flags, nflags, mbox_flags, false, &now);
+		buf_append(&now, "", 1);
+		/* Dovecot reports only the messages whose flags changed */
+		if (ok && strcmp((const char *)buf_head(&now), spelled) != 0) {
+			buf_printf(&ans, "* %u FETCH (", seq);
+			if (uid)
+				buf_printf(&ans, "UID %u ", u);
+			buf_printf(&ans, "FLAGS (%s%s%s))\r\n", (const char *)buf_head(&now),
+			           recent && buf_len(&now) > 1 ? " " : "", recent ? "\\Recent" : "");
+		}
+		buf_free(&now);
+	}
+	free(ranges);
+	if (ok && uids.count) {
+		struct upcmd *w = upcmd_new(UPC_WBSTORE);
+		snprintf(w->tag, sizeof(w->tag), LINK_TAG_PREFIX "%u", ++l->seq);
+		uidset_format(&uids, &uidtext);
+		buf_append(&uidtext, "", 1);
+		w->uids = xstrdup((const char *)buf_head(&uidtext));
+		buf_printf(&w->raw, "%s UID STORE %s %.*s.SILENT (", w->tag, w->uids, (int)oplen, op);
+		for (size_t i = 0; i < nflags; i++)
+			buf_printf(&w->raw, "%s%.*s", i ? " " : "", (int)flags[i].len, flags[i].str);
+		buf_append_str(&w->raw, ")\r\n");
+		w->retry_safe = true;
+		/* the client's view learns the answer whether or not it is shown */
+		view_apply_bytes(l, &ans);
+		if (!silent)
+			forward_to_client(l->s, buf_head(&ans), buf_len(&ans));
+		client_say(l->s, "%s OK Store completed.", c->tag);
+		slog(l->s, LOG_LEVEL_DEBUG, "answered %s; its STORE follows on the link", c->tag);
+		link_submit(l, w);
+		up_flush(l);
+	}
+	size_t matched = uids.count;
+	buf_free(&ans);
+	buf_free(&uidtext);
+	uidset_free(&uids);
+	if (!matched)
+		ok = false; /* nothing matched: the server's answer is the right one */
+	if (ok)
+		upcmd_free(c);
+	return ok;
+}
+
 static void client_forward(struct link *l, const struct imap_msg *m)
 {
 	struct upcmd *c = upcmd_new(UPC_CLIENT);
@@ -1130,14 +1531,26 @@ static void client_forward(struct link *l, const struct imap_msg *m)
 	}
 	c->logout = strcasecmp(word, "LOGOUT") == 0;
 	c->fetch = strcasecmp(word, "FETCH") == 0;
+	c->list = strcasecmp(word, "LIST") == 0 || strcasecmp(word, "LSUB") == 0;
+	if (strcasecmp(word, "STATUS") == 0 && m->nargs >= 2 && imap_arg_is_string(&m->args[1]))
+		c->status_of = dup_n(m->args[1].str, m->args[1].len);
+	if (c->mailbox && l->s->srv->status && l->user)
+		status_cache_selected(l->s->srv->status, l->user, l->source, c->mailbox);
 	if (c->sel == SEL_SELECT || c->sel == SEL_EXAMINE)
 		new_format_update(l);
+	note_condstore(l, m);
+	if (c->fetch && fetch_from_cache(l, m, c))
+		return;
+	if (strcasecmp(word, "STORE") == 0 && write_behind(l, m, c, uid))
+		return;
+	if (c->status_of && status_from_cache(l, m, c))
+		return;
 	if (l->pfs && l->state == LINK_UP && prefetch_try_claim(l, m, c))
 		return;
 	/* A command that may change what the client sees makes every answer
 	 * prefetched so far stale. */
 	if (l->pfs && !macro_command_is_read_only(m) && !arg_is(&m->args[0], "NOOP") && !arg_is(&m->args[0], "CHECK"))
-		prefetch_invalidate(l, true, false);
+		prefetch_invalidate(l, true);
 	link_submit(l, c);
 	prefetch_send(l, m);
 }
@@ -1166,6 +1579,12 @@ void link_client_command(struct session *s, const struct imap_msg *m)
 		record_id(l, m);
 		client_say(s, "* ID (\"name\" \"pimap-proxy\" \"version\" \"%s\")", PACKAGE_VERSION);
 		client_say(s, "%s OK ID completed.", m->tag);
+		/* The client just said who it is: what it sends next (a macro
+		 * triggered by "ID") can start now. */
+		if (s->authenticated && l->state == LINK_UP) {
+			prefetch_send(l, m);
+			up_flush(l);
+		}
 		return;
 	}
 	/* LOGOUT with the link down: answered here, unless earlier commands
@@ -1193,8 +1612,10 @@ void link_client_command(struct session *s, const struct imap_msg *m)
 		client_idle_start(l, m);
 		return;
 	}
-	if (arg_is(cmd, "NOOP") && m->nargs == 1 && l->state == LINK_UP && !l->sent.head && !l->held.n &&
-	    l->idle_ended_at > 0 && ev_now(loop_of(l)) - l->idle_ended_at < LINK_NOOP_FRESH) {
+	bool idle_ending_only = l->idle_window && l->sent.head == l->up_idle && l->sent.head && !l->sent.head->next;
+	if (arg_is(cmd, "NOOP") && m->nargs == 1 && l->state == LINK_UP && !l->held.n &&
+	    ((!l->sent.head && l->idle_ended_at > 0 && ev_now(loop_of(l)) - l->idle_ended_at < LINK_NOOP_FRESH) ||
+	     idle_ending_only)) {
 		slog(s, LOG_LEVEL_DEBUG, "NOOP answered by the proxy (the gateway's IDLE just ended)");
 		client_say(s, "%s OK NOOP completed.", m->tag);
 		return;
@@ -1250,6 +1671,13 @@ void link_upstream_lost(struct session *s, const char *why)
 		return;
 	for (const struct upcmd *c = l->sent.head; c; c = c->next)
 		if (c->logout) {
+			/* The client is leaving anyway: answer what it sent, in order, then go. */
+			for (const struct upcmd *e = l->sent.head; e != c; e = e->next)
+				if (e->kind == UPC_CLIENT)
+					client_say(s, "%s NO [UNAVAILABLE] Connection to the server lost before the reply",
+					           e->tag);
+			client_say(s, "* BYE Logging out");
+			client_say(s, "%s OK Logout completed.", c->tag);
 			session_close(s, "upstream closed during LOGOUT");
 			return;
 		}
@@ -1265,6 +1693,9 @@ void link_upstream_lost(struct session *s, const char *why)
 	s->up_state = UP_CONNECTING;
 	ev_timer_stop(loop_of(l), &l->heartbeat);
 	l->probe_out = false;
+	l->status_armed = false;
+	if (s->srv->status)
+		status_cache_source_gone(s->srv->status, l->source);
 
 	/* What was in flight: repeat what is safe to repeat, after the resume,
 	 * ahead of what the client sent since. A command waiting for a prefetch
@@ -1295,6 +1726,7 @@ void link_upstream_lost(struct session *s, const char *why)
 			           "the command may or may not have been carried out", c->tag);
 		if (c == l->up_idle) {
 			l->up_idle = NULL;
+			close_idle_window(l);
 			if (l->idle_done_wait) {
 				l->idle_done_wait = false;
 				client_say(s, "%s OK Idle completed.", l->idle_tag);
@@ -1459,8 +1891,13 @@ static void to_client(struct link *l, const struct imap_msg *m)
 	if (new_mail_push(l, m))
 		return;
 	if (m->kind == IMAP_MSG_UNTAGGED) {
-		client_view_apply(l->view, m);
 		uint32_t n;
+		if (imap_untagged_num(m, "EXPUNGE", &n)) {
+			msgcache_forget(l->cache, client_view_uid_at(l->view, n));
+			if (l->idle_window)
+				l->window_expunged = true;
+		}
+		client_view_apply(l->view, m);
 		const struct upcmd *head = l->sent.head;
 		bool fetch_data = head && head->kind == UPC_CLIENT && head->fetch;
 		/* A client FETCH's own data does not outdate prefetched answers;
@@ -1468,7 +1905,7 @@ static void to_client(struct link *l, const struct imap_msg *m)
 		bool fetch = imap_untagged_num(m, "FETCH", &n);
 		if (l->pfs && (imap_untagged_num(m, "EXISTS", &n) || imap_untagged_num(m, "EXPUNGE", &n) ||
 		               (fetch && (!fetch_data || fetch_has_item(m, "FLAGS")))))
-			prefetch_invalidate(l, false, false); /* the prefetched answers no longer hold */
+			prefetch_invalidate(l, false); /* the prefetched answers no longer hold */
 	}
 	relay_response(l->s, m);
 }
@@ -1584,9 +2021,20 @@ static void compare_done(struct link *l, const struct imap_msg *m)
 }
 
 /* Logged in (again) and compressed: bring the gateway's state to the client's. */
+/* Ask the gateway to push the other folders' STATUS on this link. */
+static void folder_status_arm(struct link *l)
+{
+	if (!cfg_of(l)->link_folder_status)
+		return;
+	if (!l->s->srv->status)
+		l->s->srv->status = status_cache_new();
+	send_internal(l, UPC_FSTATUS, false, "XSETPIMAPPREF PIMAP_FOLDER_STATUS ON");
+}
+
 static void after_login(struct link *l, bool resuming)
 {
 	struct session *s = l->s;
+	folder_status_arm(l);
 	if (!l->selected) {
 		if (l->sess_selected)
 			send_internal(l, UPC_UNSELECT, false, "UNSELECT");
@@ -1646,11 +2094,11 @@ static void selection_done(struct link *l, struct upcmd *c, const struct imap_ms
 			              (m->code && m->code_len >= 9 && strncasecmp(m->code, "READ-ONLY", 9) == 0);
 		}
 		if (!c->started || m->status != IMAP_STATUS_OK)
-			client_view_reset(l->view);
+			view_reset(l);
 	} else if (c->sel == SEL_LEAVE && m->status == IMAP_STATUS_OK) {
 		free(l->selected);
 		l->selected = NULL;
-		client_view_reset(l->view);
+		view_reset(l);
 	}
 }
 
@@ -1725,6 +2173,7 @@ static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *
 		break;
 	case UPC_IDLE:
 		l->up_idle = NULL;
+		close_idle_window(l);
 		if (ok)
 			l->idle_ended_at = ev_now(loop_of(l));
 		if (!ok && !c->ending) {
@@ -1751,10 +2200,25 @@ static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *
 			l->nf_items = xstrdup(""); /* do not ask again on this link */
 		}
 		break;
+	case UPC_FSTATUS:
+		l->status_armed = ok;
+		if (!ok)
+			slog(s, LOG_LEVEL_INFO, "the gateway does not push folder STATUS: %.*s", (int)m->text_len, m->text);
+		break;
+	case UPC_WBSTORE:
+		if (!ok) {
+			/* The client was told the STORE worked: tell it the real flags. */
+			slog(s, LOG_LEVEL_WARN, "the gateway refused a STORE the client was already answered: %.*s; "
+			     "sending the client the real flags", (int)m->text_len, m->text);
+			send_internal(l, UPC_WBFIX, false, "UID FETCH %s (FLAGS)", c->uids);
+			up_flush(l);
+		}
+		break;
 	case UPC_ID:
 	case UPC_UNSELECT:
 	case UPC_PROBE:
 	case UPC_LOGOUT:
+	case UPC_WBFIX:
 		break;
 	}
 	link_idle_update(l);
@@ -1805,6 +2269,8 @@ void link_upstream_message(struct session *s, const struct imap_msg *m)
 			slog(s, LOG_LEVEL_INFO, "the gateway says BYE: %.*s", (int)m->text_len, m->text);
 		return; /* without a LOGOUT, the close that follows is a link loss */
 	}
+	if (untagged_word(m, "STATUS") && folder_status_untagged(l, head, m))
+		return;
 	if (!head) {
 		to_client(l, m); /* unsolicited */
 		return;
@@ -1814,7 +2280,7 @@ void link_upstream_message(struct session *s, const struct imap_msg *m)
 		if (!head->started) {
 			head->started = true;
 			if (head->sel == SEL_SELECT || head->sel == SEL_EXAMINE)
-				client_view_reset(l->view);
+				view_reset(l);
 		}
 		to_client(l, m);
 		return;
@@ -1834,16 +2300,87 @@ void link_upstream_message(struct session *s, const struct imap_msg *m)
 	case UPC_PREFETCH:
 		prefetch_untagged(l, head, m);
 		return;
+	case UPC_WBSTORE:
+	case UPC_WBFIX:
+		wb_untagged(l, head, m);
+		return;
 	case UPC_ID:
 	case UPC_COMPRESS:
 	case UPC_UNSELECT:
 	case UPC_PROBE:
 	case UPC_LOGOUT:
 	case UPC_PREF:
+	case UPC_FSTATUS:
 		if (is_event(m) && l->selected)
 			to_client(l, m);
 		return;
 	}
+}
+
+/*
+ * Untagged data during a write-behind STORE or its repair: the store's
+ * answer for a change the client already knows of is dropped (a silent
+ * STORE still reports MODSEQ under CONDSTORE); flags that differ from what
+ * the client was told (someone else's change, a refused STORE) and every
+ * other event reach the client.
+ */
+static void wb_untagged(struct link *l, const struct upcmd *c, const struct imap_msg *m)
+{
+	uint32_t n;
+	(void)c;
+	if (imap_untagged_num(m, "FETCH", &n) && m->nargs == 3 && m->args[2].type == IMAP_ARG_LIST) {
+		const struct imap_arg *it = m->args[2].list;
+		const struct imap_arg *flags = NULL;
+		for (size_t k = 0; k + 1 < m->args[2].list_count; k += 2)
+			if (imap_arg_is_atom(&it[k], "FLAGS"))
+				flags = &it[k + 1];
+		if (!flags)
+			return;
+		const char *told = client_view_flags_spelled_at(l->view, n, NULL);
+		if (told && flags->type == IMAP_ARG_LIST) {
+			struct buf have;
+			buf_init(&have, 0);
+			for (size_t k = 0; k < flags->list_count; k++) {
+				if (imap_arg_is_atom(&flags->list[k], "\\Recent"))
+					continue;
+				if (buf_len(&have))
+					buf_append(&have, " ", 1);
+				buf_append(&have, flags->list[k].str, flags->list[k].len);
+			}
+			buf_append(&have, "", 1);
+			bool same = strcmp((const char *)buf_head(&have), told) == 0;
+			buf_free(&have);
+			if (same)
+				return;
+		}
+	}
+	if (l->selected)
+		to_client(l, m);
+}
+
+/*
+ * "* STATUS folder (...)": learnt by the status cache, whoever asked. It
+ * reaches the client only when the client asked for it (its STATUS of that
+ * folder, or a LIST that may return STATUS); the gateway's pushes are the
+ * proxy's. A prefetched STATUS or LIST captures it as usual. Returns true if
+ * handled here.
+ */
+static bool folder_status_untagged(struct link *l, const struct upcmd *head, const struct imap_msg *m)
+{
+	struct session *s = l->s;
+	if (s->srv->status && l->user)
+		status_cache_learn(s->srv->status, l->user, l->source, l->selected,
+		                   l->status_armed || (head && head->kind == UPC_FSTATUS), m);
+	if (head && head->kind == UPC_PREFETCH && head->pfe &&
+	    (strncasecmp(prefetch_text(head->pfe->pf), "STATUS ", 7) == 0 ||
+	     strncasecmp(prefetch_text(head->pfe->pf), "LIST ", 5) == 0))
+		return false;
+	if (head && head->kind == UPC_CLIENT &&
+	    (head->list || (head->status_of && m->nargs >= 2 && imap_arg_is_string(&m->args[1]) &&
+	                    strlen(head->status_of) == m->args[1].len &&
+	                    mailbox_equal(head->status_of, m->args[1].str))))
+		return false;
+	return true;
 }
 
 static void prefetch_untagged(struct link *l, struct upcmd *c, const struct imap_msg *m)
@@ -1869,9 +2406,8 @@ static void prefetch_untagged(struct link *l, struct upcmd *c, const struct imap
 /*
  * "* n FETCH (UID u ...)" for a message the client has not been told of is
  * a new message pushed with data (PIMAP_INBAND_NEW_FORMAT): the client hears
- * "* n EXISTS", and the data is kept to answer its next FETCH of the new
- * messages (as if prefetched: "FETCH first:* items" and "UID FETCH
- * firstuid:* items", items being what this link asked the gateway for).
+ * "* n EXISTS", and the data is kept (msgcache) to answer the client's next
+ * fetches of the message, whatever subset of the pushed items they ask for.
  */
 static bool new_mail_push(struct link *l, const struct imap_msg *m)
 {
@@ -1879,49 +2415,23 @@ static bool new_mail_push(struct link *l, const struct imap_msg *m)
 	if (m->kind != IMAP_MSG_UNTAGGED || !imap_untagged_num(m, "FETCH", &n) || n <= client_view_count(l->view))
 		return false;
 	struct session *s = l->s;
-	uint32_t count = client_view_count(l->view);
-	/* The data answers this client's FETCH only if it carries the items
-	 * this link asked for (another client of the device may have changed
-	 * them) and is for the next message. */
-	const char *dev_items = s->srv->nf_items;
-	bool keep = n == count + 1 && l->nf_items && *l->nf_items && dev_items && strcmp(dev_items, l->nf_items) == 0;
-	prefetch_invalidate(l, false, keep);
-	if (keep) {
-		/* Keep the data under the commands that could ask for it. */
-		for (int i = 0; i < 2; i++) {
-			struct pfentry *e = NULL;
-			for (struct pfentry *p = l->pfs; p; p = p->next)
-				if (!p->cmd && !p->stale && (p->newmail == i + 1))
-					e = p;
-			if (!e) {
-				char text[MACRO_MAX_COMMAND + 64];
-				uint32_t first = i == 0 ? n : 0;
-				if (i == 1) {
-					const struct imap_arg *it = m->nargs >= 3 ? &m->args[2] : NULL;
-					for (size_t k = 0; it && it->type == IMAP_ARG_LIST && k + 1 < it->list_count; k += 2)
-						if (imap_arg_is_atom(&it->list[k], "UID"))
-							imap_parse_u32(it->list[k + 1].str, it->list[k + 1].len, &first);
-					if (!first)
-						continue;
-				}
-				snprintf(text, sizeof(text), "%sFETCH %u:* %s", i ? "UID " : "", first, l->nf_items);
-				e = xcalloc(1, sizeof(*e));
-				e->pf = prefetch_new(text);
-				prefetch_finish_ok(e->pf, " OK Fetch completed.\r\n");
-				e->newmail = i + 1;
-				e->next = l->pfs;
-				l->pfs = e;
-			}
-			prefetch_capture(e->pf, m);
-		}
-	}
+	prefetch_invalidate(l, false);
 	char line[64];
 	int len = snprintf(line, sizeof(line), "* %u EXISTS\r\n", n);
-	struct buf b = {0};
+	struct buf b;
 	buf_init(&b, 0);
 	buf_append(&b, line, (size_t)len);
 	view_apply_bytes(l, &b);
 	buf_free(&b);
 	forward_to_client(s, (const uint8_t *)line, (size_t)len);
+	if (msgcache_learn(l->cache, m)) {
+		/* the slot is that message: its later fetches are answered by UID */
+		const struct imap_arg *it = &m->args[2];
+		for (size_t k = 0; it->type == IMAP_ARG_LIST && k + 1 < it->list_count; k += 2) {
+			uint32_t uid;
+			if (imap_arg_is_atom(&it->list[k], "UID") && imap_parse_u32(it->list[k + 1].str, it->list[k + 1].len, &uid))
+				client_view_learn_uid(l->view, n, uid);
+		}
+	}
 	return true;
 }

@@ -220,6 +220,113 @@ static int parse_uid(const char *text, size_t len, size_t *pos, uint32_t *out, c
 	return 0;
 }
 
+/* One element of a sequence set that may be "*" (star). */
+static int parse_seq_elem(const char *text, size_t len, size_t *pos, uint32_t star, uint32_t *out, char *err,
+                          size_t errlen)
+{
+	if (*pos < len && text[*pos] == '*') {
+		(*pos)++;
+		*out = star;
+		return 0;
+	}
+	return parse_uid(text, len, pos, out, err, errlen);
+}
+
+/* Sort and coalesce ranges in place; returns how many remain. */
+static size_t coalesce_ranges(struct uid_range *ranges, size_t nranges)
+{
+	if (!nranges)
+		return 0;
+	qsort(ranges, nranges, sizeof(ranges[0]), range_cmp);
+	size_t n = 0;
+	for (size_t i = 1; i < nranges; i++) {
+		/* overlapping or adjacent: widen; last + 1 cannot overflow when last < first - 1 */
+		if (ranges[i].first <= ranges[n].last || ranges[i].first - 1 == ranges[n].last) {
+			if (ranges[i].last > ranges[n].last)
+				ranges[n].last = ranges[i].last;
+		} else {
+			ranges[++n] = ranges[i];
+		}
+	}
+	return n + 1;
+}
+
+int uidset_parse_ranges(const char *text, size_t len, uint32_t star, struct seq_range **out, size_t *nout,
+                        char *err, size_t errlen)
+{
+	struct uid_range *ranges = NULL;
+	size_t nranges = 0, rcap = 0, pos = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (len == 0) {
+		set_err(err, errlen, "empty sequence set");
+		return -1;
+	}
+	for (;;) {
+		struct uid_range r;
+		if (parse_seq_elem(text, len, &pos, star, &r.first, err, errlen) < 0)
+			goto fail;
+		r.last = r.first;
+		if (pos < len && text[pos] == ':') {
+			pos++;
+			if (parse_seq_elem(text, len, &pos, star, &r.last, err, errlen) < 0)
+				goto fail;
+		}
+		if (r.last < r.first) { /* "9:7" and "n:*" below n mean 7:9 (RFC 9051) */
+			uint32_t t = r.first;
+			r.first = r.last;
+			r.last = t;
+		}
+		if (r.first == 0) { /* "*" of an empty mailbox matches nothing */
+			if (r.last == 0)
+				goto next;
+			r.first = 1;
+		}
+		if (nranges == rcap) {
+			rcap = rcap ? rcap * 2 : 8;
+			ranges = xrealloc(ranges, rcap * sizeof(ranges[0]));
+		}
+		ranges[nranges++] = r;
+	next:
+		if (pos == len)
+			break;
+		if (text[pos] != ',') {
+			set_err(err, errlen, "invalid sequence set: unexpected character at offset %zu", pos);
+			goto fail;
+		}
+		if (++pos == len) {
+			set_err(err, errlen, "invalid sequence set: trailing \",\"");
+			goto fail;
+		}
+	}
+	nranges = coalesce_ranges(ranges, nranges);
+	*out = xmalloc((nranges ? nranges : 1) * sizeof(**out));
+	for (size_t i = 0; i < nranges; i++)
+		(*out)[i] = (struct seq_range){ranges[i].first, ranges[i].last};
+	*nout = nranges;
+	free(ranges);
+	return 0;
+fail:
+	free(ranges);
+	return -1;
+}
+
+bool seq_ranges_contain(const struct seq_range *r, size_t n, uint32_t v)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (r[mid].last < v)
+			lo = mid + 1;
+		else if (r[mid].first > v)
+			hi = mid;
+		else
+			return true;
+	}
+	return false;
+}
+
 /*
  * Adding the ranges member by member in input order would be quadratic for
  * an unsorted set; instead the ranges are sorted and coalesced (the number of
@@ -229,7 +336,7 @@ static int parse_uid(const char *text, size_t len, size_t *pos, uint32_t *out, c
 int uidset_parse(struct uidset *set, const char *text, size_t len, char *err, size_t errlen)
 {
 	struct uid_range *ranges = NULL;
-	size_t nranges = 0, rcap = 0, pos = 0, n, out, si, merged_cap;
+	size_t nranges = 0, rcap = 0, pos = 0, out, si, merged_cap;
 	uint64_t members = 0;
 	uint32_t *merged;
 
@@ -274,18 +381,7 @@ int uidset_parse(struct uidset *set, const char *text, size_t len, char *err, si
 		}
 	}
 
-	qsort(ranges, nranges, sizeof(ranges[0]), range_cmp);
-	n = 0;
-	for (size_t i = 1; i < nranges; i++) {
-		/* overlapping or adjacent: widen; last + 1 cannot overflow when last < first - 1 */
-		if (ranges[i].first <= ranges[n].last || ranges[i].first - 1 == ranges[n].last) {
-			if (ranges[i].last > ranges[n].last)
-				ranges[n].last = ranges[i].last;
-		} else {
-			ranges[++n] = ranges[i];
-		}
-	}
-	nranges = n + 1;
+	nranges = coalesce_ranges(ranges, nranges);
 
 	/* the union is at most both sizes (members counts before dedupe) */
 	merged_cap = set->count + (size_t)members;

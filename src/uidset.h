@@ -49,6 +49,21 @@ uint32_t uidset_max(const struct uidset *set);
 #define UIDSET_MAX_PARSE_COUNT 10000000u
 int uidset_parse(struct uidset *set, const char *text, size_t len, char *err, size_t errlen);
 
+/*
+ * A message sequence set or UID set as sorted, coalesced ranges, "*" standing
+ * for star (the largest number in use; 0 for an empty mailbox, where "*"
+ * alone matches nothing). Reversed ranges are turned around ("n:*" with n
+ * above star is star:n, RFC 9051). Members are not materialised, so
+ * "1:4294967295" costs one range. Returns 0 with a malloc'd array in *out
+ * (free it), or -1 with a message in err.
+ */
+struct seq_range {
+	uint32_t first, last;
+};
+int uidset_parse_ranges(const char *text, size_t len, uint32_t star, struct seq_range **out, size_t *nout,
+                        char *err, size_t errlen);
+bool seq_ranges_contain(const struct seq_range *r, size_t n, uint32_t v);
+
 /* Append the compact form ("1:3,5") to out; nothing for the empty set. */
 void uidset_format(const struct uidset *set, struct buf *out);
 

@@ -27,7 +27,7 @@ require dovecot certtool
 require_gateway
 require_proxy
 gen_certs
-DOVECOT_USERS="alice bob carol dave erin frank henry mia sam olga tina"
+DOVECOT_USERS="alice bob carol dave erin frank henry mia sam olga tina walt wanda fred"
 start_dovecot
 start_gateway --set limits.max_queued_events=5
 
@@ -44,7 +44,7 @@ start_proxy --listen "127.0.0.1:$PROXY_PORT" --listen-tls none \
 
 export T CA DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS GW_PORT GW_LOG PROXY_LOG PROXY_PORT RELAY_CTL RELAY_PORT PROXY_BIN
 status=0
-python3 "$HARNESS_LIB/link_tests.py" a b c d e g s o t || status=1
+python3 "$HARNESS_LIB/link_tests.py" a b c d e g s o t f || status=1
 
 # (m) macros: a second proxy with the shipped mutt macro, told that its
 # listener is where mutt connects (mutt sends no ID).
@@ -60,7 +60,7 @@ start_proxy --listen "127.0.0.1:$MACRO_PORT" --listen-tls none --state-dir "$T/p
 	--set "macros.dir=$T/macros"
 MACRO_PROXY_PID=$PROXY_PID
 assert_contains "$PROXY_LOG" "loaded 1 macro(s)"
-MACRO_PORT=$MACRO_PORT PROXY_LOG=$PROXY_LOG python3 "$HARNESS_LIB/link_tests.py" m || status=1
+MACRO_PORT=$MACRO_PORT PROXY_LOG=$PROXY_LOG python3 "$HARNESS_LIB/link_tests.py" m w || status=1
 running "$MACRO_PROXY_PID" || fail "the macro proxy died"
 # A macro file with an error: refused with file:line:column by
 # --check-config and at start; on SIGHUP the previous macros stay.

@@ -119,7 +119,7 @@ fi
 log "ok: no error on mutt's screen and no reconnect by mutt"
 grep -q "from the prefetched FETCH 1:\*" "$PROXY_LOG" || fail "mutt's header FETCH was never answered from the macro's prefetch"
 log "ok: mutt's header FETCH was answered from the macro's prefetch"
-grep -Eq "from the prefetched FETCH ([2-9]|[1-9][0-9]+):\*" "$PROXY_LOG" ||
+grep -q "from the proxy's cache" "$PROXY_LOG" ||
 	fail "mutt's FETCH of new mail was never answered from the gateway's push (PIMAP_INBAND_NEW_FORMAT)"
 log "ok: mutt's FETCH of new mail was answered from the gateway's push"
 

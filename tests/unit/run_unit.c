@@ -22,6 +22,8 @@ int main(void)
 	suite_macros();
 	suite_client_view();
 	suite_prefetch();
+	suite_msgcache();
+	suite_status_cache();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_tests_failed();

@@ -19,6 +19,8 @@ void suite_gw_state(void);
 void suite_macros(void);
 void suite_client_view(void);
 void suite_prefetch(void);
+void suite_msgcache(void);
+void suite_status_cache(void);
 
 struct buf;
 /* The buffer's bytes as a NUL-terminated string (caller frees); unit_util.c. */

@@ -914,12 +914,12 @@ static void test_proxy_table(void)
 		"listen.plaintext_login", /* a policy for new logins */
 		/* the link's timing and the macros apply from the next use */
 		"link.heartbeat", "link.dead_timeout", "link.reconnect_min", "link.reconnect_max", "link.outage_wait",
-		"macros.enabled", "macros.dir", NULL,
+		"link.folder_status", "link.write_behind", "macros.enabled", "macros.dir", NULL,
 	};
 	const struct cfg_key *lvl;
 
 	check_key_table(proxy_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                33 /* every field of struct proxy_config */);
+	                35 /* every field of struct proxy_config */);
 
 	lvl = cfg_find(proxy_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lvl);
