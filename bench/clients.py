@@ -498,6 +498,22 @@ def settle(relay, base_open, timeout=15.0):
         last = cur
 
 
+def content_floor(c):
+    """What any link must carry at least for this session: the bytes the
+    client sent and received (plain IMAP, as in way 1), each direction
+    compressed with xz -9e (LZMA over the whole session, far stronger than
+    any stream compression a link can use)."""
+    import lzma
+    sent, got = [], []
+    for direction, kind, item in c.transcript:
+        if direction == "S":
+            got.append(item.raw)
+        elif direction == "C" and isinstance(item, bytes):
+            sent.append(item)
+    pack = lambda parts: len(lzma.compress(b"".join(parts), preset=9 | lzma.PRESET_EXTREME))
+    return pack(sent) + pack(got)
+
+
 def one_session(args, way, workload, user, delay):
     prepare_user(args, user)
     before = way.relay.stats()
@@ -529,7 +545,7 @@ def one_session(args, way, workload, user, delay):
             "up": after["up"] - before["up"], "down": after["down"] - before["down"],
             "round_trips": after["changes"] - before["changes"],
             "connections": after["connections"] - before["connections"],
-            "settled": how, "digest": s.digest()}
+            "settled": how, "digest": s.digest(), "floor": content_floor(c) if way.num == "1" else None}
 
 
 def warm_session(args, way, user):
@@ -704,6 +720,9 @@ def cmd_report(args):
                 m["total"] = _med([s["up"] + s["down"] for s in z])
                 m["rt"] = _med([s["round_trips"] for s in z])
                 m["active0"] = _med([s["active"] for s in z])
+                floors = [s["floor"] for s in z if s.get("floor")]
+                if floors:
+                    m["floor"] = _med(floors)
             if dd:
                 m["active"] = _med([s["active"] for s in dd])
                 m["push"] = _med([statistics.median(s["push"]) for s in dd])
@@ -814,6 +833,12 @@ def cmd_report(args):
         m2, m3 = med.get((wl, "2"), {}), med.get((wl, "3"), {})
         r = ratio_line("bytes", m3.get("total"), m2.get("total"), 0.7)
         L.append("- %s, bytes on the link, way 3 / way 2: %s" % (WORKLOAD_LABELS[wl], r or missing("3", "2")))
+        fl = med.get((wl, "1"), {}).get("floor")
+        if fl and m2.get("total"):
+            L.append("  - floor: what the client sends and receives in this session, each direction compressed "
+                     "as a whole with xz -9e, is %s bytes, %.2f× of way 2, before any TLS or framing: a link "
+                     "that carries all of it losslessly cannot get much below that"
+                     % (format(int(fl), ","), fl / m2["total"]))
     m1, m3 = med.get(("tb", "1"), {}), med.get(("tb", "3"), {})
     r = ratio_line("time", m3.get("active"), m1.get("active"), 1 / 3.0)
     if "tb" in res["workloads"]:

@@ -122,14 +122,6 @@ void prefetch_finish(struct prefetch *pf, const struct imap_msg *tagged)
 	pf->status[n] = '\0';
 }
 
-void prefetch_finish_ok(struct prefetch *pf, const char *status)
-{
-	pf->finished = true;
-	pf->ok = true;
-	free(pf->status);
-	pf->status = xstrdup(status);
-}
-
 bool prefetch_finished(const struct prefetch *pf)
 {
 	return pf->finished;

@@ -37,9 +37,6 @@ const char *prefetch_text(const struct prefetch *pf);
 bool prefetch_capture(struct prefetch *pf, const struct imap_msg *m);
 /* Its tagged reply arrived. */
 void prefetch_finish(struct prefetch *pf, const struct imap_msg *tagged);
-/* Finished with OK without a reply of its own (data the server pushed);
- * status is what follows the tag in the reply built from it, CRLF included. */
-void prefetch_finish_ok(struct prefetch *pf, const char *status);
 bool prefetch_finished(const struct prefetch *pf);
 /* Finished with OK and the capture intact. */
 bool prefetch_usable(const struct prefetch *pf);

@@ -1447,7 +1447,6 @@ void proxy_server_free(struct proxy_server *srv)
 	tlsio_creds_unref(srv->local_creds);
 	free(srv->upstream_name);
 	free(srv->device_id);
-	free(srv->nf_items);
 	link_free_macros(srv->macros);
 	stream_lib_shutdown(srv->loop); /* reaps the last sessions, whose links use the status cache */
 	status_cache_free(srv->status);

@@ -831,8 +831,12 @@ static void client_idle_done(struct link *l)
 		 * command with sequence numbers: those wait for the IDLE's end
 		 * (held_for_window), and get NO if an EXPUNGE came meanwhile.
 		 */
-		l->idle_window = true;
-		l->window_expunged = false;
+		if (!l->idle_window) {
+			/* (a second IDLE and DONE before the first one's end keeps the
+			 * first window, and what crossed it) */
+			l->idle_window = true;
+			l->window_expunged = false;
+		}
 		client_say(s, "%s OK Idle completed.", l->idle_tag);
 		if (l->up_idle->plus && !l->up_idle->ending)
 			end_up_idle(l);
@@ -1154,10 +1158,6 @@ static void new_format_update(struct link *l)
 		return;
 	free(l->nf_items);
 	l->nf_items = xstrdup(items);
-	/* The preference is the device's: the last link to set it decides what
-	 * every link of this proxy receives (new_mail_push checks). */
-	free(s->srv->nf_items);
-	s->srv->nf_items = xstrdup(items);
 	l->queue_internal = true;
 	send_internal(l, UPC_PREF, false, "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT %s", items);
 	l->queue_internal = false;

@@ -99,7 +99,6 @@ struct proxy_server {
 	bool                       gateway;
 	char                      *device_id;         /* fixed at start */
 	struct macro_set          *macros;            /* NULL: none loaded */
-	char                      *nf_items;          /* PIMAP_INBAND_NEW_FORMAT this proxy last set for the device */
 	struct status_cache       *status;            /* folder STATUS pushed by the gateway (NULL until used) */
 };
 
