@@ -3,7 +3,7 @@
 # Runs apt-get as root (directly, or through sudo when not root).
 set -eu
 PACKAGES="build-essential autoconf automake libtool pkg-config
-  libev-dev libgnutls28-dev gnutls-bin zlib1g-dev libyaml-dev libcunit1-dev libsqlite3-dev sqlite3
+  libev-dev libgnutls28-dev gnutls-bin zlib1g-dev libyaml-dev libcunit1-dev libsqlite3-dev sqlite3 libhttp-parser-dev curl
   dovecot-imapd dovecot-lmtpd mutt tmux socat python3 ca-certificates procps"
 
 missing=""

@@ -44,10 +44,12 @@
 #include "folder_sync.h"
 #include "gateway.h"
 #include "gw_state.h"
+#include "http_binding.h"
 #include "imap_parse.h"
 #include "imap_write.h"
 #include "listener.h"
 #include "log.h"
+#include "outband.h"
 #include "pimap_cmd.h"
 #include "sasl.h"
 #include "store_conn.h"
@@ -203,6 +205,10 @@ struct gw_conn {
 	char prefix[160];
 	char resume_token[RESUME_TOKEN_MAX + 1]; /* from ID before login: which parked connection is ours */
 	bool loopback;
+	unsigned long id;    /* for front ends that name a connection (gateway_conn_set_quiet) */
+	bool outer_tls;      /* the HTTPS binding's TLS protects this leg: no STARTTLS, no COMPRESS */
+	bool in_response;    /* HTTPS in-response session: watch the store between requests */
+	bool quiet;          /* in-response with no request open: not a live in-band connection */
 	bool tls_ready;      /* implicit TLS done or plaintext leg ready for greeting */
 	bool greeted;
 	enum conn_state state;
@@ -286,6 +292,8 @@ struct gateway_server {
 	ev_timer drain_timer;
 	bool draining;
 	unsigned long next_conn_id;
+	struct http_binding *http;    /* the HTTPS binding's listeners (http_binding.c) */
+	struct outband *outband;      /* out-band notifications (outband.c) */
 	uint8_t hash_key[32];
 	struct imap_limits limits;
 	struct imap_limits prelogin_limits;
@@ -487,6 +495,55 @@ static bool session_expire_if_due(struct device_session *ds)
 }
 
 /* ------------------------------------------------------------------------ */
+/* out-band notifications (outband.c sends them)                             */
+
+/* Reachable in-band: a connection attached and not a quiet in-response session. */
+static bool device_live(const struct device_session *ds)
+{
+	for (const struct gw_conn *c = ds->srv->conns; c; c = c->next)
+		if (c->ds == ds && c->state == C_AUTHED && !c->quiet)
+			return true;
+	return false;
+}
+
+/*
+ * The notification filter's hook (XFILTER <mailbox> N <criteria>, issue 5):
+ * whether this event in mailbox may wake the device. m is the store's
+ * untagged response (NULL for a NOTIFY STATUS count). Until notification
+ * filters exist every event passes; PIMAP_EVENT_FILTER is applied in
+ * outband_device_event.
+ */
+static bool notification_filter_allows(const struct device_session *ds, const char *mailbox,
+                                       const struct imap_msg *m)
+{
+	(void)ds;
+	(void)mailbox;
+	(void)m;
+	return true;
+}
+
+/* EXISTS -> NEW_MESSAGE, EXPUNGE -> DELETED_MESSAGE, FETCH -> CHANGED_MESSAGE; -1 for the rest (RECENT too). */
+static int outband_event_of(const struct imap_msg *m)
+{
+	uint32_t n;
+	if (imap_untagged_num(m, "EXISTS", &n))
+		return OB_NEW_MESSAGE;
+	if (imap_untagged_num(m, "EXPUNGE", &n))
+		return OB_DELETED_MESSAGE;
+	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 2 && imap_arg_is_atom(&m->args[1], "FETCH"))
+		return OB_CHANGED_MESSAGE;
+	return -1;
+}
+
+/* An event of a device no connection listens for in-band: wake it out-band if it asked for that. */
+static void outband_on_event(struct device_session *ds, const char *mailbox, int ev, const struct imap_msg *m)
+{
+	if (ev < 0 || !ds->srv->outband || device_live(ds) || !notification_filter_allows(ds, mailbox, m))
+		return;
+	outband_device_event(ds->srv->outband, ds->user, ds->device, &ds->prefs, (enum outband_event)ev, mailbox);
+}
+
+/* ------------------------------------------------------------------------ */
 /* parked store connections                                                  */
 
 static void parked_untagged(struct store_conn *sc, const struct imap_msg *m, void *ctx);
@@ -648,7 +705,10 @@ static void watch_status(struct parked *p, const struct imap_msg *m)
 	 * count lacks after those arrivals was expunged. */
 	long long added = uidnext > w->uidnext0 ? (long long)uidnext - w->uidnext0 : 0;
 	long long removed = (long long)w->count0 + added - (long long)messages;
+	long long was_pending = w->pending;
 	w->pending = added + (removed > 0 ? removed : 0);
+	if (w->pending > was_pending)
+		outband_on_event(ds, mailbox, added > 0 ? OB_NEW_MESSAGE : OB_DELETED_MESSAGE, NULL);
 	bool lost = (uidvalidity && uidvalidity != w->uidvalidity) || w->pending > ds->srv->cfg->max_queued_events;
 	log_msg(LOG_LEVEL_DEBUG, NULL, "session %s#P%s: %lld events pending in %s", ds->user, ds->device, w->pending,
 	        mailbox);
@@ -684,6 +744,7 @@ static void parked_count_event(struct parked *p, const struct imap_msg *m)
 		return;
 	folder_state_track(&p->sel, m);
 	p->events++;
+	outband_on_event(p->ds, p->sel.mailbox, outband_event_of(m), m);
 	if (p->events > p->ds->srv->cfg->max_queued_events && !p->overflow) {
 		p->overflow = true;
 		log_msg(LOG_LEVEL_INFO, NULL, "session %s#P%s: more than %lld events queued for %s: RESYNC on resume",
@@ -835,7 +896,7 @@ static void release_held(struct gw_conn *c)
 static void client_caps(struct gw_conn *c, struct buf *out)
 {
 	const struct gateway_config *cfg = c->srv->cfg;
-	bool plain_leg = !stream_is_tls(c->client);
+	bool plain_leg = !stream_is_tls(c->client) && !c->outer_tls;
 	buf_append_str(out, "IMAP4rev1");
 	if (c->state != C_AUTHED) {
 		buf_append_str(out, " LITERAL+ SASL-IR ID ENABLE IDLE");
@@ -844,7 +905,8 @@ static void client_caps(struct gw_conn *c, struct buf *out)
 		if (plain_leg)
 			buf_append_str(out, " STARTTLS");
 		buf_append_str(out, login_ok ? " AUTH=PLAIN" : " LOGINDISABLED");
-		buf_append_str(out, " XPIMAPv1 XPIMAPPREF XPROVISION XZIP COMPRESS=DEFLATE");
+		buf_append_str(out, c->outer_tls ? " XPIMAPv1 XPIMAPPREF XPROVISION XZIP"
+		                                 : " XPIMAPv1 XPIMAPPREF XPROVISION XZIP COMPRESS=DEFLATE");
 		return;
 	}
 	/* After login: the store's list minus what does not survive the gateway. */
@@ -875,7 +937,8 @@ static void client_caps(struct gw_conn *c, struct buf *out)
 		}
 		p = e;
 	}
-	buf_append_str(out, " XPIMAPv1 XPROVISION XZIP COMPRESS=DEFLATE");
+	/* Over HTTPS, Content-Encoding compresses (http_binding.c). */
+	buf_append_str(out, c->outer_tls ? " XPIMAPv1 XPROVISION XZIP" : " XPIMAPv1 XPROVISION XZIP COMPRESS=DEFLATE");
 	if (c->ds)
 		buf_append_str(out, " XPIMAPPREF");
 }
@@ -1109,7 +1172,9 @@ static bool client_waiting(const struct gw_conn *c)
 {
 	if (c->idle_cmd && !c->idle_done_pending)
 		return true;
-	return c->sel.mailbox && pref_is(c, PIMAP_PREF_INBAND_PUSH, "ON") && !relay_in_flight(c);
+	/* An in-response session learns of new mail between requests as if PUSH
+	 * were ON; the binding keeps the events for the next response. */
+	return c->sel.mailbox && (pref_is(c, PIMAP_PREF_INBAND_PUSH, "ON") || c->in_response) && !relay_in_flight(c);
 }
 
 /*
@@ -1226,6 +1291,8 @@ static void handle_event(struct gw_conn *c, const struct imap_msg *m, uint32_t b
 {
 	enum event_class ec = classify(m);
 	uint32_t n = 0;
+	if (c->quiet && c->ds) /* in-response, no request open: the device may want a wake-up */
+		outband_on_event(c->ds, c->sel.mailbox, outband_event_of(m), m);
 	if (ec == EVC_NONE) {
 		/* Other untagged data (OK [HIGHESTMODSEQ], "Still here"): pass on in order. */
 		if (m->status == IMAP_STATUS_OK && m->code == NULL && c->idle_cmd)
@@ -1557,6 +1624,9 @@ static void provision(struct gw_conn *c, const struct imap_msg *m)
 	struct buf out;
 	buf_init(&out, 0);
 	pimap_provision_format(limits, sizeof(limits) / sizeof(limits[0]), &out);
+	/* The device's out-band key and where to reach the gateway: over TLS only (draft -12 6.1). */
+	if (c->ds && c->srv->outband && (stream_is_tls(c->client) || c->outer_tls))
+		outband_provision(c->srv->outband, c->ds->user, c->ds->device, &out);
 	client_write(c, buf_head(&out), buf_len(&out));
 	buf_free(&out);
 	answer(c, m->tag, "OK XPROVISION completed");
@@ -1679,6 +1749,11 @@ static void client_compress(struct gw_conn *c, const struct imap_msg *m)
 	}
 	if (stream_is_compressed(c->client)) {
 		answer(c, m->tag, "NO [COMPRESSIONACTIVE] Compression is already active");
+		return;
+	}
+	if (c->outer_tls) {
+		/* In-response batches are read line by line by the binding; HTTP compresses instead. */
+		answer(c, m->tag, "NO [CANNOT] The HTTPS binding compresses with Content-Encoding");
 		return;
 	}
 	if (c->ncmds) {
@@ -2470,7 +2545,7 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 static bool login_allowed_here(const struct gw_conn *c)
 {
 	const struct gateway_config *cfg = c->srv->cfg;
-	if (stream_is_tls(c->client))
+	if (stream_is_tls(c->client) || c->outer_tls)
 		return true;
 	return cfg->plaintext_login == PLAINTEXT_LOGIN_ALWAYS ||
 	       (cfg->plaintext_login == PLAINTEXT_LOGIN_LOOPBACK && c->loopback);
@@ -2493,7 +2568,7 @@ static void auth_plain_response(struct gw_conn *c, const char *tag, const char *
 static void client_starttls(struct gw_conn *c, const struct imap_msg *m)
 {
 	char err[256];
-	if (stream_is_tls(c->client)) {
+	if (stream_is_tls(c->client) || c->outer_tls) {
 		client_say(c, "%s BAD TLS is already active", m->tag);
 		return;
 	}
@@ -2952,8 +3027,9 @@ static void on_activity_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	struct gw_conn *c = (struct gw_conn *)((char *)w - offsetof(struct gw_conn, activity));
 	(void)loop;
 	(void)revents;
-	if (c->state == C_AUTHED && c->idle_cmd) {
-		ev_timer_again(loop, w); /* IDLE is not silence */
+	if (c->state == C_AUTHED && (c->idle_cmd || c->in_response)) {
+		/* IDLE is not silence; an in-response session's silence between requests is the binding's to time. */
+		ev_timer_again(loop, w);
 		return;
 	}
 	client_say(c, "* BYE %s", c->state == C_AUTHED ? "Autologout; idle for too long" : "Login timed out");
@@ -2991,24 +3067,24 @@ static void on_client_event(struct stream *st, enum stream_event ev, const char 
 }
 
 
-static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
+/* A new client connection on fd (owned from here on); NULL if refused (fd closed). */
+static struct gw_conn *conn_start(struct gateway_server *srv, int fd, const char *peer, bool loopback)
 {
-	struct gateway_server *srv = ctx;
-	char err[256];
 	if (srv->draining) {
 		close(fd);
-		return;
+		return NULL;
 	}
 	if ((long long)srv->nconns >= srv->cfg->max_clients) {
 		log_warn("refusing %s: limits.max_clients (%lld) reached", peer, srv->cfg->max_clients);
 		close(fd);
-		return;
+		return NULL;
 	}
 	struct gw_conn *c = xcalloc(1, sizeof(*c));
 	c->srv = srv;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	snprintf(c->prefix, sizeof(c->prefix), "c%lu %s", ++srv->next_conn_id, peer);
-	c->loopback = listener_peer_is_loopback(fd);
+	c->id = ++srv->next_conn_id;
+	snprintf(c->prefix, sizeof(c->prefix), "c%lu %s", c->id, peer);
+	c->loopback = loopback;
 	c->parser = imap_parser_new(IMAP_PARSE_COMMANDS, &srv->prelogin_limits);
 	buf_init(&c->held, 0);
 	c->next = srv->conns;
@@ -3018,6 +3094,16 @@ static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 	c->activity.repeat = srv->cfg->preauth_timeout;
 	ev_timer_again(srv->loop, &c->activity);
 	c->client = stream_new_fd(srv->loop, fd, c->prefix, srv->cfg->max_output_queue, on_client_event, c);
+	return c;
+}
+
+static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
+{
+	struct gateway_server *srv = ctx;
+	char err[256];
+	struct gw_conn *c = conn_start(srv, fd, peer, listener_peer_is_loopback(fd));
+	if (!c)
+		return;
 	clog_(c, LOG_LEVEL_INFO, "connected to %s", listener_address(l));
 	if (listener_implicit_tls(l)) {
 		if (stream_start_tls_server(c->client, srv->server_creds, err, sizeof(err)) < 0)
@@ -3026,6 +3112,27 @@ static void on_accept(struct listener *l, int fd, const char *peer, void *ctx)
 		c->tls_ready = true;
 		greet(c);
 	}
+}
+
+unsigned long gateway_attach_secured(struct gateway_server *srv, int fd, const char *peer, bool loopback,
+                                     bool in_response)
+{
+	struct gw_conn *c = conn_start(srv, fd, peer, loopback);
+	if (!c)
+		return 0;
+	c->outer_tls = true;
+	c->in_response = in_response;
+	clog_(c, LOG_LEVEL_INFO, "connected over HTTPS (%s mode)", in_response ? "in-response" : "persistent");
+	c->tls_ready = true;
+	greet(c);
+	return c->id;
+}
+
+void gateway_conn_set_quiet(struct gateway_server *srv, unsigned long id, bool quiet)
+{
+	for (struct gw_conn *c = srv->conns; c; c = c->next)
+		if (c->id == id)
+			c->quiet = quiet;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3138,8 +3245,13 @@ struct gateway_server *gateway_server_new(struct ev_loop *loop, const struct gat
 			log_info("listening on %s (%s)", *a, pass == 0 ? "P-IMAP over TLS" : "P-IMAP, STARTTLS");
 		}
 	}
-	if (srv->nlisteners == 0) {
-		snprintf(err, errlen, "no listener configured (listen.pimaps / listen.pimap)");
+	srv->outband = outband_new(loop, cfg, srv->db, err, errlen);
+	if (!srv->outband)
+		goto fail;
+	if (http_binding_new(loop, srv, cfg, srv->server_creds, &srv->http, err, errlen) < 0)
+		goto fail;
+	if (srv->nlisteners == 0 && !srv->http) {
+		snprintf(err, errlen, "no listener configured (listen.pimaps / listen.pimap / listen.https)");
 		goto fail;
 	}
 	ev_timer_init(&srv->expiry, on_expiry, EXPIRY_CHECK_INTERVAL, EXPIRY_CHECK_INTERVAL);
@@ -3162,6 +3274,8 @@ void gateway_server_reconfigure(struct gateway_server *srv, const struct gateway
 	/* The old config is freed after this call: nothing may keep pointing into it. */
 	srv->target.server_name = cfg->store_server_name;
 	apply_limits(srv);
+	http_binding_reconfigure(srv->http, cfg);
+	outband_reconfigure(srv->outband, cfg);
 	if (strcmp(old->store_url, cfg->store_url) != 0)
 		log_warn("store.url changed: takes effect after a restart");
 	if (strcmp(old->state_dir, cfg->state_dir) != 0)
@@ -3199,6 +3313,7 @@ void gateway_server_drain(struct gateway_server *srv)
 	srv->draining = true;
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		listener_pause(srv->listeners[i], true);
+	http_binding_drain(srv->http);
 	log_info("draining %u connections", srv->nconns);
 	for (struct gw_conn *c = srv->conns, *next; c; c = next) {
 		next = c->next;
@@ -3282,9 +3397,11 @@ void gateway_server_free(struct gateway_server *srv)
 			session_save(ds, GW_SESSION_DETACHED);
 		session_unlink_free(ds);
 	}
+	http_binding_free(srv->http);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		listener_free(srv->listeners[i]);
 	free(srv->listeners);
+	outband_free(srv->outband);
 	if (ev_is_active(&srv->expiry)) {
 		ev_ref(srv->loop);
 		ev_timer_stop(srv->loop, &srv->expiry);

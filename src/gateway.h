@@ -8,6 +8,8 @@
 #ifndef PIMAP_GATEWAY_H
 #define PIMAP_GATEWAY_H
 
+#include <stdbool.h>
+
 #include <ev.h>
 
 #include "gateway_config.h"
@@ -32,6 +34,21 @@ void gateway_server_reconfigure(struct gateway_server *srv, const struct gateway
  * command in flight, and break the loop when all are gone or after drain_timeout.
  */
 void gateway_server_drain(struct gateway_server *srv);
+
+/*
+ * A client connection that reaches the gateway through another front end
+ * (the HTTPS binding, http_binding.c): fd is one end of a socketpair whose
+ * other end carries what that front end took from a TLS connection. peer is
+ * the real client ("addr:port", for logs and the failed-login throttle).
+ * The leg counts as protected by TLS: no STARTTLS, logins allowed, never
+ * PREAUTH. in_response: the store is watched between requests and the
+ * events wait in the socket (gateway_conn_set_quiet). Returns the
+ * connection's id, or 0 if refused (fd closed then).
+ */
+unsigned long gateway_attach_secured(struct gateway_server *srv, int fd, const char *peer, bool loopback,
+                                     bool in_response);
+/* In-response: quiet = no request open, so the device may get out-band wake-ups. Unknown ids are ignored. */
+void gateway_conn_set_quiet(struct gateway_server *srv, unsigned long id, bool quiet);
 
 unsigned gateway_server_connection_count(const struct gateway_server *srv);
 void gateway_server_dump(const struct gateway_server *srv); /* SIGUSR1: one log line per session/connection */

@@ -61,6 +61,17 @@ static int valid_listen_addr(const char *value, char *msg, size_t msglen)
 	return listen_addr_parse(value, host, sizeof(host), port, sizeof(port), msg, msglen);
 }
 
+/* http.path: an absolute path without spaces, query or fragment. */
+static int valid_http_path(const char *value, char *msg, size_t msglen)
+{
+	if (value[0] != '/' || strpbrk(value, " ?#\t\r\n")) {
+		if (msg && msglen)
+			snprintf(msg, msglen, "expected an absolute path such as /pimap");
+		return -1;
+	}
+	return 0;
+}
+
 #define OFF(field) offsetof(struct gateway_config, field)
 
 const struct cfg_key gateway_config_keys[] = {
@@ -68,6 +79,9 @@ const struct cfg_key gateway_config_keys[] = {
 	 "implicit-TLS P-IMAP listeners: \"host:port\", \"[v6]:port\" or \":port\"", valid_listen_addr},
 	{"listen.pimap", CFG_STRLIST, OFF(listen_pimap), "127.0.0.1:2143", 0, 0, NULL, false,
 	 "P-IMAP listeners offering STARTTLS, same syntax as listen.pimaps", valid_listen_addr},
+	{"listen.https", CFG_STRLIST, OFF(listen_https), "none", 0, 0, NULL, false,
+	 "listeners of the HTTPS binding (P-IMAP over HTTP POST, TLS always), same syntax as listen.pimaps",
+	 valid_listen_addr},
 	{"listen.plaintext_login", CFG_ENUM, OFF(plaintext_login), "never", 0, 0, plaintext_login_names, true,
 	 "LOGIN/AUTHENTICATE before TLS on a client connection: never, loopback (peers on 127/8, ::1), always"},
 
@@ -143,6 +157,41 @@ const struct cfg_key gateway_config_keys[] = {
 	 "close authenticated clients silent for this long (RFC 3501 asks for at least 30m)"},
 	{"limits.drain_timeout", CFG_DURATION, OFF(drain_timeout), "10s", 0, 10 * MINUTE, NULL, true,
 	 "on SIGTERM, how long open connections may finish before they are cut"},
+
+	{"http.path", CFG_STRING, OFF(http_path), "/pimap", 0, 0, NULL, false,
+	 "the request target of the HTTPS binding; other paths get 404", valid_http_path},
+	/* 8K: what common servers allow (nginx large_client_header_buffers); a
+	 * P-IMAP request needs about 300 bytes of head, so a flood is cut early. */
+	{"http.max_header_size", CFG_SIZE, OFF(http_max_header_size), "8K", 1 * KIB, 64 * KIB, NULL, true,
+	 "request line and header fields of one request; beyond: 431"},
+	{"http.max_headers", CFG_INT, OFF(http_max_headers), "64", 8, 1000, NULL, true,
+	 "header lines of one request; beyond: 431"},
+	{"http.max_body_size", CFG_SIZE, OFF(http_max_body_size), "16M", 4 * KIB, 2 * GIB, NULL, true,
+	 "body of an in-response request (a batch, literals included); beyond: 413"},
+	{"http.max_requests_per_minute", CFG_INT, OFF(http_max_requests_per_minute), "600", 1, 100000, NULL, true,
+	 "requests per in-response session per minute; beyond: 429"},
+	{"http.max_connections", CFG_INT, OFF(http_max_connections), "1024", 1, 100000, NULL, true,
+	 "concurrent HTTPS connections (each persistent session is one)"},
+	{"http.max_sessions", CFG_INT, OFF(http_max_sessions), "1024", 1, 100000, NULL, true,
+	 "in-response sessions (cookies) alive at once; beyond: 503"},
+	/* Slowloris: a peer that trickles its head or body is cut at these deadlines. */
+	{"http.header_timeout", CFG_DURATION, OFF(http_header_timeout), "10s", 1, 5 * MINUTE, NULL, true,
+	 "TLS handshake and request head must arrive within this; then 408 and close"},
+	{"http.body_timeout", CFG_DURATION, OFF(http_body_timeout), "30s", 1, HOUR, NULL, true,
+	 "the rest of an in-response request's body must arrive within this"},
+	{"http.keepalive_timeout", CFG_DURATION, OFF(http_keepalive_timeout), "15s", 1, HOUR, NULL, true,
+	 "an idle connection between requests is closed after this"},
+	{"http.response_timeout", CFG_DURATION, OFF(http_response_timeout), "60s", 1, HOUR, NULL, true,
+	 "longest wait for a batch's replies; then the response carries what is there and the rest comes later"},
+	{"http.session_timeout", CFG_DURATION, OFF(http_session_timeout), "30m", 10, DAY, NULL, true,
+	 "an in-response session without requests ends (its store connection is parked) after this"},
+
+	{"outband.min_interval", CFG_DURATION, OFF(outband_min_interval), "5s", 0, HOUR, NULL, true,
+	 "at most one out-band notification per device this often; events in between are told once, later"},
+	{"outband.webhook_ca_file", CFG_STRING, OFF(outband_webhook_ca_file), "", 0, 0, NULL, false,
+	 "PEM trust anchors for WEBHOOK URLs; \"\" = system store (certificates are always verified)"},
+	{"outband.webhook_timeout", CFG_DURATION, OFF(outband_webhook_timeout), "10s", 1, 5 * MINUTE, NULL, true,
+	 "connect, TLS and answer of one webhook POST"},
 
 	{NULL, 0, 0, NULL, 0, 0, NULL, false, NULL, NULL},
 };

@@ -15,6 +15,7 @@
 struct gateway_config {
 	char  **listen_pimaps;            /* listen.pimaps: implicit-TLS P-IMAP listeners (default 127.0.0.1:2993) */
 	char  **listen_pimap;             /* listen.pimap: STARTTLS P-IMAP listeners (default 127.0.0.1:2143) */
+	char  **listen_https;             /* listen.https: HTTPS binding listeners (default none) */
 	int     plaintext_login;          /* listen.plaintext_login: loopback|never|always (default never) */
 	char   *tls_cert_file;            /* tls.cert: "" = generated self-signed in state_dir */
 	char   *tls_key_file;             /* tls.key */
@@ -46,6 +47,23 @@ struct gateway_config {
 	double  preauth_timeout;          /* limits.preauth_timeout (60s) */
 	double  idle_timeout;             /* limits.idle_timeout: silent authenticated client (31m) */
 	double  drain_timeout;            /* limits.drain_timeout: SIGTERM grace period (10s) */
+	/* HTTPS binding (http_binding.c) */
+	char   *http_path;                /* http.path: the one request target served (/pimap) */
+	size_t  http_max_header_size;     /* http.max_header_size: request line + headers (8K) */
+	long long http_max_headers;       /* http.max_headers: header lines per request (64) */
+	size_t  http_max_body_size;       /* http.max_body_size: an in-response request's body (16M) */
+	long long http_max_requests_per_minute; /* http.max_requests_per_minute: per in-response session (600) */
+	long long http_max_connections;   /* http.max_connections: concurrent HTTPS connections (1024) */
+	long long http_max_sessions;      /* http.max_sessions: in-response sessions (cookies) alive (1024) */
+	double  http_header_timeout;      /* http.header_timeout: TLS handshake + request head (10s) */
+	double  http_body_timeout;        /* http.body_timeout: the rest of an in-response body (30s) */
+	double  http_keepalive_timeout;   /* http.keepalive_timeout: idle connection between requests (15s) */
+	double  http_response_timeout;    /* http.response_timeout: a batch's replies (60s) */
+	double  http_session_timeout;     /* http.session_timeout: in-response session without requests (30m) */
+	/* out-band notifications (outband.c) */
+	double  outband_min_interval;     /* outband.min_interval: per device between notifications (5s) */
+	char   *outband_webhook_ca_file;  /* outband.webhook_ca_file: trust anchors for webhooks; "" = system */
+	double  outband_webhook_timeout;  /* outband.webhook_timeout: connect + TLS + answer (10s) */
 };
 
 extern const struct cfg_key gateway_config_keys[];

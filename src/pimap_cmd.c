@@ -50,13 +50,15 @@ static const char *const pref_defaults[PIMAP_PREF_COUNT] = {
 /* The -12 prose spells the NEW_FORMAT preference with a hyphen. */
 #define PIMAP_NEW_FORMAT_ALIAS "PIMAP_IN-BAND_NEW_FORMAT"
 
-/* Out-band delivery is not implemented yet, so only NONE is offered: a
- * client must never be told it can pick a channel nobody serves. */
-const char *const pimap_outband_channels[] = {"NONE", NULL};
+/* What outband.c delivers, and nothing else: a client must never be told it
+ * can pick a channel nobody serves. WEBHOOK (an HTTPS POST) is ours, not
+ * the draft's: SMS and WAP gateways are gone, push services took their place. */
+const char *const pimap_outband_channels[] = {"UDP", "WEBHOOK", "NONE", NULL};
 
 /* Every channel the draft names (-07..-12), offered or not: a client asking
  * for one of these hears "not offered" rather than "unknown". */
-static const char *const draft_channels[] = {"SMS", "GSMSMS", "WAP_PUSH", "WAPWDP", "MMS", "UDP", "SIP", "NONE", NULL};
+static const char *const draft_channels[] = {"SMS", "GSMSMS", "WAP_PUSH", "WAPWDP", "MMS", "UDP", "SIP", "NONE",
+                                             NULL};
 
 static const char *const format_values[] = {"EMN", "EXTENDED", NULL};
 static const char *const push_values[] = {"ON", "OFF", NULL};

@@ -86,7 +86,7 @@ def _():
     VALID = [
         ("PIMAP_INBAND_PUSH", ["ON", "OFF"]),
         ("PIMAP_EVENT_FILTER", ["NEW", "NONE", "ALL"]),
-        ("PIMAP_OUTBAND_CHANNEL", ["NONE"]),
+        ("PIMAP_OUTBAND_CHANNEL", ["UDP", "WEBHOOK", "NONE"]),
         ("PIMAP_OUTBAND_FORMAT", ["EXTENDED", "EMN"]),
         ("PIMAP_OUTBAND_ADDRESS", ['"sms:+15551234567"', "mailto:bob@example.org", '"two words"', '""']),
         ("PIMAP_INBAND_NEW_FORMAT", ["ALL", "FAST", "FULL", "FLAGS", "(FLAGS UID)", "ENVELOPE",
@@ -180,7 +180,8 @@ def _():
         check(flat["PIMAP_INBAND_PUSH"] == {"ON", "OFF"}, "PIMAP_INBAND_PUSH (ON OFF): %r" % prov["PIMAP_INBAND_PUSH"])
         check(flat["PIMAP_EVENT_FILTER"] == {"ALL", "NEW", "NONE"}, "PIMAP_EVENT_FILTER (ALL NEW NONE): %r" % prov["PIMAP_EVENT_FILTER"])
         check(flat["PIMAP_OUTBAND_FORMAT"] == {"EMN", "EXTENDED"}, "PIMAP_OUTBAND_FORMAT (EMN EXTENDED): %r" % prov["PIMAP_OUTBAND_FORMAT"])
-        check("NONE" in flat["PIMAP_OUTBAND_CHANNEL"], "PIMAP_OUTBAND_CHANNEL lists NONE: %r" % prov["PIMAP_OUTBAND_CHANNEL"])
+        check(flat["PIMAP_OUTBAND_CHANNEL"] == {"UDP", "WEBHOOK", "NONE"},
+              "PIMAP_OUTBAND_CHANNEL lists exactly UDP WEBHOOK NONE: %r" % prov["PIMAP_OUTBAND_CHANNEL"])
         check(len(flat["PIMAP_OUTBAND_ADDRESS"]) >= 1, "PIMAP_OUTBAND_ADDRESS has a listing: %r" % prov["PIMAP_OUTBAND_ADDRESS"])
         check(limits.get("MAX_QUEUED_EVENTS") == "777", "LIMIT MAX_QUEUED_EVENTS 777 (as configured): %r" % limits)
         channels = flat["PIMAP_OUTBAND_CHANNEL"]

@@ -296,8 +296,10 @@ static void test_set_keywords(void)
 
 static void test_set_channel(void)
 {
-	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL UDP\r\n",
-	                 "channel UDP is not offered by this server (see XPROVISION)");
+	expect_set("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL udp\r\n", PIMAP_PREF_OUTBAND_CHANNEL, "UDP");
+	expect_set("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL Webhook\r\n", PIMAP_PREF_OUTBAND_CHANNEL, "WEBHOOK");
+	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL SIP\r\n",
+	                 "channel SIP is not offered by this server (see XPROVISION)");
 	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL sms\r\n", "channel sms is not offered by this server");
 	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL PIGEON\r\n", "unknown channel PIGEON (see XPROVISION)");
 	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL (NONE)\r\n", "not a list");
@@ -662,7 +664,7 @@ static void test_provision(void)
 {
 	static const char prefs_lines[] =
 		"* XPROVISION XPIMAPPREF PIMAP_OUTBAND_ADDRESS (astring)\r\n"
-		"* XPROVISION XPIMAPPREF PIMAP_OUTBAND_CHANNEL (NONE)\r\n"
+		"* XPROVISION XPIMAPPREF PIMAP_OUTBAND_CHANNEL (UDP WEBHOOK NONE)\r\n"
 		"* XPROVISION XPIMAPPREF PIMAP_OUTBAND_FORMAT (EMN EXTENDED)\r\n"
 		"* XPROVISION XPIMAPPREF PIMAP_INBAND_NEW_FORMAT (NONE ALL FAST FULL fetch-att-list)\r\n"
 		"* XPROVISION XPIMAPPREF PIMAP_INBAND_PUSH (ON OFF)\r\n"
@@ -681,7 +683,7 @@ static void test_provision(void)
 	buf_clear(&out);
 	pimap_provision_format(lim, 3, &out);
 	CU_ASSERT_STRING_EQUAL(text_of(&out), "* XPROVISION XPIMAPPREF PIMAP_OUTBAND_ADDRESS (astring)\r\n"
-	                                      "* XPROVISION XPIMAPPREF PIMAP_OUTBAND_CHANNEL (NONE)\r\n"
+	                                      "* XPROVISION XPIMAPPREF PIMAP_OUTBAND_CHANNEL (UDP WEBHOOK NONE)\r\n"
 	                                      "* XPROVISION XPIMAPPREF PIMAP_OUTBAND_FORMAT (EMN EXTENDED)\r\n"
 	                                      "* XPROVISION XPIMAPPREF PIMAP_INBAND_NEW_FORMAT (NONE ALL FAST FULL "
 	                                      "fetch-att-list)\r\n"
