@@ -990,14 +990,19 @@ static void poison_value(const struct cfg_key *k, const void *defaults, char *bu
 	switch (k->type) {
 	case CFG_STRING:
 	case CFG_STRLIST:
-		/* A value that also passes the key's syntax check, if it has one. */
-		if (k->validate && k->validate("none", NULL, 0) == 0)
-			snprintf(buf, len, "none");
-		else if (k->validate)
-			snprintf(buf, len, "imaps://poison.invalid");
-		else
-			snprintf(buf, len, "poison");
+	{
+		/* A value that passes the key's syntax check, if it has one, and differs from the default. */
+		static const char *const candidates[] = {"none", "127.0.0.1:1", "imaps://poison.invalid", "/poison",
+		                                         "poison"};
+		for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+			if ((k->validate && k->validate(candidates[i], NULL, 0) != 0) ||
+			    strcmp(candidates[i], k->default_value) == 0)
+				continue;
+			snprintf(buf, len, "%s", candidates[i]);
+			break;
+		}
 		break;
+	}
 	case CFG_BOOL:
 		snprintf(buf, len, "%s", *(const bool *)f ? "false" : "true");
 		break;
@@ -1137,13 +1142,20 @@ static void test_gateway_table(void)
 		"listen.pimaps", "listen.pimap", "tls.cert", "tls.key", "store.url", "store.ca_file",
 		"store.server_name", "store.allow_plaintext", "store.compress",
 		"store.connect_timeout", "state_dir", "pid_file",
+		"listen.https", "http.path", "outband.webhook_ca_file",
 	};
 	static const char *const also_reloadable[] = {"session.lifetime", "store.idle_refresh",
-	                                             "listen.plaintext_login", NULL};
+	                                             "listen.plaintext_login", "http.max_header_size",
+	                                             "http.max_headers", "http.max_body_size",
+	                                             "http.max_requests_per_minute", "http.max_connections",
+	                                             "http.max_sessions", "http.header_timeout", "http.body_timeout",
+	                                             "http.keepalive_timeout", "http.response_timeout",
+	                                             "http.session_timeout", "outband.min_interval",
+	                                             "outband.webhook_timeout", NULL};
 	const struct cfg_key *e;
 
 	check_key_table(gateway_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                33 /* every field of struct gateway_config */);
+	                49 /* every field of struct gateway_config */);
 
 	e = cfg_find(gateway_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);

@@ -176,9 +176,11 @@ static void test_defaults_names_lookup(void)
 	CU_ASSERT_EQUAL(pimap_pref_lookup("PIMAP_INBAND_PUSH", 16), -1); /* len counts */
 	CU_ASSERT_EQUAL(pimap_pref_lookup("", 0), -1);
 
-	/* only what is implemented is offered, and NONE always is */
-	CU_ASSERT_STRING_EQUAL(pimap_outband_channels[0], "NONE");
-	CU_ASSERT_PTR_NULL(pimap_outband_channels[1]);
+	/* only what is implemented is offered (outband.c), and NONE always is */
+	CU_ASSERT_STRING_EQUAL(pimap_outband_channels[0], "UDP");
+	CU_ASSERT_STRING_EQUAL(pimap_outband_channels[1], "WEBHOOK");
+	CU_ASSERT_STRING_EQUAL(pimap_outband_channels[2], "NONE");
+	CU_ASSERT_PTR_NULL(pimap_outband_channels[3]);
 }
 
 static void test_copy(void)
@@ -495,7 +497,7 @@ static void test_set_value(void)
 	pimap_prefs_init(&before);
 	pimap_prefs_copy(&before, &prefs);
 	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_INBAND_PUSH, "MAYBE"), -1);
-	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_OUTBAND_CHANNEL, "UDP"), -1);
+	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_OUTBAND_CHANNEL, "SMS"), -1);
 	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_OUTBAND_FORMAT, ""), -1);
 	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_EVENT_FILTER, "ALL "), -1);
 	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_OUTBAND_ADDRESS, "a\r\nb"), -1);
