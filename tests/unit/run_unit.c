@@ -24,6 +24,8 @@ int main(void)
 	suite_prefetch();
 	suite_msgcache();
 	suite_status_cache();
+	suite_http_wire();
+	suite_outband_msg();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_tests_failed();

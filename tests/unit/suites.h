@@ -21,6 +21,8 @@ void suite_client_view(void);
 void suite_prefetch(void);
 void suite_msgcache(void);
 void suite_status_cache(void);
+void suite_http_wire(void);
+void suite_outband_msg(void);
 
 struct buf;
 /* The buffer's bytes as a NUL-terminated string (caller frees); unit_util.c. */
