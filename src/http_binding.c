@@ -107,6 +107,7 @@ struct hsess {
 	double window_start;
 	long long window_requests;
 	bool dead;                   /* the gateway connection is gone */
+	bool greeted;                /* the gateway's greeting is in: a new session's first answer waits for it */
 };
 
 struct http_binding {
@@ -378,6 +379,7 @@ static void sess_read_inner(struct hsess *s)
 			return;
 		}
 		const struct imap_msg *m = imap_parser_msg(s->respp);
+		s->greeted = true;
 		if (m->kind == IMAP_MSG_CONTINUATION) {
 			/* A literal the batch already carries needs no "+": only the last one is the client's. */
 			buf_clear(&s->plus);
@@ -621,7 +623,7 @@ static void sess_respond(struct hsess *s, bool incomplete)
 
 static void sess_maybe_respond(struct hsess *s)
 {
-	if (!s->req || s->req->state != HC_WAIT)
+	if (!s->req || s->req->state != HC_WAIT || (!s->greeted && !s->dead))
 		return;
 	bool done;
 	switch (s->cont) {

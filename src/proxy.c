@@ -36,6 +36,7 @@
 #include "listener.h"
 #include "log.h"
 #include "proxy.h"
+#include "http_link.h"
 #include "proxy_link.h"
 #include "status_cache.h"
 #include "proxy_session.h"
@@ -334,7 +335,8 @@ static void upstream_start_tls(struct session *s)
 static void upstream_after_greeting_caps(struct session *s)
 {
 	const struct proxy_server *srv = s->srv;
-	if (!stream_is_tls(s->upstream)) {
+	/* Over the HTTPS binding the upstream stream is a socketpair to http_link.c, which does the TLS. */
+	if (!stream_is_tls(s->upstream) && !srv->https) {
 		if (upstream_has(s, "STARTTLS")) {
 			s->up_state = UP_STARTTLS;
 			upstream_send_internal(s, INT_NONE, "STARTTLS");
@@ -1155,6 +1157,16 @@ int session_connect_upstream(struct session *s)
 	struct proxy_server *srv = s->srv;
 	char err[300], name[300];
 	snprintf(name, sizeof(name), "%s:%s", srv->upstream.host, srv->upstream.port);
+	if (srv->https) {
+		int fd = http_client_open(srv->https, s->prefix, err, sizeof(err));
+		if (fd < 0) {
+			upstream_failed(s, err);
+			return -1;
+		}
+		s->upstream = stream_new_fd(srv->loop, fd, name, s->out_limit, on_upstream_event, s);
+		s->up_state = UP_GREETING;
+		return 0;
+	}
 	s->up_state = UP_CONNECTING;
 	s->upstream = stream_connect(srv->loop, srv->upstream.host, srv->upstream.port,
 	                             srv->connect_timeout, name, s->out_limit,
@@ -1313,11 +1325,17 @@ struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_c
 		break;
 	case URL_PIMAPS:
 	case URL_PIMAP:
+	case URL_HTTPS:
 		srv->gateway = true;
 		break;
-	default:
-		snprintf(err, errlen, "upstream.url: %s:// (the gateway's HTTPS binding) is not supported yet; "
-		         "use pimaps://, pimap://, imaps:// or imap://", url_scheme_name(srv->upstream.scheme));
+	}
+	bool use_https = srv->upstream.scheme == URL_HTTPS || cfg->upstream_binding == BINDING_HTTPS;
+	if (use_https && !srv->gateway) {
+		snprintf(err, errlen, "upstream.binding https needs a gateway URL (https://, pimaps:// or pimap://)");
+		goto fail;
+	}
+	if (srv->upstream.scheme == URL_HTTPS && cfg->upstream_binding == BINDING_TCP) {
+		snprintf(err, errlen, "upstream.binding tcp contradicts the https:// URL");
 		goto fail;
 	}
 	if (srv->gateway) {
@@ -1337,6 +1355,12 @@ struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_c
 	srv->upstream_creds = tlsio_client_creds_new(cfg->upstream_ca_file, err, errlen);
 	if (!srv->upstream_creds)
 		goto fail;
+	if (use_https) {
+		srv->https = http_client_new(loop, cfg, &srv->upstream, srv->upstream_name, srv->upstream_creds,
+		                             srv->device_id, err, errlen);
+		if (!srv->https)
+			goto fail;
+	}
 	stream_lib_init(loop);
 	if (!stdio_mode) {
 		if (load_local_creds(srv, err, errlen) < 0)
@@ -1396,6 +1420,7 @@ void proxy_server_reconfigure(struct proxy_server *srv, const struct proxy_confi
 	 * credentials, upstream_*); from the new config the server reads only
 	 * reloadable keys (limits, logging). */
 	srv->cfg = cfg;
+	http_client_reconfigure(srv->https, cfg);
 }
 
 void proxy_server_drain(struct proxy_server *srv)
@@ -1439,6 +1464,7 @@ void proxy_server_free(struct proxy_server *srv)
 		return;
 	while (srv->sessions)
 		session_close(srv->sessions, "shutdown");
+	http_client_free(srv->https);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		listener_free(srv->listeners[i]);
 	free(srv->listeners);

@@ -35,6 +35,19 @@ const char *const log_level_names[] = {
 	NULL,
 };
 
+const char *const upstream_binding_names[] = {
+	[BINDING_AUTO] = "auto",
+	[BINDING_TCP] = "tcp",
+	[BINDING_HTTPS] = "https",
+	NULL,
+};
+
+const char *const upstream_mode_names[] = {
+	[MODE_PERSISTENT] = "persistent",
+	[MODE_IN_RESPONSE] = "in-response",
+	NULL,
+};
+
 #define KIB 1024.0
 #define MIB (1024.0 * KIB)
 #define GIB (1024.0 * MIB)
@@ -95,6 +108,19 @@ const struct cfg_key proxy_config_keys[] = {
 	 "use COMPRESS=DEFLATE towards the upstream when it is offered"},
 	{"upstream.connect_timeout", CFG_DURATION, OFF(upstream_connect_timeout), "15s", 1, 300, NULL, false,
 	 "deadline for TCP connect, TLS handshake and greeting"},
+
+	{"upstream.binding", CFG_ENUM, OFF(upstream_binding), "auto", 0, 0, upstream_binding_names, false,
+	 "how a gateway is reached: auto (by the URL: https:// is the HTTPS binding), tcp, https"},
+	{"upstream.mode", CFG_ENUM, OFF(upstream_mode), "persistent", 0, 0, upstream_mode_names, false,
+	 "HTTPS binding: persistent (one long chunked POST, push) or in-response (a POST per batch, no idle socket)"},
+	{"upstream.poll_interval", CFG_DURATION, OFF(upstream_poll_interval), "5m", 5, 86400, NULL, true,
+	 "in-response mode without outband.listen: ask the gateway for events this often while a client idles"},
+	{"outband.listen", CFG_STRING, OFF(outband_listen), "none", 0, 0, NULL, false,
+	 "UDP address for the gateway's wake-ups (in-response mode): \"host:port\" or none", valid_listen_addr},
+	{"outband.address", CFG_STRING, OFF(outband_address), "", 0, 0, NULL, false,
+	 "the IP:port the gateway is told to send wake-ups to; \"\" = the address outband.listen bound"},
+	{"outband.max_age", CFG_DURATION, OFF(outband_max_age), "10m", 0, 86400, NULL, true,
+	 "refuse wake-ups older (or further in the future) than this by our clock; 0 = replays only"},
 
 	{"device_id", CFG_STRING, OFF(device_id), "", 0, 0, NULL, false,
 	 "this device's name at a pimap-gateway (A-Z a-z 0-9 . _ -); \"\" = generated once, kept in state_dir",

@@ -16,6 +16,11 @@
 
 enum log_level_value { LOGV_ERROR, LOGV_WARN, LOGV_INFO, LOGV_DEBUG };
 
+/* upstream.binding: how a gateway is reached (auto = as the URL scheme says). */
+enum upstream_binding_value { BINDING_AUTO, BINDING_TCP, BINDING_HTTPS };
+/* upstream.mode, HTTPS binding only. */
+enum upstream_mode_value { MODE_PERSISTENT, MODE_IN_RESPONSE };
+
 /* When a client may send LOGIN/AUTHENTICATE without TLS on its leg. */
 enum plaintext_login_value {
 	PLAINTEXT_LOGIN_LOOPBACK, /* only from 127.0.0.0/8 and ::1 (and --stdio) */
@@ -33,6 +38,12 @@ struct proxy_config {
 	bool    upstream_allow_plaintext; /* upstream.allow_plaintext: allow imap:// without STARTTLS */
 	bool    upstream_compress;        /* upstream.compress: COMPRESS=DEFLATE when offered */
 	double  upstream_connect_timeout; /* upstream.connect_timeout: TCP+TLS+greeting deadline */
+	int     upstream_binding;         /* upstream.binding: auto|tcp|https (enum upstream_binding_value) */
+	int     upstream_mode;            /* upstream.mode: persistent|in-response (HTTPS binding) */
+	double  upstream_poll_interval;   /* upstream.poll_interval: in-response without wake-ups: poll while idle */
+	char   *outband_listen;           /* outband.listen: UDP wake-up listener ("none") */
+	char   *outband_address;          /* outband.address: where the gateway sends them; "" = the bound address */
+	double  outband_max_age;          /* outband.max_age: older (or future) wake-ups are refused; 0 = no check */
 	char   *device_id;                /* device_id: the P-IMAP device name; "" = generated, kept in state_dir */
 	double  link_heartbeat;           /* link.heartbeat: probe a quiet gateway link after this long */
 	double  link_dead_timeout;        /* link.dead_timeout: no answer this long after a probe = link dead */
@@ -65,5 +76,7 @@ extern const struct cfg_key proxy_config_keys[];
 /* Enum value names shared with the gateway's table (NULL-terminated, indexed by the enums above). */
 extern const char *const plaintext_login_names[];
 extern const char *const log_level_names[];
+extern const char *const upstream_binding_names[];
+extern const char *const upstream_mode_names[];
 
 #endif

@@ -2147,7 +2147,9 @@ static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *
 			}
 			slog(s, LOG_LEVEL_DEBUG, "link COMPRESS=DEFLATE active");
 		} else if (s->authenticated) {
-			slog(s, LOG_LEVEL_WARN, "the gateway refused COMPRESS: %.*s", (int)m->text_len, m->text);
+			/* Over HTTPS the gateway always refuses: HTTP compresses there (Content-Encoding). */
+			slog(s, s->srv->https ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN, "the gateway refused COMPRESS: %.*s",
+			     (int)m->text_len, m->text);
 		}
 		if (l->state == LINK_LOGIN) {
 			if (s->authenticated)

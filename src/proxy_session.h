@@ -100,6 +100,7 @@ struct proxy_server {
 	char                      *device_id;         /* fixed at start */
 	struct macro_set          *macros;            /* NULL: none loaded */
 	struct status_cache       *status;            /* folder STATUS pushed by the gateway (NULL until used) */
+	struct http_client        *https;             /* the gateway's HTTPS binding (http_link.c), else NULL */
 };
 
 struct session {
