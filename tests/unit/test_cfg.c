@@ -909,17 +909,19 @@ static void test_proxy_table(void)
 		"listen.imap", "listen.imaps", "upstream.url", "upstream.ca_file",
 		"upstream.server_name", "upstream.allow_plaintext", "upstream.compress",
 		"upstream.connect_timeout", "tls.cert", "tls.key", "state_dir", "pid_file", "device_id",
+		"upstream.binding", "upstream.mode", "outband.listen", "outband.address",
 	};
 	static const char *const also_reloadable[] = {
 		"listen.plaintext_login", /* a policy for new logins */
 		/* the link's timing and the macros apply from the next use */
 		"link.heartbeat", "link.dead_timeout", "link.reconnect_min", "link.reconnect_max", "link.outage_wait",
-		"link.folder_status", "link.write_behind", "macros.enabled", "macros.dir", NULL,
+		"link.folder_status", "link.write_behind", "macros.enabled", "macros.dir", "upstream.poll_interval",
+		"outband.max_age", NULL,
 	};
 	const struct cfg_key *lvl;
 
 	check_key_table(proxy_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                35 /* every field of struct proxy_config */);
+	                41 /* every field of struct proxy_config */);
 
 	lvl = cfg_find(proxy_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lvl);
