@@ -246,6 +246,8 @@ static void persist_relay_out(struct hconn *c)
 	stream_write(c->st, buf_head(&b), buf_len(&b));
 	stream_flush(c->st);
 	buf_free(&b);
+	if (c->request_done)
+		arm(c, c->hb->cfg->http_keepalive_timeout);
 	/* Backpressure: a client that reads slowly makes the gateway wait. */
 	if (stream_output_full(c->st))
 		stream_pause_reading(c->inner, true);
@@ -738,6 +740,8 @@ static bool hc_head(struct hconn *c)
 	ev_timer_stop(hb->loop, &s->expiry);
 	s->req = c;
 	c->sess = s;
+	log_msg(LOG_LEVEL_DEBUG, c->prefix, "in-response request %lld of the minute for session %.8s...",
+	        s->window_requests, s->id);
 	gateway_conn_set_quiet(hb->gw, s->gw_id, false);
 	if (h->expect_continue)
 		stream_write_str(c->st, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -783,8 +787,11 @@ static void hc_process(struct hconn *c)
 		if (r == HTTP_READ_DONE) {
 			c->request_done = true;
 			if (c->state == HC_PERSIST) {
-				persist_end(c, "the client ended its request");
-				return;
+				/* The client stopped sending, which is not the end of what the gateway
+				 * owes it (LOGOUT's reply): the response goes on until the gateway
+				 * closes, or says nothing for http.keepalive_timeout. */
+				arm(c, c->hb->cfg->http_keepalive_timeout);
+				break;
 			}
 			if (c->state == HC_BODY) {
 				inresp_body_done(c);
@@ -796,7 +803,8 @@ static void hc_process(struct hconn *c)
 	}
 	/* Read only while a request can use it: not while a response is being made. */
 	if (c->st)
-		stream_pause_reading(c->st, c->state == HC_WAIT || c->state == HC_CLOSING);
+		stream_pause_reading(c->st, c->state == HC_WAIT || c->state == HC_CLOSING ||
+		                                (c->state == HC_PERSIST && c->request_done));
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -827,6 +835,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		hc_close(c, "closing");
 		return;
 	case HC_PERSIST:
+		if (c->request_done)
+			persist_end(c, "the request had ended and the gateway said nothing more");
 		return;
 	}
 }
