@@ -34,6 +34,7 @@
 
 #include <gnutls/crypto.h>
 
+#include "clock.h"
 #include "gateway.h"
 #include "http_binding.h"
 #include "http_wire.h"
@@ -126,13 +127,6 @@ struct http_binding {
 	bool draining;
 	struct imap_limits limits;   /* the mirror parsers' */
 };
-
-static double mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void hc_close(struct hconn *c, const char *why);
 static void hc_finish(struct hconn *c, const char *why);
@@ -727,7 +721,7 @@ static bool hc_head(struct hconn *c)
 		}
 		c->set_cookie = true;
 	}
-	double now = mono_now();
+	double now = clock_mono();
 	if (now - s->window_start >= RATE_WINDOW) {
 		s->window_start = now;
 		s->window_requests = 0;

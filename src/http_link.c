@@ -32,6 +32,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "clock.h"
 #include "http_link.h"
 #include "http_wire.h"
 #include "imap_parse.h"
@@ -105,13 +106,6 @@ struct hlink {
 	char idle_tag[72];
 	ev_timer poll;
 };
-
-static double wall_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 static void hl_close(struct hlink *l, const char *why);
 static void hl_start_request(struct hlink *l);
@@ -715,7 +709,7 @@ static void on_udp(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		uint64_t max_age = (uint64_t)(hc->cfg->outband_max_age * 1e6);
-		if (!outband_seq_acceptable(hc->last_seq, note.seq, (uint64_t)wall_us(), max_age, &why)) {
+		if (!outband_seq_acceptable(hc->last_seq, note.seq, (uint64_t)(clock_wall() * 1e6), max_age, &why)) {
 			log_info("wake-up from %s ignored: %s", peer, why);
 			continue;
 		}

@@ -29,6 +29,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "clock.h"
 #include "http_wire.h"
 #include "log.h"
 #include "outband.h"
@@ -80,13 +81,7 @@ struct outband {
 	unsigned nwebhooks;
 };
 
-static double mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
+/* Microseconds of the wall clock: the EXTENDED sequence numbers. */
 static uint64_t wall_us(void)
 {
 	struct timespec ts;
@@ -441,7 +436,7 @@ static void send_now(struct ob_device *d, const char *channel, const char *forma
 	struct buf payload;
 	buf_init(&payload, 0);
 	if (make_payload(d, format, ev, mailbox, &payload) == 0) {
-		d->last_sent = mono_now();
+		d->last_sent = clock_mono();
 		if (strcasecmp(channel, "UDP") == 0)
 			send_udp(d, address, &payload);
 		else if (strcasecmp(channel, "WEBHOOK") == 0)
@@ -477,7 +472,7 @@ void outband_device_event(struct outband *ob, const char *user, const char *devi
 	if (strcasecmp(filter, "NEW") == 0 && ev != OB_NEW_MESSAGE)
 		return;
 	struct ob_device *d = device_get(ob, user, device);
-	double now = mono_now();
+	double now = clock_mono();
 	double wait = d->last_sent ? d->last_sent + ob->cfg->outband_min_interval - now : 0;
 	if (wait <= 0 && !d->pending) {
 		send_now(d, channel, prefs->value[PIMAP_PREF_OUTBAND_FORMAT], prefs->value[PIMAP_PREF_OUTBAND_ADDRESS], ev,

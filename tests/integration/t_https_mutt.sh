@@ -33,16 +33,6 @@ deliver alice "Https subject two"
 
 . "$HARNESS_LIB/mutt.sh"
 
-# store_has PYTHON-EXPR: evaluated with t = [(uid, flags)] of alice's INBOX at the store.
-store_has() {
-	python3 - "$1" <<PY
-import os, sys; sys.path.insert(0, "$HARNESS_LIB")
-os.environ.update(DOVECOT_IMAPS="$DOVECOT_IMAPS", CA="$CA", DOVECOT_PASS="$DOVECOT_PASS")
-import gw_common as g
-t = g.truth("alice")
-sys.exit(0 if eval(sys.argv[1]) else 1)
-PY
-}
 
 # proxy_gateway_sockets: the proxy's TCP connections to the gateway's HTTPS port.
 proxy_gateway_sockets() {

@@ -53,16 +53,6 @@ start_proxy --listen "127.0.0.1:$P" --listen-tls none \
 write_muttrc "$P" delete=yes resolve=no
 start_mutt
 
-# store_has PYTHON-EXPR: evaluated with t = [(uid, flags)] of alice's INBOX at the store.
-store_has() {
-	python3 - "$1" <<PY
-import os, sys; sys.path.insert(0, "$HARNESS_LIB")
-os.environ.update(DOVECOT_IMAPS="$DOVECOT_IMAPS", CA="$CA", DOVECOT_PASS="$DOVECOT_PASS")
-import gw_common as g
-t = g.truth("alice")
-sys.exit(0 if eval(sys.argv[1]) else 1)
-PY
-}
 expect_store() { wait_for 15 store_has "$1" || fail "store: $2"; log "ok: store: $2"; }
 mutt_connections() { grep -c "connected to 127.0.0.1:$P" "$PROXY_LOG" || true; }
 

@@ -10,6 +10,8 @@
 #   show_screen                     print it to stderr (before a failure)
 #   expect_screen T WHAT STR...     wait up to T s for STRs, else fail WHAT
 #   stop_mutt_tmux                  stop the tmux server by its pid
+#   store_has PYTHON-EXPR           true if the expression holds, with t =
+#                                   [(uid, flags)] of alice's INBOX at Dovecot
 
 TMUX_SOCK=$T/tmux.sock
 tmx() { tmux -S "$TMUX_SOCK" "$@"; }
@@ -86,4 +88,15 @@ stop_mutt_tmux() {
 	stop_pid "$TMUX_PID"
 	running "$TMUX_PID" && fail "tmux server $TMUX_PID still running"
 	return 0
+}
+
+# store_has PYTHON-EXPR: evaluated with t = [(uid, flags)] of alice's INBOX at the store.
+store_has() {
+	python3 - "$1" <<PY
+import os, sys; sys.path.insert(0, "$HARNESS_LIB")
+os.environ.update(DOVECOT_IMAPS="$DOVECOT_IMAPS", CA="$CA", DOVECOT_PASS="$DOVECOT_PASS")
+import gw_common as g
+t = g.truth("alice")
+sys.exit(0 if eval(sys.argv[1]) else 1)
+PY
 }
