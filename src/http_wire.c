@@ -158,6 +158,10 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
 	struct http_reader *r = reader_of(p);
+	/* RFC 9110 5.5: no control characters but HTAB in a field value (http-parser lets NUL through). */
+	for (size_t i = 0; i < len; i++)
+		if (((unsigned char)at[i] < 0x20 && at[i] != '\t') || at[i] == 0x7f)
+			return fail(r, 400, "control character in a header value");
 	if (!r->in_value) {
 		r->in_value = true;
 		r->keep = KEEP_NONE;
@@ -224,11 +228,15 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
 	struct http_reader *r = reader_of(p);
+	/* What fits under the limit is delivered first, so the body is the same however the input was split. */
+	size_t fits = len;
+	if (r->max_body && r->body_bytes + len > r->max_body)
+		fits = (size_t)(r->max_body - r->body_bytes);
+	if (r->body && fits)
+		buf_append(r->body, at, fits);
 	r->body_bytes += len;
-	if (r->max_body && r->body_bytes > r->max_body)
+	if (fits < len)
 		return fail(r, 413, "request body too large");
-	if (r->body)
-		buf_append(r->body, at, len);
 	return 0;
 }
 
