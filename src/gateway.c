@@ -1624,7 +1624,7 @@ static void provision(struct gw_conn *c, const struct imap_msg *m)
 	struct buf out;
 	buf_init(&out, 0);
 	pimap_provision_format(limits, sizeof(limits) / sizeof(limits[0]), &out);
-	/* The device's out-band key and where to reach the gateway: over TLS only (draft -12 6.1). */
+	/* The device's out-band key: over TLS only (draft -12 6.1). */
 	if (c->ds && c->srv->outband && (stream_is_tls(c->client) || c->outer_tls))
 		outband_provision(c->srv->outband, c->ds->user, c->ds->device, &out);
 	client_write(c, buf_head(&out), buf_len(&out));
