@@ -32,6 +32,8 @@ deliver alice "Https subject one"
 deliver alice "Https subject two"
 
 . "$HARNESS_LIB/mutt.sh"
+. "$HARNESS_LIB/https.sh"
+CRYPTO_PY=$(crypto_python) || hard_error "no python3 with the cryptography module (Debian: python3-cryptography)"
 
 
 # proxy_gateway_sockets: the proxy's TCP connections to the gateway's HTTPS port.
@@ -131,7 +133,7 @@ wait_log "$PROXY_LOG" "ignored: not an EXTENDED notification" 5 || fail "garbage
 # A genuine datagram (the device's key from the gateway's database, a fresh sequence number) is
 # accepted once; the same bytes again are a replay. (The age rule, which guards a restarted
 # proxy, is in the unit tests: here any older datagram is already a replay.)
-python3 - "$WAKE_PORT" "$GW_STATE" "$T/genuine.dgram" <<'PY' || fail "cannot build a genuine datagram"
+"$CRYPTO_PY" - "$WAKE_PORT" "$GW_STATE" "$T/genuine.dgram" <<'PY' || fail "cannot build a genuine datagram"
 import base64, os, socket, sqlite3, sys, time
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 port, state, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]

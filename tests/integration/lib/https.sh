@@ -27,3 +27,18 @@ body_has() { tr -d '\r' <"$T/$1.body" | grep -qE -- "$2"; }
 # (certificate checked against $CA for "localhost"), print what comes back
 # until the server closes or TIMEOUT seconds (default 10) pass.
 raw_https() { python3 "$HARNESS_LIB/rawhttps.py" "$CA" "$1" "${2:-10}"; }
+
+# crypto_python: print a python3 that has the cryptography module (AES-GCM, to
+# seal or open EXTENDED datagrams as a device would). scripts/install-deps.sh
+# installs Debian's python3-cryptography for /usr/bin/python3; a python3
+# earlier on PATH may have its own. False if neither does.
+crypto_python() {
+	local p
+	for p in python3 /usr/bin/python3; do
+		if "$p" -c 'import cryptography.hazmat.primitives.ciphers.aead' 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
