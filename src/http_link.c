@@ -272,6 +272,7 @@ static void take_key(struct hlink *l, const struct imap_msg *m)
 /* In-response: a whole response body. Our commands' replies and XPROVISION are taken out. */
 static void inresp_deliver(struct hlink *l)
 {
+	long tagged = 0;
 	struct buf out;
 	buf_init(&out, 0);
 	size_t off = 0;
@@ -294,6 +295,7 @@ static void inresp_deliver(struct hlink *l)
 		bool provision = m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 1 && imap_arg_is_atom(&m->args[0], "XPROVISION");
 		if (m->kind == IMAP_MSG_TAGGED && l->outstanding > 0)
 			l->outstanding--;
+		tagged += m->kind == IMAP_MSG_TAGGED;
 		if (provision)
 			take_key(l, m);
 		else if (ours && m->status != IMAP_STATUS_OK)
@@ -304,6 +306,12 @@ static void inresp_deliver(struct hlink *l)
 		imap_parser_reset(l->respp);
 	}
 	buf_clear(&l->body);
+	if (l->outstanding > 0 && tagged == 0 && !http_reader_head(l->rd)->pimap_incomplete) {
+		/* The gateway answers a request only once every command it holds is answered (or
+		 * says X-PIMAP-Incomplete): our count is wrong. Polling on would spin. */
+		log_msg(LOG_LEVEL_WARN, l->prefix, "%ld replies expected but the gateway has none pending", l->outstanding);
+		l->outstanding = 0;
+	}
 	log_trace_imap(l->prefix, TRACE_UPSTREAM_IN, buf_head(&out), buf_len(&out), false);
 	to_link(l, buf_head(&out), buf_len(&out));
 	buf_free(&out);

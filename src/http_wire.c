@@ -32,6 +32,7 @@ enum kept_header {
 	KEEP_ACCEPT_ENCODING,
 	KEEP_CONTENT_ENCODING,
 	KEEP_EXPECT,
+	KEEP_INCOMPLETE,
 };
 
 struct http_reader {
@@ -55,6 +56,7 @@ struct http_reader {
 	bool head_pending;       /* headers complete, HEAD not yet returned */
 	bool done;               /* message complete, waiting for http_reader_next */
 	char expect[32];         /* the Expect header */
+	char incomplete[8];      /* X-PIMAP-Incomplete (the binding's own) */
 	bool dead;
 	const char *error;
 	unsigned error_status;
@@ -91,6 +93,9 @@ static char *kept_slot(struct http_reader *r, size_t *cap)
 	case KEEP_EXPECT:
 		*cap = sizeof(r->expect) - 1;
 		return r->expect;
+	case KEEP_INCOMPLETE:
+		*cap = sizeof(r->incomplete) - 1;
+		return r->incomplete;
 	case KEEP_NONE:
 		break;
 	}
@@ -177,6 +182,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 				{"accept-encoding", KEEP_ACCEPT_ENCODING},
 				{"content-encoding", KEEP_CONTENT_ENCODING},
 				{"expect", KEEP_EXPECT},
+				{"x-pimap-incomplete", KEEP_INCOMPLETE},
 			};
 			for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
 				if (strcasecmp(r->field, kept[i].name) == 0)
@@ -214,6 +220,7 @@ static int on_headers_complete(http_parser *p)
 	h->content_length = h->has_length ? p->content_length : 0;
 	h->keep_alive = http_should_keep_alive(p) != 0;
 	h->expect_continue = strcasecmp(r->expect, "100-continue") == 0;
+	h->pimap_incomplete = r->incomplete[0] != '\0';
 	if (p->http_major != 1)
 		return fail(r, 505, "only HTTP/1.x is spoken here");
 	if (h->chunked && r->limits.chunked_unlimited)
@@ -275,6 +282,7 @@ void http_reader_next(struct http_reader *r)
 {
 	memset(&r->head, 0, sizeof(r->head));
 	r->expect[0] = '\0';
+	r->incomplete[0] = '\0';
 	r->max_body = r->limits.max_body;
 	r->body_bytes = 0;
 	r->head_fed = 0;

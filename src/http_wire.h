@@ -61,6 +61,7 @@ struct http_head {
 	uint64_t content_length;
 	bool keep_alive;           /* the connection may carry another message */
 	bool expect_continue;      /* Expect: 100-continue */
+	bool pimap_incomplete;     /* responses: X-PIMAP-Incomplete (replies still to come) */
 };
 
 struct http_reader;
