@@ -43,6 +43,7 @@
 #include "daemon.h"
 #include "folder_sync.h"
 #include "gateway.h"
+#include "gw_deliver.h"
 #include "gw_state.h"
 #include "http_binding.h"
 #include "imap_parse.h"
@@ -57,6 +58,7 @@
 #include "syncdiff.h"
 #include "uidset.h"
 #include "url.h"
+#include "xdeliver.h"
 #include "zio.h"
 
 /* Before login nobody needs big commands: a LOGIN or an AUTHENTICATE line. */
@@ -183,6 +185,7 @@ struct client_cmd {
 	struct gw_folder_rec *saved;
 	struct buf sel_raw;       /* the store's responses as they came */
 	struct buf sel_rewritten; /* the same, describing the saved view */
+	struct deliver_job *job;  /* XDELIVER in progress (gw_deliver.c) */
 };
 
 enum store_idle_state { SI_NONE, SI_STARTING, SI_ACTIVE, SI_ENDING };
@@ -218,6 +221,7 @@ struct gw_conn {
 	/* login */
 	struct pimap_login login;
 	char *password;
+	char *send_secret;   /* the password, kept in memory while logged in for XDELIVER's SMTP AUTH */
 	char login_tag[MAX_CLIENT_TAG + 1];
 
 	struct store_conn *sc;
@@ -283,6 +287,7 @@ struct gateway_server {
 	struct listener **listeners;
 	size_t nlisteners;
 	struct gw_state *db;
+	struct gw_deliver *deliver;        /* NULL: no submission.url, no XDELIVER */
 	struct gw_conn *conns;
 	unsigned nconns;
 	struct device_session *sessions;
@@ -907,13 +912,15 @@ static void client_caps(struct gw_conn *c, struct buf *out)
 		buf_append_str(out, login_ok ? " AUTH=PLAIN" : " LOGINDISABLED");
 		buf_append_str(out, c->outer_tls ? " XPIMAPv1 XPIMAPPREF XPROVISION XZIP"
 		                                 : " XPIMAPv1 XPIMAPPREF XPROVISION XZIP COMPRESS=DEFLATE");
+		if (c->srv->deliver)
+			buf_append_str(out, " XDELIVER");
 		return;
 	}
 	/* After login: the store's list minus what does not survive the gateway. */
 	/* Entries ending in '=' drop a whole family (COMPRESS=DEFLATE, AUTH=PLAIN, ...). */
 	static const char *const dropped[] = {"IMAP4rev1", "STARTTLS", "LOGINDISABLED", "SASL-IR", "LOGIN-REFERRALS",
 	                                      "COMPRESS=", "AUTH=", "XPIMAPv1", "XPIMAPPREF", "XZIP", "XPROVISION",
-	                                      NULL};
+	                                      "XDELIVER", NULL};
 	static const char *const dropped_pimap[] = {"NOTIFY", "QRESYNC", NULL};
 	const char *p = c->sc ? store_conn_caps(c->sc) : "";
 	while (*p) {
@@ -941,6 +948,8 @@ static void client_caps(struct gw_conn *c, struct buf *out)
 	buf_append_str(out, c->outer_tls ? " XPIMAPv1 XPROVISION XZIP" : " XPIMAPv1 XPROVISION XZIP COMPRESS=DEFLATE");
 	if (c->ds)
 		buf_append_str(out, " XPIMAPPREF");
+	if (c->srv->deliver)
+		buf_append_str(out, " XDELIVER");
 }
 
 static void greet(struct gw_conn *c)
@@ -980,6 +989,7 @@ static struct client_cmd *cmd_push(struct gw_conn *c, enum cmd_kind kind, const 
 
 static void cmd_free(struct client_cmd *cmd)
 {
+	gw_deliver_detach(cmd->job);
 	if (cmd->saved) {
 		gw_folder_rec_free(cmd->saved);
 		free(cmd->saved);
@@ -1904,6 +1914,31 @@ static void pimap_enable(struct gw_conn *c, const struct imap_msg *m)
 	buf_free(&line);
 }
 
+/* XDELIVER (gw_deliver.c): answered in order like any command, when its job ends. */
+static void xdeliver_done(const char *result, void *ctx)
+{
+	struct client_cmd *cmd = ctx;
+	cmd->job = NULL;
+	cmd_finish_local(cmd->conn, cmd, "%s", result);
+}
+
+static void client_xdeliver(struct gw_conn *c, const struct imap_msg *m)
+{
+	struct xdeliver_cmd x;
+	char err[256];
+	if (!c->srv->deliver) {
+		answer(c, m->tag, "NO [CANNOT] XDELIVER is not configured on this gateway");
+		return;
+	}
+	if (xdeliver_parse(m, &x, err, sizeof(err)) < 0) {
+		answer(c, m->tag, "BAD XDELIVER: %s", err);
+		return;
+	}
+	struct client_cmd *cmd = cmd_push(c, CMD_LOCAL, m->tag);
+	cmd->job = gw_deliver_start(c->srv->deliver, c->login.store_user, c->send_secret, &x, c->prefix,
+	                            xdeliver_done, cmd);
+}
+
 static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 {
 	if (m->nargs < 1 || m->args[0].type != IMAP_ARG_ATOM) {
@@ -1942,6 +1977,10 @@ static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 	}
 	if (cmd_is(m, "XPROVISION")) {
 		provision(c, m);
+		return;
+	}
+	if (cmd_is(m, "XDELIVER")) {
+		client_xdeliver(c, m);
 		return;
 	}
 	if (cmd_is(m, "XSETPIMAPPREF") || cmd_is(m, "XGETPIMAPPREF") || cmd_is(m, "XGETPIMAPPREFS")) {
@@ -2079,6 +2118,18 @@ static void wipe_free(char **s)
 		*p++ = '\0';
 	free(*s);
 	*s = NULL;
+}
+
+/* XDELIVER logs in to the submission server as the user: the password stays in
+ * memory while the connection is logged in (never on disk), wiped at close. */
+static void keep_send_secret(struct gw_conn *c, const char *password, size_t len)
+{
+	if (!c->srv->deliver)
+		return;
+	wipe_free(&c->send_secret);
+	c->send_secret = xmalloc(len + 1);
+	memcpy(c->send_secret, password, len);
+	c->send_secret[len] = '\0';
 }
 
 static void login_fail(struct gw_conn *c, const char *code_and_text)
@@ -2360,6 +2411,7 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 	(void)sc;
 	/* Without IDLE at the store, events reach the client with the replies to its commands only. */
 	c->store_no_idle = !store_conn_has_cap(c->sc, "IDLE");
+	keep_send_secret(c, c->password, strlen(c->password));
 	if (!c->login.device_id) {
 		wipe_free(&c->password);
 		login_complete(c, NULL, 0);
@@ -2517,6 +2569,7 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 				return;
 			}
 			if (hash_equal(h, ds->cred_hash)) {
+				keep_send_secret(c, password, pw_len);
 				c->state = C_LOGGING_IN;
 				c->ds = ds;
 				ds->attached++;
@@ -3003,6 +3056,7 @@ static void conn_close(struct gw_conn *c, const char *why)
 		c->capture = NULL;
 	}
 	wipe_free(&c->password);
+	wipe_free(&c->send_secret);
 	pimap_login_free(&c->login);
 	folder_state_clear(&c->sel);
 	if (c->login_counted)
@@ -3232,6 +3286,9 @@ struct gateway_server *gateway_server_new(struct ev_loop *loop, const struct gat
 	srv->db = gw_state_open(dir, err, errlen);
 	if (!srv->db)
 		goto fail;
+	srv->deliver = gw_deliver_new(loop, cfg, &srv->target, dir, err, errlen);
+	if (!srv->deliver && *err)
+		goto fail;
 	for (int pass = 0; pass < 2; pass++) {
 		char **addrs = pass == 0 ? cfg->listen_pimaps : cfg->listen_pimap;
 		for (char **a = addrs; a && *a; a++) {
@@ -3284,6 +3341,13 @@ void gateway_server_reconfigure(struct gateway_server *srv, const struct gateway
 		log_warn("tls.cert/tls.key changed: take effect after a restart");
 	if (strcmp(old->store_ca_file, cfg->store_ca_file) != 0)
 		log_warn("store.ca_file changed: takes effect after a restart");
+	if (srv->deliver)
+		gw_deliver_reconfigure(srv->deliver, cfg);
+	if (strcmp(old->submission_url, cfg->submission_url) != 0 ||
+	    strcmp(old->submission_ca_file, cfg->submission_ca_file) != 0 ||
+	    strcmp(old->submission_server_name, cfg->submission_server_name) != 0 ||
+	    old->submission_allow_plaintext != cfg->submission_allow_plaintext)
+		log_warn("submission.url/ca_file/server_name/allow_plaintext changed: take effect after a restart");
 	/* Existing parked connections keep their refresh interval until they re-IDLE. */
 }
 
@@ -3407,6 +3471,7 @@ void gateway_server_free(struct gateway_server *srv)
 		ev_timer_stop(srv->loop, &srv->expiry);
 	}
 	ev_timer_stop(srv->loop, &srv->drain_timer);
+	gw_deliver_free(srv->deliver);
 	if (srv->db)
 		gw_state_close(srv->db);
 	if (srv->server_creds)

@@ -51,6 +51,17 @@ static int valid_store_url(const char *value, char *msg, size_t msglen)
 	return 0;
 }
 
+/* submission.url: empty (no XDELIVER) or smtp:// / smtps://. */
+static int valid_submission_url(const char *value, char *msg, size_t msglen)
+{
+	char host[256], port[8];
+	bool implicit_tls;
+
+	if (*value == '\0')
+		return 0;
+	return url_parse_submission(value, host, sizeof(host), port, sizeof(port), &implicit_tls, msg, msglen);
+}
+
 /* listen.*: "none" (no listener of this kind) or host:port. */
 static int valid_listen_addr(const char *value, char *msg, size_t msglen)
 {
@@ -114,6 +125,29 @@ const struct cfg_key gateway_config_keys[] = {
 	/* The draft asks that a session outlive its connection by at least an hour. */
 	{"session.lifetime", CFG_DURATION, OFF(session_lifetime), "1h", 1, 30 * DAY, NULL, true,
 	 "how long a session without a connection keeps queueing events before it expires"},
+
+	{"submission.url", CFG_STRING, OFF(submission_url), "", 0, 0, NULL, false,
+	 "SMTP submission server XDELIVER relays to: smtp://host[:587] (STARTTLS) or smtps://host[:465]; "
+	 "\"\" = no XDELIVER", valid_submission_url},
+	{"submission.ca_file", CFG_STRING, OFF(submission_ca_file), "", 0, 0, NULL, false,
+	 "PEM file of trust anchors for the submission server's certificate; \"\" = system store"},
+	{"submission.server_name", CFG_STRING, OFF(submission_server_name), "", 0, 0, NULL, false,
+	 "name to send as SNI and verify in the submission server's certificate; \"\" = the URL host"},
+	{"submission.allow_plaintext", CFG_BOOL, OFF(submission_allow_plaintext), "false", 0, 0, NULL, false,
+	 "allow smtp:// to continue without TLS when the server offers no STARTTLS"},
+	{"submission.helo_name", CFG_STRING, OFF(submission_helo_name), "", 0, 0, NULL, true,
+	 "the name the gateway gives in EHLO; \"\" = this host's name"},
+	{"submission.connect_timeout", CFG_DURATION, OFF(submission_connect_timeout), "30s", 1, 5 * MINUTE, NULL, true,
+	 "deadline for TCP connect, TLS handshake and greeting at the submission server"},
+	/* RFC 5321 4.5.3.2 suggests 5 minutes per command and 10 for the final dot. */
+	{"submission.timeout", CFG_DURATION, OFF(submission_timeout), "5m", 1, HOUR, NULL, true,
+	 "how long the submission server may take for each reply (twice that after the message)"},
+	{"submission.dedup_window", CFG_DURATION, OFF(submission_dedup_window), "168h", MINUTE, 365 * DAY, NULL, true,
+	 "how long a sent Message-ID is remembered, so that a retried XDELIVER is not sent twice"},
+	{"submission.dedup_entries", CFG_INT, OFF(submission_dedup_entries), "1000", 1, 1000000, NULL, true,
+	 "sent Message-IDs remembered per user (the oldest are forgotten first)"},
+	{"submission.max_concurrent", CFG_INT, OFF(submission_max_concurrent), "64", 1, 10000, NULL, true,
+	 "XDELIVER commands in progress at once, all users together; more get NO [LIMIT]"},
 
 	{"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, true,
 	 "log verbosity: error, warn, info or debug"},

@@ -28,6 +28,16 @@ struct gateway_config {
 	double  store_idle_refresh;       /* store.idle_refresh: re-issue IDLE on parked connections (25m) */
 	char   *state_dir;                /* state_dir: gateway.db, generated certificate ("" = /var/lib/pimap-gateway) */
 	double  session_lifetime;         /* session.lifetime: how long a detached session is kept (1h, min 1h) */
+	char   *submission_url;           /* submission.url: smtp:// (STARTTLS) or smtps://; "" = no XDELIVER */
+	char   *submission_ca_file;       /* submission.ca_file: "" = system trust store */
+	char   *submission_server_name;   /* submission.server_name: "" = URL host */
+	bool    submission_allow_plaintext; /* submission.allow_plaintext: smtp:// without STARTTLS */
+	char   *submission_helo_name;     /* submission.helo_name: EHLO name; "" = this host's name */
+	double  submission_connect_timeout; /* submission.connect_timeout: TCP+TLS+greeting (30s) */
+	double  submission_timeout;       /* submission.timeout: each reply; the final dot gets twice (5m) */
+	double  submission_dedup_window;  /* submission.dedup_window: how long a Message-ID is remembered (168h) */
+	long long submission_dedup_entries; /* submission.dedup_entries: Message-IDs remembered per user (1000) */
+	long long submission_max_concurrent; /* submission.max_concurrent: XDELIVERs in progress at once (64) */
 	int     log_level;                /* log.level */
 	char   *log_file;                 /* log.file: "" = stderr */
 	bool    log_trace;                /* log.trace */

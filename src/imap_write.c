@@ -104,12 +104,17 @@ void imap_write_astring(struct buf *out, const char *s, size_t len)
 	write_astring(out, s, len, true);
 }
 
-void imap_write_mailbox(struct buf *out, const char *name, bool in_response)
+bool imap_mailbox_is_atom(const char *name)
 {
 	bool atom = *name != '\0';
 	for (const char *p = name; *p && atom; p++)
 		atom = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && !strchr("(){ %*\"\\]", *p);
-	if (atom)
+	return atom;
+}
+
+void imap_write_mailbox(struct buf *out, const char *name, bool in_response)
+{
+	if (imap_mailbox_is_atom(name))
 		buf_append_str(out, name);
 	else
 		write_astring(out, name, strlen(name), !in_response);

@@ -7,6 +7,7 @@
 #ifndef PIMAP_IMAP_WRITE_H
 #define PIMAP_IMAP_WRITE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,5 +46,8 @@ void imap_write_astring(struct buf *out, const char *s, size_t len);
  * "{n}": LITERAL+ is a client's form only.
  */
 void imap_write_mailbox(struct buf *out, const char *name, bool in_response);
+
+/* Whether imap_write_mailbox writes name as a bare atom. */
+bool imap_mailbox_is_atom(const char *name);
 
 #endif

@@ -11,8 +11,7 @@
 
 #include "sasl.h"
 
-/* base64 decode (RFC 4648) into out; -1 on bad input or overflow. */
-static long b64_decode(const char *in, size_t len, uint8_t *out, size_t outcap)
+long sasl_base64_decode(const char *in, size_t len, uint8_t *out, size_t outcap)
 {
 	gnutls_datum_t src = {(unsigned char *)(uintptr_t)in, (unsigned)len};
 	gnutls_datum_t dst = {NULL, 0};
@@ -38,7 +37,7 @@ enum sasl_plain_result sasl_plain_decode(const char *b64, size_t len, uint8_t ra
 	memset(out, 0, sizeof(*out));
 	if (len == 1 && b64[0] == '*')
 		return SASL_PLAIN_CANCELLED;
-	long n = b64_decode(b64, len, raw, SASL_PLAIN_MAX);
+	long n = sasl_base64_decode(b64, len, raw, SASL_PLAIN_MAX);
 	if (n < 0)
 		return SASL_PLAIN_BAD_BASE64;
 	raw[n] = '\0';
@@ -74,6 +73,17 @@ const char *sasl_plain_refusal(enum sasl_plain_result r)
 	return "BAD Authentication failed";
 }
 
+void sasl_base64_encode(const void *data, size_t len, struct buf *out)
+{
+	gnutls_datum_t src = {(unsigned char *)(uintptr_t)data, (unsigned)len};
+	gnutls_datum_t dst = {NULL, 0};
+	if (len && gnutls_base64_encode2(&src, &dst) == 0) {
+		buf_append(out, dst.data, dst.size);
+		gnutls_memset(dst.data, 0, dst.size);
+		gnutls_free(dst.data);
+	}
+}
+
 void sasl_plain_encode(const char *user, size_t user_len, const char *password, size_t password_len,
                        struct buf *out)
 {
@@ -83,13 +93,7 @@ void sasl_plain_encode(const char *user, size_t user_len, const char *password, 
 	memcpy(raw + 1, user, user_len);
 	raw[1 + user_len] = '\0';
 	memcpy(raw + 2 + user_len, password, password_len);
-	gnutls_datum_t src = {raw, (unsigned)n};
-	gnutls_datum_t dst = {NULL, 0};
-	if (gnutls_base64_encode2(&src, &dst) == 0) {
-		buf_append(out, dst.data, dst.size);
-		gnutls_memset(dst.data, 0, dst.size);
-		gnutls_free(dst.data);
-	}
+	sasl_base64_encode(raw, n, out);
 	gnutls_memset(raw, 0, n);
 	free(raw);
 }

@@ -39,6 +39,11 @@ enum sasl_plain_result sasl_plain_decode(const char *b64, size_t len, uint8_t ra
 /* The tagged answer (after the tag) to a decode that failed: "BAD ..." or "NO [...] ...". */
 const char *sasl_plain_refusal(enum sasl_plain_result r);
 
+/* Plain base64 (RFC 4648), for SASL LOGIN's steps. Decode: the byte count, or -1 on
+ * bad input or more than outcap bytes (the caller wipes out). Encode appends to out. */
+long sasl_base64_decode(const char *in, size_t len, uint8_t *out, size_t outcap);
+void sasl_base64_encode(const void *data, size_t len, struct buf *out);
+
 /* Append base64("" NUL user NUL password) to out (an initial response). */
 void sasl_plain_encode(const char *user, size_t user_len, const char *password, size_t password_len,
                        struct buf *out);

@@ -348,3 +348,51 @@ bool host_is_ip_literal(const char *host)
 	}
 	return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
 }
+
+int url_parse_submission(const char *s, char *host, size_t hostlen, char *port, size_t portlen, bool *implicit_tls,
+                         char *err, size_t errlen)
+{
+	const char *rest, *portstr = NULL;
+	size_t n, hlen, plen = 0;
+	char h[URL_MAX_HOST + 1], pt[8];
+
+	if (!s || !*s) {
+		url_err(err, errlen, "empty URL");
+		return -1;
+	}
+	if (strncasecmp(s, "smtps://", 8) == 0) {
+		*implicit_tls = true;
+		rest = s + 8;
+	} else if (strncasecmp(s, "smtp://", 7) == 0) {
+		*implicit_tls = false;
+		rest = s + 7;
+	} else {
+		url_err(err, errlen, "a submission server URL is smtp://host[:587] (STARTTLS) or smtps://host[:465]");
+		return -1;
+	}
+	n = strcspn(rest, "/?#");
+	if (memchr(rest, '@', n)) {
+		url_err(err, errlen, "user info (user@) is not allowed in URLs: credentials never go in URLs");
+		return -1;
+	}
+	if (rest[n] && strcmp(rest + n, "/") != 0) {
+		url_err(err, errlen, "unexpected '%s' after host", rest + n);
+		return -1;
+	}
+	if (split_host_port(rest, n, &hlen, &portstr, &plen, err, errlen) < 0 ||
+	    parse_host(rest, hlen, h, sizeof(h), err, errlen) < 0)
+		return -1;
+	if (portstr) {
+		if (parse_port(portstr, plen, false, pt, sizeof(pt), err, errlen) < 0)
+			return -1;
+	} else {
+		snprintf(pt, sizeof(pt), "%s", *implicit_tls ? "465" : "587");
+	}
+	if (strlen(h) + 1 > hostlen || strlen(pt) + 1 > portlen) {
+		url_err(err, errlen, "host name too long");
+		return -1;
+	}
+	strcpy(host, h);
+	strcpy(port, pt);
+	return 0;
+}

@@ -45,6 +45,13 @@ const char *url_scheme_name(enum url_scheme scheme);
 int listen_addr_parse(const char *s, char *host, size_t hostlen, char *port, size_t portlen,
                       char *err, size_t errlen);
 
+/*
+ * A submission server: smtp://host[:587] (STARTTLS) or smtps://host[:465]
+ * (implicit TLS). Same host syntax and checks as url_parse. 0, or -1 with err.
+ */
+int url_parse_submission(const char *s, char *host, size_t hostlen, char *port, size_t portlen, bool *implicit_tls,
+                         char *err, size_t errlen);
+
 /* True for an IPv4 or IPv6 address literal (used to skip SNI, which must be a name). */
 bool host_is_ip_literal(const char *host);
 

@@ -26,6 +26,7 @@ int main(void)
 	suite_status_cache();
 	suite_http_wire();
 	suite_outband_msg();
+	suite_sending();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_tests_failed();

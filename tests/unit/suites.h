@@ -23,6 +23,7 @@ void suite_msgcache(void);
 void suite_status_cache(void);
 void suite_http_wire(void);
 void suite_outband_msg(void);
+void suite_sending(void);
 
 struct buf;
 /* The buffer's bytes as a NUL-terminated string (caller frees); unit_util.c. */

@@ -994,8 +994,8 @@ static void poison_value(const struct cfg_key *k, const void *defaults, char *bu
 	case CFG_STRLIST:
 	{
 		/* A value that passes the key's syntax check, if it has one, and differs from the default. */
-		static const char *const candidates[] = {"none", "127.0.0.1:1", "imaps://poison.invalid", "/poison",
-		                                         "poison"};
+		static const char *const candidates[] = {"none", "127.0.0.1:1", "imaps://poison.invalid",
+		                                         "smtps://poison.invalid", "/poison", "poison"};
 		for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
 			if ((k->validate && k->validate(candidates[i], NULL, 0) != 0) ||
 			    strcmp(candidates[i], k->default_value) == 0)
@@ -1145,6 +1145,7 @@ static void test_gateway_table(void)
 		"store.server_name", "store.allow_plaintext", "store.compress",
 		"store.connect_timeout", "state_dir", "pid_file",
 		"listen.https", "http.path", "outband.webhook_ca_file",
+		"submission.url", "submission.ca_file", "submission.server_name", "submission.allow_plaintext",
 	};
 	static const char *const also_reloadable[] = {"session.lifetime", "store.idle_refresh",
 	                                             "listen.plaintext_login", "http.max_header_size",
@@ -1153,11 +1154,15 @@ static void test_gateway_table(void)
 	                                             "http.max_sessions", "http.header_timeout", "http.body_timeout",
 	                                             "http.keepalive_timeout", "http.response_timeout",
 	                                             "http.session_timeout", "outband.min_interval",
-	                                             "outband.webhook_timeout", NULL};
+	                                             "outband.webhook_timeout",
+	                                             /* read at each XDELIVER */
+	                                             "submission.helo_name", "submission.connect_timeout",
+	                                             "submission.timeout", "submission.dedup_window",
+	                                             "submission.dedup_entries", "submission.max_concurrent", NULL};
 	const struct cfg_key *e;
 
 	check_key_table(gateway_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                49 /* every field of struct gateway_config */);
+	                59 /* every field of struct gateway_config */);
 
 	e = cfg_find(gateway_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
