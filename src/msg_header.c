@@ -127,8 +127,7 @@ static void elem_put(struct addr_elem *e, bool in_angle, char c)
 	dst[(*n)++] = c;
 }
 
-/* Is s[0..n) "local@domain" with both parts present and nothing an envelope cannot carry? */
-static bool addr_valid(const char *s, size_t n)
+bool msg_addr_valid(const char *s, size_t n)
 {
 	size_t at = n;
 	bool quoted = false;
@@ -170,7 +169,7 @@ static int elem_finish(struct addr_elem *e, msg_addr_cb cb, void *ctx)
 		if (n == 0)
 			return 0;
 	}
-	if (!addr_valid(s, n))
+	if (!msg_addr_valid(s, n))
 		return -1;
 	if (cb)
 		cb(s, n, ctx);

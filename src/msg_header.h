@@ -61,6 +61,10 @@ bool msg_header_has(const uint8_t *msg, size_t len, const char *name);
 typedef void (*msg_addr_cb)(const char *addr, size_t len, void *ctx);
 int msg_address_list(const char *value, size_t len, msg_addr_cb cb, void *ctx);
 
+/* Is s[0..n) "local@domain" (the local part may be quoted) with both parts present and no
+ * byte an SMTP path cannot carry (controls, unquoted SP, < or >)? */
+bool msg_addr_valid(const char *s, size_t n);
+
 /* The first address of a list into out (NUL-terminated, at most cap-1 bytes). False if none. */
 bool msg_first_address(const char *value, size_t len, char *out, size_t cap);
 

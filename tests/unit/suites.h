@@ -24,6 +24,7 @@ void suite_status_cache(void);
 void suite_http_wire(void);
 void suite_outband_msg(void);
 void suite_sending(void);
+void suite_smtp_server(void);
 
 struct buf;
 /* The buffer's bytes as a NUL-terminated string (caller frees); unit_util.c. */

@@ -9,10 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
+#include <fcntl.h>
+#include <dirent.h>
 
 #include <CUnit/CUnit.h>
 
 #include "buf.h"
+#include "dsn.h"
+#include "outbox.h"
 #include "gw_sent.h"
 #include "imap_parse.h"
 #include "mime_attach.h"
@@ -543,11 +548,173 @@ static void test_gw_sent(void)
 	CU_ASSERT_EQUAL(rmdir(dir), 0);
 }
 
+/* ---- dsn ------------------------------------------------------------------- */
+
+static void test_dsn(void)
+{
+	const char *orig = "From: Alice <alice@x.org>\nTo: nobody@y.org\nSubject: Lunch?\nMessage-ID: <m1@x>\n\nBody text\n";
+	const char *rcpts[] = {"nobody@y.org", "bob@y.org"};
+	struct smtp_outcome o;
+	smtp_outcome_set(&o, 550, "5.1.1 <nobody@y.org>: User unknown", 34);
+	struct dsn_info in = {
+		.reporting_host = "laptop.test", .notify = "alice@x.org", .message_id = "<dsn1@laptop.test>",
+		.arrival = 1765000000, .now = 1765000600, .rcpts = rcpts, .nrcpts = 2, .reply = &o,
+		.remote = "gateway", .original = (const uint8_t *)orig, .original_len = strlen(orig),
+		.boundary_seed = "abcd",
+	};
+	struct buf b;
+	buf_init(&b, 0);
+	dsn_build(&in, &b);
+	char *s = buf_str(&b);
+	static const char *const want[] = {
+		"From: Mail Delivery System <MAILER-DAEMON@laptop.test>\r\n",
+		"To: alice@x.org\r\n",
+		"Subject: Undelivered Mail Returned to Sender: Lunch?\r\n",
+		"Message-ID: <dsn1@laptop.test>\r\n",
+		"Auto-Submitted: auto-replied\r\n",
+		"Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"=_pimap_dsn_abcd\"",
+		"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; laptop.test\r\n"
+		"Arrival-Date: Sat, 06 Dec 2025 05:46:40 +0000\r\n",
+		"\r\nFinal-Recipient: rfc822; nobody@y.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+		"Remote-MTA: dns; gateway\r\nDiagnostic-Code: smtp; 550 5.1.1 <nobody@y.org>: User unknown\r\n",
+		"Final-Recipient: rfc822; bob@y.org\r\n",
+		"Content-Type: text/rfc822-headers\r\n\r\nFrom: Alice <alice@x.org>\r\nTo: nobody@y.org\r\n",
+		"Message-ID: <m1@x>\r\n\r\n\r\n--=_pimap_dsn_abcd--\r\n",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (!strstr(s, want[i]))
+			fprintf(stderr, "\n  missing: %s", want[i]);
+		CU_ASSERT_PTR_NOT_NULL(strstr(s, want[i]));
+	}
+	CU_ASSERT_PTR_NULL(strstr(s, "Body text")); /* only the header is returned */
+	/* a reply without an enhanced code gets the class's generic status */
+	smtp_outcome_set(&o, 451, "try later", 9);
+	buf_clear(&b);
+	in.remote = "";
+	dsn_build(&in, &b);
+	free(s);
+	s = buf_str(&b);
+	CU_ASSERT_PTR_NOT_NULL(strstr(s, "Status: 4.0.0\r\n"));
+	CU_ASSERT_PTR_NULL(strstr(s, "Remote-MTA"));
+	free(s);
+	buf_free(&b);
+}
+
+/* ---- outbox ---------------------------------------------------------------- */
+
+static void entry_fill(struct outbox_entry *e, const char *user, const char *msg)
+{
+	outbox_entry_init(e);
+	e->kind = OUTBOX_SEND;
+	e->user = strdup(user);
+	e->from = strdup("alice@x.org");
+	e->rcpts = calloc(2, sizeof(char *));
+	e->rcpts[0] = strdup("bob@y.org");
+	e->rcpts[1] = strdup("\"c d\"@y.org");
+	e->nrcpts = 2;
+	e->message_id = strdup("<m@x>");
+	e->created = 1765000000.5;
+	buf_append_str(&e->msg, msg);
+}
+
+static void rm_tree(const char *dir)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+static void test_outbox(void)
+{
+	char dir[] = "/tmp/pimap-outbox.XXXXXX", err[512], path[700];
+	bool busy, full;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	struct outbox *ob = outbox_open(dir, 1 << 20, &busy, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+	/* a second opener is refused: one process per outbox */
+	struct outbox *ob2 = outbox_open(dir, 1 << 20, &busy, err, sizeof(err));
+	CU_ASSERT_PTR_NULL(ob2);
+	CU_ASSERT_TRUE(busy);
+
+	struct outbox_entry a, b, got;
+	entry_fill(&a, "alice", "Subject: one\r\n\r\nfirst\r\n");
+	entry_fill(&b, "alice", "Subject: two\r\n\r\nsecond\r\n");
+	b.saveto = strdup("Sent Items");
+	CU_ASSERT_EQUAL(outbox_add(ob, &a, &full, err, sizeof(err)), 0);
+	usleep(2000);
+	CU_ASSERT_EQUAL(outbox_add(ob, &b, &full, err, sizeof(err)), 0);
+	size_t n;
+	char **names = outbox_list(ob, &n);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_STRING_EQUAL(names[0], a.name); /* in the order accepted */
+	CU_ASSERT_STRING_EQUAL(names[1], b.name);
+	CU_ASSERT_EQUAL(outbox_load(ob, names[1], &got, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(got.kind, OUTBOX_SEND);
+	CU_ASSERT_STRING_EQUAL(got.user, "alice");
+	CU_ASSERT_STRING_EQUAL(got.from, "alice@x.org");
+	CU_ASSERT_EQUAL(got.nrcpts, 2);
+	CU_ASSERT_STRING_EQUAL(got.rcpts[1], "\"c d\"@y.org");
+	CU_ASSERT_STRING_EQUAL(got.message_id, "<m@x>");
+	CU_ASSERT_STRING_EQUAL(got.saveto, "Sent Items");
+	CU_ASSERT(got.created > 1765000000.4 && got.created < 1765000000.6);
+	char *m = buf_str(&got.msg);
+	CU_ASSERT_STRING_EQUAL(m, "Subject: two\r\n\r\nsecond\r\n");
+	free(m);
+	/* replace: the same name now holds a report */
+	got.kind = OUTBOX_DSN;
+	buf_clear(&got.msg);
+	buf_append_str(&got.msg, "the report");
+	CU_ASSERT_EQUAL(outbox_replace(ob, &got, err, sizeof(err)), 0);
+	outbox_entry_free(&got);
+	CU_ASSERT_EQUAL(outbox_load(ob, names[1], &got, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(got.kind, OUTBOX_DSN);
+	outbox_entry_free(&got);
+	CU_ASSERT_EQUAL(outbox_remove(ob, names[0], err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(outbox_load(ob, names[0], &got, err, sizeof(err)), 1);
+	outbox_entry_free(&got);
+	outbox_names_free(names, n);
+	/* full */
+	outbox_set_max(ob, 100);
+	CU_ASSERT_EQUAL(outbox_add(ob, &a, &full, err, sizeof(err)), -1);
+	CU_ASSERT_TRUE(full);
+	/* no line breaks in header values */
+	outbox_set_max(ob, 1 << 20);
+	free(a.user);
+	a.user = strdup("ali\nce");
+	CU_ASSERT_EQUAL(outbox_add(ob, &a, &full, err, sizeof(err)), -1);
+	CU_ASSERT_FALSE(full);
+	outbox_close(ob);
+	/* a crash before the rename leaves a file in tmp/: it was never acknowledged, and goes */
+	snprintf(path, sizeof(path), "%s/outbox/tmp/0000000000000001-00000001-00000001", dir);
+	FILE *f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs("partial", f);
+	fclose(f);
+	ob = outbox_open(dir, 1 << 20, &busy, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+	CU_ASSERT_EQUAL(access(path, F_OK), -1);
+	names = outbox_list(ob, &n);
+	CU_ASSERT_EQUAL(n, 1);
+	outbox_names_free(names, n);
+	/* a damaged entry is an error, not a crash */
+	outbox_entry_init(&got);
+	CU_ASSERT_EQUAL(outbox_parse((const uint8_t *)"pimap-outbox 1\nkind send\n", 25, &got, err, sizeof(err)), -1);
+	outbox_entry_free(&got);
+	outbox_entry_init(&got);
+	CU_ASSERT_EQUAL(outbox_parse((const uint8_t *)"garbage\n\n", 9, &got, err, sizeof(err)), -1);
+	outbox_entry_free(&got);
+	outbox_close(ob);
+	outbox_entry_free(&a);
+	outbox_entry_free(&b);
+	rm_tree(dir);
+}
+
 void suite_sending(void)
 {
 	ADD_SUITE("sending", {"header fields", test_header_get}, {"address lists", test_address_list},
 	          {"Message-ID", test_message_id}, {"SMTP data", test_smtp_data},
 	          {"XDELIVER parse", test_xdeliver_parse}, {"XDELIVER format", test_xdeliver_format},
 	          {"XDELIVER results", test_xdeliver_results}, {"SMTP replies", test_smtp_reply},
-	          {"re-attach", test_mime_attach}, {"sent memory", test_gw_sent});
+	          {"re-attach", test_mime_attach}, {"sent memory", test_gw_sent},
+	          {"DSN", test_dsn}, {"outbox", test_outbox});
 }
