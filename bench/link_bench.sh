@@ -120,7 +120,9 @@ start_relay() {
 start_way_proxy() {
 	local way=$1 port=$2 pid
 	shift 2
-	spawn "$T/proxy$way.stderr" "$PROXY_BIN" --foreground --log-file "$T/proxy$way.log" "$@"
+	# No SMTP listener: its default port is fixed and two proxies run at once.
+	spawn "$T/proxy$way.stderr" "$PROXY_BIN" --foreground --log-file "$T/proxy$way.log" \
+		--smtp-listen none --smtp-listen-tls none "$@"
 	pid=$SPAWNED_PID
 	if wait_port 127.0.0.1 "$port" 15 "$pid"; then
 		log "proxy for way $way up (pid $pid): $*"

@@ -40,6 +40,7 @@
 #include "proxy_link.h"
 #include "status_cache.h"
 #include "proxy_session.h"
+#include "proxy_smtp.h"
 #include "stream.h"
 #include "tlsio.h"
 #include "url.h"
@@ -229,6 +230,7 @@ void session_close(struct session *s, const char *why)
 	     (unsigned long long)uout, s->upstream && stream_is_compressed(s->upstream) ? " compressed" : "");
 
 	ev_timer_stop(srv->loop, &s->activity);
+	smtp_service_login_result(srv->smtp, s, false);
 	if (s->link)
 		link_session_closing(s);
 	else if (s->upstream)
@@ -604,6 +606,8 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 			link_client_raw_line(s, m);
 			return;
 		}
+		if (s->raw_secret)
+			smtp_service_login_line(s->srv->smtp, s, m->text, m->text_len);
 		forward_to_upstream(s, m->raw, m->raw_len, s->raw_secret);
 		s->raw_line_ok = false;
 		return;
@@ -643,6 +647,7 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 			return;
 		}
 		size_t before = s->ninflight;
+		smtp_service_login_command(s->srv->smtp, s, m); /* the SMTP outbox may need the password */
 		s->block = BLOCK_LOGIN;
 		s->authenticate = command_is(m, "AUTHENTICATE");
 		forward_command(s, m);
@@ -816,6 +821,7 @@ void session_logged_in(struct session *s)
 static void login_succeeded(struct session *s)
 {
 	session_logged_in(s);
+	smtp_service_login_result(s->srv->smtp, s, true);
 	if (!s->srv->compress_upstream || stream_is_compressed(s->upstream))
 		return;
 	if (!upstream_has(s, "COMPRESS=DEFLATE"))
@@ -1291,6 +1297,36 @@ static int add_listeners(struct proxy_server *srv, char **addrs, bool implicit_t
 	return 0;
 }
 
+/* The SMTP listener (proxy_smtp.c) next to the IMAP ones; none when sending is not configured. */
+static int start_smtp(struct proxy_server *srv, bool listen, char *err, size_t errlen)
+{
+	char *dir = *srv->cfg->state_dir ? xstrdup(srv->cfg->state_dir) : default_state_dir();
+	struct smtp_service_setup ss = {
+		.loop = srv->loop, .upstream = &srv->upstream, .upstream_name = srv->upstream_name,
+		.upstream_creds = srv->upstream_creds, .allow_plaintext = srv->allow_plaintext,
+		.connect_timeout = srv->connect_timeout, .local_creds = srv->local_creds, .state_dir = dir,
+		.listen = listen, .https_binding = srv->https != NULL,
+	};
+	int rc = daemon_make_dirs(dir, err, errlen);
+	if (rc == 0) {
+		srv->smtp = smtp_service_new(&ss, srv->cfg, err, errlen);
+		rc = !srv->smtp && *err ? -1 : 0;
+	}
+	free(dir);
+	return rc;
+}
+
+int proxy_server_start_smtp_stdio(struct proxy_server *srv, char *err, size_t errlen)
+{
+	if (start_smtp(srv, false, err, errlen) < 0)
+		return -1;
+	if (!srv->smtp) {
+		snprintf(err, errlen, "sending is not configured (compatibility mode needs smtp.submission_url)");
+		return -1;
+	}
+	return smtp_service_start_stdio(srv->smtp, err, errlen);
+}
+
 static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct proxy_server *srv = w->data;
@@ -1372,6 +1408,8 @@ struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_c
 			snprintf(err, errlen, "no listeners configured (listen.imap / listen.imaps)");
 			goto fail;
 		}
+		if (start_smtp(srv, true, err, errlen) < 0)
+			goto fail;
 	}
 	return srv;
 fail:
@@ -1408,6 +1446,14 @@ void proxy_server_reconfigure(struct proxy_server *srv, const struct proxy_confi
 		log_warn("reload: tls.* or state_dir changed; restart pimap-proxy to apply");
 	if (str_differs(old->device_id, cfg->device_id))
 		log_warn("reload: device_id changed; restart pimap-proxy to apply");
+	if (list_differs(old->smtp_listen, cfg->smtp_listen) || list_differs(old->smtp_listen_tls, cfg->smtp_listen_tls) ||
+	    str_differs(old->smtp_submission_url, cfg->smtp_submission_url) ||
+	    str_differs(old->smtp_submission_ca_file, cfg->smtp_submission_ca_file) ||
+	    str_differs(old->smtp_submission_server_name, cfg->smtp_submission_server_name) ||
+	    old->smtp_submission_allow_plaintext != cfg->smtp_submission_allow_plaintext)
+		log_warn("reload: smtp.listen* or smtp.submission_* changed; restart pimap-proxy to apply");
+	if (srv->smtp)
+		smtp_service_reconfigure(srv->smtp, cfg);
 	struct macro_set *macros;
 	char merr[600];
 	if (link_load_macros(cfg, &macros, merr, sizeof(merr)) < 0) {
@@ -1430,6 +1476,8 @@ void proxy_server_drain(struct proxy_server *srv)
 	srv->draining = true;
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		listener_pause(srv->listeners[i], true);
+	if (srv->smtp)
+		smtp_service_drain(srv->smtp);
 	log_info("draining %u session(s), at most %.1f s", srv->nsessions, srv->cfg->drain_timeout);
 	struct session *s = srv->sessions, *next;
 	for (; s; s = next) {
@@ -1452,7 +1500,8 @@ unsigned proxy_server_session_count(const struct proxy_server *srv)
 
 void proxy_server_dump(const struct proxy_server *srv)
 {
-	log_info("%u session(s)%s", srv->nsessions, srv->draining ? ", draining" : "");
+	log_info("%u session(s), %u SMTP connection(s)%s", srv->nsessions, smtp_service_connection_count(srv->smtp),
+	         srv->draining ? ", draining" : "");
 	for (const struct session *s = srv->sessions; s; s = s->next)
 		log_msg(LOG_LEVEL_INFO, s->prefix, "up_state=%d greeted=%d auth=%d block=%d inflight=%zu tls=%d",
 		        (int)s->up_state, s->greeted, s->authenticated, (int)s->block, s->ninflight, s->client_tls);
@@ -1465,6 +1514,7 @@ void proxy_server_free(struct proxy_server *srv)
 	while (srv->sessions)
 		session_close(srv->sessions, "shutdown");
 	http_client_free(srv->https);
+	smtp_service_free(srv->smtp);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		listener_free(srv->listeners[i]);
 	free(srv->listeners);

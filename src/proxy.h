@@ -27,6 +27,8 @@ struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_c
 
 /* Serve one client on stdin/stdout (stdio mode); the loop ends when it does. */
 int proxy_server_start_stdio(struct proxy_server *srv, char *err, size_t errlen);
+/* The same for one SMTP client (--smtp-stdio; the server was made in stdio mode). */
+int proxy_server_start_smtp_stdio(struct proxy_server *srv, char *err, size_t errlen);
 
 /*
  * Switch to a freshly loaded config (SIGHUP). Reloadable settings (limits,

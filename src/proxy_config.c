@@ -86,6 +86,34 @@ static int valid_listen_addr(const char *value, char *msg, size_t msglen)
 	return listen_addr_parse(value, host, sizeof(host), port, sizeof(port), msg, msglen);
 }
 
+/* smtp.submission_url: "" (none) or smtp:// / smtps://. */
+static int valid_submission_url(const char *value, char *msg, size_t msglen)
+{
+	char host[256], port[8];
+	bool implicit_tls;
+	if (*value == '\0')
+		return 0;
+	return url_parse_submission(value, host, sizeof(host), port, sizeof(port), &implicit_tls, msg, msglen);
+}
+
+/* smtp.save_sent items: "user=folder" or "*=folder". */
+static int valid_save_sent(const char *value, char *msg, size_t msglen)
+{
+	const char *eq = strchr(value, '=');
+	if (!eq || eq == value || !eq[1]) {
+		if (msg && msglen)
+			snprintf(msg, msglen, "expected \"user=folder\" or \"*=folder\"");
+		return -1;
+	}
+	for (const char *p = value; *p; p++)
+		if ((unsigned char)*p < 0x20) {
+			if (msg && msglen)
+				snprintf(msg, msglen, "control character in \"user=folder\"");
+			return -1;
+		}
+	return 0;
+}
+
 #define OFF(field) offsetof(struct proxy_config, field)
 
 const struct cfg_key proxy_config_keys[] = {
@@ -139,6 +167,38 @@ const struct cfg_key proxy_config_keys[] = {
 	 "ask the gateway to push the STATUS of the other subscribed folders, to answer STATUS locally"},
 	{"link.write_behind", CFG_BOOL, OFF(link_write_behind), "true", 0, 0, NULL, true,
 	 "answer a flag STORE at once from what the client was told and send it to the gateway behind it"},
+
+	{"smtp.listen", CFG_STRLIST, OFF(smtp_listen), "127.0.0.1:1587", 0, 0, NULL, false,
+	 "SMTP submission listeners offering STARTTLS, same syntax as listen.imap", valid_listen_addr},
+	{"smtp.listen_tls", CFG_STRLIST, OFF(smtp_listen_tls), "127.0.0.1:1465", 0, 0, NULL, false,
+	 "SMTP submission listeners over implicit TLS, same syntax as listen.imap", valid_listen_addr},
+	{"smtp.max_message_size", CFG_SIZE, OFF(smtp_max_message_size), "32M", KIB, GIB, NULL, true,
+	 "largest message accepted (EHLO SIZE); larger ones get 552"},
+	{"smtp.max_recipients", CFG_INT, OFF(smtp_max_recipients), "100", 1, 1000, NULL, true,
+	 "recipients of one message; more get 452"},
+	{"smtp.deliver_timeout", CFG_DURATION, OFF(smtp_deliver_timeout), "60s", 1, 3600, NULL, true,
+	 "how long a client waits for the gateway's answer before its message goes to the outbox"},
+	{"smtp.retry_min", CFG_DURATION, OFF(smtp_retry_min), "30s", 0.05, 3600, NULL, true,
+	 "first delay before the outbox is tried again; doubles each time"},
+	{"smtp.retry_max", CFG_DURATION, OFF(smtp_retry_max), "15m", 0.05, 86400, NULL, true,
+	 "longest delay between two tries of the outbox"},
+	{"smtp.outbox_max_age", CFG_DURATION, OFF(smtp_outbox_max_age), "120h", 1, 8760 * 3600.0, NULL, true,
+	 "a queued message still not sent after this long comes back as a bounce"},
+	{"smtp.outbox_max_size", CFG_SIZE, OFF(smtp_outbox_max_size), "256M", MIB, 64 * GIB, NULL, true,
+	 "bytes the outbox may hold; beyond it messages get 452 instead of being queued"},
+	{"smtp.save_sent", CFG_STRLIST, OFF(smtp_save_sent), "", 0, 0, NULL, true,
+	 "save a copy of each sent message: \"user=folder\" per account, or \"*=folder\" for all", valid_save_sent},
+	{"smtp.submission_url", CFG_STRING, OFF(smtp_submission_url), "", 0, 0, NULL, false,
+	 "compatibility mode: the submission server, smtp://host[:587] (STARTTLS) or smtps://host[:465]",
+	 valid_submission_url},
+	{"smtp.submission_ca_file", CFG_STRING, OFF(smtp_submission_ca_file), "", 0, 0, NULL, false,
+	 "PEM file of trust anchors for the submission server's certificate; \"\" = system store"},
+	{"smtp.submission_server_name", CFG_STRING, OFF(smtp_submission_server_name), "", 0, 0, NULL, false,
+	 "name to send as SNI and verify in the submission server's certificate; \"\" = the URL host"},
+	{"smtp.submission_allow_plaintext", CFG_BOOL, OFF(smtp_submission_allow_plaintext), "false", 0, 0, NULL,
+	 false, "allow smtp:// to continue without TLS when the server offers no STARTTLS"},
+	{"smtp.submission_timeout", CFG_DURATION, OFF(smtp_submission_timeout), "5m", 1, 3600, NULL, true,
+	 "how long the submission server may take for each reply (twice that after the message)"},
 
 	{"macros.enabled", CFG_BOOL, OFF(macros_enabled), "true", 0, 0, NULL, true,
 	 "send the commands a known client will send next in one batch (pimap-macros(5))"},

@@ -52,6 +52,21 @@ struct proxy_config {
 	double  link_outage_wait;         /* link.outage_wait: client commands wait this long for the link */
 	bool    link_folder_status;       /* link.folder_status: PIMAP_FOLDER_STATUS ON, STATUS answered locally */
 	bool    link_write_behind;        /* link.write_behind: answer flag STOREs locally, send them behind */
+	char  **smtp_listen;              /* smtp.listen: SMTP submission listeners offering STARTTLS */
+	char  **smtp_listen_tls;          /* smtp.listen_tls: SMTP submission over implicit TLS */
+	size_t  smtp_max_message_size;    /* smtp.max_message_size: SIZE; more is refused with 552 */
+	long long smtp_max_recipients;    /* smtp.max_recipients: RCPTs per message */
+	double  smtp_deliver_timeout;     /* smtp.deliver_timeout: wait this long for the gateway, then queue */
+	double  smtp_retry_min;           /* smtp.retry_min: first delay before a queued message is tried again */
+	double  smtp_retry_max;           /* smtp.retry_max: the backoff stops growing here */
+	double  smtp_outbox_max_age;      /* smtp.outbox_max_age: then a queued message bounces */
+	size_t  smtp_outbox_max_size;     /* smtp.outbox_max_size: bytes the outbox may hold */
+	char  **smtp_save_sent;           /* smtp.save_sent: "user=folder" (or "*=folder"): SAVETO per account */
+	char   *smtp_submission_url;      /* smtp.submission_url: compatibility mode's submission server */
+	char   *smtp_submission_ca_file;  /* smtp.submission_ca_file */
+	char   *smtp_submission_server_name; /* smtp.submission_server_name */
+	bool    smtp_submission_allow_plaintext; /* smtp.submission_allow_plaintext */
+	double  smtp_submission_timeout;  /* smtp.submission_timeout: each reply of the submission server */
 	bool    macros_enabled;           /* macros.enabled: prefetch per the macro files */
 	char   *macros_dir;               /* macros.dir: "" = the macros installed with pimap */
 	char   *tls_cert_file;            /* tls.cert: local listener certificate; "" = generated */

@@ -51,6 +51,7 @@
 #include "prefetch.h"
 #include "proxy_link.h"
 #include "proxy_session.h"
+#include "proxy_smtp.h"
 #include "sasl.h"
 
 /* Tags of the proxy's own commands on the link. */
@@ -2120,6 +2121,7 @@ static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *
 		if (ok) {
 			s->authenticated = true;
 			session_logged_in(s);
+			smtp_service_login_seen(s->srv->smtp, l->user, l->pass); /* its queued mail may go now */
 			link_upstream_heard(s);
 		} else {
 			wipe_free(&l->user);

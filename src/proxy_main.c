@@ -31,7 +31,8 @@
 struct app {
 	struct ev_loop        *loop;
 	struct daemon_cli     *cli;
-	bool                   stdio_mode; /* --stdio */
+	bool                   stdio_mode; /* --stdio or --smtp-stdio */
+	bool                   smtp_stdio; /* --smtp-stdio */
 	struct proxy_config   *cfg;
 	struct proxy_server   *srv;
 	struct daemon_signals  signals;
@@ -56,6 +57,10 @@ static void usage(FILE *out)
 	        "  --cert FILE --key FILE    certificate for the local TLS listeners (default: generated)\n"
 	        "  --state-dir DIR           where the generated certificate lives\n"
 	        "  --stdio                   serve one client on stdin/stdout (mutt's $tunnel)\n"
+	        "  --smtp-listen ADDR|none   SMTP submission listener with STARTTLS (repeatable; default 127.0.0.1:1587)\n"
+	        "  --smtp-listen-tls ADDR|none  SMTP submission over TLS (repeatable; default 127.0.0.1:1465)\n"
+	        "  --smtp-stdio              serve one SMTP client on stdin/stdout (e.g. swaks --pipe)\n"
+	        "  --submission URL          compatibility mode: smtp://host[:587] or smtps://host[:465] to send through\n"
 	        "  --config FILE             configuration file (default %s if present)\n"
 	        "  --check-config            validate configuration and flags, then exit\n"
 	        "  --dump-config             print the effective configuration, then exit\n"
@@ -73,10 +78,11 @@ static void usage(FILE *out)
 enum {
 	OPT_LISTEN = DAEMON_OPT_OWN, OPT_LISTEN_TLS, OPT_UPSTREAM, OPT_CA_FILE, OPT_ALLOW_PLAIN,
 	OPT_CERT, OPT_KEY, OPT_STATE_DIR, OPT_STDIO, OPT_DEVICE_ID, OPT_NO_MACROS, OPT_HELP,
+	OPT_SMTP_LISTEN, OPT_SMTP_LISTEN_TLS, OPT_SMTP_STDIO, OPT_SUBMISSION,
 };
 
 /* Returns -1 to continue, or an exit status. */
-static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio_mode)
+static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio_mode, bool *smtp_stdio)
 {
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, OPT_LISTEN},
@@ -90,6 +96,10 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio
 		{"stdio", no_argument, NULL, OPT_STDIO},
 		{"device-id", required_argument, NULL, OPT_DEVICE_ID},
 		{"no-macros", no_argument, NULL, OPT_NO_MACROS},
+		{"smtp-listen", required_argument, NULL, OPT_SMTP_LISTEN},
+		{"smtp-listen-tls", required_argument, NULL, OPT_SMTP_LISTEN_TLS},
+		{"smtp-stdio", no_argument, NULL, OPT_SMTP_STDIO},
+		{"submission", required_argument, NULL, OPT_SUBMISSION},
 		{"help", no_argument, NULL, OPT_HELP},
 		DAEMON_CLI_LONGOPTS,
 		{NULL, 0, NULL, 0},
@@ -109,6 +119,10 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio
 		case OPT_STDIO: *stdio_mode = true; break;
 		case OPT_DEVICE_ID: daemon_cli_set(cli, "device_id", optarg); break;
 		case OPT_NO_MACROS: daemon_cli_set(cli, "macros.enabled", "false"); break;
+		case OPT_SMTP_LISTEN: daemon_cli_add_to_list(cli, "smtp.listen", optarg); break;
+		case OPT_SMTP_LISTEN_TLS: daemon_cli_add_to_list(cli, "smtp.listen_tls", optarg); break;
+		case OPT_SMTP_STDIO: *stdio_mode = *smtp_stdio = true; break;
+		case OPT_SUBMISSION: daemon_cli_set(cli, "smtp.submission_url", optarg); break;
 		case OPT_HELP: usage(stdout); return 0;
 		default:
 			rc = daemon_cli_option(cli, c, optarg);
@@ -190,7 +204,7 @@ int main(int argc, char **argv)
 	                DEFAULT_CONFIG_FILE);
 	app.cli = &cli;
 
-	int rc = parse_args(argc, argv, &cli, &app.stdio_mode);
+	int rc = parse_args(argc, argv, &cli, &app.stdio_mode, &app.smtp_stdio);
 	if (rc >= 0) {
 		daemon_cli_free(&cli);
 		return rc;
@@ -255,7 +269,8 @@ int main(int argc, char **argv)
 		for (int i = 0; i < DAEMON_SIGNAL_WATCHERS; i++)
 			ev_unref(app.loop);
 
-	if (app.stdio_mode && proxy_server_start_stdio(app.srv, err, sizeof(err)) < 0) {
+	if (app.smtp_stdio ? proxy_server_start_smtp_stdio(app.srv, err, sizeof(err)) < 0
+	                   : app.stdio_mode && proxy_server_start_stdio(app.srv, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		status = 1;
 	} else {

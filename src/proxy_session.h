@@ -25,6 +25,7 @@
 
 struct link;
 struct macro_set;
+struct smtp_service;
 
 #define SESSION_MAGIC 0x53455353u /* "SESS" */
 
@@ -101,6 +102,7 @@ struct proxy_server {
 	struct macro_set          *macros;            /* NULL: none loaded */
 	struct status_cache       *status;            /* folder STATUS pushed by the gateway (NULL until used) */
 	struct http_client        *https;             /* the gateway's HTTPS binding (http_link.c), else NULL */
+	struct smtp_service       *smtp;              /* the SMTP listener (proxy_smtp.c), or NULL */
 };
 
 struct session {

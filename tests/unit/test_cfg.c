@@ -910,18 +910,24 @@ static void test_proxy_table(void)
 		"upstream.server_name", "upstream.allow_plaintext", "upstream.compress",
 		"upstream.connect_timeout", "tls.cert", "tls.key", "state_dir", "pid_file", "device_id",
 		"upstream.binding", "upstream.mode", "outband.listen", "outband.address",
+		"smtp.listen", "smtp.listen_tls", "smtp.submission_url", "smtp.submission_ca_file",
+		"smtp.submission_server_name", "smtp.submission_allow_plaintext",
 	};
 	static const char *const also_reloadable[] = {
 		"listen.plaintext_login", /* a policy for new logins */
 		/* the link's timing and the macros apply from the next use */
 		"link.heartbeat", "link.dead_timeout", "link.reconnect_min", "link.reconnect_max", "link.outage_wait",
 		"link.folder_status", "link.write_behind", "macros.enabled", "macros.dir", "upstream.poll_interval",
-		"outband.max_age", NULL,
+		"outband.max_age",
+		/* sending: read for each new SMTP session, message or outbox try */
+		"smtp.max_message_size", "smtp.max_recipients", "smtp.deliver_timeout", "smtp.retry_min",
+		"smtp.retry_max", "smtp.outbox_max_age", "smtp.outbox_max_size", "smtp.save_sent",
+		"smtp.submission_timeout", NULL,
 	};
 	const struct cfg_key *lvl;
 
 	check_key_table(proxy_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                41 /* every field of struct proxy_config */);
+	                56 /* every field of struct proxy_config */);
 
 	lvl = cfg_find(proxy_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lvl);
@@ -995,7 +1001,8 @@ static void poison_value(const struct cfg_key *k, const void *defaults, char *bu
 	{
 		/* A value that passes the key's syntax check, if it has one, and differs from the default. */
 		static const char *const candidates[] = {"none", "127.0.0.1:1", "imaps://poison.invalid",
-		                                         "smtps://poison.invalid", "/poison", "poison"};
+		                                         "smtps://poison.invalid", "poison=poison", "/poison",
+		                                         "poison"};
 		for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
 			if ((k->validate && k->validate(candidates[i], NULL, 0) != 0) ||
 			    strcmp(candidates[i], k->default_value) == 0)

@@ -489,23 +489,26 @@ start_store_for_proxy() {
 
 # start_proxy ARGS...: run the proxy in the foreground with logging to
 # $PROXY_LOG (default $T/proxy.log) and its stderr to ${PROXY_LOG%.log}.stderr.
-# Adds --state-dir $T/proxy-state unless ARGS has one. Waits until every
-# --listen/--listen-tls port listens (fails fast if the proxy exits).
-# Sets PROXY_PID.
+# Adds --state-dir $T/proxy-state unless ARGS has one, and turns the SMTP
+# listeners off (their default ports are fixed) unless ARGS name one.
+# Waits until every --listen/--listen-tls/--smtp-listen/--smtp-listen-tls
+# port listens (fails fast if the proxy exits). Sets PROXY_PID.
 start_proxy() {
 	require_proxy
-	local a prev="" ports=() has_state=0
+	local a prev="" ports=() has_state=0 has_smtp=0
 	for a in "$@"; do
 		case $prev in
-		--listen | --listen-tls)
+		--listen | --listen-tls | --smtp-listen | --smtp-listen-tls)
 			[ "$a" != none ] && ports+=("$a")
 			;;
 		esac
 		case $a in --state-dir | --state-dir=*) has_state=1 ;; esac
+		case $a in --smtp-listen* | smtp.listen*) has_smtp=1 ;; esac
 		prev=$a
 	done
 	local extra=()
 	[ $has_state = 1 ] || extra=(--state-dir "$T/proxy-state")
+	[ $has_smtp = 1 ] || extra+=(--smtp-listen none --smtp-listen-tls none)
 	# shellcheck disable=SC2086
 	spawn "${PROXY_LOG%.log}.stderr" ${PIMAP_PROXY_WRAPPER:-} "$PROXY_BIN" --foreground \
 		--log-file "$PROXY_LOG" "${extra[@]}" "$@"
