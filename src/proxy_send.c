@@ -710,9 +710,33 @@ static void on_submit_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	char why[64];
 	snprintf(why, sizeof(why), "no answer within %.0f s", op->s->cfg->smtp_deliver_timeout);
-	/* Gateway mode only: a later answer to the XDELIVER in flight is ignored; the
-	 * outbox's retry carries the same Message-ID, which the gateway recognises. */
+	/* Gateway mode only: the outbox's retry carries the same Message-ID, which the
+	 * gateway recognises. A connection that stays silent this long is not trusted
+	 * any more: the retry makes a new one. */
 	submit_queue(op, why);
+	if (op->acct->conn && (op->on_conn || op->waiting_conn))
+		account_conn_close(op->acct);
+}
+
+/* A drain step's command got no answer within smtp.deliver_timeout: the connection is dropped, the pass stops. */
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sender_op *op = w->data;
+	(void)loop;
+	(void)revents;
+	slog_(op->acct, LOG_LEVEL_INFO, "no answer from the server within %.0f s", op->s->cfg->smtp_deliver_timeout);
+	account_conn_close(op->acct); /* fails this op's command: drain_conn_failed */
+}
+
+/* Arm (or disarm) the drain's timeout around one command on the account's connection. */
+static void drain_timer(struct sender_op *op, bool on)
+{
+	ev_timer_stop(op->s->loop, &op->timer);
+	if (!on)
+		return;
+	ev_timer_init(&op->timer, on_drain_timeout, op->s->cfg->smtp_deliver_timeout, 0.);
+	op->timer.data = op;
+	ev_timer_start(op->s->loop, &op->timer);
 }
 
 static void submit_start_xdeliver(struct sender_op *op)
@@ -1007,6 +1031,7 @@ static void drain_xdeliver_done(struct store_conn *sc, const struct imap_msg *m,
 	struct sender_op *op = ctx;
 	(void)sc;
 	op->on_conn = false;
+	drain_timer(op, false);
 	struct smtp_outcome o;
 	enum xdeliver_status st = xdeliver_result_parse(m, &o);
 	drain_send_result(op, st, &o, "the gateway's submission server");
@@ -1046,6 +1071,7 @@ static void drain_dsn_done(struct store_conn *sc, const struct imap_msg *m, void
 	struct sender_op *op = ctx;
 	(void)sc;
 	op->on_conn = false;
+	drain_timer(op, false);
 	if (m->status != IMAP_STATUS_OK) {
 		slog_(op->acct, LOG_LEVEL_WARN, "report %s: %.*s", op->e.message_id, (int)m->text_len, m->text);
 		drain_finish(op, true);
@@ -1056,6 +1082,7 @@ static void drain_dsn_done(struct store_conn *sc, const struct imap_msg *m, void
 		op->step = DR_DSN_SEARCH;
 		op->dsn_present = false;
 		op->on_conn = true;
+		drain_timer(op, true);
 		store_conn_sendf(op->acct->conn, drain_dsn_done, op, "UID SEARCH HEADER Message-ID \"%s\"", op->e.message_id);
 		return;
 	case DR_DSN_SEARCH:
@@ -1073,6 +1100,7 @@ static void drain_dsn_done(struct store_conn *sc, const struct imap_msg *m, void
 		buf_append(&b, buf_head(&op->e.msg), buf_len(&op->e.msg));
 		buf_append(&b, "\r\n", 2);
 		op->on_conn = true;
+		drain_timer(op, true);
 		store_conn_send(op->acct->conn, buf_head(&b), buf_len(&b), false, drain_dsn_done, op);
 		buf_free(&b);
 		return;
@@ -1108,12 +1136,14 @@ static void drain_conn_ready(struct sender_op *op)
 			return;
 		}
 		op->on_conn = true;
+		drain_timer(op, true);
 		store_conn_send(a->conn, buf_head(&b), buf_len(&b), false, drain_xdeliver_done, op);
 		buf_free(&b);
 		return;
 	}
 	if (op->step == DR_DSN_EXAMINE) {
 		op->on_conn = true;
+		drain_timer(op, true);
 		store_conn_sendf(a->conn, drain_dsn_done, op, "EXAMINE INBOX");
 		return;
 	}
@@ -1122,6 +1152,7 @@ static void drain_conn_ready(struct sender_op *op)
 
 static void drain_conn_failed(struct sender_op *op, bool refused, const char *why)
 {
+	drain_timer(op, false);
 	slog_(op->acct, LOG_LEVEL_INFO, "outbox not sent now: %s%s", why, refused ? " (login refused)" : "");
 	if (op->step == DR_SEND) {
 		struct smtp_outcome o;

@@ -9,6 +9,8 @@ line back ("ok ..."):
     cut      close every relayed connection and refuse new ones (RST-free close)
     stall    keep connections open but forward nothing, either way (a link
              that hangs without closing, as behind a dead NAT)
+    drop     forward towards the target, but read and throw away what comes
+             back (responses lost on the way; the sender never knows)
     restore  forward again and accept new connections
     count    "ok N": connections accepted so far
     stats    "ok UP DOWN TURNS": bytes towards the target, bytes back, and
@@ -46,7 +48,7 @@ pairs = {}          # sock -> peer sock
 towards = set()     # the client-side sockets (their data goes to the target)
 TRACE = bool(os.environ.get("LINKRELAY_TRACE"))
 stats = {"up": 0, "down": 0, "turns": 0, "last": None}
-mode = "up"         # up | cut | stall
+mode = "up"         # up | cut | stall | drop
 accepted = 0
 
 
@@ -93,6 +95,10 @@ def control(conn):
     elif cmd == "stall":
         mode = "stall"
         set_reading(False)
+    elif cmd == "drop":
+        if mode == "stall":
+            set_reading(True)
+        mode = "drop"
     elif cmd == "restore":
         if mode == "stall":
             set_reading(True)
@@ -145,6 +151,8 @@ while True:
             if peer is None:
                 continue
             d = "up" if s in towards else "down"
+            if mode == "drop" and d == "down":
+                continue
             stats[d] += len(data)
             if stats["last"] is not None and stats["last"] != d:
                 stats["turns"] += 1
