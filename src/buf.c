@@ -161,3 +161,14 @@ long buf_find_lf(const struct buf *b, size_t from)
 	const uint8_t *p = memchr(buf_head(b) + from, '\n', len - from);
 	return p ? (long)(p - buf_head(b)) : -1;
 }
+
+void secret_free(char **s)
+{
+	if (!*s)
+		return;
+	volatile char *p = *s;
+	while (*p)
+		*p++ = '\0';
+	free(*s);
+	*s = NULL;
+}

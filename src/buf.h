@@ -52,5 +52,7 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* Overwrite a NUL-terminated secret (a password) with zeros, free it and set *s to NULL; NULL is fine. */
+void secret_free(char **s);
 
 #endif

@@ -68,7 +68,7 @@
 #define THROTTLE_WINDOW 60.0     /* seconds over which failed logins are counted */
 #define THROTTLE_MAX_ADDRESSES 4096
 #define EXPIRY_CHECK_INTERVAL 30.0
-#define CRED_HASH_LEN 32
+#define CRED_HASH_LEN SASL_CRED_HASH_LEN
 /*
  * How long a store-verified password may take back a parked connection
  * without asking the store again. Bounds how long an old password keeps
@@ -352,23 +352,12 @@ static char *arg_dup(const struct imap_arg *a)
 static void credential_hash(const struct gateway_server *srv, const char *user, const char *password,
                             uint8_t out[CRED_HASH_LEN])
 {
-	struct buf b;
-	buf_init(&b, 0);
-	buf_append(&b, user, strlen(user) + 1);
-	buf_append(&b, password, strlen(password));
-	gnutls_hmac_fast(GNUTLS_MAC_SHA256, srv->hash_key, sizeof(srv->hash_key), buf_head(&b), buf_len(&b), out);
-	volatile uint8_t *p = b.data;
-	for (size_t i = 0; i < b.cap; i++)
-		p[i] = 0;
-	buf_free(&b);
+	sasl_cred_hash(srv->hash_key, user, password, out);
 }
 
 static bool hash_equal(const uint8_t *a, const uint8_t *b)
 {
-	uint8_t d = 0;
-	for (size_t i = 0; i < CRED_HASH_LEN; i++)
-		d |= a[i] ^ b[i];
-	return d == 0;
+	return sasl_cred_equal(a, b);
 }
 
 static struct device_session *session_find(struct gateway_server *srv, const char *user, const char *device)

@@ -51,17 +51,6 @@ static int valid_store_url(const char *value, char *msg, size_t msglen)
 	return 0;
 }
 
-/* submission.url: empty (no XDELIVER) or smtp:// / smtps://. */
-static int valid_submission_url(const char *value, char *msg, size_t msglen)
-{
-	char host[256], port[8];
-	bool implicit_tls;
-
-	if (*value == '\0')
-		return 0;
-	return url_parse_submission(value, host, sizeof(host), port, sizeof(port), &implicit_tls, msg, msglen);
-}
-
 /* listen.*: "none" (no listener of this kind) or host:port. */
 static int valid_listen_addr(const char *value, char *msg, size_t msglen)
 {
@@ -128,7 +117,7 @@ const struct cfg_key gateway_config_keys[] = {
 
 	{"submission.url", CFG_STRING, OFF(submission_url), "", 0, 0, NULL, false,
 	 "SMTP submission server XDELIVER relays to: smtp://host[:587] (STARTTLS) or smtps://host[:465]; "
-	 "\"\" = no XDELIVER", valid_submission_url},
+	 "\"\" = no XDELIVER", url_validate_submission},
 	{"submission.ca_file", CFG_STRING, OFF(submission_ca_file), "", 0, 0, NULL, false,
 	 "PEM file of trust anchors for the submission server's certificate; \"\" = system store"},
 	{"submission.server_name", CFG_STRING, OFF(submission_server_name), "", 0, 0, NULL, false,

@@ -23,8 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <gnutls/crypto.h>
-
 #include "gw_deliver.h"
 #include "gw_sent.h"
 #include "imap_write.h"
@@ -96,15 +94,6 @@ static void jlog(const struct deliver_job *j, enum log_level lvl, const char *fm
 	va_end(ap);
 }
 
-static void wipe_str(char **s)
-{
-	if (*s) {
-		gnutls_memset(*s, 0, strlen(*s));
-		free(*s);
-		*s = NULL;
-	}
-}
-
 static void job_free(struct deliver_job *j)
 {
 	struct gw_deliver *d = j->d;
@@ -122,7 +111,7 @@ static void job_free(struct deliver_job *j)
 		store_conn_set_owner(j->sc, NULL, NULL);
 		store_conn_close(j->sc);
 	}
-	wipe_str(&j->password);
+	secret_free(&j->password);
 	free(j->user);
 	xdeliver_cmd_free(&j->cmd);
 	buf_free(&j->msg);
@@ -164,7 +153,7 @@ static void job_answer(struct deliver_job *j, const char *result)
 		store_conn_close(j->sc);
 		j->sc = NULL;
 	}
-	wipe_str(&j->password);
+	secret_free(&j->password);
 	for (struct deliver_job *f = j->d->jobs; f; f = f->next)
 		if (f->step == JOB_WAITING && f->leader == j) {
 			f->leader = NULL;
@@ -272,7 +261,7 @@ static void start_send(struct deliver_job *j)
 	j->smtp = smtp_client_send(d->loop, &d->target, &req, j->prefix, before_dot, smtp_done, j);
 	/* The store connection (if any) is still needed for SAVETO; the password is not. */
 	if (!j->cmd.saveto || j->sc)
-		wipe_str(&j->password);
+		secret_free(&j->password);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -298,7 +287,7 @@ static void open_store(struct deliver_job *j)
 			job_answer(j, "NO [UNAVAILABLE] The store is not reachable now; nothing was sent");
 	}
 	if (j->step == JOB_SAVING)
-		wipe_str(&j->password);
+		secret_free(&j->password);
 }
 
 static void append_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
@@ -375,10 +364,7 @@ static void fetch_parts_done(struct store_conn *sc, const struct imap_msg *m, vo
 		return;
 	}
 	char seed[33];
-	uint8_t rnd[16];
-	gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof(rnd));
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(seed + 2 * i, 3, "%02x", rnd[i]);
+	msg_random_hex(seed, 16);
 	struct buf out;
 	buf_init(&out, 0);
 	mime_add_parts(buf_head(&j->msg), buf_len(&j->msg), mp, (size_t)j->nparts, seed, &out);

@@ -323,13 +323,24 @@ bool msg_message_id(const uint8_t *msg, size_t len, char *out, size_t cap)
 	return ok;
 }
 
+void msg_random_hex(char *out, size_t nbytes)
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t rnd[64];
+	if (nbytes > sizeof(rnd))
+		nbytes = sizeof(rnd);
+	gnutls_rnd(GNUTLS_RND_NONCE, rnd, nbytes);
+	for (size_t i = 0; i < nbytes; i++) {
+		out[2 * i] = digits[rnd[i] >> 4];
+		out[2 * i + 1] = digits[rnd[i] & 15];
+	}
+	out[2 * nbytes] = '\0';
+}
+
 void msg_new_message_id(const char *host, char *out, size_t cap)
 {
-	uint8_t rnd[12];
-	char hex[sizeof(rnd) * 2 + 1];
-	gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof(rnd));
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+	char hex[12 * 2 + 1];
+	msg_random_hex(hex, 12);
 	/* The host part only needs to be unlikely to collide; keep it an atom. */
 	char h[64];
 	size_t k = 0;

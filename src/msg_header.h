@@ -75,6 +75,9 @@ bool msg_first_address(const char *value, size_t len, char *out, size_t cap);
  */
 bool msg_message_id(const uint8_t *msg, size_t len, char *out, size_t cap);
 
+/* nbytes random bytes as 2*nbytes lowercase hex digits, NUL-terminated, into out. */
+void msg_random_hex(char *out, size_t nbytes);
+
 /* A new, globally unique Message-ID "<time.random@host>" into out (cap >= MSG_ID_MAX + 1). */
 void msg_new_message_id(const char *host, char *out, size_t cap);
 

@@ -86,16 +86,6 @@ static int valid_listen_addr(const char *value, char *msg, size_t msglen)
 	return listen_addr_parse(value, host, sizeof(host), port, sizeof(port), msg, msglen);
 }
 
-/* smtp.submission_url: "" (none) or smtp:// / smtps://. */
-static int valid_submission_url(const char *value, char *msg, size_t msglen)
-{
-	char host[256], port[8];
-	bool implicit_tls;
-	if (*value == '\0')
-		return 0;
-	return url_parse_submission(value, host, sizeof(host), port, sizeof(port), &implicit_tls, msg, msglen);
-}
-
 /* smtp.save_sent items: "user=folder" or "*=folder". */
 static int valid_save_sent(const char *value, char *msg, size_t msglen)
 {
@@ -190,7 +180,7 @@ const struct cfg_key proxy_config_keys[] = {
 	 "save a copy of each sent message: \"user=folder\" per account, or \"*=folder\" for all", valid_save_sent},
 	{"smtp.submission_url", CFG_STRING, OFF(smtp_submission_url), "", 0, 0, NULL, false,
 	 "compatibility mode: the submission server, smtp://host[:587] (STARTTLS) or smtps://host[:465]",
-	 valid_submission_url},
+	 url_validate_submission},
 	{"smtp.submission_ca_file", CFG_STRING, OFF(smtp_submission_ca_file), "", 0, 0, NULL, false,
 	 "PEM file of trust anchors for the submission server's certificate; \"\" = system store"},
 	{"smtp.submission_server_name", CFG_STRING, OFF(smtp_submission_server_name), "", 0, 0, NULL, false,

@@ -38,6 +38,7 @@
 #include "msg_header.h"
 #include "outbox.h"
 #include "proxy_send.h"
+#include "sasl.h"
 #include "stream.h"
 #include "xdeliver.h"
 
@@ -114,7 +115,7 @@ struct sender {
 	struct outbox              *outbox;   /* NULL: held by another process, nothing can be queued */
 	struct account             *accounts;
 	struct sender_op           *ops;
-	uint8_t                     hash_key[32];
+	uint8_t                     hash_key[SASL_CRED_KEY_LEN];
 	bool                        winding_down;
 };
 
@@ -129,15 +130,6 @@ static void slog_(struct account *a, enum log_level lvl, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void wipe_str(char **s)
-{
-	if (*s) {
-		gnutls_memset(*s, 0, strlen(*s));
-		free(*s);
-		*s = NULL;
-	}
-}
-
 static double now_wall(void)
 {
 	struct timespec ts;
@@ -147,21 +139,7 @@ static double now_wall(void)
 
 static void cred_hash(const struct sender *s, const char *user, const char *password, uint8_t out[SENDER_CRED_HASH_LEN])
 {
-	struct buf b;
-	buf_init(&b, 0);
-	buf_append(&b, user, strlen(user) + 1);
-	buf_append(&b, password, strlen(password));
-	gnutls_hmac_fast(GNUTLS_MAC_SHA256, s->hash_key, sizeof(s->hash_key), buf_head(&b), buf_len(&b), out);
-	gnutls_memset(b.data, 0, b.cap);
-	buf_free(&b);
-}
-
-static bool hash_equal(const uint8_t *a, const uint8_t *b)
-{
-	uint8_t d = 0;
-	for (size_t i = 0; i < SENDER_CRED_HASH_LEN; i++)
-		d |= a[i] ^ b[i];
-	return d == 0;
+	sasl_cred_hash(s->hash_key, user, password, out);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -195,7 +173,7 @@ static struct account *account_get(struct sender *s, const char *user, bool crea
 static void account_maybe_forget(struct account *a)
 {
 	if (a->sessions == 0 && a->queued == 0 && !a->drain && a->password) {
-		wipe_str(&a->password);
+		secret_free(&a->password);
 		slog_(a, LOG_LEVEL_DEBUG, "password forgotten (no session, nothing queued)");
 	}
 }
@@ -204,7 +182,7 @@ static void account_set_password(struct account *a, const char *password)
 {
 	if (a->password && strcmp(a->password, password) == 0)
 		return;
-	wipe_str(&a->password);
+	secret_free(&a->password);
 	a->password = xstrdup(password);
 	cred_hash(a->s, a->user, password, a->hash);
 	a->verified = true;
@@ -213,7 +191,7 @@ static void account_set_password(struct account *a, const char *password)
 /* The password stopped working at the upstream: nothing is sent until the next good login. */
 static void account_password_refused(struct account *a)
 {
-	wipe_str(&a->password);
+	secret_free(&a->password);
 	a->verified = false;
 	account_conn_close(a);
 }
@@ -273,7 +251,7 @@ static void op_free(struct sender_op *op)
 		store_conn_set_owner(op->sc, NULL, NULL);
 		store_conn_close(op->sc);
 	}
-	wipe_str(&op->password);
+	secret_free(&op->password);
 	outbox_entry_free(&op->e);
 	outbox_names_free(op->names, op->nnames);
 	free(op);
@@ -498,7 +476,7 @@ static void auth_answer(struct sender_op *op, enum smtp_auth_result r)
 		if (a->queued && !a->drain)
 			drain_start(a);
 	}
-	wipe_str(&op->password);
+	secret_free(&op->password);
 	op->d_auth = r;
 	op_answer(op);
 	op_reap(op);
@@ -530,7 +508,7 @@ static void auth_login_done(struct store_conn *sc, enum store_login_result r, co
 		if (a->verified) {
 			uint8_t h[SENDER_CRED_HASH_LEN];
 			cred_hash(a->s, a->user, op->password, h);
-			if (hash_equal(h, a->hash)) /* the password was changed at the server */
+			if (sasl_cred_equal(h, a->hash)) /* the password was changed at the server */
 				account_password_refused(a);
 		}
 		auth_answer(op, SMTP_AUTH_INVALID);
@@ -539,7 +517,7 @@ static void auth_login_done(struct store_conn *sc, enum store_login_result r, co
 	/* The upstream cannot be reached: only credentials proved earlier in this process pass. */
 	uint8_t h[SENDER_CRED_HASH_LEN];
 	cred_hash(a->s, a->user, op->password, h);
-	if (a->verified && hash_equal(h, a->hash)) {
+	if (a->verified && sasl_cred_equal(h, a->hash)) {
 		slog_(a, LOG_LEVEL_INFO, "authenticated offline (server not reachable: %s)", text);
 		auth_answer(op, SMTP_AUTH_OK);
 	} else {
@@ -676,6 +654,24 @@ static void submit_xdeliver_done(struct store_conn *sc, const struct imap_msg *m
 }
 
 static void compat_copy(struct account *a, const struct outbox_entry *e);
+
+/* Compatibility mode: send op's entry to the submission server as the account's user. */
+static struct smtp_client *compat_send(struct sender_op *op, smtp_send_cb done)
+{
+	struct account *a = op->acct;
+	struct smtp_send_req req = {
+		.user = a->user,
+		.password = a->password ? a->password : "",
+		.mail_from = op->e.from,
+		.rcpts = (const char *const *)op->e.rcpts,
+		.nrcpts = op->e.nrcpts,
+		.msg = buf_head(&op->e.msg),
+		.msg_len = buf_len(&op->e.msg),
+	};
+	char prefix[300];
+	snprintf(prefix, sizeof(prefix), "smtp %s submission", a->user);
+	return smtp_client_send(op->s->loop, &op->s->setup.submission, &req, prefix, NULL, done, op);
+}
 
 static void submit_smtp_done(struct smtp_client *c, const struct smtp_send_result *r, void *ctx)
 {
@@ -865,18 +861,7 @@ struct sender_op *sender_submit(struct sender *s, const char *user, const char *
 		return op;
 	}
 	op->starting = false;
-	struct smtp_send_req req = {
-		.user = user,
-		.password = a->password ? a->password : "",
-		.mail_from = op->e.from,
-		.rcpts = (const char *const *)op->e.rcpts,
-		.nrcpts = op->e.nrcpts,
-		.msg = buf_head(&op->e.msg),
-		.msg_len = buf_len(&op->e.msg),
-	};
-	char prefix[300];
-	snprintf(prefix, sizeof(prefix), "smtp %s submission", user);
-	op->smtp = smtp_client_send(s->loop, &s->setup.submission, &req, prefix, NULL, submit_smtp_done, op);
+	op->smtp = compat_send(op, submit_smtp_done);
 	return op;
 }
 
@@ -954,10 +939,7 @@ static void entry_to_dsn(struct sender_op *op, const struct smtp_outcome *o, con
 		snprintf(notify, sizeof(notify), "%s", *op->e.from ? op->e.from : a->user);
 	buf_free(&v);
 	msg_new_message_id(s->hostname, id, sizeof(id));
-	uint8_t rnd[16];
-	gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof(rnd));
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(seed + 2 * i, 3, "%02x", rnd[i]);
+	msg_random_hex(seed, 16);
 	struct dsn_info info = {
 		.reporting_host = s->hostname,
 		.notify = notify,
@@ -1192,18 +1174,7 @@ static void drain_next(struct sender_op *op)
 			with_conn(op);
 			return;
 		}
-		struct smtp_send_req req = {
-			.user = a->user,
-			.password = a->password ? a->password : "",
-			.mail_from = op->e.from,
-			.rcpts = (const char *const *)op->e.rcpts,
-			.nrcpts = op->e.nrcpts,
-			.msg = buf_head(&op->e.msg),
-			.msg_len = buf_len(&op->e.msg),
-		};
-		char prefix[300];
-		snprintf(prefix, sizeof(prefix), "smtp %s submission", a->user);
-		op->smtp = smtp_client_send(s->loop, &s->setup.submission, &req, prefix, NULL, drain_smtp_done, op);
+		op->smtp = compat_send(op, drain_smtp_done);
 		return;
 	}
 	drain_finish(op, false);
@@ -1328,7 +1299,7 @@ void sender_free(struct sender *s)
 			store_conn_set_owner(a->conn, NULL, NULL);
 			store_conn_close(a->conn);
 		}
-		wipe_str(&a->password);
+		secret_free(&a->password);
 		free(a->user);
 		free(a);
 	}

@@ -39,7 +39,7 @@
 
 /* An account's IMAP connection (XDELIVER, reports, copies) is closed after this long unused. */
 #define SENDER_CONN_IDLE 30.0
-/* Hex bytes of the HMAC of credentials kept for offline checks. */
+/* Bytes of the HMAC of credentials kept for offline checks (sasl_cred_hash). */
 #define SENDER_CRED_HASH_LEN 32
 
 struct sender;

@@ -506,15 +506,6 @@ void smtp_service_login_seen(struct smtp_service *svc, const char *user, const c
 		sender_login_seen(svc->sender, user, password);
 }
 
-static void wipe_dup(char **p)
-{
-	if (*p) {
-		gnutls_memset(*p, 0, strlen(*p));
-		free(*p);
-		*p = NULL;
-	}
-}
-
 /* Take the entry for key off the list (NULL if none). */
 static struct pending_login *login_take(struct smtp_service *svc, const void *key)
 {
@@ -531,8 +522,8 @@ static void login_free(struct pending_login *p)
 {
 	if (!p)
 		return;
-	wipe_dup(&p->user);
-	wipe_dup(&p->password);
+	secret_free(&p->user);
+	secret_free(&p->password);
 	free(p);
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
 #include "sasl.h"
@@ -96,4 +97,24 @@ void sasl_plain_encode(const char *user, size_t user_len, const char *password, 
 	sasl_base64_encode(raw, n, out);
 	gnutls_memset(raw, 0, n);
 	free(raw);
+}
+
+void sasl_cred_hash(const uint8_t key[SASL_CRED_KEY_LEN], const char *user, const char *password,
+                    uint8_t out[SASL_CRED_HASH_LEN])
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append(&b, user, strlen(user) + 1);
+	buf_append(&b, password, strlen(password));
+	gnutls_hmac_fast(GNUTLS_MAC_SHA256, key, SASL_CRED_KEY_LEN, buf_head(&b), buf_len(&b), out);
+	gnutls_memset(b.data, 0, b.cap);
+	buf_free(&b);
+}
+
+bool sasl_cred_equal(const uint8_t a[SASL_CRED_HASH_LEN], const uint8_t b[SASL_CRED_HASH_LEN])
+{
+	uint8_t d = 0;
+	for (size_t i = 0; i < SASL_CRED_HASH_LEN; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
 }

@@ -8,6 +8,7 @@
 #ifndef PIMAP_SASL_H
 #define PIMAP_SASL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,17 @@ const char *sasl_plain_refusal(enum sasl_plain_result r);
  * bad input or more than outcap bytes (the caller wipes out). Encode appends to out. */
 long sasl_base64_decode(const char *in, size_t len, uint8_t *out, size_t outcap);
 void sasl_base64_encode(const void *data, size_t len, struct buf *out);
+
+/*
+ * Credentials kept to be recognised later, never stored: an HMAC-SHA256 of
+ * user NUL password under a random per-process key (SASL_CRED_KEY_LEN
+ * bytes). The comparison takes the same time whatever differs.
+ */
+#define SASL_CRED_KEY_LEN 32
+#define SASL_CRED_HASH_LEN 32
+void sasl_cred_hash(const uint8_t key[SASL_CRED_KEY_LEN], const char *user, const char *password,
+                    uint8_t out[SASL_CRED_HASH_LEN]);
+bool sasl_cred_equal(const uint8_t a[SASL_CRED_HASH_LEN], const uint8_t b[SASL_CRED_HASH_LEN]);
 
 /* Append base64("" NUL user NUL password) to out (an initial response). */
 void sasl_plain_encode(const char *user, size_t user_len, const char *password, size_t password_len,

@@ -86,19 +86,10 @@ static void sc_trace(struct smtp_client *c, const char *dir, const char *line, s
 	log_msg(LOG_LEVEL_DEBUG, c->prefix, "%s %.*s", dir, (int)(len > 300 ? 300 : len), line);
 }
 
-static void wipe_str(char **s)
-{
-	if (*s) {
-		gnutls_memset(*s, 0, strlen(*s));
-		free(*s);
-		*s = NULL;
-	}
-}
-
 static void client_free(void *arg)
 {
 	struct smtp_client *c = arg;
-	wipe_str(&c->password);
+	secret_free(&c->password);
 	free(c->user);
 	free(c->from);
 	for (size_t i = 0; i < c->nrcpts; i++)
@@ -264,7 +255,7 @@ static void start_auth(struct smtp_client *c)
 		buf_append_str(&b, "\r\n");
 		buf_append(&b, "", 1);
 		send_line(c, (const char *)buf_head(&b), true);
-		wipe_str(&c->password);
+		secret_free(&c->password);
 		c->state = SMC_AUTH;
 	} else if (c->auth_login) {
 		send_line(c, "AUTH LOGIN\r\n", false);
@@ -424,7 +415,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 			c->state = SMC_LOGIN_PASS;
 		} else {
 			send_b64_line(c, c->password);
-			wipe_str(&c->password);
+			secret_free(&c->password);
 			c->state = SMC_AUTH;
 		}
 		return;

@@ -46,15 +46,6 @@ struct smtp_server {
 	unsigned        auth_failures;
 };
 
-static void wipe_free(char **p)
-{
-	if (*p) {
-		gnutls_memset(*p, 0, strlen(*p));
-		free(*p);
-		*p = NULL;
-	}
-}
-
 struct smtp_server *smtp_server_new(const struct smtp_server_config *cfg)
 {
 	struct smtp_server *s = xcalloc(1, sizeof(*s));
@@ -84,8 +75,8 @@ void smtp_server_free(struct smtp_server *s)
 	if (!s)
 		return;
 	reset_transaction(s);
-	wipe_free(&s->auth_user);
-	wipe_free(&s->auth_pass);
+	secret_free(&s->auth_user);
+	secret_free(&s->auth_pass);
 	free(s->user);
 	smtp_in_free(s->in);
 	buf_free(&s->out);
@@ -206,8 +197,8 @@ void smtp_server_auth_done(struct smtp_server *s, enum smtp_auth_result r)
 		reply(s, 454, "4.7.0", "Temporary authentication failure: the account cannot be checked now");
 		break;
 	}
-	wipe_free(&s->auth_user);
-	wipe_free(&s->auth_pass);
+	secret_free(&s->auth_user);
+	secret_free(&s->auth_pass);
 }
 
 void smtp_server_deliver_done(struct smtp_server *s, int code, const char *enhanced, const char *text)
@@ -273,7 +264,7 @@ static enum smtp_action auth_plain(struct smtp_server *s, const char *b64, size_
 static enum smtp_action auth_response(struct smtp_server *s, const char *line, size_t len)
 {
 	if (len == 1 && line[0] == '*') {
-		wipe_free(&s->auth_user);
+		secret_free(&s->auth_user);
 		s->st = S_COMMAND;
 		reply(s, 501, "5.0.0", "Authentication cancelled");
 		return SMTP_ACTION_NONE;
@@ -282,7 +273,7 @@ static enum smtp_action auth_response(struct smtp_server *s, const char *line, s
 		return auth_plain(s, line, len);
 	char *v = b64_string(line, len);
 	if (!v) {
-		wipe_free(&s->auth_user);
+		secret_free(&s->auth_user);
 		s->st = S_COMMAND;
 		reply(s, 501, "5.5.2", "Cannot decode the AUTH LOGIN response");
 		return SMTP_ACTION_NONE;
@@ -295,8 +286,8 @@ static enum smtp_action auth_response(struct smtp_server *s, const char *line, s
 	}
 	s->auth_pass = v;
 	if (!*s->auth_user) {
-		wipe_free(&s->auth_user);
-		wipe_free(&s->auth_pass);
+		secret_free(&s->auth_user);
+		secret_free(&s->auth_pass);
 		s->st = S_COMMAND;
 		reply(s, 535, "5.7.8", "Authentication credentials invalid");
 		return SMTP_ACTION_NONE;
@@ -569,14 +560,14 @@ enum smtp_action smtp_server_input(struct smtp_server *s, const uint8_t *data, s
 		}
 		case SMTP_IN_LINE_TOO_LONG:
 			if (s->st != S_COMMAND) { /* an AUTH response */
-				wipe_free(&s->auth_user);
+				secret_free(&s->auth_user);
 				s->st = S_COMMAND;
 			}
 			reply(s, 500, "5.5.2", "Line too long (limit %d bytes)", SMTP_MAX_COMMAND_LINE);
 			break;
 		case SMTP_IN_BARE_LF:
 			if (s->st != S_COMMAND) {
-				wipe_free(&s->auth_user);
+				secret_free(&s->auth_user);
 				s->st = S_COMMAND;
 			}
 			reply(s, 500, "5.5.2", "Bare LF: lines must end with CRLF");

@@ -396,3 +396,13 @@ int url_parse_submission(const char *s, char *host, size_t hostlen, char *port, 
 	strcpy(port, pt);
 	return 0;
 }
+
+int url_validate_submission(const char *value, char *msg, size_t msglen)
+{
+	char host[URL_MAX_HOST + 1], port[8];
+	bool implicit_tls;
+
+	if (*value == '\0')
+		return 0;
+	return url_parse_submission(value, host, sizeof(host), port, sizeof(port), &implicit_tls, msg, msglen);
+}

@@ -51,6 +51,8 @@ int listen_addr_parse(const char *s, char *host, size_t hostlen, char *port, siz
  */
 int url_parse_submission(const char *s, char *host, size_t hostlen, char *port, size_t portlen, bool *implicit_tls,
                          char *err, size_t errlen);
+/* For the config tables: "" (none) or a valid submission URL. 0, or -1 with msg. */
+int url_validate_submission(const char *value, char *msg, size_t msglen);
 
 /* True for an IPv4 or IPv6 address literal (used to skip SNI, which must be a name). */
 bool host_is_ip_literal(const char *host);

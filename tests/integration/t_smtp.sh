@@ -275,10 +275,7 @@ def _():
 
 run_steps()
 PY
-kill -KILL "$PROXY_PID"
-wait_gone "$PROXY_PID" 10 || fail "proxy survived SIGKILL"
-untrack_pid "$PROXY_PID"
-wait "$PROXY_PID" 2>/dev/null || true
+stop_pid "$PROXY_PID" KILL
 relay restore
 PROXY_LOG="$T/proxy2.log"
 start_proxy "${PROXY_ARGS[@]}"
@@ -320,10 +317,7 @@ def _():
 
 run_steps()
 PY
-kill -KILL "$PROXY_PID"
-wait_gone "$PROXY_PID" 10 || fail "proxy survived SIGKILL"
-untrack_pid "$PROXY_PID"
-wait "$PROXY_PID" 2>/dev/null || true
+stop_pid "$PROXY_PID" KILL
 [ "$(outbox_size)" = 1 ] || fail "the outbox holds $(outbox_size) entries after the crash, not 1"
 relay restore
 PROXY_LOG="$T/proxy3.log"

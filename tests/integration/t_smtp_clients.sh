@@ -134,10 +134,7 @@ expect_count bob "compat queued" 1 "compatibility mode: the queued message arriv
 
 subrelay cut
 mutt_send "$SP" "compat after kill" bob@mail.test || { cat "$T/mutt.err" >&2; fail "mutt got an error (cut off)"; }
-kill -KILL "$PROXY_PID"
-wait_gone "$PROXY_PID" 10 || fail "the proxy survived SIGKILL"
-untrack_pid "$PROXY_PID"
-wait "$PROXY_PID" 2>/dev/null || true
+stop_pid "$PROXY_PID" KILL
 subrelay restore
 PROXY_LOG="$T/proxy-compat2.log"
 start_proxy "${COMPAT_ARGS[@]}"
