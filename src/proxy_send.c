@@ -592,6 +592,13 @@ static void submit_queue(struct sender_op *op, const char *why)
 	bool full = false;
 	if (op->done)
 		return;
+	if (op->cancelled) {
+		/* The client left before it was answered: it never handed the message over and
+		 * sends it again itself. Queueing it too could send it twice. */
+		slog_(a, LOG_LEVEL_INFO, "%s not queued: its client is gone (%s)", op->e.message_id, why);
+		submit_answer(op, 451, "4.3.0", "not queued");
+		return;
+	}
 	if (!s->outbox) {
 		snprintf(text, sizeof(text), "Cannot send now (%s) and the outbox is held by another pimap-proxy", why);
 		submit_answer(op, 451, "4.3.0", text);
