@@ -316,6 +316,12 @@ void sender_cancel(struct sender_op *op)
 			op->sc = NULL;
 		}
 	}
+	if (op->kind == OP_SUBMIT && op->smtp && !op->done) {
+		/* Compatibility mode: before the final dot the server drops the transaction. */
+		smtp_client_cancel(op->smtp);
+		op->smtp = NULL;
+		op->done = true;
+	}
 	op_reap(op);
 }
 
@@ -772,6 +778,10 @@ static void op_conn_ready(struct sender_op *op)
 	}
 	if (op->done) {
 		op_reap(op);
+		return;
+	}
+	if (op->cancelled) { /* its client left before anything was sent: it sends the message again itself */
+		submit_answer(op, 451, "4.3.0", "not sent");
 		return;
 	}
 	submit_start_xdeliver(op);
