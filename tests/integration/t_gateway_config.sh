@@ -292,8 +292,9 @@ log "ok: SIGHUP with a broken file keeps the running configuration"
 # SIGHUP that removes the store: refused like a start without one
 write_conf info ""
 n=$(grep -c 'keeping the running one' "$LIFE_LOG")
+kept_more_than() { [ "$(grep -c 'keeping the running one' "$LIFE_LOG")" -gt "$1" ]; }
 kill -HUP "$GPID"
-wait_for 10 test "$(grep -c 'keeping the running one' "$LIFE_LOG")" -gt "$n" ||
+wait_for 10 kept_more_than "$n" ||
 	fail "SIGHUP without a store was not refused"
 log_has "$LIFE_LOG" "store.url is required" || fail "SIGHUP without a store: no reason in the log"
 running "$GPID" || fail "the gateway died on a SIGHUP without a store"
