@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "gw_sent.h"
 #include "log.h"
 
@@ -49,13 +50,6 @@ struct gw_sent {
 	double        window;
 	long long     max_per_user;
 };
-
-static double wall_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 struct gw_sent *gw_sent_open(const char *state_dir, double window, long long max_per_user, char *err,
                              size_t errlen)
@@ -136,7 +130,7 @@ int gw_sent_lookup(struct gw_sent *st, const char *user, const char *message_id,
 		*appenduid = '\0';
 	sqlite3_bind_text(s, 1, user, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, message_id, -1, SQLITE_STATIC);
-	sqlite3_bind_double(s, 3, wall_now() - st->window);
+	sqlite3_bind_double(s, 3, clock_wall() - st->window);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		int v = sqlite3_column_int(s, 0);
@@ -159,7 +153,7 @@ int gw_sent_lookup(struct gw_sent *st, const char *user, const char *message_id,
 int gw_sent_mark(struct gw_sent *st, const char *user, const char *message_id, enum gw_sent_state state,
                  const char *appenduid)
 {
-	double now = wall_now();
+	double now = clock_wall();
 	sqlite3_stmt *s = st->q[Q_PRUNE_OLD];
 	sqlite3_bind_double(s, 1, now - st->window);
 	if (run(st, s, "prune") < 0)

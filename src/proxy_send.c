@@ -32,6 +32,7 @@
 
 #include <gnutls/crypto.h>
 
+#include "clock.h"
 #include "dsn.h"
 #include "imap_write.h"
 #include "log.h"
@@ -128,13 +129,6 @@ static void slog_(struct account *a, enum log_level lvl, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(lvl, prefix, fmt, ap);
 	va_end(ap);
-}
-
-static double now_wall(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void cred_hash(const struct sender *s, const char *user, const char *password, uint8_t out[SENDER_CRED_HASH_LEN])
@@ -854,7 +848,7 @@ struct sender_op *sender_submit(struct sender *s, const char *user, const char *
 	op->e.rcpts = xcalloc(nrcpts ? nrcpts : 1, sizeof(char *));
 	for (size_t i = 0; i < nrcpts; i++)
 		op->e.rcpts[op->e.nrcpts++] = xstrdup(rcpts[i]);
-	op->e.created = now_wall();
+	op->e.created = clock_wall();
 	op->e.msg = *msg;
 	buf_init(msg, 0);
 	ensure_message_id(s, &op->e);
@@ -1010,7 +1004,7 @@ static void drain_send_result(struct sender_op *op, enum xdeliver_status st, con
 		break;
 	}
 	/* Temporary: stop here (order is kept), unless the message is too old now. */
-	if (now_wall() - op->e.created > op->s->cfg->smtp_outbox_max_age) {
+	if (clock_wall() - op->e.created > op->s->cfg->smtp_outbox_max_age) {
 		struct smtp_outcome gave_up;
 		char text[XDELIVER_MAX_TEXT + 80];
 		snprintf(text, sizeof(text), "5.4.7 Could not be sent for %.0f hours; last: %d %s %s",
