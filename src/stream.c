@@ -388,19 +388,28 @@ struct stream *stream_connect(struct ev_loop *loop, const char *host, const char
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res = NULL;
 	/* Name resolution blocks the loop; upstreams are configured hosts, usually
-	 * cached by the resolver. An asynchronous resolver is future work. */
+	 * cached by the resolver. Lookups a client can cause go through resolver.h
+	 * and stream_connect_addrinfo instead. */
 	int rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0) {
 		snprintf(err, errlen, "resolve %s: %s", host, gai_strerror(rc));
 		return NULL;
 	}
+	return stream_connect_addrinfo(loop, res, timeout, name, out_limit, cb, ctx, err, errlen);
+}
+
+struct stream *stream_connect_addrinfo(struct ev_loop *loop, struct addrinfo *res, double timeout,
+                                       const char *name, size_t out_limit, stream_cb cb, void *ctx,
+                                       char *err, size_t errlen)
+{
 	struct stream *s = stream_alloc(loop, name, out_limit, cb, ctx);
 	s->addrs = s->next_addr = res;
 	/* Immediate failures are returned, never called back: the owner does not
 	 * have the stream pointer yet. */
 	if (start_next_connect(s) < 0) {
 		snprintf(err, errlen, "connect: %s", s->connect_err[0] ? s->connect_err : "no address");
-		freeaddrinfo(res);
+		if (res)
+			freeaddrinfo(res);
 		buf_free(&s->in);
 		buf_free(&s->out);
 		s->magic = 0;

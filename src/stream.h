@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <netdb.h>
+
 #include <ev.h>
 
 #include "buf.h"
@@ -61,6 +63,16 @@ struct stream *stream_new_fds(struct ev_loop *loop, int rfd, int wfd, const char
 struct stream *stream_connect(struct ev_loop *loop, const char *host, const char *port, double timeout,
                               const char *name, size_t out_limit, stream_cb cb, void *ctx,
                               char *err, size_t errlen);
+
+/*
+ * The same with addresses already looked up (resolver.h), tried in order;
+ * res is taken (freed with freeaddrinfo, also on failure). Callers that
+ * filter a getaddrinfo() list may unlink entries: POSIX lets freeaddrinfo
+ * free any sublist.
+ */
+struct stream *stream_connect_addrinfo(struct ev_loop *loop, struct addrinfo *res, double timeout,
+                                       const char *name, size_t out_limit, stream_cb cb, void *ctx,
+                                       char *err, size_t errlen);
 
 /* Arm (seconds > 0) or disarm (0) a deadline; when it fires: STREAM_EV_ERROR "timed out". */
 void stream_set_deadline(struct stream *s, double seconds);
