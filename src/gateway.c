@@ -1622,7 +1622,7 @@ static void provision(struct gw_conn *c, const struct imap_msg *m)
 	};
 	struct buf out;
 	buf_init(&out, 0);
-	pimap_provision_format(limits, sizeof(limits) / sizeof(limits[0]), &out);
+	pimap_provision_format(limits, sizeof(limits) / sizeof(limits[0]), outband_channels(c->srv->outband), &out);
 	/* The device's out-band key: over TLS only (draft -12 6.1). */
 	if (c->ds && c->srv->outband && (stream_is_tls(c->client) || c->outer_tls))
 		outband_provision(c->srv->outband, c->ds->user, c->ds->device, &out);
@@ -1667,7 +1667,8 @@ static void set_pref(struct gw_conn *c, const struct imap_msg *m)
 	enum pimap_pref_id id;
 	char before[8];
 	snprintf(before, sizeof(before), "%s", c->ds->prefs.value[PIMAP_PREF_FOLDER_STATUS]);
-	if (pimap_pref_set_args(&c->ds->prefs, m->args + 1, m->nargs - 1, &id, err, sizeof(err)) < 0) {
+	struct pimap_pref_policy policy = outband_pref_policy(c->srv->outband, c->peer);
+	if (pimap_pref_set_args(&c->ds->prefs, m->args + 1, m->nargs - 1, &policy, &id, err, sizeof(err)) < 0) {
 		answer(c, m->tag, "NO %s", err);
 		return;
 	}
@@ -2149,6 +2150,8 @@ static void login_complete(struct gw_conn *c, const uint8_t *untagged, size_t un
 	client_flush(c);
 	clog_(c, LOG_LEVEL_INFO, "logged in as %s%s%s", c->login.store_user, c->ds ? " device " : " (plain IMAP)",
 	      c->ds ? c->ds->device : "");
+	if (c->ds)
+		outband_device_seen(c->srv->outband, c->ds->user, c->ds->device, c->peer);
 	process_client_input(c);
 }
 
@@ -3176,6 +3179,17 @@ void gateway_conn_set_quiet(struct gateway_server *srv, unsigned long id, bool q
 	for (struct gw_conn *c = srv->conns; c; c = c->next)
 		if (c->id == id)
 			c->quiet = quiet;
+}
+
+void gateway_conn_set_peer(struct gateway_server *srv, unsigned long id, const char *peer)
+{
+	for (struct gw_conn *c = srv->conns; c; c = c->next) {
+		if (c->id != id)
+			continue;
+		snprintf(c->peer, sizeof(c->peer), "%s", peer);
+		if (c->ds && c->state == C_AUTHED)
+			outband_device_seen(srv->outband, c->ds->user, c->ds->device, peer);
+	}
 }
 
 /* ------------------------------------------------------------------------ */

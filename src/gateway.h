@@ -49,6 +49,8 @@ unsigned long gateway_attach_secured(struct gateway_server *srv, int fd, const c
                                      bool in_response);
 /* In-response: quiet = no request open, so the device may get out-band wake-ups. Unknown ids are ignored. */
 void gateway_conn_set_quiet(struct gateway_server *srv, unsigned long id, bool quiet);
+/* An in-response request of connection id came from peer ("addr:port"): the device's address now. */
+void gateway_conn_set_peer(struct gateway_server *srv, unsigned long id, const char *peer);
 
 unsigned gateway_server_connection_count(const struct gateway_server *srv);
 void gateway_server_dump(const struct gateway_server *srv); /* SIGUSR1: one log line per session/connection */

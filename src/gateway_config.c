@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "gateway_config.h"
+#include "outband_policy.h"
 #include "url.h"
 
 
@@ -215,6 +216,16 @@ const struct cfg_key gateway_config_keys[] = {
 	 "PEM trust anchors for WEBHOOK URLs; \"\" = system store (certificates are always verified)"},
 	{"outband.webhook_timeout", CFG_DURATION, OFF(outband_webhook_timeout), "10s", 1, 5 * MINUTE, NULL, true,
 	 "connect, TLS and answer of one webhook POST"},
+	{"outband.webhook_resolve_timeout", CFG_DURATION, OFF(outband_webhook_resolve_timeout), "5s", 0.1, MINUTE,
+	 NULL, true, "looking up a webhook's host name (on a helper thread) must end within this"},
+	{"outband.webhook_allow", CFG_STRLIST, OFF(outband_webhook_allow), "", 0, 0, NULL, true,
+	 "https:// URL prefixes WEBHOOK addresses must start with; empty = WEBHOOK not offered. Loopback and "
+	 "private targets only when an entry names them as an IP literal",
+	 outband_policy_webhook_entry_valid},
+	{"outband.udp_allow", CFG_STRLIST, OFF(outband_udp_allow), "", 0, 0, NULL, true,
+	 "networks (CIDR) UDP wake-ups may go to besides the device's own address, or \"any\"; empty = only the "
+	 "address of the device's last in-band connection",
+	 outband_policy_udp_entry_valid},
 
 	{NULL, 0, 0, NULL, 0, 0, NULL, false, NULL, NULL},
 };

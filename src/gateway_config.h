@@ -74,6 +74,9 @@ struct gateway_config {
 	double  outband_min_interval;     /* outband.min_interval: per device between notifications (5s) */
 	char   *outband_webhook_ca_file;  /* outband.webhook_ca_file: trust anchors for webhooks; "" = system */
 	double  outband_webhook_timeout;  /* outband.webhook_timeout: connect + TLS + answer (10s) */
+	double  outband_webhook_resolve_timeout; /* outband.webhook_resolve_timeout: the host name lookup (5s) */
+	char  **outband_webhook_allow;    /* outband.webhook_allow: https:// URL prefixes; empty = no WEBHOOK */
+	char  **outband_udp_allow;        /* outband.udp_allow: CIDR networks or "any"; empty = device's own address */
 };
 
 extern const struct cfg_key gateway_config_keys[];

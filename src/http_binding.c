@@ -737,6 +737,7 @@ static bool hc_head(struct hconn *c)
 	log_msg(LOG_LEVEL_DEBUG, c->prefix, "in-response request %lld of the minute for session %.8s...",
 	        s->window_requests, s->id);
 	gateway_conn_set_quiet(hb->gw, s->gw_id, false);
+	gateway_conn_set_peer(hb->gw, s->gw_id, c->peer); /* a device may move between requests */
 	if (h->expect_continue)
 		stream_write_str(c->st, "HTTP/1.1 100 Continue\r\n\r\n");
 	c->state = HC_BODY;

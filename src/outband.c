@@ -3,12 +3,18 @@
  *
  * Objects:
  *   outband        the UDP sockets (one per address family, made when first
- *                  needed), the webhook trust anchors, the sequence counter,
- *                  per-device rate-limit records and webhook POSTs in flight
- *   ob_device      (user, device): key, when it was last notified, the event
- *                  waiting for the rate limit, and a copy of the preferences
- *                  that event is to be sent with
- *   webhook        one HTTPS POST: stream (TCP -> TLS), response reader
+ *                  needed), the webhook trust anchors, the host name
+ *                  resolver (threads, made when first needed), the sequence
+ *                  counter, per-device records and webhook POSTs in flight
+ *   ob_device      (user, device): key, the address of its last in-band
+ *                  connection, when it was last notified, the event waiting
+ *                  for the rate limit, and a copy of the preferences that
+ *                  event is to be sent with
+ *   webhook        one HTTPS POST: host name lookup, stream (TCP -> TLS),
+ *                  response reader
+ *
+ * Where a notification may go is outband_policy.c's to say; it is asked
+ * when the device sets its address and again before every send.
  *
  * A notification is a hint: nothing is queued for long, nothing is
  * retried. The events themselves wait in the gateway's session and reach
@@ -32,7 +38,10 @@
 #include "clock.h"
 #include "http_wire.h"
 #include "log.h"
+#include "netaddr.h"
 #include "outband.h"
+#include "outband_policy.h"
+#include "resolver.h"
 #include "stream.h"
 #include "tlsio.h"
 #include "url.h"
@@ -40,6 +49,8 @@
 /* The device key is kept among the device's preferences under a name no
  * client can set or read (XGETPIMAPPREF lists only PIMAP_* names). */
 #define KEY_PREF_NAME "x-pimap-outband-key"
+/* The same for the address of the device's last in-band connection (UDP goes there by default). */
+#define PEER_PREF_NAME "x-pimap-outband-peer"
 #define WEBHOOK_MAX_RESPONSE 65536
 
 struct ob_device {
@@ -49,6 +60,8 @@ struct ob_device {
 	char *device;
 	uint8_t key[OUTBAND_KEY_LEN];
 	bool have_key;
+	struct netaddr peer;     /* where its last in-band connection came from */
+	bool have_peer, peer_loaded;
 	double last_sent;        /* monotonic; 0 = never */
 	ev_timer later;          /* fires when the rate limit allows the pending event */
 	bool pending;
@@ -62,6 +75,7 @@ struct webhook {
 	struct outband *ob;
 	struct stream *st;
 	struct http_reader *rd;
+	struct resolver_query *lookup; /* while the host name is looked up */
 	char host[256];
 	char what[700];  /* for the log: "user#Pdevice -> host" */
 	struct buf request;
@@ -73,6 +87,7 @@ struct outband {
 	const struct gateway_config *cfg;
 	struct gw_state *db;
 	struct tls_creds *creds;
+	struct resolver *resolver;
 	int udp4, udp6;
 	uint64_t last_seq;
 	struct ob_device *devices;
@@ -224,6 +239,64 @@ void outband_provision(struct outband *ob, const char *user, const char *device,
 	gnutls_free(b64.data);
 }
 
+/* ---- where the device is, and where it may be told ------------------------- */
+
+static void peer_pref_cb(const char *name, const char *value, void *ctx)
+{
+	struct ob_device *d = ctx;
+	if (strcmp(name, PEER_PREF_NAME) == 0 && netaddr_parse(value, &d->peer))
+		d->have_peer = true;
+}
+
+/* The address of the device's last in-band connection; NULL if none is known. */
+static const struct netaddr *device_peer(struct ob_device *d)
+{
+	if (!d->peer_loaded) {
+		d->peer_loaded = true;
+		gw_state_prefs_load(d->ob->db, d->user, d->device, peer_pref_cb, d);
+	}
+	return d->have_peer ? &d->peer : NULL;
+}
+
+void outband_device_seen(struct outband *ob, const char *user, const char *device, const char *peer)
+{
+	struct netaddr a;
+	if (!ob || !outband_policy_peer_addr(peer, &a))
+		return; /* not an IP connection (--stdio): only outband.udp_allow can allow UDP */
+	struct ob_device *d = device_get(ob, user, device);
+	const struct netaddr *known = device_peer(d);
+	if (known && netaddr_equal(known, &a))
+		return;
+	d->peer = a;
+	d->have_peer = true;
+	char text[NETADDR_TEXT_MAX];
+	netaddr_format(&a, text, sizeof(text));
+	/* Kept across restarts: a device waiting for its wake-up has no connection to tell us again. */
+	if (gw_state_pref_save(ob->db, user, device, PEER_PREF_NAME, text) < 0)
+		log_warn("cannot save the address of %s#P%s", user, device);
+}
+
+const char *const *outband_channels(const struct outband *ob)
+{
+	return outband_policy_channels(ob->cfg->outband_webhook_allow);
+}
+
+static int check_address(const char *address, const void *ctx, const char *peer, char *err, size_t errlen)
+{
+	const struct outband *ob = ctx;
+	struct netaddr a;
+	bool have = peer && outband_policy_peer_addr(peer, &a);
+	return outband_policy_address(ob->cfg->outband_webhook_allow, ob->cfg->outband_udp_allow, address,
+	                              have ? &a : NULL, err, errlen);
+}
+
+struct pimap_pref_policy outband_pref_policy(const struct outband *ob, const char *peer)
+{
+	struct pimap_pref_policy p = {.channels = outband_channels(ob), .check_address = check_address, .ctx = ob,
+	                              .peer = peer};
+	return p;
+}
+
 /* ---- payloads ------------------------------------------------------------- */
 
 /* Strictly growing: microseconds of the wall clock, or one more than the last. */
@@ -271,27 +344,21 @@ static int udp_socket(struct outband *ob, int family)
 
 static void send_udp(struct ob_device *d, const char *address, const struct buf *payload)
 {
-	char host[256], port[16], err[128];
-	if (listen_addr_parse(address, host, sizeof(host), port, sizeof(port), err, sizeof(err)) < 0 ||
-	    strcmp(port, "0") == 0) {
-		log_warn("out-band UDP for %s#P%s: PIMAP_OUTBAND_ADDRESS \"%s\" is not IP:port", d->user, d->device,
-		         address);
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	char err[320];
+	/* Asked again at every send: the device may have moved, the configuration may have changed. */
+	if (outband_policy_udp(d->ob->cfg->outband_udp_allow, address, device_peer(d), &to, &tolen, err,
+	                       sizeof(err)) < 0) {
+		log_warn("out-band UDP for %s#P%s not sent: %s", d->user, d->device, err);
 		return;
 	}
-	/* Numeric only: a name lookup would block the event loop for every wake-up. */
-	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	if (getaddrinfo(host, port, &hints, &res) != 0 || !res) {
-		log_warn("out-band UDP for %s#P%s: \"%s\" is not a numeric address", d->user, d->device, address);
-		return;
-	}
-	int fd = udp_socket(d->ob, res->ai_family);
-	if (fd >= 0 && sendto(fd, buf_head(payload), buf_len(payload), MSG_NOSIGNAL, res->ai_addr, res->ai_addrlen) < 0)
+	int fd = udp_socket(d->ob, to.ss_family);
+	if (fd >= 0 && sendto(fd, buf_head(payload), buf_len(payload), MSG_NOSIGNAL, (struct sockaddr *)&to, tolen) < 0)
 		log_warn("out-band UDP to %s: %s", address, strerror(errno));
 	else if (fd >= 0)
 		log_debug("out-band UDP notification to %s (%zu bytes) for %s#P%s", address, buf_len(payload), d->user,
 		          d->device);
-	freeaddrinfo(res);
 }
 
 /* ---- webhooks -------------------------------------------------------------- */
@@ -299,6 +366,10 @@ static void send_udp(struct ob_device *d, const char *address, const struct buf 
 static void webhook_unlink(struct webhook *w)
 {
 	struct outband *ob = w->ob;
+	if (w->lookup) {
+		resolver_cancel(w->lookup);
+		w->lookup = NULL;
+	}
 	for (struct webhook **pp = &ob->webhooks; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
 			*pp = w->next;
@@ -388,13 +459,77 @@ static void on_webhook_event(struct stream *st, enum stream_event ev, const char
 	}
 }
 
+static void webhook_connect(struct webhook *w, struct addrinfo *res)
+{
+	char err[256];
+	w->st = stream_connect_addrinfo(w->ob->loop, res, w->ob->cfg->outband_webhook_timeout, "webhook", 65536,
+	                                on_webhook_event, w, err, sizeof(err));
+	if (!w->st)
+		webhook_finish(w, false, err);
+}
+
+/*
+ * Unlink (and free) the addresses a host name must not lead to: loopback,
+ * private, link-local and the other special-purpose blocks. A name can be
+ * pointed anywhere by whoever runs its DNS; an internal target has to be
+ * named in outband.webhook_allow by its IP address. *dropped: what the
+ * first one dropped was, or NULL.
+ */
+static struct addrinfo *keep_public(struct addrinfo *res, const char **dropped)
+{
+	*dropped = NULL;
+	struct addrinfo **pp = &res;
+	while (*pp) {
+		struct addrinfo *ai = *pp;
+		struct netaddr a;
+		const char *special = netaddr_from_sockaddr(ai->ai_addr, &a) ? netaddr_special(&a) : "non-IP";
+		if (!special) {
+			pp = &ai->ai_next;
+			continue;
+		}
+		if (!*dropped)
+			*dropped = special;
+		*pp = ai->ai_next;
+		ai->ai_next = NULL;
+		freeaddrinfo(ai); /* POSIX: any sublist may be freed */
+	}
+	return res;
+}
+
+static void on_webhook_resolved(struct addrinfo *res, const char *error, void *ctx)
+{
+	struct webhook *w = ctx;
+	char why[400];
+	w->lookup = NULL;
+	if (!res) {
+		snprintf(why, sizeof(why), "looking up %s: %s", w->host, error);
+		webhook_finish(w, false, why);
+		return;
+	}
+	const char *dropped;
+	res = keep_public(res, &dropped);
+	if (!res) {
+		snprintf(why, sizeof(why),
+		         "%s has only %s addresses; a host name may lead to public addresses only "
+		         "(name an internal target in outband.webhook_allow by its IP address)",
+		         w->host, dropped);
+		webhook_finish(w, false, why);
+		return;
+	}
+	if (dropped)
+		log_debug("out-band webhook %s: %s addresses of %s skipped", w->what, dropped, w->host);
+	webhook_connect(w, res);
+}
+
 static void send_webhook(struct ob_device *d, const char *address, const char *format, const struct buf *payload)
 {
 	struct outband *ob = d->ob;
 	struct upstream_url url;
-	char err[256];
-	if (url_parse(address, &url, err, sizeof(err)) < 0 || url.scheme != URL_HTTPS) {
-		log_warn("out-band webhook for %s#P%s: PIMAP_OUTBAND_ADDRESS is not an https:// URL", d->user, d->device);
+	bool literal_ok;
+	char err[320];
+	/* Asked again at every send: outband.webhook_allow may have changed since the device chose the URL. */
+	if (outband_policy_webhook(ob->cfg->outband_webhook_allow, address, &url, &literal_ok, err, sizeof(err)) < 0) {
+		log_warn("out-band webhook for %s#P%s not sent: %s", d->user, d->device, err);
 		return;
 	}
 	if (ob->nwebhooks >= OUTBAND_MAX_WEBHOOKS) {
@@ -420,12 +555,22 @@ static void send_webhook(struct ob_device *d, const char *address, const char *f
 	w->next = ob->webhooks;
 	ob->webhooks = w;
 	ob->nwebhooks++;
-	w->st = stream_connect(ob->loop, url.host, url.port, ob->cfg->outband_webhook_timeout, "webhook", 65536,
-	                       on_webhook_event, w, err, sizeof(err));
-	if (!w->st) {
-		webhook_finish(w, false, err);
+	if (literal_ok) {
+		/* An IP address the allow list names: no lookup (numeric only: never waits), any kind of address. */
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+		struct addrinfo *res = NULL;
+		int rc = getaddrinfo(url.host, url.port, &hints, &res);
+		if (rc != 0) {
+			webhook_finish(w, false, gai_strerror(rc));
+			return;
+		}
+		webhook_connect(w, res);
 		return;
 	}
+	if (!ob->resolver)
+		ob->resolver = resolver_new(ob->loop);
+	w->lookup = resolver_lookup(ob->resolver, url.host, url.port, SOCK_STREAM,
+	                            ob->cfg->outband_webhook_resolve_timeout, on_webhook_resolved, w);
 }
 
 /* ---- sending and the rate limit -------------------------------------------- */
@@ -536,6 +681,7 @@ void outband_free(struct outband *ob)
 		ob->devices = d->next;
 		device_free(d);
 	}
+	resolver_free(ob->resolver);
 	if (ob->udp4 >= 0)
 		close(ob->udp4);
 	if (ob->udp6 >= 0)

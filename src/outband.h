@@ -10,8 +10,12 @@
  *
  *   UDP      one datagram to PIMAP_OUTBAND_ADDRESS ("IP:port" or "[v6]:port")
  *   WEBHOOK  an HTTPS POST to PIMAP_OUTBAND_ADDRESS (an https:// URL), the
- *            server's certificate verified (ntfy, UnifiedPush distributors)
+ *            server's certificate verified (ntfy, UnifiedPush distributors);
+ *            the host name is looked up on a helper thread (resolver.h)
  *   NONE     nothing
+ *
+ * if outband_policy.h allows the address (UDP: by default only the
+ * device's own address; WEBHOOK: only under outband.webhook_allow)
  *
  * in PIMAP_OUTBAND_FORMAT: EMN (XML, no secret) or EXTENDED (sealed with
  * the device's key, outband_msg.h). The key is made on the device's first
@@ -58,6 +62,24 @@ void outband_device_event(struct outband *ob, const char *user, const char *devi
  * The key is created on first use. Only call over TLS.
  */
 void outband_provision(struct outband *ob, const char *user, const char *device, struct buf *out);
+
+/*
+ * A device's connection has logged in or (in-response HTTPS) sent a
+ * request from peer ("addr:port"): UDP wake-ups may go back to that
+ * address (outband_policy.h). Remembered in the state database when it
+ * changes.
+ */
+void outband_device_seen(struct outband *ob, const char *user, const char *device, const char *peer);
+
+/* The out-band channels offered now (XPROVISION): WEBHOOK only with an outband.webhook_allow list. */
+const char *const *outband_channels(const struct outband *ob);
+
+/*
+ * What XSETPIMAPPREF may set for a device on a connection from peer
+ * ("addr:port"): the offered channels and the address check. Valid while
+ * ob and peer are.
+ */
+struct pimap_pref_policy outband_pref_policy(const struct outband *ob, const char *peer);
 
 /* "user#Pdevice[@domain]" from the store user and the device (the account the payloads name). */
 void outband_account(const char *user, const char *device, char *out, size_t outlen);

@@ -50,8 +50,9 @@ static const char *const pref_defaults[PIMAP_PREF_COUNT] = {
 /* The -12 prose spells the NEW_FORMAT preference with a hyphen. */
 #define PIMAP_NEW_FORMAT_ALIAS "PIMAP_IN-BAND_NEW_FORMAT"
 
-/* What outband.c delivers, and nothing else: a client must never be told it
- * can pick a channel nobody serves. WEBHOOK (an HTTPS POST) is ours, not
+/* What outband.c can deliver; the configuration may offer fewer (struct
+ * pimap_pref_policy): a client must never be told it can pick a channel
+ * nobody serves. WEBHOOK (an HTTPS POST) is ours, not
  * the draft's: SMS and WAP gateways are gone, push services took their place. */
 const char *const pimap_outband_channels[] = {"UDP", "WEBHOOK", "NONE", NULL};
 
@@ -604,16 +605,18 @@ static int canon_keyword(enum pimap_pref_id id, const struct imap_arg *val, cons
 	return 0;
 }
 
-static int canon_channel(const struct imap_arg *val, struct buf *out, char *err, size_t errlen)
+static int canon_channel(const struct imap_arg *val, const char *const *offered, struct buf *out, char *err,
+                         size_t errlen)
 {
 	char echo[ECHO_BUF_SIZE];
-	int k = word_index(val->str, val->len, pimap_outband_channels);
+	int k = word_index(val->str, val->len, offered);
 
 	if (k >= 0) {
-		buf_append_str(out, pimap_outband_channels[k]);
+		buf_append_str(out, offered[k]);
 		return 0;
 	}
-	if (word_index(val->str, val->len, draft_channels) >= 0)
+	if (word_index(val->str, val->len, draft_channels) >= 0 ||
+	    word_index(val->str, val->len, pimap_outband_channels) >= 0)
 		set_err(err, errlen, "channel %s is not offered by this server (see XPROVISION)",
 		        echo_text(echo, val->str, val->len));
 	else
@@ -623,7 +626,8 @@ static int canon_channel(const struct imap_arg *val, struct buf *out, char *err,
 
 /* Free text, but it must be printable ASCII so it can always be echoed as a
  * quoted string (no CR/LF, no NUL, no 8-bit). */
-static int canon_address(const struct imap_arg *val, struct buf *out, char *err, size_t errlen)
+static int canon_address(const struct imap_arg *val, const struct pimap_pref_policy *policy, struct buf *out,
+                         char *err, size_t errlen)
 {
 	if (val->len > PIMAP_MAX_PREF_VALUE) {
 		set_err(err, errlen, "%s is longer than %d bytes", pref_names[PIMAP_PREF_OUTBAND_ADDRESS],
@@ -637,12 +641,20 @@ static int canon_address(const struct imap_arg *val, struct buf *out, char *err,
 			return -1;
 		}
 	}
+	if (policy && policy->check_address) {
+		char *text = xmemdup(val->str, val->len); /* NUL-terminated copy */
+		int rc = policy->check_address(text, policy->ctx, policy->peer, err, errlen);
+		free(text);
+		if (rc < 0)
+			return -1;
+	}
 	buf_append(out, val->str, val->len);
 	return 0;
 }
 
 /* Validate val for preference id (a valid id) and append its canonical text to out. */
-static int canon_value(enum pimap_pref_id id, const struct imap_arg *val, struct buf *out, char *err, size_t errlen)
+static int canon_value(enum pimap_pref_id id, const struct imap_arg *val, const struct pimap_pref_policy *policy,
+                       struct buf *out, char *err, size_t errlen)
 {
 	if (id == PIMAP_PREF_INBAND_NEW_FORMAT)
 		return canon_new_format(val, out, err, errlen);
@@ -651,21 +663,22 @@ static int canon_value(enum pimap_pref_id id, const struct imap_arg *val, struct
 		return -1;
 	}
 	if (id == PIMAP_PREF_OUTBAND_ADDRESS)
-		return canon_address(val, out, err, errlen);
+		return canon_address(val, policy, out, err, errlen);
 	if (id == PIMAP_PREF_OUTBAND_CHANNEL)
-		return canon_channel(val, out, err, errlen);
+		return canon_channel(val, policy && policy->channels ? policy->channels : pimap_outband_channels, out,
+		                     err, errlen);
 	return canon_keyword(id, val, pref_keywords[id], out, err, errlen);
 }
 
 /* Validate, canonicalise and store; prefs is untouched on error. */
-static int store_value(struct pimap_prefs *prefs, enum pimap_pref_id id, const struct imap_arg *val, char *err,
-                       size_t errlen)
+static int store_value(struct pimap_prefs *prefs, enum pimap_pref_id id, const struct imap_arg *val,
+                       const struct pimap_pref_policy *policy, char *err, size_t errlen)
 {
 	struct buf canon;
 	int rc = -1;
 
 	buf_init(&canon, 0);
-	if (canon_value(id, val, &canon, err, errlen) < 0)
+	if (canon_value(id, val, policy, &canon, err, errlen) < 0)
 		goto out;
 	if (buf_len(&canon) > PIMAP_MAX_PREF_VALUE) {
 		set_err(err, errlen, "value of %s is longer than %d bytes", pref_names[id], PIMAP_MAX_PREF_VALUE);
@@ -709,7 +722,7 @@ static int set_stored_new_format(struct pimap_prefs *prefs, const char *value)
 	buf_printf(&line, "t X %s\r\n", value);
 	if (imap_parser_feed(parser, buf_head(&line), buf_len(&line), &consumed) == IMAP_PARSE_DONE &&
 	    consumed == buf_len(&line) && (msg = imap_parser_msg(parser)) != NULL && msg->nargs == 2)
-		rc = store_value(prefs, PIMAP_PREF_INBAND_NEW_FORMAT, &msg->args[1], NULL, 0);
+		rc = store_value(prefs, PIMAP_PREF_INBAND_NEW_FORMAT, &msg->args[1], NULL, NULL, 0);
 	buf_free(&line);
 	imap_parser_free(parser);
 	return rc;
@@ -725,11 +738,12 @@ int pimap_pref_set_value(struct pimap_prefs *prefs, enum pimap_pref_id id, const
 		return set_stored_new_format(prefs, value);
 	arg.str = value;
 	arg.len = strlen(value);
-	return store_value(prefs, id, &arg, NULL, 0);
+	return store_value(prefs, id, &arg, NULL, NULL, 0);
 }
 
 int pimap_pref_set_args(struct pimap_prefs *prefs, const struct imap_arg *args, size_t nargs,
-                        enum pimap_pref_id *id_out, char *err, size_t errlen)
+                        const struct pimap_pref_policy *policy, enum pimap_pref_id *id_out, char *err,
+                        size_t errlen)
 {
 	char echo[ECHO_BUF_SIZE];
 	int id;
@@ -761,7 +775,7 @@ int pimap_pref_set_args(struct pimap_prefs *prefs, const struct imap_arg *args, 
 		set_err(err, errlen, "%s takes one value (use a parenthesised list for several)", pref_names[id]);
 		return -1;
 	}
-	if (store_value(prefs, (enum pimap_pref_id)id, &args[1], err, errlen) < 0)
+	if (store_value(prefs, (enum pimap_pref_id)id, &args[1], policy, err, errlen) < 0)
 		return -1;
 	if (id_out)
 		*id_out = (enum pimap_pref_id)id;
@@ -970,10 +984,11 @@ static void provision_words(struct buf *out, enum pimap_pref_id id, const char *
 	buf_append_str(out, ")\r\n");
 }
 
-void pimap_provision_format(const struct pimap_provision_limit *limits, size_t nlimits, struct buf *out)
+void pimap_provision_format(const struct pimap_provision_limit *limits, size_t nlimits,
+                            const char *const *channels, struct buf *out)
 {
 	buf_printf(out, "* XPROVISION XPIMAPPREF %s (astring)\r\n", pref_names[PIMAP_PREF_OUTBAND_ADDRESS]);
-	provision_words(out, PIMAP_PREF_OUTBAND_CHANNEL, pimap_outband_channels);
+	provision_words(out, PIMAP_PREF_OUTBAND_CHANNEL, channels ? channels : pimap_outband_channels);
 	provision_words(out, PIMAP_PREF_OUTBAND_FORMAT, pref_keywords[PIMAP_PREF_OUTBAND_FORMAT]);
 	buf_printf(out, "* XPROVISION XPIMAPPREF %s (NONE ALL FAST FULL fetch-att-list)\r\n",
 	           pref_names[PIMAP_PREF_INBAND_NEW_FORMAT]);

@@ -51,9 +51,25 @@ enum pimap_pref_id {
 
 /*
  * Out-band channels this build can deliver on. Only what is implemented is
- * listed (XPROVISION shows exactly this list); "NONE" is always there.
+ * listed; "NONE" is always there. The server's configuration may offer
+ * fewer (struct pimap_pref_policy).
  */
 extern const char *const pimap_outband_channels[];
+
+/*
+ * What the server allows beyond the grammar, for XSETPIMAPPREF:
+ * channels     the out-band channels offered now (NULL: pimap_outband_channels);
+ *              a known channel not among them gets "not offered"
+ * check_address  called with a PIMAP_OUTBAND_ADDRESS value that passed the
+ *              grammar (NULL: none); returns 0, or -1 with err for the NO.
+ *              ctx and peer (the client's address, "addr:port") are passed on.
+ */
+struct pimap_pref_policy {
+	const char *const *channels;
+	int (*check_address)(const char *address, const void *ctx, const char *peer, char *err, size_t errlen);
+	const void *ctx;
+	const char *peer;
+};
 
 struct pimap_prefs {
 	char *value[PIMAP_PREF_COUNT]; /* canonical text, never NULL after pimap_prefs_init */
@@ -82,11 +98,13 @@ int pimap_pref_set_value(struct pimap_prefs *prefs, enum pimap_pref_id id, const
  * parser into name + list), stored as "(ATT ATT ...)" or "NONE".
  * Fetch attributes accepted: FLAGS UID INTERNALDATE RFC822.SIZE ENVELOPE
  * BODYSTRUCTURE BODY BODY[...]<...> BODY.PEEK[...]<...> BINARY.PEEK[...]
- * BINARY.SIZE[...] RFC822.HEADER. On success *id_out names the preference.
- * Returns 0, or -1 with a message for the client in err.
+ * BINARY.SIZE[...] RFC822.HEADER. policy (may be NULL) narrows the out-band
+ * channel and address. On success *id_out names the preference. Returns 0,
+ * or -1 with a message for the client in err (prefs untouched).
  */
 int pimap_pref_set_args(struct pimap_prefs *prefs, const struct imap_arg *args, size_t nargs,
-                        enum pimap_pref_id *id_out, char *err, size_t errlen);
+                        const struct pimap_pref_policy *policy, enum pimap_pref_id *id_out, char *err,
+                        size_t errlen);
 
 /*
  * XGETPIMAPPREF(S): args after the command name: nothing (all), a list of
@@ -114,12 +132,14 @@ bool pimap_new_format_fetch_items(const struct pimap_prefs *prefs, struct buf *o
  * values ("* XPROVISION XPIMAPPREF PIMAP_INBAND_PUSH (ON OFF)"; free-form
  * ones show their form, e.g. "(NONE fetch-att-list)"), then every limit in
  * limits[] as "* XPROVISION LIMIT <name> <value>" (names like
- * MAX_QUEUED_EVENTS). nlimits may be 0.
+ * MAX_QUEUED_EVENTS). nlimits may be 0. channels: the out-band channels
+ * offered (NULL: pimap_outband_channels).
  */
 struct pimap_provision_limit {
 	const char *name;
 	unsigned long long value;
 };
-void pimap_provision_format(const struct pimap_provision_limit *limits, size_t nlimits, struct buf *out);
+void pimap_provision_format(const struct pimap_provision_limit *limits, size_t nlimits,
+                            const char *const *channels, struct buf *out);
 
 #endif

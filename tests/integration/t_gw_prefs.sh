@@ -2,7 +2,9 @@
 # t_gw_prefs.sh - pimap-gateway: P-IMAP preferences, their effect on push,
 # XPROVISION, XZIP and COMPRESS (docs/PROTOCOL.md sections 3 to 5).
 #
-# The gateway runs with limits.max_queued_events=777 (XPROVISION must show it).
+# The gateway runs with limits.max_queued_events=777 (XPROVISION must show it)
+# and allows webhooks under https://push.example.org/ (so WEBHOOK is offered;
+# t_outband_policy tests the policy itself).
 #  1. XGETPIMAPPREFS / XGETPIMAPPREF of a new device: every preference with
 #     their defaults; a list of names, names without parentheses;
 #  2. XSETPIMAPPREF of every preference with every kind of valid value, read
@@ -10,7 +12,8 @@
 #     macros expanded, BODY[...] = BODY.PEEK[...]);
 #  3. bad values, missing and extra arguments: tagged NO/BAD with a text that
 #     says what is wrong, the old value kept, the connection goes on; an
-#     unknown preference: NO;
+#     unknown preference: NO; out-band addresses the gateway would not send
+#     to (free text, another host's IP, a URL outside the allow list): NO;
 #  4. XPROVISION (also with a device id): the allowed values of every
 #     preference (every listed out-band channel is accepted by XSETPIMAPPREF)
 #     and LIMIT MAX_QUEUED_EVENTS 777;
@@ -50,7 +53,7 @@
 gen_certs
 start_dovecot
 for i in 1 2 3 4 5 6; do deliver bob "prefs message $i"; done
-GW_ARGS=(--set limits.max_queued_events=777)
+GW_ARGS=(--set limits.max_queued_events=777 --set outband.webhook_allow=https://push.example.org/)
 
 start_gateway "${GW_ARGS[@]}"
 gw_env
@@ -88,7 +91,8 @@ def _():
         ("PIMAP_EVENT_FILTER", ["NEW", "NONE", "ALL"]),
         ("PIMAP_OUTBAND_CHANNEL", ["UDP", "WEBHOOK", "NONE"]),
         ("PIMAP_OUTBAND_FORMAT", ["EXTENDED", "EMN"]),
-        ("PIMAP_OUTBAND_ADDRESS", ['"sms:+15551234567"', "mailto:bob@example.org", '"two words"', '""']),
+        ("PIMAP_OUTBAND_ADDRESS", ['"127.0.0.1:4143"', '"[::ffff:127.0.0.1]:9"', '"https://push.example.org/up/bob"',
+                                   '"https://PUSH.example.org:443/x?y=1"', '""']),
         ("PIMAP_INBAND_NEW_FORMAT", ["ALL", "FAST", "FULL", "FLAGS", "(FLAGS UID)", "ENVELOPE",
                                      "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
                                      "(RFC822.SIZE INTERNALDATE BODYSTRUCTURE)", "(BODY[TEXT]<0.100>)", "NONE"]),
@@ -123,6 +127,12 @@ def _():
         "XSETPIMAPPREF PIMAP_EVENT_FILTER (NEW ALL)",
         "XSETPIMAPPREF PIMAP_OUTBAND_FORMAT XML",
         "XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL CARRIER-PIGEON",
+        "XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL SMS",
+        'XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS "sms:+15551234567"',
+        "XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS mailto:bob@example.org",
+        'XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS "192.0.2.1:4143"',
+        'XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS "https://evil.example/push.example.org/"',
+        'XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS "http://push.example.org/x"',
         "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT NOTANATTRIBUTE",
         "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT (FLAGS BOGUS)",
         "XSETPIMAPPREF PIMAP_INBAND_NEW_FORMAT (FLAGS",

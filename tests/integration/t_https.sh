@@ -19,7 +19,8 @@
 #     IDLE, a delivery pushed as "* n EXISTS" while the request is still open,
 #     DONE, LOGOUT; the response is chunked;
 #  7. XPROVISION over HTTPS hands out the device key (PIMAP_ENC_KEY) and lists
-#     the out-band channels UDP WEBHOOK NONE; COMPRESS is refused (HTTP
+#     the out-band channels UDP NONE (no outband.webhook_allow: no WEBHOOK);
+#     COMPRESS is refused (HTTP
 #     compresses) and STARTTLS is not offered.
 #
 # By hand: tests/integration/t_https.sh (after building src/pimap-gateway)
@@ -101,7 +102,7 @@ log "5. unknown cookie 401; gzip response decodes"
 # --- 7. XPROVISION, COMPRESS, capabilities --------------------------------------------
 ir_post r8 $'h XPROVISION\r\ni COMPRESS DEFLATE\r\nj CAPABILITY\r\n'
 body_has r8 '^\* XPROVISION PIMAP_ENC_KEY \(' || fail "no key over HTTPS: $(cat "$T/r8.body")"
-body_has r8 'PIMAP_OUTBAND_CHANNEL \(UDP WEBHOOK NONE\)' || fail "channels: $(cat "$T/r8.body")"
+body_has r8 'PIMAP_OUTBAND_CHANNEL \(UDP NONE\)' || fail "channels: $(cat "$T/r8.body")"
 body_has r8 '^i NO \[CANNOT\]' || fail "COMPRESS not refused: $(cat "$T/r8.body")"
 ! body_has r8 'STARTTLS' || fail "STARTTLS offered over HTTPS"
 ir_post r9 $'k LOGOUT\r\n'

@@ -2,7 +2,8 @@
 # t_outband.sh - pimap-gateway's out-band notifications (docs/PROTOCOL.md 6):
 #
 #  1. WEBHOOK: a device sets channel WEBHOOK, an https:// address on a local
-#     receiver this test starts (certificate from the test CA), format EMN,
+#     receiver this test starts (certificate from the test CA; the receiver
+#     is on 127.0.0.1, named in outband.webhook_allow), format EMN,
 #     selects INBOX and goes away without LOGOUT; a delivery makes the gateway
 #     POST an EMN document naming the device's account;
 #  2. nothing is sent while the device has a live connection (in IDLE);
@@ -24,8 +25,6 @@ CRYPTO_PY=$(crypto_python) || hard_error "no python3 with the cryptography modul
 gen_certs
 start_dovecot
 deliver carol "outband message 1"
-start_gateway --set outband.min_interval=3s --set "outband.webhook_ca_file=$CA"
-gw_env
 
 start_receiver() { # start_receiver NAME CERT KEY: sets RECV_PORT
 	mkdir -p "$T/$1"
@@ -38,6 +37,10 @@ HOOK_PORT=$RECV_PORT
 start_receiver bad "$UNTRUSTED_CERT" "$UNTRUSTED_KEY"
 BAD_PORT=$RECV_PORT
 export HOOK_PORT BAD_PORT
+# What outband_policy allows is t_outband_policy's subject; here both receivers are allowed.
+start_gateway --set outband.min_interval=3s --set "outband.webhook_ca_file=$CA" \
+	--set "outband.webhook_allow=https://127.0.0.1:$HOOK_PORT/up/,https://127.0.0.1:$BAD_PORT/"
+gw_env
 
 # (py_part with the python3 that can open EXTENDED datagrams)
 "$CRYPTO_PY" - <<'PYEOF' || GW_FAILED_PARTS+=("out-band")
@@ -84,7 +87,7 @@ def park(c):
 @step("1. WEBHOOK: a POST of the EMN document when mail arrives for a parked session")
 def _():
     c = device("hook1", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"), ("PIMAP_OUTBAND_FORMAT", "EMN"),
-                         ("PIMAP_OUTBAND_ADDRESS", '"https://localhost:%s/up/topic1"' % E["HOOK_PORT"])])
+                         ("PIMAP_OUTBAND_ADDRESS", '"https://127.0.0.1:%s/up/topic1"' % E["HOOK_PORT"])])
     park(c)
     send_mail("webhook one")
     check(wait_posts(1, 10), "the receiver got a POST")
@@ -156,7 +159,7 @@ def _():
 @step("5. the receiver's certificate is verified")
 def _():
     c = device("hook2", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"),
-                         ("PIMAP_OUTBAND_ADDRESS", '"https://localhost:%s/x"' % E["BAD_PORT"])])
+                         ("PIMAP_OUTBAND_ADDRESS", '"https://127.0.0.1:%s/x"' % E["BAD_PORT"])])
     park(c)
     send_mail("to an untrusted receiver")
     check(wait_log_count(E["GW_LOG"], r"out-band webhook carol#Phook2 .* failed: .*certificate", 1, 10),

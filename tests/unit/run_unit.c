@@ -28,6 +28,7 @@ int main(void)
 	suite_outband_msg();
 	suite_sending();
 	suite_smtp_server();
+	suite_outband_policy();
 	suite_resolver();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();

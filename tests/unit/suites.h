@@ -25,6 +25,7 @@ void suite_http_wire(void);
 void suite_outband_msg(void);
 void suite_sending(void);
 void suite_smtp_server(void);
+void suite_outband_policy(void);
 void suite_resolver(void);
 
 struct buf;

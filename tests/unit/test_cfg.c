@@ -1002,7 +1002,7 @@ static void poison_value(const struct cfg_key *k, const void *defaults, char *bu
 		/* A value that passes the key's syntax check, if it has one, and differs from the default. */
 		static const char *const candidates[] = {"none", "127.0.0.1:1", "imaps://poison.invalid",
 		                                         "smtps://poison.invalid", "poison=poison", "/poison",
-		                                         "poison"};
+		                                         "https://poison.invalid/", "192.0.2.0/24", "poison"};
 		for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
 			if ((k->validate && k->validate(candidates[i], NULL, 0) != 0) ||
 			    strcmp(candidates[i], k->default_value) == 0)
@@ -1161,7 +1161,8 @@ static void test_gateway_table(void)
 	                                             "http.max_sessions", "http.header_timeout", "http.body_timeout",
 	                                             "http.keepalive_timeout", "http.response_timeout",
 	                                             "http.session_timeout", "outband.min_interval",
-	                                             "outband.webhook_timeout",
+	                                             "outband.webhook_timeout", "outband.webhook_resolve_timeout",
+	                                             "outband.webhook_allow", "outband.udp_allow",
 	                                             /* read at each XDELIVER */
 	                                             "submission.helo_name", "submission.connect_timeout",
 	                                             "submission.timeout", "submission.dedup_window",
@@ -1169,7 +1170,7 @@ static void test_gateway_table(void)
 	const struct cfg_key *e;
 
 	check_key_table(gateway_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                59 /* every field of struct gateway_config */);
+	                62 /* every field of struct gateway_config */);
 
 	e = cfg_find(gateway_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);

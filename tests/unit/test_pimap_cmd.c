@@ -204,6 +204,9 @@ static void test_copy(void)
 
 /* ---- XSETPIMAPPREF -------------------------------------------------------- */
 
+/* The server's policy for set_line (NULL: the grammar alone). */
+static const struct pimap_pref_policy *set_policy;
+
 /* Run one XSETPIMAPPREF command line through the parser and pimap_pref_set_args. */
 static int set_line(struct pimap_prefs *prefs, const char *line, size_t len, enum pimap_pref_id *id, char *err,
                     size_t errlen)
@@ -215,7 +218,7 @@ static int set_line(struct pimap_prefs *prefs, const char *line, size_t len, enu
 	CU_ASSERT_PTR_NOT_NULL_FATAL(parser);
 	msg = parse_cmd(parser, line, len);
 	CU_ASSERT_TRUE(imap_arg_is_atom(&msg->args[0], "XSETPIMAPPREF"));
-	rc = pimap_pref_set_args(prefs, msg->args + 1, msg->nargs - 1, id, err, errlen);
+	rc = pimap_pref_set_args(prefs, msg->args + 1, msg->nargs - 1, set_policy, id, err, errlen);
 	imap_parser_free(parser);
 	return rc;
 }
@@ -342,6 +345,64 @@ static void test_set_address(void)
 	memset(line + n, 'x', PIMAP_MAX_PREF_VALUE + 1);
 	memcpy(line + n + PIMAP_MAX_PREF_VALUE + 1, "\r\n", 3);
 	expect_set_error(line, "PIMAP_OUTBAND_ADDRESS is longer than 1024 bytes");
+}
+
+/* A stand-in for the gateway's address check: refuses "bad...", records what it saw. */
+static char seen_address[64], seen_peer[64];
+static int seen_calls;
+
+static int check_stub(const char *address, const void *ctx, const char *peer, char *err, size_t errlen)
+{
+	CU_ASSERT_STRING_EQUAL((const char *)ctx, "ctx");
+	seen_calls++;
+	snprintf(seen_address, sizeof(seen_address), "%s", address);
+	snprintf(seen_peer, sizeof(seen_peer), "%s", peer ? peer : "(null)");
+	if (strncmp(address, "bad", 3) == 0) {
+		snprintf(err, errlen, "refused by policy: %s", address);
+		return -1;
+	}
+	return 0;
+}
+
+static void test_set_policy(void)
+{
+	static const char *const offered[] = {"UDP", "NONE", NULL};
+	const struct pimap_pref_policy policy = {offered, check_stub, "ctx", "192.0.2.7:4000"};
+	struct buf out;
+
+	set_policy = &policy;
+	/* a channel the build has but the server does not offer now */
+	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL webhook\r\n",
+	                 "channel webhook is not offered by this server (see XPROVISION)");
+	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL SIP\r\n", "channel SIP is not offered");
+	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL PIGEON\r\n", "unknown channel PIGEON");
+	expect_set("a XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL udp\r\n", PIMAP_PREF_OUTBAND_CHANNEL, "UDP");
+	CU_ASSERT_EQUAL(seen_calls, 0); /* the channel is not the address check's business */
+
+	/* the address check sees the value (NUL-terminated) and the peer; its refusal is the NO, prefs untouched */
+	expect_set("a XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS \"192.0.2.7:9\"\r\n", PIMAP_PREF_OUTBAND_ADDRESS,
+	           "192.0.2.7:9");
+	CU_ASSERT_EQUAL(seen_calls, 1);
+	CU_ASSERT_STRING_EQUAL(seen_address, "192.0.2.7:9");
+	CU_ASSERT_STRING_EQUAL(seen_peer, "192.0.2.7:4000");
+	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS {5+}\r\nbad:1\r\n", "refused by policy: bad:1");
+	CU_ASSERT_EQUAL(seen_calls, 2);
+	/* the grammar goes first: the check never sees control bytes */
+	expect_set_error("a XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS {3+}\r\nb\ta\r\n", "must be printable ASCII");
+	CU_ASSERT_EQUAL(seen_calls, 2);
+	set_policy = NULL;
+
+	/* stored values are the database's: no policy (a WEBHOOK stored earlier stays, and is not sent) */
+	struct pimap_prefs prefs;
+	pimap_prefs_init(&prefs);
+	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_OUTBAND_CHANNEL, "WEBHOOK"), 0);
+	pimap_prefs_free(&prefs);
+
+	/* XPROVISION lists exactly what is offered */
+	buf_init(&out, 0);
+	pimap_provision_format(NULL, 0, offered, &out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text_of(&out), "* XPROVISION XPIMAPPREF PIMAP_OUTBAND_CHANNEL (UDP NONE)\r\n"));
+	buf_free(&out);
 }
 
 static void test_set_name_and_arity_errors(void)
@@ -680,10 +741,10 @@ static void test_provision(void)
 	struct buf out;
 
 	buf_init(&out, 0);
-	pimap_provision_format(NULL, 0, &out);
+	pimap_provision_format(NULL, 0, NULL, &out);
 	CU_ASSERT_STRING_EQUAL(text_of(&out), prefs_lines);
 	buf_clear(&out);
-	pimap_provision_format(lim, 3, &out);
+	pimap_provision_format(lim, 3, NULL, &out);
 	CU_ASSERT_STRING_EQUAL(text_of(&out), "* XPROVISION XPIMAPPREF PIMAP_OUTBAND_ADDRESS (astring)\r\n"
 	                                      "* XPROVISION XPIMAPPREF PIMAP_OUTBAND_CHANNEL (UDP WEBHOOK NONE)\r\n"
 	                                      "* XPROVISION XPIMAPPREF PIMAP_OUTBAND_FORMAT (EMN EXTENDED)\r\n"
@@ -708,6 +769,7 @@ void suite_pimap_cmd(void)
 	          {"XSETPIMAPPREF: keyword values", test_set_keywords},
 	          {"XSETPIMAPPREF: out-band channel", test_set_channel},
 	          {"XSETPIMAPPREF: out-band address", test_set_address},
+	          {"XSETPIMAPPREF: the server's channel and address policy", test_set_policy},
 	          {"XSETPIMAPPREF: name and arity errors", test_set_name_and_arity_errors},
 	          {"XSETPIMAPPREF: NEW_FORMAT values", test_set_new_format},
 	          {"XSETPIMAPPREF: NEW_FORMAT errors", test_set_new_format_errors},

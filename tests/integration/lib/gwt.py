@@ -73,9 +73,11 @@ def gw_port():
     return int(E["GW_PORT"])
 
 
-def gw(port=None, tls=True, timeout=10):
-    """A connection to the gateway (implicit TLS on GW_PORT by default), greeting read."""
+def gw(port=None, tls=True, timeout=10, source=None):
+    """A connection to the gateway (implicit TLS on GW_PORT by default), greeting read.
+    source: the local address to come from (another loopback address, 127.0.0.2, is another client)."""
     c = Client(HOST, port or gw_port(), tls=tls, cafile=CA, timeout=timeout)
+    c.source = source
     g = c.connect()
     check(g.status == "OK" and g.tag == "*", "gateway greeting %r" % g.first, quiet=True)
     return c

@@ -208,6 +208,7 @@ class Client:
         self.server_hostname = server_hostname
         self.timeout = timeout
         self.tag_prefix = tag_prefix
+        self.source = None      # local address to connect from (e.g. "127.0.0.2"), None = any
         self.sock = None
         self.rbuf = b""
         self.inflate = None
@@ -246,7 +247,8 @@ class Client:
         self.rbuf = b""
         self.inflate = self.deflate = None
         self.eof = False
-        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout,
+                                             source_address=(self.source, 0) if self.source else None)
         if self.tls:
             self._wrap_tls()
         if read_greeting:
