@@ -46,6 +46,7 @@ static void usage(FILE *out)
 	        "\n"
 	        "  --listen ADDR|none        implicit-TLS P-IMAP listener (repeatable; default 127.0.0.1:2993)\n"
 	        "  --listen-starttls ADDR|none  P-IMAP listener with STARTTLS (repeatable; default 127.0.0.1:2143)\n"
+	        "  --listen-https ADDR|none  P-IMAP over HTTPS, at http.path (repeatable; default none)\n"
 	        "  --cert FILE --key FILE    certificate and key for the listeners (default: generated)\n"
 	        "  --store URL               the IMAP store: imaps://host[:port] or imap://host[:port] (STARTTLS)\n"
 	        "  --ca-file FILE            trust anchors for the store's certificate (default: system store)\n"
@@ -67,7 +68,7 @@ static void usage(FILE *out)
 }
 
 enum {
-	OPT_LISTEN = DAEMON_OPT_OWN, OPT_LISTEN_STARTTLS, OPT_CERT, OPT_KEY, OPT_STORE, OPT_CA_FILE,
+	OPT_LISTEN = DAEMON_OPT_OWN, OPT_LISTEN_STARTTLS, OPT_LISTEN_HTTPS, OPT_CERT, OPT_KEY, OPT_STORE, OPT_CA_FILE,
 	OPT_ALLOW_PLAIN, OPT_STATE_DIR, OPT_HELP,
 };
 
@@ -77,6 +78,7 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli)
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, OPT_LISTEN},
 		{"listen-starttls", required_argument, NULL, OPT_LISTEN_STARTTLS},
+		{"listen-https", required_argument, NULL, OPT_LISTEN_HTTPS},
 		{"cert", required_argument, NULL, OPT_CERT},
 		{"key", required_argument, NULL, OPT_KEY},
 		{"store", required_argument, NULL, OPT_STORE},
@@ -93,6 +95,7 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli)
 		switch (c) {
 		case OPT_LISTEN: daemon_cli_add_to_list(cli, "listen.pimaps", optarg); break;
 		case OPT_LISTEN_STARTTLS: daemon_cli_add_to_list(cli, "listen.pimap", optarg); break;
+		case OPT_LISTEN_HTTPS: daemon_cli_add_to_list(cli, "listen.https", optarg); break;
 		case OPT_CERT: daemon_cli_set(cli, "tls.cert", optarg); break;
 		case OPT_KEY: daemon_cli_set(cli, "tls.key", optarg); break;
 		case OPT_STORE: daemon_cli_set(cli, "store.url", optarg); break;
@@ -142,8 +145,8 @@ static int check_config(const struct gateway_config *cfg, bool starting, char *m
 		snprintf(msg, len, "tls.cert and tls.key go together: set both, or neither for a generated certificate");
 		return -1;
 	}
-	if (!has_listener(cfg->listen_pimaps) && !has_listener(cfg->listen_pimap)) {
-		snprintf(msg, len, "no listener: listen.pimaps and listen.pimap are both empty");
+	if (!has_listener(cfg->listen_pimaps) && !has_listener(cfg->listen_pimap) && !has_listener(cfg->listen_https)) {
+		snprintf(msg, len, "no listener: listen.pimaps, listen.pimap and listen.https are all empty");
 		return -1;
 	}
 	return 0;

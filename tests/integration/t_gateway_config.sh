@@ -8,7 +8,8 @@
 #    store.idle_refresh above RFC 2177's 29 minutes), a pimaps:// or
 #    http:// store, duplicate key, YAML syntax error;
 #  - a missing file, bad or unknown --set keys, --set without '=', a bad
-#    --listen, --cert without --key, no listener at all, an unknown option
+#    --listen or --listen-https, --cert without --key, no listener at all (the
+#    HTTPS binding alone is one), an unknown option
 #    or a stray argument exit 2 (or non-zero for getopt's own complaint);
 #  - a store is an IMAP server: pimaps://, pimap://, https://, http:// and
 #    user@ URLs are refused (--check-config and start, status 2);
@@ -60,7 +61,7 @@ re_quote() { printf '%s' "$1" | sed 's/[.[\*^$()+?{|]/\\&/g'; }
 
 # --- --help, --version -----------------------------------------------------------
 run_gw 0 --help
-for opt in --listen --listen-starttls --cert --key --store --ca-file --allow-plaintext-store \
+for opt in --listen --listen-starttls --listen-https --cert --key --store --ca-file --allow-plaintext-store \
 	--state-dir --config --check-config --dump-config --set --foreground --pid-file \
 	--log-file --verbose --trace --version; do
 	grep -q -- "$opt" "$T/out" || fail "--help does not describe $opt"
@@ -140,6 +141,11 @@ log "ok: --cert without --key -> $(head -n 1 "$T/err")"
 run_gw 2 --check-config --store "$STORE" --listen none --listen-starttls none
 stderr_has "no listener" "no listener at all"
 log "ok: no listener -> $(head -n 1 "$T/err")"
+run_gw 0 --check-config --store "$STORE" --listen none --listen-starttls none --listen-https 127.0.0.1:3443
+log "ok: the HTTPS binding alone is a listener"
+run_gw 2 --check-config --store "$STORE" --listen-https 'no-port-here'
+stderr_has "listen\.https: .*no-port-here" "bad --listen-https"
+log "ok: bad --listen-https -> $(head -n 1 "$T/err")"
 rc=0
 timeout 10 "$GATEWAY_BIN" --no-such-option >"$T/out" 2>"$T/err" </dev/null || rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "an unknown option gave status $rc"
@@ -204,7 +210,8 @@ grep -Eq '^  lifetime: 4h$' "$T/out" || fail "dump does not show the file's sess
 grep -Eq '^  level: warn$' "$T/out" || fail "dump does not show the file's log.level"
 grep -Eq '^  pimap: \[\]$' "$T/out" || fail "dump does not show the file's empty listen.pimap"
 run_gw 0 --config "$T/base.yaml" --store imap://flag.example.org:1143 --ca-file /flag/ca.pem \
-	--listen 127.0.0.1:3993 --listen '[::1]:3993' --listen-starttls :3143 --allow-plaintext-store \
+	--listen 127.0.0.1:3993 --listen '[::1]:3993' --listen-starttls :3143 --listen-https 127.0.0.1:3443 \
+	--allow-plaintext-store \
 	--state-dir /flag/state --pid-file /flag/gw.pid --log-file /flag/gw.log --trace \
 	--set session.lifetime=48h --set limits.max_queued_events=3 -v --dump-config
 cp "$T/out" "$T/dump.yaml"
@@ -219,6 +226,7 @@ grep -A2 '^  pimaps:$' "$T/dump.yaml" | grep -q '"127.0.0.1:3993"' &&
 	fail "repeated --listen did not give both addresses"
 grep -q '0\.0\.0\.0:2993' "$T/dump.yaml" && fail "--listen did not replace the file's listen.pimaps"
 grep -A1 '^  pimap:$' "$T/dump.yaml" | grep -q '":3143"' || fail "--listen-starttls did not set listen.pimap"
+grep -A1 '^  https:$' "$T/dump.yaml" | grep -q '"127.0.0.1:3443"' || fail "--listen-https did not set listen.https"
 want '^state_dir: "/flag/state"$' "--state-dir did not override state_dir"
 want '^pid_file: "/flag/gw\.pid"$' "--pid-file did not set pid_file"
 want '^  file: "/flag/gw\.log"$' "--log-file did not set log.file"

@@ -37,7 +37,7 @@ start_dovecot
 deliver bob "https message 1"
 deliver bob "https message 2"
 HTTPS_PORT=$(free_port)
-start_gateway --set "listen.https=127.0.0.1:$HTTPS_PORT"
+start_gateway --listen-https "127.0.0.1:$HTTPS_PORT"
 wait_port 127.0.0.1 "$HTTPS_PORT" 10 "$GW_PID" || fail "no HTTPS listener on $HTTPS_PORT"
 URL="https://localhost:$HTTPS_PORT/pimap"
 
