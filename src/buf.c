@@ -50,6 +50,16 @@ char *xstrdup(const char *s)
 	return p;
 }
 
+void set_errmsg(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || !errlen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
 void buf_init(struct buf *b, size_t limit)
 {
 	memset(b, 0, sizeof(*b));

@@ -55,4 +55,7 @@ char *xstrdup(const char *s);
 /* Overwrite a NUL-terminated secret (a password) with zeros, free it and set *s to NULL; NULL is fine. */
 void secret_free(char **s);
 
+/* An error message into err[errlen]; nothing when err is NULL or errlen 0 (the caller does not want it). */
+void set_errmsg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -5,28 +5,17 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "netaddr.h"
 
 /* Longest text netaddr_parse looks at: an IPv6 address in brackets. */
 #define NETADDR_PARSE_MAX 64
 
 static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ::ffff:a.b.c.d -> a.b.c.d */
 static void unmap(struct netaddr *a)
@@ -119,14 +108,14 @@ int netaddr_net_parse(const char *text, struct netaddr_net *out, char *err, size
 	const char *slash = strchr(text, '/');
 	size_t n = slash ? (size_t)(slash - text) : strlen(text);
 	if (n >= sizeof(tmp)) {
-		set_err(err, errlen, "'%.64s...' is not an IP address or network", text);
+		set_errmsg(err, errlen, "'%.64s...' is not an IP address or network", text);
 		return -1;
 	}
 	memcpy(tmp, text, n);
 	tmp[n] = '\0';
 	memset(out, 0, sizeof(*out));
 	if (!netaddr_parse(tmp, &out->addr)) {
-		set_err(err, errlen, "'%s' is not an IP address (a network is address/prefix, e.g. 10.0.0.0/8)", tmp);
+		set_errmsg(err, errlen, "'%s' is not an IP address (a network is address/prefix, e.g. 10.0.0.0/8)", tmp);
 		return -1;
 	}
 	/* A mapped address was written as IPv6: its prefix counts the 96 bits of ::ffff:. */
@@ -137,25 +126,25 @@ int netaddr_net_parse(const char *text, struct netaddr_net *out, char *err, size
 		const char *p = slash + 1;
 		unsigned long v = 0;
 		if (!*p || strlen(p) > 3) {
-			set_err(err, errlen, "bad prefix length in '%s'", text);
+			set_errmsg(err, errlen, "bad prefix length in '%s'", text);
 			return -1;
 		}
 		for (; *p; p++) {
 			if (*p < '0' || *p > '9') {
-				set_err(err, errlen, "bad prefix length in '%s'", text);
+				set_errmsg(err, errlen, "bad prefix length in '%s'", text);
 				return -1;
 			}
 			v = v * 10 + (unsigned long)(*p - '0');
 		}
 		if (mapped) {
 			if (v < 96 || v > 128) {
-				set_err(err, errlen, "prefix length of '%s' must be 96..128", text);
+				set_errmsg(err, errlen, "prefix length of '%s' must be 96..128", text);
 				return -1;
 			}
 			v -= 96;
 		}
 		if (v > max) {
-			set_err(err, errlen, "prefix length of '%s' must be 0..%u", text, max);
+			set_errmsg(err, errlen, "prefix length of '%s' must be 0..%u", text, max);
 			return -1;
 		}
 		out->prefix = (unsigned)v;
@@ -164,7 +153,7 @@ int netaddr_net_parse(const char *text, struct netaddr_net *out, char *err, size
 	for (unsigned bit = out->prefix; bit < max; bit++)
 		masked.a[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
 	if (!netaddr_equal(&masked, &out->addr)) {
-		set_err(err, errlen, "'%s' has host bits set under its prefix (the network is %s/%u?)", text,
+		set_errmsg(err, errlen, "'%s' has host bits set under its prefix (the network is %s/%u?)", text,
 		        inet_ntop(masked.family, masked.a, tmp, sizeof(tmp)) ? tmp : "?", out->prefix);
 		return -1;
 	}

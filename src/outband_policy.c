@@ -6,12 +6,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "buf.h"
 #include "outband_policy.h"
 
 /* Client text quoted back in a refusal is cut to this many bytes (the NO line stays short). */
@@ -19,17 +19,6 @@
 
 static const char *const channels_all[] = {"UDP", "WEBHOOK", "NONE", NULL};
 static const char *const channels_no_webhook[] = {"UDP", "NONE", NULL};
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static bool list_empty(char *const *list)
 {
@@ -77,15 +66,15 @@ static int parse_https(const char *value, struct upstream_url *url, char *err, s
 	char why[200];
 	/* Before url_parse, whose message would list the IMAP schemes. */
 	if (strncasecmp(value, "https://", 8) != 0) {
-		set_err(err, errlen, "webhooks are https:// URLs");
+		set_errmsg(err, errlen, "webhooks are https:// URLs");
 		return -1;
 	}
 	if (url_parse(value, url, why, sizeof(why)) < 0) {
-		set_err(err, errlen, "not a URL: %s", why);
+		set_errmsg(err, errlen, "not a URL: %s", why);
 		return -1;
 	}
 	if (path_escapes(url->path)) {
-		set_err(err, errlen, "a webhook URL's path may not have \".\" or \"..\" segments or encoded dots and slashes");
+		set_errmsg(err, errlen, "a webhook URL's path may not have \".\" or \"..\" segments or encoded dots and slashes");
 		return -1;
 	}
 	return 0;
@@ -118,11 +107,11 @@ int outband_policy_webhook(char *const *webhook_allow, const char *address, stru
 	char why[200];
 	*literal_ok = false;
 	if (list_empty(webhook_allow)) {
-		set_err(err, errlen, "WEBHOOK is not offered by this server (see XPROVISION)");
+		set_errmsg(err, errlen, "WEBHOOK is not offered by this server (see XPROVISION)");
 		return -1;
 	}
 	if (parse_https(address, url, why, sizeof(why)) < 0) {
-		set_err(err, errlen, "PIMAP_OUTBAND_ADDRESS: %s", why);
+		set_errmsg(err, errlen, "PIMAP_OUTBAND_ADDRESS: %s", why);
 		return -1;
 	}
 	for (char *const *e = webhook_allow; *e; e++) {
@@ -136,7 +125,7 @@ int outband_policy_webhook(char *const *webhook_allow, const char *address, stru
 		*literal_ok = netaddr_parse(url->host, &lit);
 		return 0;
 	}
-	set_err(err, errlen, "%.*s is not under a webhook URL this server allows (outband.webhook_allow)",
+	set_errmsg(err, errlen, "%.*s is not under a webhook URL this server allows (outband.webhook_allow)",
 	        POLICY_ECHO_MAX, address);
 	return -1;
 }
@@ -179,7 +168,7 @@ int outband_policy_udp(char *const *udp_allow, const char *address, const struct
 	struct netaddr a;
 	unsigned port;
 	if (!parse_udp_address(address, &a, &port)) {
-		set_err(err, errlen, "PIMAP_OUTBAND_ADDRESS must be IP:port, [IPv6]:port or an https:// URL, not %.*s",
+		set_errmsg(err, errlen, "PIMAP_OUTBAND_ADDRESS must be IP:port, [IPv6]:port or an https:// URL, not %.*s",
 		        POLICY_ECHO_MAX, address);
 		return -1;
 	}
@@ -187,7 +176,7 @@ int outband_policy_udp(char *const *udp_allow, const char *address, const struct
 		char peer[NETADDR_TEXT_MAX] = "unknown";
 		if (device_peer)
 			netaddr_format(device_peer, peer, sizeof(peer));
-		set_err(err, errlen,
+		set_errmsg(err, errlen,
 		        "UDP wake-ups go only to the address this device connects from (%s), not to %.*s "
 		        "(outband.udp_allow widens this)",
 		        peer, POLICY_ECHO_MAX, address);

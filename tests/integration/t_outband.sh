@@ -70,23 +70,9 @@ def wait_posts(n, timeout, d=HOOK):
     return len(posts(d)) >= n
 
 
-def device(name, prefs):
-    c = gw()
-    resps = login(c, "carol#P" + name, PASS)
-    check(resps[-1].status == "OK", "login carol#P%s" % name, quiet=True)
-    for k, v in prefs:
-        c.ok("XSETPIMAPPREF %s %s" % (k, v))
-    return c
-
-
-def park(c):
-    c.ok("SELECT INBOX")
-    close_detached(c)
-
-
 @step("1. WEBHOOK: a POST of the EMN document when mail arrives for a parked session")
 def _():
-    c = device("hook1", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"), ("PIMAP_OUTBAND_FORMAT", "EMN"),
+    c = pimap_device("carol", "hook1", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"), ("PIMAP_OUTBAND_FORMAT", "EMN"),
                          ("PIMAP_OUTBAND_ADDRESS", '"https://127.0.0.1:%s/up/topic1"' % E["HOOK_PORT"])])
     park(c)
     send_mail("webhook one")
@@ -100,7 +86,7 @@ def _():
 @step("2. nothing out-band while a connection is live")
 def _():
     n = len(posts())
-    c = device("hook1", [])
+    c = pimap_device("carol", "hook1", [])
     c.ok("SELECT INBOX")
     tag = c.idle_start()
     time.sleep(4)  # past outband.min_interval, so the rate limit cannot be what stops it
@@ -133,7 +119,7 @@ def _():
 
 @step("4. PIMAP_EVENT_FILTER NEW ignores flag changes; NONE ignores everything")
 def _():
-    c = device("hook1", [("PIMAP_EVENT_FILTER", "NEW")])
+    c = pimap_device("carol", "hook1", [("PIMAP_EVENT_FILTER", "NEW")])
     park(c)
     time.sleep(3.2)
     n = len(posts())
@@ -144,28 +130,28 @@ def _():
     check(len(posts()) == n, "a flag change sends nothing under NEW")
     send_mail("new under NEW")
     check(wait_posts(n + 1, 10), "new mail is sent under NEW")
-    c = device("hook1", [("PIMAP_EVENT_FILTER", "NONE")])
+    c = pimap_device("carol", "hook1", [("PIMAP_EVENT_FILTER", "NONE")])
     park(c)
     time.sleep(3.2)
     n = len(posts())
     send_mail("new under NONE")
     time.sleep(2.5)
     check(len(posts()) == n, "nothing under NONE")
-    c = device("hook1", [("PIMAP_EVENT_FILTER", "ALL"), ("PIMAP_OUTBAND_CHANNEL", "NONE")])
+    c = pimap_device("carol", "hook1", [("PIMAP_EVENT_FILTER", "ALL"), ("PIMAP_OUTBAND_CHANNEL", "NONE")])
     park(c)
     s.close()
 
 
 @step("5. the receiver's certificate is verified")
 def _():
-    c = device("hook2", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"),
+    c = pimap_device("carol", "hook2", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"),
                          ("PIMAP_OUTBAND_ADDRESS", '"https://127.0.0.1:%s/x"' % E["BAD_PORT"])])
     park(c)
     send_mail("to an untrusted receiver")
     check(wait_log_count(E["GW_LOG"], r"out-band webhook carol#Phook2 .* failed: .*certificate", 1, 10),
           "the gateway refused the untrusted certificate")
     check(len(posts(BAD)) == 0, "the untrusted receiver got nothing")
-    c = device("hook2", [("PIMAP_OUTBAND_CHANNEL", "NONE")])
+    c = pimap_device("carol", "hook2", [("PIMAP_OUTBAND_CHANNEL", "NONE")])
     park(c)
 
 
@@ -175,14 +161,14 @@ def _():
     u.bind(("127.0.0.1", 0))
     u.settimeout(10)
     addr = '"127.0.0.1:%d"' % u.getsockname()[1]
-    c = device("udp1", [("PIMAP_OUTBAND_CHANNEL", "UDP"), ("PIMAP_OUTBAND_FORMAT", "EMN"),
+    c = pimap_device("carol", "udp1", [("PIMAP_OUTBAND_CHANNEL", "UDP"), ("PIMAP_OUTBAND_FORMAT", "EMN"),
                         ("PIMAP_OUTBAND_ADDRESS", addr)])
     park(c)
     time.sleep(3.2)
     send_mail("udp emn")
     data, _ = u.recvfrom(2000)
     check(b'<emn mailbox="mailat:carol#Pudp1"' in data, "UDP datagram is EMN: %r" % data[:80])
-    c = device("udp1", [("PIMAP_OUTBAND_FORMAT", "EXTENDED")])
+    c = pimap_device("carol", "udp1", [("PIMAP_OUTBAND_FORMAT", "EXTENDED")])
     resps = c.ok("XPROVISION")
     keys = [re.match(r"\* XPROVISION PIMAP_ENC_KEY \((\S+)\)", r.first) for r in resps]
     keys = [m.group(1) for m in keys if m]
@@ -199,7 +185,7 @@ def _():
     seq = int.from_bytes(hdr[1:], "big")
     check(plain == "%d carol#Pudp1 NEW_MESSAGE INBOX" % seq, "it opens with the key: %r" % plain)
     check(abs(seq / 1e6 - time.time()) < 60, "its sequence number is the time in microseconds")
-    c = device("udp1", [("PIMAP_OUTBAND_CHANNEL", "NONE")])
+    c = pimap_device("carol", "udp1", [("PIMAP_OUTBAND_CHANNEL", "NONE")])
     c.ok("LOGOUT")
 
 

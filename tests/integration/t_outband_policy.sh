@@ -89,20 +89,6 @@ def wait_for(pred, timeout):
     return pred()
 
 
-def device(name, prefs=(), source=None):
-    c = gw(source=source)
-    resps = login(c, "carol#P" + name, PASS)
-    check(resps[-1].status == "OK", "login carol#P%s%s" % (name, " from " + source if source else ""), quiet=True)
-    for k, v in prefs:
-        c.ok("XSETPIMAPPREF %s %s" % (k, v))
-    return c
-
-
-def park(c):
-    c.ok("SELECT INBOX")
-    close_detached(c)
-
-
 def refused(c, name, value, why):
     before = c.ok("XGETPIMAPPREF %s" % name)[0].first
     tag, resps = c.command("XSETPIMAPPREF %s %s" % (name, value))
@@ -122,7 +108,7 @@ def provision_channels(c):
 
 @step("1. XSETPIMAPPREF refuses what the gateway would not send")
 def _():
-    c = device("pol1")
+    c = pimap_device("carol", "pol1")
     check(provision_channels(c) == "UDP WEBHOOK NONE", "XPROVISION offers WEBHOOK (the allow list names URLs)")
     c.ok("XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL WEBHOOK")
     c.ok('XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS "https://127.0.0.1:%s/ok/first"' % PORT)
@@ -137,7 +123,7 @@ def _():
     c.ok('XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS "127.0.0.1:9"')
     c.ok('XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS ""')
     c.ok("LOGOUT")
-    c = device("pol1", source="127.0.0.2")
+    c = pimap_device("carol", "pol1", source="127.0.0.2")
     refused(c, "PIMAP_OUTBAND_ADDRESS", '"127.0.0.1:9"', "connects from (127.0.0.2)")
     c.ok('XSETPIMAPPREF PIMAP_OUTBAND_ADDRESS "127.0.0.2:9"')
     c.ok("XSETPIMAPPREF PIMAP_OUTBAND_CHANNEL NONE")
@@ -147,7 +133,7 @@ def _():
 @step("2. a webhook under the allow list gets its POST")
 def _():
     n = len(posts())
-    park(device("hook", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"),
+    park(pimap_device("carol", "hook", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"),
                          ("PIMAP_OUTBAND_ADDRESS", '"https://127.0.0.1:%s/ok/topic"' % PORT)]))
     send_mail("to the allowed webhook")
     check(wait_for(lambda: len(posts()) > n, 10), "the receiver got a POST")
@@ -157,21 +143,21 @@ def _():
 @step("3. a host name is used for its public addresses only")
 def _():
     n = len(posts("/named/"))
-    park(device("named", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"),
+    park(pimap_device("carol", "named", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"),
                           ("PIMAP_OUTBAND_ADDRESS", '"https://localhost:%s/named/t"' % PORT)]))
     send_mail("to a name that is loopback")
     check(wait_log_count(E["GW_LOG"], r"out-band webhook carol#Pnamed -> localhost failed: "
                                       r"localhost has only loopback addresses", 1, 10),
           "the gateway would not follow localhost to 127.0.0.1 (logged)")
     check(len(posts("/named/")) == n, "nothing was POSTed to it")
-    park(device("named", [("PIMAP_OUTBAND_CHANNEL", "NONE")]))
+    park(pimap_device("carol", "named", [("PIMAP_OUTBAND_CHANNEL", "NONE")]))
 
 
 @step("4. a DNS server that does not answer holds up no session")
 def _():
-    live = device("busy")
+    live = pimap_device("carol", "busy")
     live.ok("SELECT INBOX")
-    park(device("slow", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"),
+    park(pimap_device("carol", "slow", [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"),
                          ("PIMAP_OUTBAND_ADDRESS", '"https://slow.pimap.test:%s/s"' % PORT)]))
     send_mail("to a host whose DNS hangs")
     check(wait_for(lambda: os.path.exists(os.path.join(DNS, "entered")), 10), "the gateway is looking up slow.pimap.test")
@@ -190,7 +176,7 @@ def _():
     check(wait_for(lambda: os.path.exists(os.path.join(DNS, "left")), 10), "the hung lookup returned once let go")
     live.ok("NOOP")
     live.ok("LOGOUT")
-    park(device("slow", [("PIMAP_OUTBAND_CHANNEL", "NONE")]))
+    park(pimap_device("carol", "slow", [("PIMAP_OUTBAND_CHANNEL", "NONE")]))
 
 
 UDP = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -208,12 +194,12 @@ def datagram(timeout):
 
 @step("5. UDP goes to the device's own address, and stops when the device moves")
 def _():
-    park(device("udp", [("PIMAP_OUTBAND_CHANNEL", "UDP"), ("PIMAP_OUTBAND_ADDRESS", UDP_ADDR)]))
+    park(pimap_device("carol", "udp", [("PIMAP_OUTBAND_CHANNEL", "UDP"), ("PIMAP_OUTBAND_ADDRESS", UDP_ADDR)]))
     send_mail("udp to where the device is")
     d = datagram(10)
     check(d is not None and b'mailat:carol#Pudp"' in d, "a datagram to 127.0.0.1, where the device came from")
     time.sleep(1.1)  # past outband.min_interval
-    park(device("udp", source="127.0.0.2"))  # the device is now at 127.0.0.2; its address setting still says .1
+    park(pimap_device("carol", "udp", source="127.0.0.2"))  # the device is now at 127.0.0.2; its address setting still says .1
     send_mail("udp after the device moved")
     check(wait_log_count(E["GW_LOG"], r"out-band UDP for carol#Pudp not sent: UDP wake-ups go only to the address "
                                       r"this device connects from \(127\.0\.0\.2\)", 1, 10),
@@ -238,7 +224,7 @@ def _():
     d = datagram(10)
     check(d is not None and b'mailat:carol#Pudp"' in d, "outband.udp_allow 127.0.0.0/8: the datagram goes to 127.0.0.1")
 
-    c = device("pol2")
+    c = pimap_device("carol", "pol2")
     check(provision_channels(c) == "UDP NONE", "XPROVISION no longer offers WEBHOOK")
     refused(c, "PIMAP_OUTBAND_CHANNEL", "WEBHOOK", "channel WEBHOOK is not offered by this server")
     refused(c, "PIMAP_OUTBAND_ADDRESS", '"https://127.0.0.1:%s/ok/x"' % PORT, "WEBHOOK is not offered")

@@ -83,6 +83,23 @@ def gw(port=None, tls=True, timeout=10, source=None):
     return c
 
 
+def pimap_device(user, device, prefs=(), source=None):
+    """A P-IMAP connection of user#P<device> (from source), logged in, with prefs
+    ((name, value) pairs) set by XSETPIMAPPREF."""
+    c = gw(source=source)
+    resps = login(c, "%s#P%s" % (user, device), PASS)
+    check(resps[-1].status == "OK", "login %s#P%s%s" % (user, device, " from " + source if source else ""), quiet=True)
+    for k, v in prefs:
+        c.ok("XSETPIMAPPREF %s %s" % (k, v))
+    return c
+
+
+def park(c):
+    """SELECT INBOX and go away without LOGOUT: the session's store connection is parked."""
+    c.ok("SELECT INBOX")
+    close_detached(c)
+
+
 def store(user, pw=None, timeout=10):
     """A direct connection to Dovecot (plain port), logged in."""
     c = Client(HOST, int(E["DOVECOT_IMAP"]), timeout=timeout, tag_prefix="D")
