@@ -21,8 +21,11 @@
  *   folders  (user, device, mailbox)  PK  uidvalidity, uidnext, highestmodseq
  *                                         INTEGER, uids TEXT (compact
  *                                         sequence-set "1:5,7"), flags TEXT NULL
+ *   filters  (user, device, mailbox, kind) PK  criteria TEXT (XFILTER's
+ *                                         canonical value); mailbox "" is
+ *                                         ALL, kind 'V' (view) or 'N'
  *
- * prefs, sessions and folders reference devices(user, device) with ON DELETE
+ * prefs, sessions, folders and filters reference devices(user, device) with ON DELETE
  * CASCADE (foreign_keys=ON). Saving any of them creates the device row if it
  * is missing, so callers need not call gw_state_device_touch first (but only
  * device_touch reports whether the device is new). Folder views belong to the
@@ -109,6 +112,16 @@ static const char *const migrations[GW_STATE_SCHEMA_VERSION] = {
 	"ALTER TABLE devices ADD COLUMN last_used REAL NOT NULL DEFAULT 0;"
 	/* unknown until now: count existing devices as used at the upgrade, never as long unused */
 	"UPDATE devices SET last_used = (julianday('now') - 2440587.5) * 86400.0;",
+	/* 2 -> 3: XFILTER view and notification filters, per device and mailbox ("" = ALL) */
+	"CREATE TABLE filters ("
+	"  user TEXT NOT NULL,"
+	"  device TEXT NOT NULL,"
+	"  mailbox TEXT NOT NULL,"
+	"  kind TEXT NOT NULL CHECK (kind IN ('V', 'N')),"
+	"  criteria TEXT NOT NULL,"
+	"  PRIMARY KEY (user, device, mailbox, kind),"
+	"  FOREIGN KEY (user, device) REFERENCES devices (user, device) ON DELETE CASCADE"
+	") WITHOUT ROWID;",
 };
 
 /* Every statement the module runs, prepared once at open. */
@@ -132,6 +145,10 @@ enum stmt_id {
 	S_FOLDER_LOAD,
 	S_FOLDER_SAVE,
 	S_FOLDER_DELETE,
+	S_FILTERS_LOAD,
+	S_FILTER_SAVE,
+	S_FILTER_DELETE,
+	S_FILTER_DELETE_KIND,
 	S__COUNT
 };
 
@@ -178,6 +195,13 @@ static const char *const stmt_sql[S__COUNT] = {
 	                  " highestmodseq = excluded.highestmodseq, uids = excluded.uids,"
 	                  " flags = excluded.flags",
 	[S_FOLDER_DELETE] = "DELETE FROM folders WHERE user = ?1 AND device = ?2 AND mailbox = ?3",
+	[S_FILTERS_LOAD] = "SELECT mailbox, kind, criteria FROM filters WHERE user = ?1 AND device = ?2"
+	                   " ORDER BY mailbox, kind",
+	/* ?3 mailbox, ?4 kind, ?5 criteria */
+	[S_FILTER_SAVE] = "INSERT INTO filters (user, device, mailbox, kind, criteria) VALUES (?1, ?2, ?3, ?4, ?5)"
+	                  " ON CONFLICT (user, device, mailbox, kind) DO UPDATE SET criteria = excluded.criteria",
+	[S_FILTER_DELETE] = "DELETE FROM filters WHERE user = ?1 AND device = ?2 AND mailbox = ?3 AND kind = ?4",
+	[S_FILTER_DELETE_KIND] = "DELETE FROM filters WHERE user = ?1 AND device = ?2 AND kind = ?3",
 };
 
 struct gw_state {
@@ -980,4 +1004,65 @@ int gw_state_folder_delete(struct gw_state *st, const char *user, const char *de
 		return -1;
 	}
 	return exec_stmt(st, s, "folder delete");
+}
+
+/* ---- filters -------------------------------------------------------------- */
+
+int gw_state_filters_load(struct gw_state *st, const char *user, const char *device, gw_filter_cb cb, void *ctx)
+{
+	if (!args_ok("filters load", user, device, ""))
+		return -1;
+	sqlite3_stmt *s = stmt(st, S_FILTERS_LOAD);
+	int rc = bind_key(s, user, device);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_ROW)
+			break;
+		const char *mailbox = (const char *)sqlite3_column_text(s, 0);
+		const char *kind = (const char *)sqlite3_column_text(s, 1);
+		const char *criteria = (const char *)sqlite3_column_text(s, 2);
+		if (cb && mailbox && kind && criteria)
+			cb(mailbox, kind[0], criteria, ctx);
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(st, "filters load");
+		stmt_done(s);
+		return -1;
+	}
+	stmt_done(s);
+	return 0;
+}
+
+int gw_state_filter_save(struct gw_state *st, const char *user, const char *device, const char *mailbox, char kind,
+                         const char *criteria)
+{
+	if (!args_ok("filter save", user, device, mailbox) || (kind != 'V' && kind != 'N'))
+		return -1;
+	char k[2] = {kind, '\0'};
+	if (tx_begin(st) < 0)
+		return -1;
+	int rc = device_ensure(st, user, device, NULL);
+	if (rc == 0 && !*mailbox) {
+		/* A filter for ALL replaces every folder's own filter of that kind. */
+		sqlite3_stmt *d = stmt(st, S_FILTER_DELETE_KIND);
+		if (bind_key(d, user, device) != SQLITE_OK || bind_text(d, 3, k) != SQLITE_OK) {
+			db_error(st, "filter save: bind");
+			stmt_done(d);
+			rc = -1;
+		} else {
+			rc = exec_stmt(st, d, "filter save: clear");
+		}
+	}
+	if (rc == 0) {
+		sqlite3_stmt *s = stmt(st, criteria ? S_FILTER_SAVE : S_FILTER_DELETE);
+		if (bind_key(s, user, device) != SQLITE_OK || bind_text(s, 3, mailbox) != SQLITE_OK ||
+		    bind_text(s, 4, k) != SQLITE_OK || (criteria && bind_text(s, 5, criteria) != SQLITE_OK)) {
+			db_error(st, "filter save: bind");
+			stmt_done(s);
+			rc = -1;
+		} else {
+			rc = exec_stmt(st, s, "filter save");
+		}
+	}
+	return tx_end(st, rc);
 }

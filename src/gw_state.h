@@ -1,8 +1,8 @@
 /*
  * gw_state.h - the gateway's durable state in SQLite (state_dir/gateway.db).
  *
- * What must survive a gateway restart: each device's profile (preferences;
- * filters later), its session record (id, whether a connection was attached,
+ * What must survive a gateway restart: each device's profile (preferences
+ * and XFILTER filters), its session record (id, whether a connection was attached,
  * the folder it had selected, when it detached) and, per folder the device
  * has left, the view the client last saw (UIDVALIDITY, HIGHESTMODSEQ,
  * UIDNEXT, the UID list, and the flags when the store has no CONDSTORE).
@@ -25,7 +25,7 @@
 struct gw_state;
 
 #define GW_STATE_FILE "gateway.db"
-#define GW_STATE_SCHEMA_VERSION 2
+#define GW_STATE_SCHEMA_VERSION 3
 
 /* Open (creating the file and schema if needed) state_dir/gateway.db. NULL with err. */
 struct gw_state *gw_state_open(const char *state_dir, char *err, size_t errlen);
@@ -107,5 +107,15 @@ int gw_state_folder_load(struct gw_state *st, const char *user, const char *devi
 int gw_state_folder_save(struct gw_state *st, const char *user, const char *device, const char *mailbox,
                          const struct gw_folder_rec *rec);
 int gw_state_folder_delete(struct gw_state *st, const char *user, const char *device, const char *mailbox);
+
+/* ---- filters (XFILTER) ------------------------------------------------------ */
+
+/* mailbox "" is ALL; kind 'V' (view) or 'N' (notification); criteria is xfilter.c's canonical value. */
+typedef void (*gw_filter_cb)(const char *mailbox, char kind, const char *criteria, void *ctx);
+int gw_state_filters_load(struct gw_state *st, const char *user, const char *device, gw_filter_cb cb, void *ctx);
+/* Store (criteria) or delete (NULL) one filter. For mailbox "" (ALL) every
+ * mailbox's filter of that kind is deleted first, in the same transaction. */
+int gw_state_filter_save(struct gw_state *st, const char *user, const char *device, const char *mailbox, char kind,
+                         const char *criteria);
 
 #endif

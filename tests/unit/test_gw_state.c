@@ -143,7 +143,7 @@ static void test_open_creates_private_files(void)
 	CU_ASSERT_EQUAL(sb.st_mode & 0777, 0600);
 	gw_state_close(st);
 	CU_ASSERT_EQUAL(raw_int(t.db, "PRAGMA user_version"), GW_STATE_SCHEMA_VERSION);
-	CU_ASSERT_EQUAL(raw_int(t.db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 4);
+	CU_ASSERT_EQUAL(raw_int(t.db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 5); /* devices prefs sessions folders filters */
 	CU_ASSERT_EQUAL(raw_int(t.db, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
 	gw_state_close(NULL);
 	tmp_remove(&t);
@@ -743,6 +743,55 @@ static void test_upgrade_from_v1(void)
 	tmp_remove(&t);
 }
 
+/* ---- filters ------------------------------------------------------------ */
+
+static void collect_filter(const char *mailbox, char kind, const char *criteria, void *ctx)
+{
+	buf_printf(ctx, "%s/%c=%s;", *mailbox ? mailbox : "ALL", kind, criteria);
+}
+
+static void filters_expect(struct gw_state *st, const char *user, const char *device, const char *want)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	CU_ASSERT_EQUAL(gw_state_filters_load(st, user, device, collect_filter, &b), 0);
+	buf_append(&b, "", 1);
+	CU_ASSERT_STRING_EQUAL((const char *)buf_head(&b), want);
+	buf_free(&b);
+}
+
+/* Filters: per mailbox and kind, ALL replaces every mailbox's own, NULL deletes, devices own them. */
+static void test_filters(void)
+{
+	struct tmp t;
+	tmp_make(&t);
+	struct gw_state *st = open_ok(&t);
+	filters_expect(st, "u", "phone", "");
+	CU_ASSERT_EQUAL(gw_state_filter_save(st, "u", "phone", "INBOX", 'V', "DAYSBEFORETODAY 7"), 0);
+	CU_ASSERT_EQUAL(gw_state_filter_save(st, "u", "phone", "INBOX", 'N', "FROM \"boss\""), 0);
+	CU_ASSERT_EQUAL(gw_state_filter_save(st, "u", "phone", "Trash", 'V', "NONE"), 0);
+	CU_ASSERT_EQUAL(gw_state_filter_save(st, "u", "phone", "INBOX", 'V', "DAYSBEFORETODAY 14"), 0);
+	CU_ASSERT_EQUAL(gw_state_filter_save(st, "u", "tablet", "INBOX", 'V', "LARGER 5"), 0);
+	filters_expect(st, "u", "phone", "INBOX/N=FROM \"boss\";INBOX/V=DAYSBEFORETODAY 14;Trash/V=NONE;");
+	/* ALL replaces every view of the device, not its notification filters nor another device's */
+	CU_ASSERT_EQUAL(gw_state_filter_save(st, "u", "phone", "", 'V', "NOT LARGER 1048576"), 0);
+	filters_expect(st, "u", "phone", "ALL/V=NOT LARGER 1048576;INBOX/N=FROM \"boss\";");
+	filters_expect(st, "u", "tablet", "INBOX/V=LARGER 5;");
+	CU_ASSERT_EQUAL(gw_state_filter_save(st, "u", "phone", "INBOX", 'N', NULL), 0);
+	filters_expect(st, "u", "phone", "ALL/V=NOT LARGER 1048576;");
+	logs_off();
+	CU_ASSERT_EQUAL(gw_state_filter_save(st, "u", "phone", "INBOX", 'X', "ALL"), -1);
+	logs_on();
+	/* a forgotten device takes its filters along */
+	char name[80];
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 1e18, NULL, NULL, name, sizeof(name)), 0);
+	CU_ASSERT_EQUAL(gw_state_device_evict(st, "u", 1e18, NULL, NULL, name, sizeof(name)), 0);
+	filters_expect(st, "u", "phone", "");
+	filters_expect(st, "u", "tablet", "");
+	gw_state_close(st);
+	tmp_remove(&t);
+}
+
 void suite_gw_state(void)
 {
 	ADD_SUITE("gw_state",
@@ -759,5 +808,6 @@ void suite_gw_state(void)
 	          {"hostile names round-trip", test_hostile_names},
 	          {"100,000-UID view round-trips compactly", test_large_view},
 	          {"device eviction: least recently used, never a resumable session", test_device_evict},
-	          {"upgrade from schema 1 keeps the data", test_upgrade_from_v1});
+	          {"upgrade from schema 1 keeps the data", test_upgrade_from_v1},
+	          {"filters: per mailbox and kind, ALL replaces, devices own them", test_filters});
 }
