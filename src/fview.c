@@ -221,28 +221,120 @@ void fview_free(struct fview *v)
 
 void fview_load(struct fview *v, const struct uidset *all, const struct uidset *match)
 {
+	fview_load_told(v, all, match, UINT32_MAX, NULL);
+}
+
+int fview_load_told(struct fview *v, const struct uidset *all, const struct uidset *match, uint32_t undecided_from,
+                    const struct uidset *told)
+{
 	v->n = 0;
 	v->n_alive = v->n_told = 0;
 	v->n_dead = 0;
 	v->unknown = 0;
 	uidset_clear(&v->zombies);
-	reserve(v, all->count + 1);
-	size_t j = 0;
-	for (size_t i = 0; i < all->count; i++) {
-		uint32_t u = all->uids[i];
+	reserve(v, all->count + (told ? told->count : 0) + 1);
+	size_t i = 0, j = 0, k = 0;
+	size_t nt = told ? told->count : 0;
+	while (i < all->count || k < nt) {
+		/* merge all and told: a told UID the store lost is kept as a removal */
+		uint32_t u;
+		bool alive;
+		if (k >= nt || (i < all->count && all->uids[i] <= told->uids[k])) {
+			u = all->uids[i++];
+			alive = true;
+			if (k < nt && told->uids[k] == u)
+				k++;
+		} else {
+			u = told->uids[k++];
+			alive = false;
+		}
 		while (j < match->count && match->uids[j] < u)
 			j++;
 		bool m = j < match->count && match->uids[j] == u;
+		uint8_t b = alive ? B_ALIVE : 0;
+		if (!alive || u < undecided_from)
+			b |= B_DECIDED | (m && alive ? B_MATCH : 0);
+		bool t = told ? uidset_contains(told, u) : (b & B_MATCH) != 0;
+		if (t)
+			b |= B_TOLD;
 		v->uid[v->n] = u;
-		v->bits[v->n] = B_ALIVE | B_DECIDED | (m ? (B_MATCH | B_TOLD) : 0);
+		v->bits[v->n] = b;
 		v->n++;
-		v->n_alive++;
-		if (m)
+		if (alive)
+			v->n_alive++;
+		if (t)
 			v->n_told++;
+		if (!alive && !t)
+			v->n_dead++;
+		if (t && !(b & B_MATCH) && (b & B_DECIDED))
+			uidset_add(&v->zombies, u);
 	}
 	fw_rebuild(v->f_alive, v->n, v->bits, B_ALIVE);
 	fw_rebuild(v->f_told, v->n, v->bits, B_TOLD);
-	v->scan = v->n;
+	/* arrivals (and undecided messages) are looked for from the first
+	 * undecided position or the one after the last told, whichever is first */
+	v->scan = 0;
+	for (size_t p = v->n; p-- > 0;)
+		if (v->bits[p] & B_TOLD) {
+			v->scan = p + 1;
+			break;
+		}
+	for (size_t p = 0; p < v->scan; p++)
+		if ((v->bits[p] & B_ALIVE) && !(v->bits[p] & B_DECIDED)) {
+			v->scan = p;
+			break;
+		}
+	return fview_reordered(v) ? -1 : 0;
+}
+
+bool fview_reordered(const struct fview *v)
+{
+	size_t last = SIZE_MAX;
+	for (size_t p = v->n; p-- > 0;)
+		if (v->bits[p] & B_TOLD) {
+			last = p;
+			break;
+		}
+	for (size_t p = 0; last != SIZE_MAX && p < last; p++) {
+		uint8_t b = v->bits[p];
+		if ((b & B_ALIVE) && (b & B_DECIDED) && (b & B_MATCH) && !(b & B_TOLD))
+			return true;
+	}
+	return false;
+}
+
+void fview_reset_told(struct fview *v)
+{
+	v->n_told = 0;
+	v->n_dead = 0;
+	size_t last_told = 0;
+	for (size_t p = 0; p < v->n; p++) {
+		uint8_t b = v->bits[p];
+		bool t = (b & B_ALIVE) && (b & B_DECIDED) && (b & B_MATCH);
+		v->bits[p] = (uint8_t)(t ? (b | B_TOLD) : (b & ~B_TOLD));
+		if (t) {
+			v->n_told++;
+			last_told = p + 1;
+		}
+		if (!(v->bits[p] & (B_ALIVE | B_TOLD)))
+			v->n_dead++;
+	}
+	fw_rebuild(v->f_told, v->n, v->bits, B_TOLD);
+	uidset_clear(&v->zombies);
+	v->scan = last_told;
+	for (size_t p = 0; p < last_told; p++)
+		if ((v->bits[p] & B_ALIVE) && !(v->bits[p] & B_DECIDED)) {
+			v->scan = p;
+			break;
+		}
+}
+
+uint32_t fview_first_undecided(const struct fview *v)
+{
+	for (size_t i = v->scan; i < v->n; i++)
+		if ((v->bits[i] & B_ALIVE) && !(v->bits[i] & B_DECIDED))
+			return v->uid[i];
+	return 0;
 }
 
 uint32_t fview_count(const struct fview *v)
@@ -384,6 +476,11 @@ void fview_age(struct fview *v, const struct uidset *leaving)
 bool fview_has_removals(const struct fview *v)
 {
 	return v->zombies.count > 0;
+}
+
+uint32_t fview_removals(const struct fview *v)
+{
+	return (uint32_t)v->zombies.count;
 }
 
 uint32_t fview_arrivals_ready(const struct fview *v)

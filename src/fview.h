@@ -60,6 +60,23 @@ void fview_free(struct fview *v);
  * told: the caller describes this view to the client (SELECT).
  */
 void fview_load(struct fview *v, const struct uidset *all, const struct uidset *match);
+/*
+ * The same, for a client that already has a view: told = the UIDs it has
+ * (those the store no longer has, or that no longer match, become pending
+ * removals); members of all from `undecided_from` up are left undecided
+ * (a search decides them, fview_decide). Arrivals are what matches and the
+ * client lacks. Returns 0, or -1 if an arrival would come before a UID the
+ * client keeps (no EXPUNGE/EXISTS sequence can say that; v is loaded anyway).
+ */
+int fview_load_told(struct fview *v, const struct uidset *all, const struct uidset *match, uint32_t undecided_from,
+                    const struct uidset *told);
+/* An arrival (decided) lies below a message the client keeps: see fview_load_told. */
+bool fview_reordered(const struct fview *v);
+/* Forget what the client was told: it is told the view as it is now (every
+ * decided match alive), nothing pending (a fresh SELECT, a RESYNC). */
+void fview_reset_told(struct fview *v);
+/* The lowest UID whose membership is not decided, 0 if none. */
+uint32_t fview_first_undecided(const struct fview *v);
 
 uint32_t fview_count(const struct fview *v);        /* messages the client sees */
 uint32_t fview_store_count(const struct fview *v);  /* messages the store reported, unknown ones included */
@@ -90,6 +107,7 @@ void fview_age(struct fview *v, const struct uidset *leaving);
 /* ---- telling the client --------------------------------------------------- */
 
 bool fview_has_removals(const struct fview *v);
+uint32_t fview_removals(const struct fview *v);
 /* Decided arrivals ready to announce (in order, up to the first undecided one). */
 uint32_t fview_arrivals_ready(const struct fview *v);
 /* "* n EXPUNGE" for every removal, highest number first; they are no longer told. */
