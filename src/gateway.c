@@ -20,6 +20,12 @@
  * lead the client from its view to the store's. That one mechanism serves
  * resume with a parked connection, resume after a gateway restart, and the
  * return to another folder.
+ *
+ * A folder with a view or notification filter (XFILTER) is relayed through
+ * a vrelay (vrelay.c): it rewrites commands and responses between the
+ * client's view and the store, and keeps the view's events until they may
+ * be told. The "view filters" section below is its host; the hooks in the
+ * relay, the event path, parking and resume are one-line calls into it.
  */
 #include "config.h"
 
@@ -59,6 +65,8 @@
 #include "uidset.h"
 #include "url.h"
 #include "xdeliver.h"
+#include "vrelay.h"
+#include "xfilter.h"
 #include "zio.h"
 
 /* Before login nobody needs big commands: a LOGIN or an AUTHENTICATE line. */
@@ -81,6 +89,8 @@ struct device_session;
 struct gw_conn;
 struct leave_ctx;
 struct db_resume;
+struct gw_view;
+struct view_part;
 
 /* ------------------------------------------------------------------------ */
 /* data                                                                      */
@@ -151,6 +161,7 @@ struct device_session {
 	bool last_readonly;
 	struct parked *watcher;     /* the parked connection carrying NOTIFY, if any */
 	struct folder_watch *watches;
+	struct xfilter_set filters; /* XFILTER view and notification filters (persistent) */
 };
 
 enum conn_state {
@@ -186,6 +197,8 @@ struct client_cmd {
 	struct buf sel_raw;       /* the store's responses as they came */
 	struct buf sel_rewritten; /* the same, describing the saved view */
 	struct deliver_job *job;  /* XDELIVER in progress (gw_deliver.c) */
+	bool view_seq;            /* a filtered folder's command with sequence numbers: no EXPUNGE before its reply */
+	bool view_open;           /* SELECT of a filtered folder: answered when the view is open */
 };
 
 enum store_idle_state { SI_NONE, SI_STARTING, SI_ACTIVE, SI_ENDING };
@@ -267,6 +280,13 @@ struct gw_conn {
 	struct snapshot *snap;
 	struct catchup *cu;
 	struct parked *resume_from;
+
+	/* view filters: the selected folder's view, and one being left */
+	struct gw_view *view, *view_old;
+	unsigned view_gen;
+	struct view_part *view_parts;   /* commands of the views in flight */
+	struct imap_parser *vparser;    /* re-reads a view's rewritten events */
+	bool view_lost;
 };
 
 struct throttle_entry {
@@ -385,6 +405,16 @@ static void load_pref_cb(const char *name, const char *value, void *ctx)
 		log_warn("stored preference %s has an invalid value; using the default", name);
 }
 
+static void load_filter_cb(const char *mailbox, char kind, const char *criteria, void *ctx)
+{
+	char err[256];
+	if (xfilter_check_text(criteria, err, sizeof(err)) != XFILTER_OK) {
+		log_warn("stored filter of %s is invalid (%s); ignored", *mailbox ? mailbox : "ALL", err);
+		return;
+	}
+	xfilter_set_put(ctx, mailbox, kind == 'V' ? XFILTER_VIEW : XFILTER_NOTIFY, criteria);
+}
+
 static void random_hex(char *out, size_t bytes)
 {
 	uint8_t raw[32];
@@ -409,6 +439,8 @@ static struct device_session *session_new(struct gateway_server *srv, const char
 		random_hex(ds->session_id, 16);
 	pimap_prefs_init(&ds->prefs);
 	gw_state_prefs_load(srv->db, user, device, load_pref_cb, &ds->prefs);
+	xfilter_set_init(&ds->filters);
+	gw_state_filters_load(srv->db, user, device, load_filter_cb, &ds->filters);
 	ds->next = srv->sessions;
 	srv->sessions = ds;
 	return ds;
@@ -442,6 +474,7 @@ static void session_unlink_free(struct device_session *ds)
 	}
 	watches_clear(ds);
 	pimap_prefs_free(&ds->prefs);
+	xfilter_set_free(&ds->filters);
 	free(ds->last_selected);
 	free(ds->user);
 	free(ds->device);
@@ -833,6 +866,15 @@ static void process_client_input(struct gw_conn *c);
 static void process_client_input_loop(struct gw_conn *c);
 static void store_idle_update(struct gw_conn *c);
 static void complete_ready_commands(struct gw_conn *c);
+/* view filters (defined in their section below) */
+static void view_before_reply(struct gw_conn *c, struct client_cmd *cmd);
+static bool view_untagged(struct gw_conn *c, const struct imap_msg *m);
+static void view_push(struct gw_conn *c);
+static bool view_select_done(struct gw_conn *c, struct client_cmd *cmd, const struct imap_msg *m);
+static void view_maybe_retire(struct gw_conn *c);
+static bool view_select_start(struct gw_conn *c, struct client_cmd *cmd, const struct imap_msg *m,
+                              const struct gw_folder_rec *saved);
+static const char *view_leaving_folder(const struct gw_conn *c);
 
 static void client_write(struct gw_conn *c, const void *data, size_t len)
 {
@@ -899,8 +941,8 @@ static void client_caps(struct gw_conn *c, struct buf *out)
 		if (plain_leg)
 			buf_append_str(out, " STARTTLS");
 		buf_append_str(out, login_ok ? " AUTH=PLAIN" : " LOGINDISABLED");
-		buf_append_str(out, c->outer_tls ? " XPIMAPv1 XPIMAPPREF XPROVISION XZIP"
-		                                 : " XPIMAPv1 XPIMAPPREF XPROVISION XZIP COMPRESS=DEFLATE");
+		buf_append_str(out, c->outer_tls ? " XPIMAPv1 XPIMAPPREF XFILTER XPROVISION XZIP"
+		                                 : " XPIMAPv1 XPIMAPPREF XFILTER XPROVISION XZIP COMPRESS=DEFLATE");
 		if (c->srv->deliver)
 			buf_append_str(out, " XDELIVER");
 		return;
@@ -909,7 +951,7 @@ static void client_caps(struct gw_conn *c, struct buf *out)
 	/* Entries ending in '=' drop a whole family (COMPRESS=DEFLATE, AUTH=PLAIN, ...). */
 	static const char *const dropped[] = {"IMAP4rev1", "STARTTLS", "LOGINDISABLED", "SASL-IR", "LOGIN-REFERRALS",
 	                                      "COMPRESS=", "AUTH=", "XPIMAPv1", "XPIMAPPREF", "XZIP", "XPROVISION",
-	                                      "XDELIVER", NULL};
+	                                      "XDELIVER", "XFILTER", NULL};
 	static const char *const dropped_pimap[] = {"NOTIFY", "QRESYNC", NULL};
 	const char *p = c->sc ? store_conn_caps(c->sc) : "";
 	while (*p) {
@@ -927,6 +969,9 @@ static void client_caps(struct gw_conn *c, struct buf *out)
 		}
 		for (const char *const *d = dropped_pimap; c->ds && !drop && *d; d++)
 			drop = n == strlen(*d) && strncasecmp(p, *d, n) == 0;
+		/* LIST-STATUS would count filtered folders whole (STATUS is answered in view terms) */
+		if (c->ds && !drop && xfilter_set_has_views(&c->ds->filters))
+			drop = n == 11 && strncasecmp(p, "LIST-STATUS", n) == 0;
 		if (!drop) {
 			buf_append(out, " ", 1);
 			buf_append(out, p, n);
@@ -936,7 +981,7 @@ static void client_caps(struct gw_conn *c, struct buf *out)
 	/* Over HTTPS, Content-Encoding compresses (http_binding.c). */
 	buf_append_str(out, c->outer_tls ? " XPIMAPv1 XPROVISION XZIP" : " XPIMAPv1 XPROVISION XZIP COMPRESS=DEFLATE");
 	if (c->ds)
-		buf_append_str(out, " XPIMAPPREF");
+		buf_append_str(out, " XPIMAPPREF XFILTER");
 	if (c->srv->deliver)
 		buf_append_str(out, " XDELIVER");
 }
@@ -1026,6 +1071,7 @@ static void complete_ready_commands(struct gw_conn *c)
 			c->cmds_tail = NULL;
 		c->ncmds--;
 		release_held(c); /* polled events go out with the response to a command */
+		view_before_reply(c, cmd);
 		client_write(c, buf_head(&cmd->reply), buf_len(&cmd->reply));
 		if (cmd->xzip && c->capture) {
 			/* The inner command is complete: compress what it produced. */
@@ -1041,6 +1087,7 @@ static void complete_ready_commands(struct gw_conn *c)
 		return;
 	}
 	if (!c->closing && c->state == C_AUTHED) {
+		view_push(c);
 		store_idle_update(c);
 		process_client_input(c);
 	}
@@ -1270,6 +1317,7 @@ static void newfetch_done(struct store_conn *sc, const struct imap_msg *m, void 
 	c->newfetch_active = false;
 	client_flush(c);
 	finish_client_idle(c);
+	view_push(c);
 	store_idle_update(c);
 }
 
@@ -1414,6 +1462,8 @@ static void conn_store_untagged(struct store_conn *sc, const struct imap_msg *m,
 		return;
 	if (catchup_offer(c->cu, m))
 		return;
+	if ((c->view || c->view_old) && view_untagged(c, m))
+		return;
 	if (c->state != C_AUTHED)
 		return; /* during login/resume: nothing for the client yet */
 	if (c->select_hold) {
@@ -1485,6 +1535,8 @@ static void relay_done(struct store_conn *sc, const struct imap_msg *m, void *ct
 	struct client_cmd *cmd = ctx;
 	struct gw_conn *c = cmd->conn;
 	(void)sc;
+	if (cmd->view_open && view_select_done(c, cmd, m))
+		return;
 	/* The store's tagged line with the client's tag. */
 	size_t taglen = strlen(m->tag);
 	buf_append_str(&cmd->reply, cmd->tag);
@@ -1534,6 +1586,7 @@ static void relay_done(struct store_conn *sc, const struct imap_msg *m, void *ct
 	}
 	cmd->done = true;
 	complete_ready_commands(c);
+	view_maybe_retire(c);
 }
 
 static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_kind kind)
@@ -1567,9 +1620,17 @@ static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_
 		gw_folder_rec_init(&saved);
 		bool plain_params = m->nargs == 2; /* SELECT with CONDSTORE/QRESYNC parameters: the client syncs itself */
 		/* Re-selecting the folder it is in: the client's view is the live one, not a saved one. */
-		bool same_folder = c->leave && c->leave->sel.mailbox && strcmp(c->leave->sel.mailbox, cmd->mailbox) == 0;
-		if (c->ds && plain_params && c->ncmds == 1 && !c->capture && !same_folder &&
-		    gw_state_folder_load(c->srv->db, c->ds->user, c->ds->device, cmd->mailbox, &saved) == 0) {
+		bool same_folder = (c->leave && c->leave->sel.mailbox && strcmp(c->leave->sel.mailbox, cmd->mailbox) == 0) ||
+		                   (view_leaving_folder(c) && strcmp(view_leaving_folder(c), cmd->mailbox) == 0);
+		bool have_saved = c->ds && plain_params && c->ncmds == 1 && !c->capture && !same_folder &&
+		                  gw_state_folder_load(c->srv->db, c->ds->user, c->ds->device, cmd->mailbox, &saved) == 0;
+		/* A filtered folder: the view engine answers the SELECT (and catches a saved view up). */
+		if (view_select_start(c, cmd, m, have_saved ? &saved : NULL)) {
+			gw_folder_rec_free(&saved);
+			buf_free(&line);
+			return;
+		}
+		if (have_saved) {
 			cmd->saved = xmalloc(sizeof(*cmd->saved));
 			*cmd->saved = saved;
 			c->select_hold = cmd;
@@ -1606,6 +1667,634 @@ static void leave_snapshot_done(struct snapshot *sn, bool ok, void *ctx)
 	free(lc);
 	if (!c->closing)
 		process_client_input(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* view filters (XFILTER): the host of a connection's vrelay                 */
+
+/*
+ * A folder with a view or notification filter is relayed through a vrelay
+ * (vrelay.c), which does the protocol work; this section gives it the
+ * connection: its sends go through the send queue (so they wait for the
+ * store's IDLE to end), its rewritten events go through the ordinary event
+ * path (push, hold, NEW_FORMAT), and its pending EXISTS/EXPUNGE are told
+ * with the next reply, or pushed while the client waits (PIMAP_EVENT_FILTER
+ * and the notification filter decide). An EXPUNGE is never told while a
+ * command with the client's sequence numbers is in flight.
+ *
+ * A view being left (SELECT of another folder, CLOSE, UNSELECT) stays as
+ * view_old until everything sent before the leaving command is answered;
+ * then the client's UIDs as told are saved like any other saved view.
+ */
+struct gw_view {
+	struct gw_conn *c;
+	struct vrelay *vr;
+	unsigned gen;
+	struct folder_state sel;         /* view_old: the folder being left */
+	struct client_cmd *select;       /* the SELECT being answered */
+	struct client_cmd *leaving;      /* view_old: the command that leaves */
+	bool resume;                     /* opened by a resume: resume_emit when open */
+};
+
+/* A command of a view in flight: its completion finds the view by generation. */
+struct view_part {
+	struct view_part *next;
+	struct gw_conn *c;
+	unsigned gen;
+	uint32_t cookie;
+};
+
+static void resume_emit(struct gw_conn *c, bool selected, bool resync, struct buf *events);
+
+static const char *view_value(const struct gw_conn *c, const char *mailbox, enum xfilter_which kind)
+{
+	return c->ds ? xfilter_set_get(&c->ds->filters, mailbox, kind) : XFILTER_ALL;
+}
+
+/* Does this folder get a view: a filter, and a store that allows one? */
+static bool view_wanted(struct gw_conn *c, const char *mailbox)
+{
+	if (!c->ds || !c->sc || !mailbox)
+		return false;
+	if (xfilter_is_all(view_value(c, mailbox, XFILTER_VIEW)) && xfilter_is_all(view_value(c, mailbox, XFILTER_NOTIFY)))
+		return false;
+	char why[200];
+	if (!vrelay_server_ok(store_conn_caps(c->sc), why, sizeof(why))) {
+		clog_(c, LOG_LEVEL_WARN, "filters of %s not applied: %s", mailbox, why);
+		return false;
+	}
+	return true;
+}
+
+static struct vrelay *view_vr(struct gw_conn *c, unsigned gen)
+{
+	if (c->view && c->view->gen == gen)
+		return c->view->vr;
+	if (c->view_old && c->view_old->gen == gen)
+		return c->view_old->vr;
+	return NULL;
+}
+
+static void vh_part_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct view_part *vp = ctx;
+	struct gw_conn *c = vp->c;
+	(void)sc;
+	for (struct view_part **pp = &c->view_parts; *pp; pp = &(*pp)->next)
+		if (*pp == vp) {
+			*pp = vp->next;
+			break;
+		}
+	struct vrelay *vr = view_vr(c, vp->gen);
+	uint32_t cookie = vp->cookie;
+	free(vp);
+	if (vr)
+		vrelay_done(vr, cookie, m);
+	if (!c->closing)
+		view_maybe_retire(c);
+}
+
+static void vh_send(void *ctx, const uint8_t *text, size_t len, uint32_t cookie, char *tag_out)
+{
+	struct gw_view *v = ctx;
+	struct gw_conn *c = v->c;
+	struct view_part *vp = xcalloc(1, sizeof(*vp));
+	vp->c = c;
+	vp->gen = v->gen;
+	vp->cookie = cookie;
+	vp->next = c->view_parts;
+	c->view_parts = vp;
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append(&b, text, len);
+	store_send_tagged(c, &b, vh_part_done, vp, tag_out);
+	buf_free(&b);
+}
+
+static bool view_in_command; /* vrelay_command is on the stack: completions wait for it to return */
+
+static void vh_finished(void *ctx, void *cmdp, const uint8_t *data, size_t len)
+{
+	struct gw_view *v = ctx;
+	struct client_cmd *cmd = cmdp;
+	buf_append(&cmd->reply, data, len);
+	cmd->done = true;
+	if (!view_in_command)
+		complete_ready_commands(v->c);
+}
+
+static void vh_opened(void *ctx, enum vrelay_opened result, const struct buf *response, const struct buf *events)
+{
+	struct gw_view *v = ctx;
+	struct gw_conn *c = v->c;
+	c->serial = false;
+	if (v->resume) {
+		v->resume = false;
+		struct buf ev;
+		buf_init(&ev, 0);
+		buf_append(&ev, buf_head(events), buf_len(events));
+		clog_(c, LOG_LEVEL_INFO, "resume of %s (filtered): %s", c->sel.mailbox,
+		      result == VR_RESYNC ? "RESYNC (events cannot be reconstructed)" : "events in view numbers");
+		gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
+		resume_emit(c, true, result == VR_RESYNC, &ev);
+		buf_free(&ev);
+		return;
+	}
+	struct client_cmd *cmd = v->select;
+	v->select = NULL;
+	if (!cmd)
+		return;
+	/* The SELECT's answer, its events, then its tagged line (kept in sel_raw), in order. */
+	struct buf tagged;
+	buf_init(&tagged, 0);
+	buf_append(&tagged, buf_head(&cmd->sel_raw), buf_len(&cmd->sel_raw));
+	buf_clear(&cmd->reply);
+	buf_append(&cmd->reply, buf_head(response), buf_len(response));
+	buf_append(&cmd->reply, buf_head(events), buf_len(events));
+	buf_append(&cmd->reply, buf_head(&tagged), buf_len(&tagged));
+	buf_free(&tagged);
+	if (result == VR_FAILED) {
+		/* no view: the store's own answer */
+		c->view = NULL;
+		loop_defer_free((void (*)(void *))vrelay_free, v->vr);
+		folder_state_clear(&v->sel);
+		free(v);
+	} else {
+		clog_(c, LOG_LEVEL_DEBUG, "%s opened with a view of %u of %u messages", c->sel.mailbox,
+		      fview_count(vrelay_view(v->vr)), fview_store_count(vrelay_view(v->vr)));
+	}
+	cmd->done = true;
+	complete_ready_commands(c);
+}
+
+static void vh_pending(void *ctx)
+{
+	struct gw_view *v = ctx;
+	if (v->c->view == v)
+		view_push(v->c);
+}
+
+static void vh_lost(void *ctx, const char *why)
+{
+	struct gw_view *v = ctx;
+	struct gw_conn *c = v->c;
+	clog_(c, LOG_LEVEL_WARN, "filtered view lost: %s", why);
+	c->view_lost = true;
+	if (c->closing)
+		return;
+	client_say(c, "* BYE [UNAVAILABLE] The filtered view of this folder lost track of the store; reconnect");
+	client_flush(c);
+	conn_close(c, "filtered view lost");
+}
+
+static const struct vrelay_host view_host = {vh_send, vh_finished, vh_opened, vh_pending, vh_lost};
+
+static struct gw_view *view_new(struct gw_conn *c, const char *mailbox)
+{
+	struct buf items;
+	buf_init(&items, 0);
+	bool nf = pimap_new_format_fetch_items(&c->ds->prefs, &items);
+	buf_append(&items, "", 1);
+	struct gw_view *v = xcalloc(1, sizeof(*v));
+	v->c = c;
+	v->gen = ++c->view_gen;
+	struct vrelay_config cfg = {
+		.mailbox = mailbox,
+		.view = view_value(c, mailbox, XFILTER_VIEW),
+		.notify = view_value(c, mailbox, XFILTER_NOTIFY),
+		.today = xfilter_today(time(NULL)),
+		.new_items = nf ? (const char *)buf_head(&items) : NULL,
+		.max_events = c->srv->cfg->max_queued_events,
+		.condstore = store_conn_has_cap(c->sc, "CONDSTORE"),
+	};
+	v->vr = vrelay_new(&view_host, v, &cfg);
+	buf_free(&items);
+	if (!v->vr) {
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* Free a view; deferred, since it may be on the stack (a callback of its own). */
+static void view_free(struct gw_view *v)
+{
+	if (!v)
+		return;
+	loop_defer_free((void (*)(void *))vrelay_free, v->vr);
+	folder_state_clear(&v->sel);
+	loop_defer_free(free, v);
+}
+
+static bool view_resuming(const struct gw_conn *c)
+{
+	return c->view && c->view->resume;
+}
+
+static const char *view_leaving_folder(const struct gw_conn *c)
+{
+	return c->view_old ? c->view_old->sel.mailbox : NULL;
+}
+
+static void view_drop_all(struct gw_conn *c)
+{
+	view_free(c->view);
+	view_free(c->view_old);
+	c->view = c->view_old = NULL;
+	while (c->view_parts) {
+		struct view_part *vp = c->view_parts;
+		c->view_parts = vp->next;
+		free(vp);
+	}
+	if (c->vparser)
+		imap_parser_free(c->vparser);
+	c->vparser = NULL;
+}
+
+/* A SELECT/EXAMINE of a filtered folder: relay it with the view's searches behind. */
+static bool view_select_start(struct gw_conn *c, struct client_cmd *cmd, const struct imap_msg *m,
+                              const struct gw_folder_rec *saved)
+{
+	/* Parameters other than CONDSTORE ask the store for something the view cannot rewrite (QRESYNC). */
+	bool params_ok = m->nargs == 2 || (m->nargs == 3 && m->args[2].type == IMAP_ARG_LIST &&
+	                                   m->args[2].list_count == 1 && imap_arg_is_atom(&m->args[2].list[0], "CONDSTORE"));
+	if (!params_ok || c->capture || !view_wanted(c, cmd->mailbox))
+		return false;
+	struct gw_view *v = view_new(c, cmd->mailbox);
+	if (!v)
+		return false;
+	c->view = v;
+	v->select = cmd;
+	cmd->view_open = true;
+	c->serial = true; /* the client's next commands need the view */
+	struct buf line;
+	buf_init(&line, 0);
+	if (imap_write_retagged(&line, "", m->raw, m->raw_len, strlen(m->tag)) < 0) {
+		buf_free(&line);
+		return false;
+	}
+	struct buf text;
+	buf_init(&text, 0);
+	buf_append(&text, buf_head(&line) + 1, buf_len(&line) - 1);
+	store_send(c, &text, relay_done, cmd);
+	buf_free(&text);
+	buf_free(&line);
+	struct vrelay_saved sv;
+	uidset_init(&sv.uids);
+	if (saved) {
+		uidset_copy(&sv.uids, &saved->uids);
+		sv.modseq = saved->highestmodseq;
+		sv.uidnext = saved->uidnext;
+	}
+	clog_(c, LOG_LEVEL_DEBUG, "%s is filtered (view %s, notification %s)%s", cmd->mailbox,
+	      view_value(c, cmd->mailbox, XFILTER_VIEW), view_value(c, cmd->mailbox, XFILTER_NOTIFY),
+	      saved ? ", returning to a saved view" : "");
+	vrelay_open(v->vr, VR_OPEN_SELECT, saved ? &sv : NULL);
+	uidset_free(&sv.uids);
+	return true;
+}
+
+/* The SELECT's tagged reply: the folder is now selected; the answer waits for the view. */
+static bool view_select_done(struct gw_conn *c, struct client_cmd *cmd, const struct imap_msg *m)
+{
+	if (!c->view || c->view->select != cmd)
+		return false;
+	size_t taglen = strlen(m->tag);
+	buf_append_str(&cmd->sel_raw, cmd->tag);
+	buf_append(&cmd->sel_raw, m->raw + taglen, m->raw_len - taglen);
+	if (m->status == IMAP_STATUS_OK) {
+		free(c->sel.mailbox);
+		c->sel.mailbox = cmd->mailbox;
+		cmd->mailbox = NULL;
+		c->sel.readonly = cmd->readonly || (m->code && strncasecmp(m->code, "READ-ONLY", 9) == 0);
+		/* The client sees the folder live from now on: no older saved view may be used again. */
+		gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, c->sel.mailbox);
+	} else {
+		folder_state_clear(&c->sel);
+	}
+	vrelay_select_done(c->view->vr, m);
+	return true;
+}
+
+/* Resume into a filtered folder that is selected on the store connection. */
+static bool view_resume(struct gw_conn *c, const struct gw_folder_rec *saved)
+{
+	if (!view_wanted(c, c->sel.mailbox))
+		return false;
+	struct gw_view *v = view_new(c, c->sel.mailbox);
+	if (!v)
+		return false;
+	c->view = v;
+	v->resume = true;
+	c->serial = true;
+	struct vrelay_saved sv;
+	uidset_init(&sv.uids);
+	uidset_copy(&sv.uids, &saved->uids);
+	sv.modseq = saved->highestmodseq;
+	sv.uidnext = saved->uidnext;
+	vrelay_open(v->vr, VR_OPEN_RESUME, &sv);
+	uidset_free(&sv.uids);
+	return true;
+}
+
+/* An untagged response from the store: true if the view dealt with it. */
+static bool view_untagged(struct gw_conn *c, const struct imap_msg *m)
+{
+	struct gw_view *v = c->view_old ? c->view_old : c->view;
+	struct buf out;
+	buf_init(&out, 0);
+	if (c->view_old)
+		folder_state_track(&c->view_old->sel, m);
+	enum vrelay_untagged r = vrelay_untagged(v->vr, m, &out);
+	if (r == VRU_PASS && v == c->view_old && c->view)
+		r = vrelay_untagged(c->view->vr, m, &out);
+	if (r == VRU_PASS) {
+		buf_free(&out);
+		return false;
+	}
+	if (r == VRU_CONSUMED || c->closing || c->state != C_AUTHED) {
+		buf_free(&out);
+		return true;
+	}
+	/* A rewritten FETCH: data for a command, or an event to push or hold. */
+	if (relay_in_flight(c)) {
+		release_held(c);
+		client_write(c, buf_head(&out), buf_len(&out));
+	} else {
+		if (!c->vparser) {
+			struct imap_limits lim = c->srv->target.limits;
+			c->vparser = imap_parser_new(IMAP_PARSE_RESPONSES, &lim);
+		}
+		imap_parser_reset(c->vparser);
+		size_t used = 0;
+		if (imap_parser_feed(c->vparser, buf_head(&out), buf_len(&out), &used) == IMAP_PARSE_DONE)
+			handle_event(c, imap_parser_msg(c->vparser), c->sel.exists);
+	}
+	buf_free(&out);
+	if (c->client && stream_output_full(c->client) && c->sc)
+		store_conn_pause_reading(c->sc, true);
+	return true;
+}
+
+/* Before a tagged reply: what the view has pending goes first, EXPUNGEs only where safe. */
+static void view_before_reply(struct gw_conn *c, struct client_cmd *cmd)
+{
+	if (!c->view || cmd->view_open || !vrelay_is_open(c->view->vr))
+		return;
+	bool seq_after = false;
+	for (struct client_cmd *q = cmd->next; q; q = q->next)
+		seq_after = seq_after || q->view_seq;
+	struct buf out;
+	buf_init(&out, 0);
+	vrelay_flush(c->view->vr, !cmd->view_seq && !seq_after && !c->newfetch_active, true, &out);
+	client_write(c, buf_head(&out), buf_len(&out));
+	buf_free(&out);
+}
+
+/* The client waits for events: push what the event and notification filters allow. */
+static void view_push(struct gw_conn *c)
+{
+	if (!c->view || c->state != C_AUTHED || c->closing || c->serial || c->newfetch_active || relay_in_flight(c) ||
+	    !client_waiting(c) || !vrelay_is_open(c->view->vr))
+		return;
+	struct vrelay_pending pd;
+	vrelay_pending(c->view->vr, &pd);
+	bool removals = pd.removals && event_filter_allows(c, EVC_OTHER);
+	bool arrivals = pd.arrivals && pd.notify && event_filter_allows(c, EVC_NEW);
+	if (!removals && !arrivals)
+		return;
+	release_held(c);
+	struct buf out, items;
+	buf_init(&out, 0);
+	buf_init(&items, 0);
+	vrelay_flush(c->view->vr, removals, false, &out);
+	if (arrivals && pimap_new_format_fetch_items(&c->ds->prefs, &items)) {
+		/* NEW_FORMAT: the new messages pushed as FETCH of the items, not EXISTS */
+		struct uidset uids;
+		uidset_init(&uids);
+		uint32_t before = vrelay_take_arrivals(c->view->vr, &uids);
+		struct buf cmd;
+		buf_init(&cmd, 0);
+		buf_append_str(&cmd, "UID FETCH ");
+		uidset_format(&uids, &cmd);
+		buf_append(&cmd, " ", 1);
+		buf_append(&cmd, buf_head(&items), buf_len(&items));
+		buf_append_str(&cmd, "\r\n");
+		c->newfetch_active = true;
+		c->newfetch_from = before + 1;
+		store_send(c, &cmd, newfetch_done, c);
+		buf_free(&cmd);
+		uidset_free(&uids);
+	} else if (arrivals) {
+		vrelay_flush(c->view->vr, false, true, &out);
+	}
+	client_write(c, buf_head(&out), buf_len(&out));
+	client_flush(c);
+	buf_free(&out);
+	buf_free(&items);
+}
+
+/* A client command in the filtered folder: true if the view took it. */
+static bool view_command(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (!vrelay_is_open(c->view->vr))
+		return false;
+	struct client_cmd *cmd = cmd_push(c, CMD_RELAY, m->tag);
+	bool seq = false;
+	view_in_command = true;
+	enum vrelay_take t = vrelay_command(c->view->vr, m, cmd, &seq);
+	view_in_command = false;
+	if (t == VR_PASS) {
+		/* not the view's: take the entry back, the ordinary relay makes its own */
+		struct client_cmd **pp = &c->cmds;
+		while (*pp && *pp != cmd)
+			pp = &(*pp)->next;
+		*pp = NULL;
+		c->cmds_tail = NULL;
+		for (struct client_cmd *q = c->cmds; q; q = q->next)
+			c->cmds_tail = q;
+		c->ncmds--;
+		cmd_free(cmd);
+		return false;
+	}
+	cmd->view_seq = seq;
+	if (cmd->done)
+		complete_ready_commands(c);
+	return true;
+}
+
+/* Save the client's view of a folder it leaves or had when its connection went away. */
+static void view_save(struct gw_conn *c, struct vrelay *vr, const struct folder_state *sel)
+{
+	struct gw_folder_rec rec;
+	gw_folder_rec_init(&rec);
+	rec.uidvalidity = sel->uidvalidity;
+	rec.uidnext = sel->uidnext;
+	rec.highestmodseq = sel->modseq;
+	vrelay_told(vr, &rec.uids);
+	if (uidset_max(&rec.uids) >= rec.uidnext)
+		rec.uidnext = uidset_max(&rec.uids) + 1;
+	gw_state_folder_save(c->srv->db, c->ds->user, c->ds->device, sel->mailbox, &rec);
+	gw_folder_rec_free(&rec);
+}
+
+/* SELECT/EXAMINE of another folder, CLOSE or UNSELECT in a filtered folder. */
+static void view_leave(struct gw_conn *c, const struct imap_msg *m, bool select)
+{
+	struct gw_view *v = c->view;
+	c->view = NULL;
+	if (c->view_old)
+		view_free(c->view_old); /* not reached: input waits while a view opens */
+	c->view_old = v;
+	folder_state_copy(&v->sel, &c->sel);
+	unsigned before = c->ncmds;
+	if (!select && imap_arg_is_atom(&m->args[0], "CLOSE") && vrelay_close(v->vr, c->sel.readonly)) {
+		/* CLOSE would expunge hidden messages too: the view's own are expunged, then UNSELECT */
+		struct client_cmd *cmd = cmd_push(c, CMD_UNSELECT, m->tag);
+		release_held(c);
+		store_sendf(c, relay_done, cmd, "UNSELECT");
+	} else {
+		vrelay_close(v->vr, true);
+		relay_command(c, m, select ? CMD_SELECT : CMD_UNSELECT);
+	}
+	if (c->view_old == v)
+		v->leaving = c->ncmds > before ? c->cmds_tail : NULL;
+	view_maybe_retire(c);
+}
+
+/* The folder being left has had all its answers: save the client's view of it and let go. */
+static void view_maybe_retire(struct gw_conn *c)
+{
+	struct gw_view *v = c->view_old;
+	if (!v || vrelay_busy(v->vr))
+		return;
+	for (struct client_cmd *q = c->cmds; q && q != v->leaving; q = q->next)
+		if (!q->done)
+			return;
+	c->view_old = NULL;
+	if (c->ds && v->sel.mailbox && vrelay_is_open(v->vr) && !c->view_lost)
+		view_save(c, v->vr, &v->sel);
+	view_free(v);
+}
+
+/* Parking a filtered folder: the view is what the client was told; no snapshot needed. */
+static void view_park(struct gw_conn *c, struct parked *p)
+{
+	p->view_trusted = vrelay_is_open(c->view->vr) && !c->view_lost && !c->view_old && !buf_len(&c->held) &&
+	                  !relay_in_flight(c) && !c->newfetch_active;
+	if (!p->view_trusted)
+		return;
+	p->view.uidvalidity = c->sel.uidvalidity;
+	p->view.uidnext = c->sel.uidnext;
+	p->view.highestmodseq = c->sel.modseq;
+	vrelay_told(c->view->vr, &p->view.uids);
+	if (uidset_max(&p->view.uids) >= p->view.uidnext)
+		p->view.uidnext = uidset_max(&p->view.uids) + 1;
+	p->have_view = true;
+	gw_state_folder_save(c->srv->db, p->ds->user, p->ds->device, p->sel.mailbox, &p->view);
+}
+
+/* SIGTERM: save the view a filtered folder's client has; false if it cannot be trusted. */
+static bool view_drain_save(struct gw_conn *c)
+{
+	if (!vrelay_is_open(c->view->vr) || c->view_lost || c->view_old || relay_in_flight(c) || !c->sel.mailbox)
+		return false;
+	view_save(c, c->view->vr, &c->sel);
+	free(c->ds->last_selected);
+	c->ds->last_selected = xstrdup(c->sel.mailbox);
+	c->ds->last_readonly = c->sel.readonly;
+	return true;
+}
+
+/* A new day: views with DAYSBEFORETODAY let aged messages go. */
+static void view_tick_all(struct gateway_server *srv)
+{
+	long today = xfilter_today(time(NULL));
+	for (struct gw_conn *c = srv->conns; c; c = c->next)
+		if (c->view && !c->closing)
+			vrelay_tick(c->view->vr, today);
+}
+
+/* XFILTER <mailbox|ALL> <V|N|B> <GET|NONE|ALL|criteria> (docs/PROTOCOL.md section 6). */
+static void xfilter_get_line(struct gw_conn *c, const char *mailbox, enum xfilter_which kind, const char *value)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, "* XFILTER ");
+	if (mailbox)
+		imap_write_mailbox(&b, mailbox, true);
+	else
+		buf_append_str(&b, "ALL");
+	buf_append_str(&b, kind == XFILTER_VIEW ? " V " : " N ");
+	xfilter_response_text(value, &b);
+	buf_append_str(&b, "\r\n");
+	client_write(c, buf_head(&b), buf_len(&b));
+	buf_free(&b);
+}
+
+static void client_xfilter(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (!c->ds) {
+		answer(c, m->tag, "NO [CANNOT] needs a P-IMAP session (log in as user#P<device-id>)");
+		return;
+	}
+	struct xfilter_cmd x;
+	char err[400];
+	enum xfilter_result r = xfilter_parse_command(m->args + 1, m->nargs - 1, &x, err, sizeof(err));
+	if (r != XFILTER_OK) {
+		answer(c, m->tag, r == XFILTER_BAD ? "BAD %s" : "NO [CANNOT] %s", err);
+		return;
+	}
+	const struct xfilter_set *set = &c->ds->filters;
+	static const enum xfilter_which kinds[] = {XFILTER_VIEW, XFILTER_NOTIFY};
+	if (x.get) {
+		for (size_t k = 0; k < 2; k++) {
+			if (!(x.which & kinds[k]))
+				continue;
+			xfilter_get_line(c, x.mailbox, kinds[k], xfilter_set_get(set, x.mailbox ? x.mailbox : "", kinds[k]));
+			for (size_t i = 0; !x.mailbox && i < set->n; i++) {
+				const char *v = kinds[k] == XFILTER_VIEW ? set->e[i].view : set->e[i].notify;
+				if (*set->e[i].mailbox && v)
+					xfilter_get_line(c, set->e[i].mailbox, kinds[k], v);
+			}
+		}
+		xfilter_cmd_free(&x);
+		answer(c, m->tag, "OK XFILTER completed");
+		return;
+	}
+	char why[200];
+	if ((x.which & XFILTER_VIEW) && !xfilter_is_all(x.value) && c->sc &&
+	    !vrelay_server_ok(store_conn_caps(c->sc), why, sizeof(why))) {
+		xfilter_cmd_free(&x);
+		answer(c, m->tag, "NO [CANNOT] %s", why);
+		return;
+	}
+	const char *mailbox = x.mailbox ? x.mailbox : "";
+	/* For ALL the value ALL is the default: nothing stored. */
+	const char *stored = !x.mailbox && xfilter_is_all(x.value) ? NULL : x.value;
+	for (size_t k = 0; k < 2; k++) {
+		if (!(x.which & kinds[k]))
+			continue;
+		if (gw_state_filter_save(c->srv->db, c->ds->user, c->ds->device, mailbox, kinds[k] == XFILTER_VIEW ? 'V' : 'N',
+		                         stored) < 0) {
+			xfilter_cmd_free(&x);
+			answer(c, m->tag, "NO [SERVERBUG] cannot save the filter");
+			return;
+		}
+		xfilter_set_put(&c->ds->filters, mailbox, kinds[k], stored);
+	}
+	if (x.which & XFILTER_VIEW) {
+		/* Saved views of the folder(s) describe the old view: a new SELECT starts fresh
+		 * (the client compares its state, as the draft asks after a view change). */
+		if (x.mailbox)
+			gw_state_folder_delete(c->srv->db, c->ds->user, c->ds->device, x.mailbox);
+		else
+			gw_state_folders_delete(c->srv->db, c->ds->user, c->ds->device);
+	}
+	clog_(c, LOG_LEVEL_INFO, "XFILTER %s %s = %s", x.mailbox ? x.mailbox : "ALL",
+	      x.which == XFILTER_BOTH ? "B" : x.which == XFILTER_VIEW ? "V" : "N", x.value);
+	xfilter_cmd_free(&x);
+	answer(c, m->tag, "OK XFILTER completed");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1726,6 +2415,7 @@ static void client_idle(struct gw_conn *c, const struct imap_msg *m)
 		release_held(c);
 	client_flush(c);
 	imap_parser_expect_raw_line(c->parser);
+	view_push(c);
 	store_idle_update(c);
 }
 
@@ -1973,6 +2663,10 @@ static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 		client_xdeliver(c, m);
 		return;
 	}
+	if (cmd_is(m, "XFILTER")) {
+		client_xfilter(c, m);
+		return;
+	}
 	if (cmd_is(m, "XSETPIMAPPREF") || cmd_is(m, "XGETPIMAPPREF") || cmd_is(m, "XGETPIMAPPREFS")) {
 		if (!c->ds) {
 			answer(c, m->tag, "NO [CANNOT] needs a P-IMAP session (log in as user#P<device-id>)");
@@ -2003,6 +2697,12 @@ static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 	bool unselect = cmd_is(m, "CLOSE") || cmd_is(m, "UNSELECT");
 	if (select && (m->nargs < 2 || !imap_arg_is_string(&m->args[1]))) {
 		answer(c, m->tag, "BAD %s needs a mailbox", select ? "SELECT" : "EXAMINE");
+		return;
+	}
+	if (c->view && !select && !unselect && view_command(c, m))
+		return;
+	if (c->view && (select || unselect)) {
+		view_leave(c, m, select);
 		return;
 	}
 	if (c->ds && (select || unselect) && c->sel.mailbox && !c->snap) {
@@ -2193,6 +2893,8 @@ static void resume_catchup_done(struct catchup *cu, bool resync, struct buf *eve
 
 static void start_catchup(struct gw_conn *c, const struct gw_folder_rec *saved)
 {
+	if (view_resume(c, saved))
+		return;
 	c->serial = true;
 	struct catchup *cu = catchup_start(c->sc, saved, &c->ds->prefs, c->srv->cfg->max_queued_events,
 	                                   resume_catchup_done, c);
@@ -2906,6 +3608,8 @@ static void park_store_conn(struct gw_conn *c)
 	/* The client's view is the store connection's view now; until the snapshot
 	 * is saved, no older view of this folder may be trusted. */
 	gw_state_folder_delete(srv->db, ds->user, ds->device, p->sel.mailbox);
+	if (c->view)
+		view_park(c, p); /* a filtered folder: the view is the client's UIDs as told */
 	/* append: FIFO; linked first, since taking the view may let go of it */
 	struct parked **pp = &ds->parked;
 	while (*pp)
@@ -2944,7 +3648,8 @@ static void parked_skip_view(struct parked *p)
 /* Snapshot the view, then IDLE; over the parking limit, let go after the snapshot. */
 static void parked_take_view(struct parked *p)
 {
-	p->snap = snapshot_start_ignoring(p->sc, parked_snapshot_done, p, (unsigned)p->idle_in_flight);
+	if (!p->have_view) /* a filtered folder's view is taken already */
+		p->snap = snapshot_start_ignoring(p->sc, parked_snapshot_done, p, (unsigned)p->idle_in_flight);
 	if (p->snap)
 		return;
 	if (p->close_after_snapshot) {
@@ -2995,7 +3700,7 @@ static void conn_close(struct gw_conn *c, const char *why)
 	struct gateway_server *srv = c->srv;
 	bool logout = why && strcmp(why, "logout") == 0;
 	/* Mid-resume the client has not seen the events yet: its saved view must stay as it is. */
-	bool resuming = c->state == C_LOGGING_IN || c->resume_from || c->cu;
+	bool resuming = c->state == C_LOGGING_IN || c->resume_from || c->cu || view_resuming(c);
 	clog_(c, LOG_LEVEL_INFO, "closing: %s", why ? why : "");
 	if (c->resume_from) {
 		parked_free(c->resume_from);
@@ -3021,6 +3726,7 @@ static void conn_close(struct gw_conn *c, const char *why)
 	c->select_hold = NULL;
 	if (c->state == C_AUTHED || c->state == C_LOGGING_IN)
 		conn_detach_session(c, logout, resuming);
+	view_drop_all(c);
 	c->closing = true;
 	c->state = C_CLOSED;
 	ev_timer_stop(srv->loop, &c->activity);
@@ -3205,6 +3911,7 @@ static void on_expiry(struct ev_loop *loop, ev_timer *w, int revents)
 		next = ds->next;
 		session_expire_if_due(ds);
 	}
+	view_tick_all(srv);
 }
 
 static void apply_limits(struct gateway_server *srv)
@@ -3386,6 +4093,12 @@ void gateway_server_drain(struct gateway_server *srv)
 		next = c->next;
 		/* Only a client that has seen everything gets its view saved (no held events, no fetch under way). */
 		bool seen_all = !buf_len(&c->held) && !c->newfetch_active;
+		if (c->state == C_AUTHED && c->ds && c->view && seen_all && view_drain_save(c)) {
+			client_say(c, "* BYE [UNAVAILABLE] pimap-gateway is restarting; your session is kept");
+			client_flush(c);
+			conn_close(c, "drain");
+			continue;
+		}
 		if (c->state == C_AUTHED && c->ds && c->sc && c->sel.mailbox && !c->snap && !c->cu && seen_all &&
 		    c->sidle == SI_NONE && !c->sendq && store_conn_in_flight(c->sc) == 0) {
 			/* Record the client's view and where it was, so the device resumes without RESYNC. */

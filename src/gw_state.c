@@ -1066,3 +1066,16 @@ int gw_state_filter_save(struct gw_state *st, const char *user, const char *devi
 	}
 	return tx_end(st, rc);
 }
+
+int gw_state_folders_delete(struct gw_state *st, const char *user, const char *device)
+{
+	if (!args_ok("folders delete", user, device, ""))
+		return -1;
+	sqlite3_stmt *s = stmt(st, S_SESSION_FOLDERS_DELETE);
+	if (bind_key(s, user, device) != SQLITE_OK) {
+		db_error(st, "folders delete: bind");
+		stmt_done(s);
+		return -1;
+	}
+	return exec_stmt(st, s, "folders delete");
+}

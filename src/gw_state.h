@@ -107,6 +107,8 @@ int gw_state_folder_load(struct gw_state *st, const char *user, const char *devi
 int gw_state_folder_save(struct gw_state *st, const char *user, const char *device, const char *mailbox,
                          const struct gw_folder_rec *rec);
 int gw_state_folder_delete(struct gw_state *st, const char *user, const char *device, const char *mailbox);
+/* Every saved folder view of the device (a view filter for ALL folders changed). */
+int gw_state_folders_delete(struct gw_state *st, const char *user, const char *device);
 
 /* ---- filters (XFILTER) ------------------------------------------------------ */
 

@@ -413,6 +413,11 @@ bool vrelay_is_open(const struct vrelay *vr)
 	return vr->phase == PH_OPEN;
 }
 
+bool vrelay_busy(const struct vrelay *vr)
+{
+	return vr->parts != NULL;
+}
+
 const struct fview *vrelay_view(const struct vrelay *vr)
 {
 	return vr->v;
@@ -1487,9 +1492,9 @@ enum vrelay_take vrelay_command(struct vrelay *vr, const struct imap_msg *m, voi
 
 bool vrelay_close(struct vrelay *vr, bool readonly)
 {
+	vr->closing = true;
 	if (readonly)
 		return false;
-	vr->closing = true;
 	if (vr->phase != PH_OPEN)
 		return true;
 	struct uidset set, told;
@@ -1740,8 +1745,6 @@ enum vrelay_untagged vrelay_untagged(struct vrelay *vr, const struct imap_msg *m
 				fview_renumber(m, seq, &vr->events);
 			return VRU_CONSUMED; /* other flag changes: the CHANGEDSINCE fetch covers them */
 		}
-		if (vr->closing)
-			return VRU_CONSUMED;
 		fview_renumber(m, seq, out);
 		return VRU_OUT;
 	}

@@ -120,6 +120,8 @@ void vrelay_open(struct vrelay *vr, enum vrelay_open_mode mode, const struct vre
 /* SELECT mode: the SELECT's tagged reply. */
 void vrelay_select_done(struct vrelay *vr, const struct imap_msg *m);
 bool vrelay_is_open(const struct vrelay *vr);
+/* Commands of vrelay's own are still waiting for their answers. */
+bool vrelay_busy(const struct vrelay *vr);
 
 /* The tagged reply of a command vrelay sent. */
 void vrelay_done(struct vrelay *vr, uint32_t cookie, const struct imap_msg *m);
@@ -144,8 +146,13 @@ enum vrelay_untagged vrelay_untagged(struct vrelay *vr, const struct imap_msg *m
  */
 enum vrelay_take { VR_PASS, VR_TAKEN };
 enum vrelay_take vrelay_command(struct vrelay *vr, const struct imap_msg *m, void *cmd, bool *seqnums);
-/* CLOSE on a read-write view: the commands to send first (host->send'ed now);
- * the host then relays "UNSELECT" in place of CLOSE. False if CLOSE can go as it is. */
+/*
+ * The client leaves the folder (CLOSE, UNSELECT, SELECT of another): no more
+ * events are started or announced. For CLOSE on a read-write view
+ * (readonly false) the view's own messages are expunged first (UID EXPUNGE
+ * host->send'ed now) and the host relays "UNSELECT" in place of CLOSE, so
+ * that hidden \Deleted messages stay: returns true then.
+ */
 bool vrelay_close(struct vrelay *vr, bool readonly);
 
 /* What is pending for the client. */

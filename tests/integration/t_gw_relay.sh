@@ -20,9 +20,9 @@
 #  - every CAPABILITY list (the response and the [CAPABILITY] code) must be
 #    the store's list minus STARTTLS, LOGINDISABLED, AUTH=*, SASL-IR,
 #    LOGIN-REFERRALS, COMPRESS=* (and NOTIFY, QRESYNC in a P-IMAP session)
-#    plus the gateway's own tokens (XPIMAPv1 XPIMAPPREF XPROVISION XZIP
-#    COMPRESS=DEFLATE; XPROVISION, XZIP and COMPRESS=DEFLATE required, all
-#    five in a P-IMAP session), compared as sets;
+#    plus the gateway's own tokens (XPIMAPv1 XPIMAPPREF XFILTER XPROVISION
+#    XZIP COMPRESS=DEFLATE; XPROVISION, XZIP and COMPRESS=DEFLATE required,
+#    all six in a P-IMAP session), compared as sets;
 #  - the tagged OK of LOGIN/AUTHENTICATE and of CAPABILITY: the gateway
 #    answers these itself, so only their status is compared (a [CAPABILITY]
 #    code, if any, follows the rule above);
@@ -157,8 +157,8 @@ def dropped(c):
         return True
     return mode == "pimap" and c in ("NOTIFY", "QRESYNC")
 
-OWN = {"XPIMAPV1", "XPIMAPPREF", "XPROVISION", "XZIP", "COMPRESS=DEFLATE"}
-REQUIRED = {"XPROVISION", "XZIP", "COMPRESS=DEFLATE"} | ({"XPIMAPV1", "XPIMAPPREF"} if mode == "pimap" else set())
+OWN = {"XPIMAPV1", "XPIMAPPREF", "XFILTER", "XPROVISION", "XZIP", "COMPRESS=DEFLATE"}
+REQUIRED = {"XPROVISION", "XZIP", "COMPRESS=DEFLATE"} | ({"XPIMAPV1", "XPIMAPPREF", "XFILTER"} if mode == "pimap" else set())
 expected_base = {c for c in store if not dropped(c)}
 
 def check_caps(caps, where):

@@ -357,9 +357,9 @@ static void test_saved_view(void)
 	saved.uidnext = 9;
 	vrelay_open(f.vr, VR_OPEN_SELECT, &saved);
 	uidset_free(&saved.uids);
-	untagged(&f, "* 10 EXISTS");
-	untagged(&f, "* OK [UIDNEXT 12] Predicted");
-	untagged(&f, "* OK [HIGHESTMODSEQ 40] Hi");
+	free(untagged(&f, "* 10 EXISTS"));
+	free(untagged(&f, "* OK [UIDNEXT 12] Predicted"));
+	free(untagged(&f, "* OK [HIGHESTMODSEQ 40] Hi"));
 	vrelay_select_done(f.vr, msg("X OK Select completed"));
 	/* now: 4 expunged, 11 arrived and matches */
 	search_answer(&f, 1, "2,6,11");
@@ -433,12 +433,12 @@ static void test_notify_filter(void)
 	struct fake f;
 	fake_init(&f, "ALL", "FROM \"boss\"", NULL);
 	vrelay_open(f.vr, VR_OPEN_SELECT, NULL);
-	untagged(&f, "* 2 EXISTS");
+	free(untagged(&f, "* 2 EXISTS"));
 	vrelay_select_done(f.vr, msg("X OK Select completed"));
 	search_answer(&f, 1, "1:2");
 	search_answer(&f, 2, "1:2");
 	CU_ASSERT_EQUAL(f.opened, VR_OPENED);
-	untagged(&f, "* 3 EXISTS");
+	free(untagged(&f, "* 3 EXISTS"));
 	CU_ASSERT_EQUAL_FATAL(f.nsent, 5);
 	CU_ASSERT_STRING_EQUAL(sent(&f, 5), "UID SEARCH RETURN (ALL) UID 3:* (ALL) (FROM \"boss\")");
 	search_answer(&f, 3, "3");
@@ -447,7 +447,7 @@ static void test_notify_filter(void)
 	struct vrelay_pending p;
 	vrelay_pending(f.vr, &p);
 	CU_ASSERT(p.arrivals == 1 && !p.notify);
-	untagged(&f, "* 4 EXISTS");
+	free(untagged(&f, "* 4 EXISTS"));
 	search_answer(&f, 6, "4");
 	search_answer(&f, 7, "4");
 	search_answer(&f, 8, "4");
@@ -490,7 +490,7 @@ static void test_ageing(void)
 	EXPECT_STR(take(&out), "* 1 EXPUNGE\r\n");
 	CU_ASSERT_EQUAL(fview_count(vrelay_view(f.vr)), 3);
 	/* the new day's criteria for new mail */
-	untagged(&f, "* 9 EXISTS");
+	free(untagged(&f, "* 9 EXISTS"));
 	xfilter_format_date(19801 - 7, date, sizeof(date));
 	snprintf(want, sizeof(want), "UID SEARCH RETURN (ALL) UID 9:* SINCE %s", date);
 	CU_ASSERT_STRING_EQUAL(sent(&f, 5), want);
@@ -550,7 +550,7 @@ static void test_status_and_lost(void)
 	CU_ASSERT_EQUAL(client(&f, "t2 STATUS INBOX (SIZE)", NULL), VR_TAKEN);
 	EXPECT_STR(take(&f.finished), "t2 NO [CANNOT] STATUS SIZE is not counted in a filtered folder\r\n");
 	/* the store lists more new messages than it announced: the view is lost */
-	untagged(&f, "* 11 EXISTS");
+	free(untagged(&f, "* 11 EXISTS"));
 	search_answer(&f, 6, "11:12");
 	CU_ASSERT(strstr(f.lost, "reported 1 new message(s) but listed 2") != NULL);
 	fake_free(&f);

@@ -1,0 +1,278 @@
+#!/bin/bash
+# t_filter_gw.sh - pimap-gateway: XFILTER view and notification filters
+# (docs/PROTOCOL.md section 6) against a real Dovecot.
+#
+# bob's INBOX holds 120 messages spread over 90 days (APPENDed with their
+# arrival dates), from VIP and other senders, of various sizes, some seen.
+#  1. XFILTER: set, GET (one folder, ALL), B, the forms of the draft; a
+#     mutable criterion (SEEN, KEYWORD), a negated DAYSBEFORETODAY and bad
+#     syntax are refused with a clear NO / BAD; filters persist per device
+#     (another device has none; a new session still has them);
+#  2. a 7-day view: SELECT shows exactly the messages the store itself
+#     finds with SINCE <7 days ago>; SEARCH ALL, UID SEARCH ALL, STATUS and
+#     FETCH 1:* agree; hidden UIDs are not fetched, stored or copied;
+#  3. new mail: a matching message (today) is pushed in IDLE as EXISTS, a
+#     non-matching one (APPENDed with an old date) never appears; expunging
+#     a hidden message changes nothing for the client; expunging a visible
+#     one gives the right EXPUNGE;
+#  4. EXPUNGE and CLOSE in the view spare a hidden \Deleted message;
+#     SEARCH with sequence sets, ESEARCH, SORT and THREAD in view numbers;
+#  5. leaving and returning, dropping the connection and resuming, and a
+#     gateway restart: the client's view is caught up with events in view
+#     numbers (it equals the reference afterwards);
+#  6. the notification filter (N FROM vip): in IDLE a new non-VIP message
+#     is not pushed; a VIP one is, and with it everything before it; the
+#     rest shows on the next NOOP or SELECT; with PIMAP_EVENT_FILTER NONE
+#     even VIP mail waits;
+#  7. a size view (NOT LARGER 1048576): 1.2 MB messages never appear.
+#
+# By hand: tests/integration/t_filter_gw.sh (after building src/pimap-gateway)
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$top_srcdir/tests/integration/lib/harness.sh"
+
+. "$HARNESS_LIB/gw_tests.sh"
+
+gen_certs
+start_dovecot
+start_gateway
+gw_env
+
+py_part "populate" <<'PYEOF'
+from gwt import *
+from filter_lib import *
+import json
+s = store("bob")
+s.ok("CREATE Archive")
+msgs = populate(s, "INBOX", 120, 90, seed=5, big=(3, 117))
+with open(E["T"] + "/msgs.json", "w") as f:
+    json.dump(msgs, f)
+s.ok("LOGOUT")
+print("populated %d messages" % len(msgs), file=sys.stderr)
+PYEOF
+
+py_part "views" <<'PYEOF'
+from gwt import *
+from filter_lib import *
+from pimapc import PimapClient, View
+
+GW = int(E["GW_PORT"])
+
+
+def pimap(device, user="bob"):
+    c = PimapClient(HOST, GW, tls=True, cafile=CA, timeout=20)
+    c.connect()
+    res = c.pimap_login(user, device, PASS)
+    check(res.status == "OK", "login %s#P%s: %r" % (user, device, res.status), quiet=True)
+    return c
+
+
+def xf(c, args):
+    tag, resps = c.command("XFILTER " + args)
+    return resps
+
+
+def ref7(s):
+    return reference(s, "INBOX", "SINCE %s" % imap_date(7))
+
+
+def expect_view(c, v, s, keys, what):
+    ref = reference(s, "INBOX", keys)
+    probs = check_view(c, v, ref, what)
+    check(not probs, "%s: %d messages, SEARCH/STATUS/FETCH agree%s" % (what, len(ref), "; " + "; ".join(probs) if probs else ""))
+    return ref
+
+
+@step("1. XFILTER: set, GET, refusals, persistence")
+def _():
+    c = pimap("phone")
+    r = xf(c, "INBOX V DAYSBEFORETODAY 7")
+    check(r[-1].status == "OK", "XFILTER INBOX V DAYSBEFORETODAY 7 -> %r" % r[-1].first)
+    r = xf(c, "INBOX V GET")
+    check([x.first for x in r[:-1]] == ["* XFILTER INBOX V DAYSBEFORETODAY 7"], "GET: %r" % firsts(r))
+    r = xf(c, "ALL V GET")
+    check(firsts(r)[:-1] == ["* XFILTER ALL V ALL", "* XFILTER INBOX V DAYSBEFORETODAY 7"], "ALL V GET: %r" % firsts(r))
+    r = xf(c, "INBOX N GET")
+    check(firsts(r)[:-1] == ["* XFILTER INBOX N ALL"], "the notification filter's default is ALL: %r" % firsts(r))
+    for bad, status, text in (("INBOX V SEEN", "NO", "SEEN depends on flags"),
+                              ("INBOX V FROM x KEYWORD $Junk", "NO", "KEYWORD depends on flags"),
+                              ("INBOX V NOT DAYSBEFORETODAY 3", "NO", "cannot be negated"),
+                              ("INBOX V FROM", "BAD", "FROM needs"),
+                              ("INBOX Q ALL", "BAD", "V (view), N (notification) or B")):
+        r = xf(c, bad)
+        check(r[-1].status == status and text in r[-1].first, "XFILTER %s -> %r" % (bad, r[-1].first))
+    r = xf(c, "INBOX V GET")
+    check(firsts(r)[:-1] == ["* XFILTER INBOX V DAYSBEFORETODAY 7"], "refusals changed nothing: %r" % firsts(r))
+    c.logout()
+    c = pimap("tablet")
+    r = xf(c, "INBOX V GET")
+    check(firsts(r)[:-1] == ["* XFILTER INBOX V ALL"], "another device has no filter: %r" % firsts(r))
+    c.logout()
+    c = pimap("phone")
+    r = xf(c, "INBOX V GET")
+    check(firsts(r)[:-1] == ["* XFILTER INBOX V DAYSBEFORETODAY 7"], "a new session of the device keeps it: %r" % firsts(r))
+    caps = [x.first for x in c.ok("CAPABILITY") if x.first.startswith("* CAPABILITY")]
+    check(caps and " XFILTER" in caps[0] and "LIST-STATUS" not in caps[0],
+          "XFILTER advertised, LIST-STATUS not (the device has views): %r" % caps)
+    c.logout()
+
+
+@step("2. a 7-day view: SELECT, SEARCH, STATUS, FETCH agree with the store")
+def _():
+    s = store_client()
+    ref = ref7(s)
+    check(0 < len(ref) < 30, "the store has %d messages of the last 7 days (of 120)" % len(ref))
+    c = pimap("phone")
+    v = c.select_view("INBOX")
+    check(v.uids() == ref, "SELECT + UID FETCH 1:*: exactly the 7-day messages %r" % v.uids())
+    check(not any(re.match(r"\* OK \[UNSEEN", x.first) for x in v.select_responses), "no store UNSEEN number")
+    expect_view(c, v, s, "SINCE %s" % imap_date(7), "7-day view")
+    allu = all_uids(s)
+    hidden = [u for u in allu if u not in ref]
+    resps = c.ok("UID FETCH %d,%d (FLAGS)" % (hidden[0], ref[0]))
+    f = [x.first for x in resps if " FETCH " in x.first]
+    check(len(f) == 1 and "UID %d" % ref[0] in f[0], "UID FETCH of a hidden and a visible UID: only the visible one: %r" % f)
+    c.ok("UID STORE %d +FLAGS ($Hidden)" % hidden[0])
+    c.ok("UID COPY %d Archive" % hidden[0])
+    check(not any("$Hidden" in x.first for x in s.ok("UID FETCH %d (FLAGS)" % hidden[0])), "a hidden message is not stored")
+    st = [x.first for x in s.ok("STATUS Archive (MESSAGES)") if "STATUS" in x.first]
+    check(st and "MESSAGES 0" in st[0], "nor copied: %r" % st)
+    c.logout()
+    s.logout()
+
+
+@step("3. new mail: matching pushed, non-matching never seen; hidden expunges invisible")
+def _():
+    s = store_client()
+    c = pimap("phone")
+    v = c.select_view("INBOX")
+    n = len(v)
+    tag = c.idle_start()
+    deliver(LMTP, "bob", make_message("new and matching"))
+    r = c.wait_untagged(r"^\* \d+ EXISTS$", timeout=15)
+    check(r.first == "* %d EXISTS" % (n + 1), "a new message is pushed: %r" % r.first)
+    s.ok("SELECT INBOX")
+    uid_old = append_dated(s, "INBOX", dated_message(900, "shop@example.com", 2000, 30), 30)
+    got = quiet(c, 1.5)
+    check(not any(re.match(r"\* \d+ (EXISTS|EXPUNGE)", x.first) for x in got),
+          "an old message APPENDed now does not enter the view: %r" % firsts(got))
+    c.idle_done(tag)
+    v.complete(c)
+    ref = expect_view(c, v, s, "SINCE %s" % imap_date(7), "after new mail")
+    check(uid_old not in ref, "the old message is not in the view")
+    hidden = [u for u in all_uids(s) if u not in ref]
+    s.expunge_uids(hidden[:3])
+    got = c.ok("NOOP")
+    check(not any(re.match(r"\* \d+ (EXISTS|EXPUNGE|FETCH)", x.first) for x in got),
+          "expunging hidden messages tells the client nothing: %r" % firsts(got))
+    expect_view(c, v, s, "SINCE %s" % imap_date(7), "after hidden expunges")
+    s.expunge_uids([ref[1]])
+    got = c.ok("NOOP")
+    check([x.first for x in got if "EXPUNGE" in x.first] == ["* 2 EXPUNGE"],
+          "expunging the second visible message: '* 2 EXPUNGE': %r" % firsts(got))
+    expect_view(c, v, s, "SINCE %s" % imap_date(7), "after a visible expunge")
+    c.logout()
+    s.logout()
+
+
+@step("4. EXPUNGE and CLOSE spare hidden messages; SEARCH, SORT, THREAD")
+def _():
+    s = store_client()
+    c = pimap("phone")
+    v = c.select_view("INBOX")
+    ref = v.uids()
+    hidden = [u for u in all_uids(s) if u not in ref]
+    s.ok("SELECT INBOX")
+    s.store_uid(hidden[-1], "+FLAGS.SILENT", ["\\Deleted"])
+    c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    got = c.ok("EXPUNGE")
+    check([x.first for x in got if "EXPUNGE" in x.first] == ["* 1 EXPUNGE"], "EXPUNGE removes message 1 only: %r" % firsts(got))
+    check(hidden[-1] in all_uids(s), "the hidden \\Deleted message is still in the store")
+    ref = expect_view(c, v, s, "SINCE %s" % imap_date(7), "after EXPUNGE")
+    got = [x.first for x in c.ok("SEARCH 2:3 ALL") if x.first.startswith("* SEARCH")]
+    check(got == ["* SEARCH 2 3"], "SEARCH 2:3 ALL: %r" % got)
+    got = [x.first for x in c.ok("SEARCH RETURN (MIN MAX COUNT) ALL") if x.first.startswith("* ESEARCH")]
+    check(len(got) == 1 and "MIN 1 MAX %d COUNT %d" % (len(ref), len(ref)) in got[0], "ESEARCH in view numbers: %r" % got)
+    got = [x.first for x in c.ok("SORT (REVERSE ARRIVAL) UTF-8 ALL") if x.first.startswith("* SORT")]
+    direct = [x.first for x in s.ok("UID SORT (REVERSE ARRIVAL) UTF-8 UID %s" % ",".join(map(str, ref)))
+              if x.first.startswith("* SORT")]
+    want = "* SORT " + " ".join(str(ref.index(int(u)) + 1) for u in direct[0].split()[2:])
+    check(got == [want], "SORT in view numbers: %r (the store's order, renumbered: %r)" % (got, want))
+    got = [x.first for x in c.ok("UID THREAD ORDEREDSUBJECT UTF-8 ALL") if x.first.startswith("* THREAD")]
+    nums = [int(x) for x in re.findall(r"\d+", got[0])] if got else []
+    check(sorted(nums) == ref, "THREAD holds exactly the view's UIDs: %r" % got)
+    c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    c.ok("CLOSE")
+    check(hidden[-1] in all_uids(s) and ref[0] not in all_uids(s),
+          "CLOSE expunged the view's \\Deleted message and spared the hidden one")
+    s.store_uid(hidden[-1], "-FLAGS.SILENT", ["\\Deleted"])
+    c.logout()
+    s.logout()
+
+
+@step("5a. leave and return: the saved view is caught up in view numbers")
+def _():
+    s = store_client()
+    c = pimap("phone")
+    v = c.select_view("INBOX")
+    c.unselect_view()
+    c.ok("SELECT Archive")
+    s.ok("SELECT INBOX")
+    ref = v.uids()
+    s.expunge_uids([ref[0]])
+    deliver(LMTP, "bob", make_message("while away"))
+    append_dated(s, "INBOX", dated_message(901, "shop@example.com", 2000, 40), 40)
+    resps = c.reselect(v)
+    v.complete(c)
+    expect_view(c, v, s, "SINCE %s" % imap_date(7), "after returning")
+    ev = [x.first for x in resps if re.match(r"\* \d+ (EXPUNGE|EXISTS)", x.first)]
+    check(ev and ev[0] == "* %d EXISTS" % len(ref) and "* 1 EXPUNGE" in ev, "the saved view then its events: %r" % ev)
+    c.logout()
+    s.logout()
+
+
+@step("5b. drop the connection, change the store, resume: events in view numbers")
+def _():
+    s = store_client()
+    c = pimap("phone")
+    v = c.select_view("INBOX")
+    c.drop()
+    s.ok("SELECT INBOX")
+    s.expunge_uids([v.uids()[-1]])
+    deliver(LMTP, "bob", make_message("while dropped"))
+    s.store_uid(v.uids()[0], "+FLAGS", ["\\Flagged"])
+    c = PimapClient(HOST, GW, tls=True, cafile=CA, timeout=20)
+    c.connect()
+    res = c.pimap_login("bob", "phone", PASS, view=v)
+    check(res.status == "OK" and res.session_state == "SELECTED" and not res.resync and not res.problems,
+          "resumed SELECTED without RESYNC: %s" % res.describe())
+    v.complete(c)
+    expect_view(c, v, s, "SINCE %s" % imap_date(7), "after resume")
+    check(v.flags()[v.uids()[0]] and "\\Flagged" in v.flags()[v.uids()[0]], "the flag change came with the events")
+    c.drop()
+    s.logout()
+
+
+run_steps()
+PYEOF
+gw_stop
+start_gateway
+gw_env
+py_part "after a restart" <<'PYEOF'
+from gwt import *
+from filter_lib import *
+from pimapc import PimapClient, View
+
+@step("5c. a gateway restart: the session resumes from the saved view")
+def _():
+    c = PimapClient(HOST, int(E["GW_PORT"]), tls=True, cafile=CA, timeout=20)
+    c.connect()
+    res = c.pimap_login("bob", "phone", PASS)
+    check(res.status == "OK" and res.session_state == "SELECTED" and not res.resync,
+          "resumed SELECTED after a restart without RESYNC: %s" % res.describe())
+    c.logout()
+
+run_steps()
+PYEOF
+gw_stop
+gw_finish
