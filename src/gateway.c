@@ -199,6 +199,8 @@ struct client_cmd {
 	struct deliver_job *job;  /* XDELIVER in progress (gw_deliver.c) */
 	bool view_seq;            /* a filtered folder's command with sequence numbers: no EXPUNGE before its reply */
 	bool view_open;           /* SELECT of a filtered folder: answered when the view is open */
+	bool view_marked;         /* view_mark is set: the reply waits until the new mail before it is decided */
+	uint64_t view_mark;
 };
 
 enum store_idle_state { SI_NONE, SI_STARTING, SI_ACTIVE, SI_ENDING };
@@ -872,6 +874,7 @@ static bool view_untagged(struct gw_conn *c, const struct imap_msg *m);
 static void view_push(struct gw_conn *c);
 static bool view_select_done(struct gw_conn *c, struct client_cmd *cmd, const struct imap_msg *m);
 static void view_maybe_retire(struct gw_conn *c);
+static bool view_reply_waits(struct gw_conn *c, struct client_cmd *cmd);
 static bool view_select_start(struct gw_conn *c, struct client_cmd *cmd, const struct imap_msg *m,
                               const struct gw_folder_rec *saved);
 static const char *view_leaving_folder(const struct gw_conn *c);
@@ -1064,7 +1067,7 @@ static void xzip_emit(struct gw_conn *c, const char *outer_tag)
 static void complete_ready_commands(struct gw_conn *c)
 {
 	bool wrote = false;
-	while (c->cmds && c->cmds->done) {
+	while (c->cmds && c->cmds->done && !view_reply_waits(c, c->cmds)) {
 		struct client_cmd *cmd = c->cmds;
 		c->cmds = cmd->next;
 		if (!c->cmds)
@@ -1750,8 +1753,10 @@ static void vh_part_done(struct store_conn *sc, const struct imap_msg *m, void *
 	free(vp);
 	if (vr)
 		vrelay_done(vr, cookie, m);
-	if (!c->closing)
-		view_maybe_retire(c);
+	if (c->closing)
+		return;
+	view_maybe_retire(c);
+	store_idle_update(c); /* the store may IDLE again once the view's searches are answered */
 }
 
 static void vh_send(void *ctx, const uint8_t *text, size_t len, uint32_t cookie, char *tag_out)
@@ -1830,8 +1835,17 @@ static void vh_opened(void *ctx, enum vrelay_opened result, const struct buf *re
 static void vh_pending(void *ctx)
 {
 	struct gw_view *v = ctx;
-	if (v->c->view == v)
-		view_push(v->c);
+	struct gw_conn *c = v->c;
+	if (c->view != v)
+		return;
+	struct vrelay_pending pd;
+	vrelay_pending(v->vr, &pd);
+	if (pd.arrivals && !pd.notify && client_waiting(c))
+		clog_(c, LOG_LEVEL_DEBUG, "new mail not pushed: none passes the notification filter (%u held)", pd.arrivals);
+	if (c->cmds && c->cmds->done)
+		complete_ready_commands(c); /* replies waiting for new mail to be decided */
+	else
+		view_push(c);
 }
 
 static void vh_lost(void *ctx, const char *why)
@@ -2034,6 +2048,18 @@ static bool view_untagged(struct gw_conn *c, const struct imap_msg *m)
 	if (c->client && stream_output_full(c->client) && c->sc)
 		store_conn_pause_reading(c->sc, true);
 	return true;
+}
+
+/* A reply waits while new mail the store reported before it is being decided (vrelay_mark). */
+static bool view_reply_waits(struct gw_conn *c, struct client_cmd *cmd)
+{
+	if (!c->view || cmd->view_open)
+		return false;
+	if (!cmd->view_marked) {
+		cmd->view_marked = true;
+		cmd->view_mark = vrelay_mark(c->view->vr);
+	}
+	return !vrelay_decided(c->view->vr, cmd->view_mark);
 }
 
 /* Before a tagged reply: what the view has pending goes first, EXPUNGEs only where safe. */

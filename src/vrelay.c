@@ -133,6 +133,9 @@ struct vrelay {
 	struct part *parts, *parts_tail;
 	uint32_t next_cookie;
 	unsigned round_parts;     /* parts of the running new-mail round */
+	uint64_t exists_seen;     /* EXISTS responses from the store so far */
+	uint64_t round_covers;    /* exists_seen when the running round was sent */
+	uint64_t decided_upto;    /* every EXISTS up to this one is decided */
 	uint32_t round_max;       /* highest UID known when the round was sent */
 	struct uidset notify_hits;
 	bool notify_pending;
@@ -445,8 +448,11 @@ static void round_maybe_start(struct vrelay *vr)
 		return;
 	bool need_all = fview_unknown(vr->v) > 0;
 	uint32_t from = fview_first_undecided(vr->v);
-	if (!need_all && !from)
+	if (!need_all && !from) {
+		vr->decided_upto = vr->exists_seen;
 		return;
+	}
+	vr->round_covers = vr->exists_seen;
 	vr->round_max = fview_max_uid(vr->v);
 	if (!from || (need_all && vr->round_max + 1 < from))
 		from = vr->round_max + 1;
@@ -522,12 +528,15 @@ static void round_part_done(struct vrelay *vr, struct part *p)
 		vr->round_parts--;
 	if (vr->round_parts)
 		return;
+	vr->decided_upto = vr->round_covers;
 	if (vr->phase == PH_LOADING) {
 		open_progress(vr);
 		return;
 	}
-	tell_pending(vr);
 	round_maybe_start(vr);
+	/* also when nothing is pending: replies may wait for this round */
+	if (vr->phase == PH_OPEN && !vr->closing)
+		vr->host.pending(vr->ctx);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -755,6 +764,16 @@ void vrelay_tick(struct vrelay *vr, long today)
 
 /* ------------------------------------------------------------------------ */
 /* pending events                                                            */
+
+uint64_t vrelay_mark(const struct vrelay *vr)
+{
+	return vr->exists_seen;
+}
+
+bool vrelay_decided(const struct vrelay *vr, uint64_t mark)
+{
+	return vr->phase != PH_OPEN || vr->closing || vr->decided_upto >= mark;
+}
 
 void vrelay_pending(const struct vrelay *vr, struct vrelay_pending *p)
 {
@@ -1716,6 +1735,7 @@ enum vrelay_untagged vrelay_untagged(struct vrelay *vr, const struct imap_msg *m
 		return VRU_CONSUMED;
 	}
 	if (exists) {
+		vr->exists_seen++;
 		if (!fview_store_exists(vr->v, n)) {
 			lost(vr, "the store's message count went backwards");
 			return VRU_CONSUMED;

@@ -263,14 +263,90 @@ from gwt import *
 from filter_lib import *
 from pimapc import PimapClient, View
 
+GW = int(E["GW_PORT"])
+
+
+def pimap(device, user="bob"):
+    c = PimapClient(HOST, GW, tls=True, cafile=CA, timeout=20)
+    c.connect()
+    res = c.pimap_login(user, device, PASS)
+    check(res.status == "OK", "login %s#P%s: %r" % (user, device, res.status), quiet=True)
+    return c
+
+
+def ok(c, cmd):
+    r = c.command(cmd)[1]
+    check(r[-1].status == "OK", "%s -> %r" % (cmd, r[-1].first), quiet=True)
+    return r
+
+
 @step("5c. a gateway restart: the session resumes from the saved view")
 def _():
-    c = PimapClient(HOST, int(E["GW_PORT"]), tls=True, cafile=CA, timeout=20)
+    c = PimapClient(HOST, GW, tls=True, cafile=CA, timeout=20)
     c.connect()
     res = c.pimap_login("bob", "phone", PASS)
     check(res.status == "OK" and res.session_state == "SELECTED" and not res.resync,
           "resumed SELECTED after a restart without RESYNC: %s" % res.describe())
     c.logout()
+
+
+@step("6. the notification filter decides what is pushed; the rest is polled")
+def _():
+    s = store_client()
+    c = pimap("phone")
+    ok(c, 'XFILTER INBOX N FROM "boss@example.com"')
+    v = c.select_view("INBOX")
+    n = len(v)
+    tag = c.idle_start()
+    held = log_count(E["GW_LOG"], "new mail not pushed")
+    deliver(LMTP, "bob", make_message("not from a VIP", sender="shop@example.com"))
+    check(wait_log_count(E["GW_LOG"], "new mail not pushed", held + 1) > held,
+          "the gateway decided the non-VIP message and held it")
+    got = quiet(c, 0.5)
+    check(not any(re.match(r"\* \d+ EXISTS", x.first) for x in got), "not pushed during IDLE: %r" % firsts(got))
+    deliver(LMTP, "bob", make_message("from the boss", sender="boss@example.com"))
+    r = c.wait_untagged(r"^\* \d+ EXISTS$", timeout=15)
+    check(r.first == "* %d EXISTS" % (n + 2), "a VIP message is pushed, and the held one with it: %r" % r.first)
+    held = log_count(E["GW_LOG"], "new mail not pushed")
+    deliver(LMTP, "bob", make_message("another non-VIP", sender="news@lists.example.net"))
+    wait_log_count(E["GW_LOG"], "new mail not pushed", held + 1)
+    check(not any(re.match(r"\* \d+ EXISTS", x.first) for x in quiet(c, 0.5)), "the next non-VIP one waits")
+    got = c.idle_done(tag)
+    check(any(x.first == "* %d EXISTS" % (n + 3) for x in got), "the end of IDLE tells it: %r" % firsts(got))
+    deliver(LMTP, "bob", make_message("non-VIP, not idling", sender="shop@example.com"))
+    got = c.ok("NOOP")
+    check(any(x.first == "* %d EXISTS" % (n + 4) for x in got), "a NOOP tells it: %r" % firsts(got))
+    ok(c, "XSETPIMAPPREF PIMAP_EVENT_FILTER NONE")
+    tag = c.idle_start()
+    deliver(LMTP, "bob", make_message("VIP but events are off", sender="boss@example.com"))
+    got = quiet(c, 2.0)
+    check(not any(re.match(r"\* \d+ EXISTS", x.first) for x in got), "PIMAP_EVENT_FILTER NONE: even VIP mail waits")
+    c.idle_done(tag)
+    c.unselect_view()
+    resps = c.reselect(View("INBOX"))
+    check(any(x.first == "* %d EXISTS" % (n + 5) for x in resps), "the next SELECT shows it: %r" % firsts(resps))
+    ok(c, "XSETPIMAPPREF PIMAP_EVENT_FILTER ALL")
+    ok(c, "XFILTER INBOX N ALL")
+    c.logout()
+    s.logout()
+
+
+@step("7. a size view: messages over 1 MB never appear")
+def _():
+    s = store_client()
+    c = pimap("phone")
+    ok(c, "XFILTER ALL V NOT LARGER 1048576")
+    r = c.command("XFILTER INBOX V GET")[1]
+    check(firsts(r)[:-1] == ["* XFILTER INBOX V NOT LARGER 1048576"], "XFILTER ALL replaced INBOX's own view: %r" % firsts(r))
+    v = c.select_view("INBOX")
+    ref = reference(s, "INBOX", "NOT LARGER 1048576")
+    big = search_uids(s, "LARGER 1048576")
+    check(len(big) == 2 and v.uids() == ref and not set(big) & set(v.uids()),
+          "the view has %d messages, without the two 1.2 MB ones %r" % (len(v), big))
+    probs = check_view(c, v, ref, "size view")
+    check(not probs, "SEARCH/STATUS/FETCH agree: %s" % probs)
+    c.logout()
+    s.logout()
 
 run_steps()
 PYEOF
