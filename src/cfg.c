@@ -937,14 +937,42 @@ int cfg_load_file(const struct cfg_key *table, void *config, const char *path, s
 {
 	struct cfg_error dummy;
 	char *data = NULL;
-	size_t len = 0, cap = 0;
-	FILE *f;
+	size_t len = 0;
 	int rc;
 
 	if (!err)
 		err = &dummy;
 	memset(err, 0, sizeof(*err));
-	f = fopen(path, "rb");
+	if (cfg_read_file(path, CFG_MAX_FILE_SIZE, "a config file", &data, &len, err) < 0)
+		return -1;
+	rc = cfg_load_string(table, config, data, len, path, err);
+	free(data);
+	return rc;
+}
+
+/* ---- helpers for the other YAML loaders ---------------------------------------- */
+
+void cfg_set_error(struct cfg_error *err, const char *file, int line, int column, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verr(err, file, line, column, fmt, ap);
+	va_end(ap);
+}
+
+int cfg_parse_size(const char *s, size_t *out)
+{
+	return parse_size(s, out);
+}
+
+int cfg_read_file(const char *path, size_t max, const char *what, char **data, size_t *len, struct cfg_error *err)
+{
+	size_t cap = 0;
+	FILE *f = fopen(path, "rb");
+
+	*data = NULL;
+	*len = 0;
 	if (!f) {
 		set_err(err, path, 0, 0, "cannot open: %s", strerror(errno));
 		return -1;
@@ -952,33 +980,156 @@ int cfg_load_file(const struct cfg_key *table, void *config, const char *path, s
 	for (;;) {
 		size_t n;
 
-		if (len == cap) {
+		if (*len == cap) {
 			cap = cap ? cap * 2 : 4096;
-			data = xrealloc(data, cap);
+			*data = xrealloc(*data, cap);
 		}
-		n = fread(data + len, 1, cap - len, f);
-		len += n;
-		if (len > CFG_MAX_FILE_SIZE) {
-			set_err(err, path, 0, 0, "file is larger than %d bytes; not a config file?",
-			        CFG_MAX_FILE_SIZE);
-			goto fail;
+		n = fread(*data + *len, 1, cap - *len, f);
+		*len += n;
+		if (*len > max) {
+			set_err(err, path, 0, 0, "file is larger than %zu bytes; not %s?", max, what);
+			break;
 		}
 		if (n == 0) {
 			if (ferror(f)) {
 				set_err(err, path, 0, 0, "cannot read: %s", strerror(errno));
-				goto fail;
+				break;
 			}
-			break;
+			fclose(f);
+			return 0;
 		}
 	}
 	fclose(f);
-	rc = cfg_load_string(table, config, data, len, path, err);
-	free(data);
-	return rc;
-fail:
-	fclose(f);
-	free(data);
+	free(*data);
+	*data = NULL;
+	*len = 0;
 	return -1;
+}
+
+int cfg_yaml_load(const char *name, const char *text, size_t len, cfg_yaml_root_fn fn, void *ctx,
+                  struct cfg_error *err)
+{
+	struct cfg_yaml y = {.name = name, .err = err};
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	yaml_node_t *root;
+	int rc = -1;
+
+	if (!yaml_parser_initialize(&parser)) {
+		set_err(err, name, 0, 0, "out of memory while parsing YAML");
+		return -1;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	/* On failure yaml_parser_load() has already freed the document. */
+	if (!yaml_parser_load(&parser, &doc)) {
+		cfg_yaml_error(&parser, name, text, len, err);
+		goto out;
+	}
+	y.doc = &doc;
+	rc = fn(&y, yaml_document_get_root_node(&doc), ctx);
+	yaml_document_delete(&doc);
+	if (rc < 0)
+		goto out;
+	/* A second document would be silently ignored otherwise. */
+	if (!yaml_parser_load(&parser, &doc)) {
+		cfg_yaml_error(&parser, name, text, len, err);
+		rc = -1;
+		goto out;
+	}
+	root = yaml_document_get_root_node(&doc);
+	if (root) {
+		set_err(err, name, (int)root->start_mark.line + 1, (int)root->start_mark.column + 1,
+		        "only one YAML document is allowed");
+		rc = -1;
+	}
+	yaml_document_delete(&doc);
+out:
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
+yaml_node_t *cfg_yaml_node(struct cfg_yaml *y, int id)
+{
+	return yaml_document_get_node(y->doc, id);
+}
+
+void cfg_yaml_node_error(struct cfg_yaml *y, const yaml_node_t *node, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verr(y->err, y->name, (int)node->start_mark.line + 1, (int)node->start_mark.column + 1, fmt, ap);
+	va_end(ap);
+}
+
+const char *cfg_echo(char out[64], const char *s, size_t len)
+{
+	size_t n = len < 60 ? len : 60;
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f) ? '?' : s[i];
+	if (n < len) {
+		memcpy(out + n, "...", 3);
+		n += 3;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+const char *cfg_yaml_string(struct cfg_yaml *y, yaml_node_t *val, const char *what, bool allow_empty)
+{
+	if (val->type != YAML_SCALAR_NODE) {
+		cfg_yaml_node_error(y, val, "%s: expected a string, got %s", what, cfg_yaml_node_kind(val));
+		return NULL;
+	}
+	if (scalar_has_nul(val)) {
+		cfg_yaml_node_error(y, val, "%s: NUL bytes are not allowed", what);
+		return NULL;
+	}
+	if (cfg_yaml_scalar_is_null(val) || val->data.scalar.length == 0) {
+		if (allow_empty)
+			return "";
+		cfg_yaml_node_error(y, val, "%s: must not be empty", what);
+		return NULL;
+	}
+	return scalar_text(val);
+}
+
+int cfg_yaml_map_slots(struct cfg_yaml *y, yaml_node_t *map, const char *const *keys, yaml_node_t **knodes,
+                       yaml_node_t **vals, const char *where)
+{
+	char e[64];
+	size_t nkeys = 0;
+
+	while (keys[nkeys])
+		nkeys++;
+	for (size_t i = 0; i < nkeys; i++)
+		knodes[i] = vals[i] = NULL;
+	for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
+		yaml_node_t *k = cfg_yaml_node(y, pair->key), *v = cfg_yaml_node(y, pair->value);
+		size_t i;
+
+		if (k->type != YAML_SCALAR_NODE) {
+			cfg_yaml_node_error(y, k, "keys must be plain names, got %s", cfg_yaml_node_kind(k));
+			return -1;
+		}
+		for (i = 0; i < nkeys; i++)
+			if (strcmp(scalar_text(k), keys[i]) == 0 && strlen(keys[i]) == k->data.scalar.length)
+				break;
+		if (i == nkeys) {
+			cfg_yaml_node_error(y, k, "unknown key '%s'%s%s", cfg_echo(e, scalar_text(k), k->data.scalar.length),
+			                    *where ? " in " : "", where);
+			return -1;
+		}
+		if (vals[i]) {
+			cfg_yaml_node_error(y, k, "duplicate key '%s' (first set at line %d)", keys[i],
+			                    (int)knodes[i]->start_mark.line + 1);
+			return -1;
+		}
+		knodes[i] = k;
+		vals[i] = v;
+	}
+	return 0;
 }
 
 /* ---- dumping ------------------------------------------------------------------ */

@@ -92,4 +92,48 @@ const char *cfg_yaml_node_kind(const yaml_node_t *node);
 /* "file:line:column: message" (or "file: message" without a position) into buf. */
 void cfg_format_error(const struct cfg_error *err, char *buf, size_t len);
 
+/* ---- helpers for the other YAML loaders (macros.c, filters.c) ------------- */
+
+/* Fill err (line and column 1-based; 0 when unknown). */
+void cfg_set_error(struct cfg_error *err, const char *file, int line, int column, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* A size with the config's units ("1048576", "64K", "1M", "2G"): 0, -1 (bad) or 1 (too large). */
+int cfg_parse_size(const char *s, size_t *out);
+/*
+ * Read a whole file of at most max bytes into *data (malloc'd, not
+ * NUL-terminated). Returns 0, or -1 with err ("what" says what the file
+ * should have been, for the message about a file that is too large).
+ */
+int cfg_read_file(const char *path, size_t max, const char *what, char **data, size_t *len, struct cfg_error *err);
+
+/* One YAML document being walked by a loader. */
+struct cfg_yaml {
+	yaml_document_t  *doc;
+	const char       *name; /* file name for errors */
+	struct cfg_error *err;
+};
+typedef int (*cfg_yaml_root_fn)(struct cfg_yaml *y, yaml_node_t *root, void *ctx);
+/*
+ * Parse text as exactly one YAML document (a second one is an error) and
+ * call fn with its root (NULL for an empty document). Returns fn's result,
+ * or -1 with err for a YAML error.
+ */
+int cfg_yaml_load(const char *name, const char *text, size_t len, cfg_yaml_root_fn fn, void *ctx,
+                  struct cfg_error *err);
+yaml_node_t *cfg_yaml_node(struct cfg_yaml *y, int id);
+/* err at node's position. */
+void cfg_yaml_node_error(struct cfg_yaml *y, const yaml_node_t *node, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* A string scalar for `what`; empty or null refused unless allow_empty. NULL (err set) if not. */
+const char *cfg_yaml_string(struct cfg_yaml *y, yaml_node_t *val, const char *what, bool allow_empty);
+/*
+ * Sort a mapping's pairs by key: vals[i] is the value of keys[i] (NULL if
+ * absent), knodes[i] its key node. Unknown and duplicate keys are errors
+ * (`where` ends the unknown-key message). Returns 0 or -1.
+ */
+int cfg_yaml_map_slots(struct cfg_yaml *y, yaml_node_t *map, const char *const *keys, yaml_node_t **knodes,
+                       yaml_node_t **vals, const char *where);
+/* s (len bytes) for a message: control bytes as '?', cut at 60 with "..." (out: 64 bytes). */
+const char *cfg_echo(char out[64], const char *s, size_t len);
+
 #endif

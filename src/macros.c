@@ -958,157 +958,46 @@ size_t macro_set_client_count(const struct macro_set *set)
 
 /* ---- YAML loading -------------------------------------------------------------------- */
 
-struct loader {
-	yaml_document_t  *doc;
-	const char       *name; /* file name for errors */
-	struct cfg_error *err;
-};
-
-static void set_err(struct cfg_error *err, const char *file, int line, int column, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static void set_err(struct cfg_error *err, const char *file, int line, int column, const char *fmt, ...)
-{
-	va_list ap;
-
-	snprintf(err->file, sizeof(err->file), "%s", file);
-	err->line = line;
-	err->column = column;
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	va_end(ap);
-}
-
-static void node_error(struct loader *ld, const yaml_node_t *node, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void node_error(struct loader *ld, const yaml_node_t *node, const char *fmt, ...)
-{
-	va_list ap;
-
-	snprintf(ld->err->file, sizeof(ld->err->file), "%s", ld->name);
-	ld->err->line = (int)node->start_mark.line + 1;
-	ld->err->column = (int)node->start_mark.column + 1;
-	va_start(ap, fmt);
-	vsnprintf(ld->err->message, sizeof(ld->err->message), fmt, ap);
-	va_end(ap);
-}
-
-static yaml_node_t *get_node(struct loader *ld, int id)
-{
-	return yaml_document_get_node(ld->doc, id);
-}
-
-static const char *scalar_text(const yaml_node_t *node)
-{
-	return (const char *)node->data.scalar.value;
-}
-
 static bool is_null(const yaml_node_t *node)
 {
 	return node->type == YAML_SCALAR_NODE && cfg_yaml_scalar_is_null(node);
 }
 
-/*
- * A string scalar for `what` (a key path for messages). Empty (or null) is
- * refused unless allow_empty. Returns the text or NULL (error set).
- */
-static const char *get_string(struct loader *ld, yaml_node_t *val, const char *what, bool allow_empty)
-{
-	if (val->type != YAML_SCALAR_NODE) {
-		node_error(ld, val, "%s: expected a string, got %s", what, cfg_yaml_node_kind(val));
-		return NULL;
-	}
-	if (strlen(scalar_text(val)) != val->data.scalar.length) {
-		node_error(ld, val, "%s: NUL bytes are not allowed", what);
-		return NULL;
-	}
-	if (cfg_yaml_scalar_is_null(val) && allow_empty)
-		return "";
-	if (cfg_yaml_scalar_is_null(val) || val->data.scalar.length == 0) {
-		if (allow_empty)
-			return "";
-		node_error(ld, val, "%s: must not be empty", what);
-		return NULL;
-	}
-	return scalar_text(val);
-}
-
-/*
- * Sort a mapping's pairs into slots by key: vals[i] is the value of
- * keys[i] (NULL if absent). Unknown and duplicate keys are errors; `where`
- * ("client", "macro") ends the unknown-key message. Returns 0 or -1.
- */
-static int map_slots(struct loader *ld, yaml_node_t *map, const char *const *keys, yaml_node_t **knodes,
-                     yaml_node_t **vals, const char *where)
-{
-	char e[ECHO_SIZE];
-	size_t nkeys = 0;
-
-	while (keys[nkeys])
-		nkeys++;
-	for (size_t i = 0; i < nkeys; i++)
-		knodes[i] = vals[i] = NULL;
-	for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
-		yaml_node_t *k = get_node(ld, pair->key), *v = get_node(ld, pair->value);
-		size_t i;
-
-		if (k->type != YAML_SCALAR_NODE) {
-			node_error(ld, k, "keys must be plain names, got %s", cfg_yaml_node_kind(k));
-			return -1;
-		}
-		for (i = 0; i < nkeys; i++)
-			if (strcmp(scalar_text(k), keys[i]) == 0 && strlen(keys[i]) == k->data.scalar.length)
-				break;
-		if (i == nkeys) {
-			node_error(ld, k, "unknown key '%s'%s%s", echo(e, scalar_text(k), k->data.scalar.length),
-			           *where ? " in " : "", where);
-			return -1;
-		}
-		if (vals[i]) {
-			node_error(ld, k, "duplicate key '%s' (first set at line %d)", keys[i],
-			           (int)knodes[i]->start_mark.line + 1);
-			return -1;
-		}
-		knodes[i] = k;
-		vals[i] = v;
-	}
-	return 0;
-}
-
-static int load_id(struct loader *ld, struct macro_client *c, yaml_node_t *map)
+static int load_id(struct cfg_yaml *ld, struct macro_client *c, yaml_node_t *map)
 {
 	char e[ECHO_SIZE];
 
 	if (is_null(map))
 		return 0;
 	if (map->type != YAML_MAPPING_NODE) {
-		node_error(ld, map, "client.id: expected a mapping of ID fields to patterns, got %s", cfg_yaml_node_kind(map));
+		cfg_yaml_node_error(ld, map, "client.id: expected a mapping of ID fields to patterns, got %s", cfg_yaml_node_kind(map));
 		return -1;
 	}
 	for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
-		yaml_node_t *k = get_node(ld, pair->key), *v = get_node(ld, pair->value);
+		yaml_node_t *k = cfg_yaml_node(ld, pair->key), *v = cfg_yaml_node(ld, pair->value);
 		const char *field, *glob;
 
-		if (!(field = get_string(ld, k, "client.id", false)))
+		if (!(field = cfg_yaml_string(ld, k, "client.id", false)))
 			return -1;
 		if (strlen(field) > MACRO_MAX_ID_FIELD) {
-			node_error(ld, k, "client.id: field name '%s' is longer than %d bytes (RFC 2971)",
+			cfg_yaml_node_error(ld, k, "client.id: field name '%s' is longer than %d bytes (RFC 2971)",
 			           echo(e, field, strlen(field)), MACRO_MAX_ID_FIELD);
 			return -1;
 		}
 		for (size_t i = 0; i < c->nid; i++) {
 			if (strcasecmp(c->id_field[i], field) == 0) {
-				node_error(ld, k, "client.id: duplicate field '%s'", echo(e, field, strlen(field)));
+				cfg_yaml_node_error(ld, k, "client.id: duplicate field '%s'", echo(e, field, strlen(field)));
 				return -1;
 			}
 		}
 		if (c->nid == MACRO_MAX_ID_FIELDS) {
-			node_error(ld, k, "client.id: more than %d fields", MACRO_MAX_ID_FIELDS);
+			cfg_yaml_node_error(ld, k, "client.id: more than %d fields", MACRO_MAX_ID_FIELDS);
 			return -1;
 		}
-		if (!(glob = get_string(ld, v, "client.id", true)))
+		if (!(glob = cfg_yaml_string(ld, v, "client.id", true)))
 			return -1;
 		if (strlen(glob) > MACRO_MAX_ID_VALUE) {
-			node_error(ld, v, "client.id: pattern longer than %d bytes", MACRO_MAX_ID_VALUE);
+			cfg_yaml_node_error(ld, v, "client.id: pattern longer than %d bytes", MACRO_MAX_ID_VALUE);
 			return -1;
 		}
 		c->id_field = xrealloc(c->id_field, (c->nid + 1) * sizeof(*c->id_field));
@@ -1120,14 +1009,14 @@ static int load_id(struct loader *ld, struct macro_client *c, yaml_node_t *map)
 	return 0;
 }
 
-static int add_listen(struct loader *ld, struct macro_client *c, yaml_node_t *v)
+static int add_listen(struct cfg_yaml *ld, struct macro_client *c, yaml_node_t *v)
 {
-	const char *s = get_string(ld, v, "client.listen", false);
+	const char *s = cfg_yaml_string(ld, v, "client.listen", false);
 
 	if (!s)
 		return -1;
 	if (c->nlisten == MACRO_MAX_LISTEN) {
-		node_error(ld, v, "client.listen: more than %d listeners", MACRO_MAX_LISTEN);
+		cfg_yaml_node_error(ld, v, "client.listen: more than %d listeners", MACRO_MAX_LISTEN);
 		return -1;
 	}
 	c->listen = xrealloc(c->listen, (c->nlisten + 1) * sizeof(*c->listen));
@@ -1135,23 +1024,23 @@ static int add_listen(struct loader *ld, struct macro_client *c, yaml_node_t *v)
 	return 0;
 }
 
-static int load_listen(struct loader *ld, struct macro_client *c, yaml_node_t *v)
+static int load_listen(struct cfg_yaml *ld, struct macro_client *c, yaml_node_t *v)
 {
 	if (is_null(v))
 		return 0;
 	if (v->type == YAML_SCALAR_NODE)
 		return add_listen(ld, c, v);
 	if (v->type != YAML_SEQUENCE_NODE) {
-		node_error(ld, v, "client.listen: expected a list of listener addresses, got %s", cfg_yaml_node_kind(v));
+		cfg_yaml_node_error(ld, v, "client.listen: expected a list of listener addresses, got %s", cfg_yaml_node_kind(v));
 		return -1;
 	}
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++)
-		if (add_listen(ld, c, get_node(ld, *it)) < 0)
+		if (add_listen(ld, c, cfg_yaml_node(ld, *it)) < 0)
 			return -1;
 	return 0;
 }
 
-static int load_client(struct loader *ld, struct macro_client *c, yaml_node_t *map)
+static int load_client(struct cfg_yaml *ld, struct macro_client *c, yaml_node_t *map)
 {
 	static const char *const keys[] = {"name", "id", "listen", NULL};
 	yaml_node_t *k[3], *v[3];
@@ -1159,19 +1048,19 @@ static int load_client(struct loader *ld, struct macro_client *c, yaml_node_t *m
 	char e[ECHO_SIZE];
 
 	if (map->type != YAML_MAPPING_NODE) {
-		node_error(ld, map, "client: expected a mapping (name, id, listen), got %s", cfg_yaml_node_kind(map));
+		cfg_yaml_node_error(ld, map, "client: expected a mapping (name, id, listen), got %s", cfg_yaml_node_kind(map));
 		return -1;
 	}
-	if (map_slots(ld, map, keys, k, v, "client") < 0)
+	if (cfg_yaml_map_slots(ld, map, keys, k, v, "client") < 0)
 		return -1;
 	if (!v[0]) {
-		node_error(ld, map, "client: missing required key 'name'");
+		cfg_yaml_node_error(ld, map, "client: missing required key 'name'");
 		return -1;
 	}
-	if (!(name = get_string(ld, v[0], "client.name", false)))
+	if (!(name = cfg_yaml_string(ld, v[0], "client.name", false)))
 		return -1;
 	if (!valid_name(name)) {
-		node_error(ld, v[0], "client.name: '%s' is not a valid name (up to %d letters, digits, '.', '_', '-')",
+		cfg_yaml_node_error(ld, v[0], "client.name: '%s' is not a valid name (up to %d letters, digits, '.', '_', '-')",
 		           echo(e, name, strlen(name)), MACRO_MAX_NAME);
 		return -1;
 	}
@@ -1183,16 +1072,16 @@ static int load_client(struct loader *ld, struct macro_client *c, yaml_node_t *m
 	if (v[2] && load_listen(ld, c, v[2]) < 0)
 		return -1;
 	if (c->nid == 0 && c->nlisten == 0) {
-		node_error(ld, map, "client: give 'id' or 'listen' (or both), or the client never matches");
+		cfg_yaml_node_error(ld, map, "client: give 'id' or 'listen' (or both), or the client never matches");
 		return -1;
 	}
 	return 0;
 }
 
 /* A trigger or send command text: one line of bounded length. Returns the text or NULL. */
-static const char *command_text(struct loader *ld, yaml_node_t *v, const char *ctx, const char *what)
+static const char *command_text(struct cfg_yaml *ld, yaml_node_t *v, const char *ctx, const char *what)
 {
-	const char *s = get_string(ld, v, what, false);
+	const char *s = cfg_yaml_string(ld, v, what, false);
 	char e[ECHO_SIZE];
 
 	if (!s) {
@@ -1204,21 +1093,21 @@ static const char *command_text(struct loader *ld, yaml_node_t *v, const char *c
 		return NULL;
 	}
 	if (strlen(s) > MACRO_MAX_COMMAND) {
-		node_error(ld, v, "%s: %s: longer than %d bytes", ctx, what, MACRO_MAX_COMMAND);
+		cfg_yaml_node_error(ld, v, "%s: %s: longer than %d bytes", ctx, what, MACRO_MAX_COMMAND);
 		return NULL;
 	}
 	if (strcasestr(s, PH_PREFIX)) {
-		node_error(ld, v, "%s: %s: '%s' is reserved", ctx, what, PH_PREFIX);
+		cfg_yaml_node_error(ld, v, "%s: %s: '%s' is reserved", ctx, what, PH_PREFIX);
 		return NULL;
 	}
 	if (strpbrk(s, "\r\n")) {
-		node_error(ld, v, "%s: %s: '%s' is not one line", ctx, what, echo(e, s, strlen(s)));
+		cfg_yaml_node_error(ld, v, "%s: %s: '%s' is not one line", ctx, what, echo(e, s, strlen(s)));
 		return NULL;
 	}
 	return s;
 }
 
-static int load_trigger(struct loader *ld, struct macro *m, yaml_node_t *v, const char *ctx)
+static int load_trigger(struct cfg_yaml *ld, struct macro *m, yaml_node_t *v, const char *ctx)
 {
 	/* The session machinery owns these: a batch after them would be wrong or unsafe
 	 * (credentials captured, commands injected before TLS or compression starts). */
@@ -1239,13 +1128,13 @@ static int load_trigger(struct loader *ld, struct macro *m, yaml_node_t *v, cons
 		return -1;
 	n = find_placeholders(text, strlen(text), ph, MACRO_MAX_CAPTURES, msgbuf, sizeof(msgbuf));
 	if (n < 0) {
-		node_error(ld, v, "%s: trigger: %s", ctx, msgbuf);
+		cfg_yaml_node_error(ld, v, "%s: trigger: %s", ctx, msgbuf);
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
 		for (int j = 0; j < i; j++) {
 			if (strcmp(ph[i].name, ph[j].name) == 0) {
-				node_error(ld, v, "%s: trigger: placeholder {%s} appears twice", ctx, ph[i].name);
+				cfg_yaml_node_error(ld, v, "%s: trigger: placeholder {%s} appears twice", ctx, ph[i].name);
 				return -1;
 			}
 		}
@@ -1258,25 +1147,25 @@ static int load_trigger(struct loader *ld, struct macro *m, yaml_node_t *v, cons
 	p = parse_command((const char *)buf_head(&sent), buf_len(&sent), &msg, &why);
 	buf_free(&sent);
 	if (!p) {
-		node_error(ld, v, "%s: trigger: bad IMAP syntax: %s", ctx, why);
+		cfg_yaml_node_error(ld, v, "%s: trigger: bad IMAP syntax: %s", ctx, why);
 		return -1;
 	}
 	if (has_literal(msg->args, msg->nargs)) {
-		node_error(ld, v, "%s: trigger: literals are not allowed", ctx);
+		cfg_yaml_node_error(ld, v, "%s: trigger: literals are not allowed", ctx);
 		goto fail;
 	}
 	b = name_index(msg->args, msg->nargs);
 	if (msg->args[0].type != IMAP_ARG_ATOM || msg->args[b].type != IMAP_ARG_ATOM ||
 	    capture_index(&msg->args[0]) >= 0 || capture_index(&msg->args[b]) >= 0) {
-		node_error(ld, v, "%s: trigger: must start with a command name, not a placeholder", ctx);
+		cfg_yaml_node_error(ld, v, "%s: trigger: must start with a command name, not a placeholder", ctx);
 		goto fail;
 	}
 	if (b == 0 && imap_arg_is_atom(&msg->args[0], "UID")) {
-		node_error(ld, v, "%s: trigger: UID needs a command after it", ctx);
+		cfg_yaml_node_error(ld, v, "%s: trigger: UID needs a command after it", ctx);
 		goto fail;
 	}
 	if (atom_in(&msg->args[b], forbidden)) {
-		node_error(ld, v, "%s: trigger: %s cannot be a trigger", ctx,
+		cfg_yaml_node_error(ld, v, "%s: trigger: %s cannot be a trigger", ctx,
 		           echo(e, msg->args[b].str, msg->args[b].len));
 		goto fail;
 	}
@@ -1289,7 +1178,7 @@ fail:
 	return -1;
 }
 
-static int load_send_one(struct loader *ld, struct macro *m, yaml_node_t *v, const char *ctx)
+static int load_send_one(struct cfg_yaml *ld, struct macro *m, yaml_node_t *v, const char *ctx)
 {
 	struct placeholder ph[MACRO_MAX_CAPTURES];
 	int idx[MACRO_MAX_CAPTURES];
@@ -1307,7 +1196,7 @@ static int load_send_one(struct loader *ld, struct macro *m, yaml_node_t *v, con
 	len = strlen(text);
 	n = find_placeholders(text, len, ph, MACRO_MAX_CAPTURES, msgbuf, sizeof(msgbuf));
 	if (n < 0) {
-		node_error(ld, v, "%s: send: %s", ctx, msgbuf);
+		cfg_yaml_node_error(ld, v, "%s: send: %s", ctx, msgbuf);
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
@@ -1316,7 +1205,7 @@ static int load_send_one(struct loader *ld, struct macro *m, yaml_node_t *v, con
 			if (strcmp(ph[i].name, m->cap_names[j]) == 0)
 				idx[i] = (int)j;
 		if (idx[i] < 0) {
-			node_error(ld, v, "%s: send: placeholder {%s} is not captured by the trigger", ctx, ph[i].name);
+			cfg_yaml_node_error(ld, v, "%s: send: placeholder {%s} is not captured by the trigger", ctx, ph[i].name);
 			return -1;
 		}
 	}
@@ -1325,13 +1214,13 @@ static int load_send_one(struct loader *ld, struct macro *m, yaml_node_t *v, con
 	p = parse_command((const char *)buf_head(&sent), buf_len(&sent), &msg, &why);
 	buf_free(&sent);
 	if (!p) {
-		node_error(ld, v, "%s: send: bad IMAP syntax: %s", ctx, why);
+		cfg_yaml_node_error(ld, v, "%s: send: bad IMAP syntax: %s", ctx, why);
 		return -1;
 	}
 	why = read_only_problem(msg->args, msg->nargs, true, msgbuf, sizeof(msgbuf));
 	imap_parser_free(p);
 	if (why) {
-		node_error(ld, v, "%s: send: %s", ctx, why);
+		cfg_yaml_node_error(ld, v, "%s: send: %s", ctx, why);
 		return -1;
 	}
 
@@ -1351,7 +1240,7 @@ static int load_send_one(struct loader *ld, struct macro *m, yaml_node_t *v, con
 	return 0;
 }
 
-static int load_macro(struct loader *ld, struct macro_client *c, yaml_node_t *map, size_t index)
+static int load_macro(struct cfg_yaml *ld, struct macro_client *c, yaml_node_t *map, size_t index)
 {
 	static const char *const keys[] = {"name", "trigger", "send", NULL};
 	yaml_node_t *k[3], *v[3];
@@ -1360,31 +1249,31 @@ static int load_macro(struct loader *ld, struct macro_client *c, yaml_node_t *ma
 	char ctx[MACRO_MAX_NAME + 16], e[ECHO_SIZE];
 
 	if (map->type != YAML_MAPPING_NODE) {
-		node_error(ld, map, "macros: expected a mapping (name, trigger, send), got %s", cfg_yaml_node_kind(map));
+		cfg_yaml_node_error(ld, map, "macros: expected a mapping (name, trigger, send), got %s", cfg_yaml_node_kind(map));
 		return -1;
 	}
-	if (map_slots(ld, map, keys, k, v, "macro") < 0)
+	if (cfg_yaml_map_slots(ld, map, keys, k, v, "macro") < 0)
 		return -1;
 	if (!v[0]) {
-		node_error(ld, map, "macros: item %zu: missing required key 'name'", index + 1);
+		cfg_yaml_node_error(ld, map, "macros: item %zu: missing required key 'name'", index + 1);
 		return -1;
 	}
-	if (!(name = get_string(ld, v[0], "macro name", false)))
+	if (!(name = cfg_yaml_string(ld, v[0], "macro name", false)))
 		return -1;
 	if (!valid_name(name)) {
-		node_error(ld, v[0], "macro name '%s' is not valid (up to %d letters, digits, '.', '_', '-')",
+		cfg_yaml_node_error(ld, v[0], "macro name '%s' is not valid (up to %d letters, digits, '.', '_', '-')",
 		           echo(e, name, strlen(name)), MACRO_MAX_NAME);
 		return -1;
 	}
 	for (size_t i = 0; i < c->nmacros; i++) {
 		if (strcmp(c->macros[i].name, name) == 0) {
-			node_error(ld, v[0], "duplicate macro name '%s'", name);
+			cfg_yaml_node_error(ld, v[0], "duplicate macro name '%s'", name);
 			return -1;
 		}
 	}
 	snprintf(ctx, sizeof(ctx), "macro '%s'", name);
 	if (!v[1] || !v[2]) {
-		node_error(ld, map, "%s: missing required key '%s'", ctx, !v[1] ? "trigger" : "send");
+		cfg_yaml_node_error(ld, map, "%s: missing required key '%s'", ctx, !v[1] ? "trigger" : "send");
 		return -1;
 	}
 
@@ -1395,18 +1284,18 @@ static int load_macro(struct loader *ld, struct macro_client *c, yaml_node_t *ma
 	if (load_trigger(ld, m, v[1], ctx) < 0)
 		return -1;
 	if (v[2]->type != YAML_SEQUENCE_NODE) {
-		node_error(ld, v[2], "%s: send: expected a list of commands, got %s", ctx, cfg_yaml_node_kind(v[2]));
+		cfg_yaml_node_error(ld, v[2], "%s: send: expected a list of commands, got %s", ctx, cfg_yaml_node_kind(v[2]));
 		return -1;
 	}
 	if (v[2]->data.sequence.items.top == v[2]->data.sequence.items.start) {
-		node_error(ld, v[2], "%s: send: the list is empty", ctx);
+		cfg_yaml_node_error(ld, v[2], "%s: send: the list is empty", ctx);
 		return -1;
 	}
 	for (yaml_node_item_t *it = v[2]->data.sequence.items.start; it < v[2]->data.sequence.items.top; it++) {
-		yaml_node_t *item = get_node(ld, *it);
+		yaml_node_t *item = cfg_yaml_node(ld, *it);
 
 		if (m->nsend == MACRO_MAX_SEND) {
-			node_error(ld, item, "%s: send: more than %d commands", ctx, MACRO_MAX_SEND);
+			cfg_yaml_node_error(ld, item, "%s: send: more than %d commands", ctx, MACRO_MAX_SEND);
 			return -1;
 		}
 		if (load_send_one(ld, m, item, ctx) < 0)
@@ -1421,7 +1310,7 @@ static int load_macro(struct loader *ld, struct macro_client *c, yaml_node_t *ma
  * new message needs no round trip. Checked like a prefetched FETCH: nothing
  * that sets \Seen.
  */
-static int load_new_mail(struct loader *ld, struct macro_client *c, yaml_node_t *map)
+static int load_new_mail(struct cfg_yaml *ld, struct macro_client *c, yaml_node_t *map)
 {
 	static const char *const keys[] = {"fetch", NULL};
 	yaml_node_t *k[1], *v[1];
@@ -1430,13 +1319,13 @@ static int load_new_mail(struct loader *ld, struct macro_client *c, yaml_node_t 
 	char msgbuf[256];
 
 	if (map->type != YAML_MAPPING_NODE) {
-		node_error(ld, map, "new_mail: expected a mapping (fetch), got %s", cfg_yaml_node_kind(map));
+		cfg_yaml_node_error(ld, map, "new_mail: expected a mapping (fetch), got %s", cfg_yaml_node_kind(map));
 		return -1;
 	}
-	if (map_slots(ld, map, keys, k, v, "new_mail") < 0)
+	if (cfg_yaml_map_slots(ld, map, keys, k, v, "new_mail") < 0)
 		return -1;
 	if (!v[0]) {
-		node_error(ld, map, "new_mail: missing required key 'fetch'");
+		cfg_yaml_node_error(ld, map, "new_mail: missing required key 'fetch'");
 		return -1;
 	}
 	if (!(items = command_text(ld, v[0], "new_mail", "fetch")))
@@ -1447,14 +1336,14 @@ static int load_new_mail(struct loader *ld, struct macro_client *c, yaml_node_t 
 	struct imap_parser *p = parse_command((const char *)buf_head(&cmd), buf_len(&cmd), &msg, &why);
 	buf_free(&cmd);
 	if (!p) {
-		node_error(ld, v[0], "new_mail: fetch: bad IMAP syntax: %s", why);
+		cfg_yaml_node_error(ld, v[0], "new_mail: fetch: bad IMAP syntax: %s", why);
 		return -1;
 	}
 	const char *problem = msg->nargs == 3 ? read_only_problem(msg->args, msg->nargs, false, msgbuf, sizeof(msgbuf))
 	                                      : "give one parenthesised list of FETCH items";
 	imap_parser_free(p);
 	if (problem) {
-		node_error(ld, v[0], "new_mail: fetch: %s", problem);
+		cfg_yaml_node_error(ld, v[0], "new_mail: fetch: %s", problem);
 		return -1;
 	}
 	c->new_mail = xstrdup(items);
@@ -1462,7 +1351,7 @@ static int load_new_mail(struct loader *ld, struct macro_client *c, yaml_node_t 
 }
 
 /* The root mapping: client and macros. Returns the client or NULL (error set). */
-static struct macro_client *load_root(struct loader *ld, yaml_node_t *root)
+static struct macro_client *load_root(struct cfg_yaml *ld, yaml_node_t *root)
 {
 	static const char *const keys[] = {"client", "macros", "new_mail", NULL};
 	yaml_node_t *k[3], *v[3];
@@ -1470,18 +1359,18 @@ static struct macro_client *load_root(struct loader *ld, yaml_node_t *root)
 	size_t i = 0;
 
 	if (!root || is_null(root)) {
-		set_err(ld->err, ld->name, 0, 0, "no client: a macro file has 'client' and 'macros'");
+		cfg_set_error(ld->err, ld->name, 0, 0, "no client: a macro file has 'client' and 'macros'");
 		return NULL;
 	}
 	if (root->type != YAML_MAPPING_NODE) {
-		node_error(ld, root, "the top level must be a mapping with 'client' and 'macros', got %s",
+		cfg_yaml_node_error(ld, root, "the top level must be a mapping with 'client' and 'macros', got %s",
 		           cfg_yaml_node_kind(root));
 		return NULL;
 	}
-	if (map_slots(ld, root, keys, k, v, "") < 0)
+	if (cfg_yaml_map_slots(ld, root, keys, k, v, "") < 0)
 		return NULL;
 	if (!v[0] || !v[1]) {
-		node_error(ld, root, "missing required key '%s'", !v[0] ? "client" : "macros");
+		cfg_yaml_node_error(ld, root, "missing required key '%s'", !v[0] ? "client" : "macros");
 		return NULL;
 	}
 	c = xcalloc(1, sizeof(*c));
@@ -1489,18 +1378,18 @@ static struct macro_client *load_root(struct loader *ld, yaml_node_t *root)
 	if (load_client(ld, c, v[0]) < 0)
 		goto fail;
 	if (v[1]->type != YAML_SEQUENCE_NODE) {
-		node_error(ld, v[1], "macros: expected a list of macros, got %s", cfg_yaml_node_kind(v[1]));
+		cfg_yaml_node_error(ld, v[1], "macros: expected a list of macros, got %s", cfg_yaml_node_kind(v[1]));
 		goto fail;
 	}
 	if (v[1]->data.sequence.items.top == v[1]->data.sequence.items.start) {
-		node_error(ld, v[1], "macros: the list is empty");
+		cfg_yaml_node_error(ld, v[1], "macros: the list is empty");
 		goto fail;
 	}
 	for (yaml_node_item_t *it = v[1]->data.sequence.items.start; it < v[1]->data.sequence.items.top; it++, i++) {
-		yaml_node_t *item = get_node(ld, *it);
+		yaml_node_t *item = cfg_yaml_node(ld, *it);
 
 		if (i == MACRO_MAX_PER_FILE) {
-			node_error(ld, item, "macros: more than %d macros in one file", MACRO_MAX_PER_FILE);
+			cfg_yaml_node_error(ld, item, "macros: more than %d macros in one file", MACRO_MAX_PER_FILE);
 			goto fail;
 		}
 		if (load_macro(ld, c, item, i) < 0)
@@ -1515,51 +1404,29 @@ fail:
 }
 
 /* One file's text into a client. Returns NULL with err set. */
+/* The root of a macro file: its client, or an error. */
+static int load_root_cb(struct cfg_yaml *ld, yaml_node_t *root, void *ctx)
+{
+	struct macro_client **out = ctx;
+
+	*out = load_root(ld, root);
+	return *out ? 0 : -1;
+}
+
+/* One file's text into a client. Returns NULL with err set. */
 static struct macro_client *load_document(const char *name, const char *yaml, size_t len, struct cfg_error *err)
 {
 	struct macro_client *c = NULL;
-	struct loader ld = {.name = name, .err = err};
-	yaml_parser_t parser;
-	yaml_document_t doc;
-	yaml_node_t *root;
 
 	memset(err, 0, sizeof(*err));
 	if (len > MACRO_MAX_FILE_SIZE) {
-		set_err(err, name, 0, 0, "file is larger than %d bytes; not a macro file?", MACRO_MAX_FILE_SIZE);
+		cfg_set_error(err, name, 0, 0, "file is larger than %d bytes; not a macro file?", MACRO_MAX_FILE_SIZE);
 		return NULL;
 	}
-	if (!yaml_parser_initialize(&parser)) {
-		set_err(err, name, 0, 0, "out of memory while parsing YAML");
+	if (cfg_yaml_load(name, yaml, len, load_root_cb, &c, err) < 0) {
+		client_free(c);
 		return NULL;
 	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-	/* On failure yaml_parser_load() has already freed the document. */
-	if (!yaml_parser_load(&parser, &doc)) {
-		cfg_yaml_error(&parser, name, yaml, len, err);
-		goto out;
-	}
-	ld.doc = &doc;
-	c = load_root(&ld, yaml_document_get_root_node(&doc));
-	yaml_document_delete(&doc);
-	if (!c)
-		goto out;
-	/* A second document would be silently ignored otherwise. */
-	if (!yaml_parser_load(&parser, &doc)) {
-		cfg_yaml_error(&parser, name, yaml, len, err);
-		client_free(c);
-		c = NULL;
-		goto out;
-	}
-	root = yaml_document_get_root_node(&doc);
-	if (root) {
-		set_err(err, name, (int)root->start_mark.line + 1, (int)root->start_mark.column + 1,
-		        "only one YAML document is allowed");
-		client_free(c);
-		c = NULL;
-	}
-	yaml_document_delete(&doc);
-out:
-	yaml_parser_delete(&parser);
 	return c;
 }
 
@@ -1574,7 +1441,7 @@ static int set_add(struct macro_set *set, struct macro_client *c, struct cfg_err
 {
 	for (size_t i = 0; i < set->nclients; i++) {
 		if (strcmp(set->clients[i]->name, c->name) == 0) {
-			set_err(e, c->file, c->line, c->column, "client '%s' is already defined in %s", c->name,
+			cfg_set_error(e, c->file, c->line, c->column, "client '%s' is already defined in %s", c->name,
 			        set->clients[i]->file);
 			client_free(c);
 			return -1;
@@ -1601,46 +1468,6 @@ struct macro_set *macro_set_load_string(const char *name, const char *yaml, size
 	return set;
 }
 
-/* Read a whole file (at most MACRO_MAX_FILE_SIZE + 1 bytes). Returns 0 or -1 with e set. */
-static int read_file(const char *path, char **data, size_t *len, struct cfg_error *e)
-{
-	size_t cap = 0;
-	FILE *f = fopen(path, "rb");
-
-	*data = NULL;
-	*len = 0;
-	if (!f) {
-		set_err(e, path, 0, 0, "cannot open: %s", strerror(errno));
-		return -1;
-	}
-	for (;;) {
-		size_t n;
-
-		if (*len == cap) {
-			cap = cap ? cap * 2 : 4096;
-			*data = xrealloc(*data, cap);
-		}
-		n = fread(*data + *len, 1, cap - *len, f);
-		*len += n;
-		if (*len > MACRO_MAX_FILE_SIZE) {
-			set_err(e, path, 0, 0, "file is larger than %d bytes; not a macro file?", MACRO_MAX_FILE_SIZE);
-			break;
-		}
-		if (n == 0) {
-			if (ferror(f)) {
-				set_err(e, path, 0, 0, "cannot read: %s", strerror(errno));
-				break;
-			}
-			fclose(f);
-			return 0;
-		}
-	}
-	fclose(f);
-	free(*data);
-	*data = NULL;
-	return -1;
-}
-
 static int cmp_names(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -1657,13 +1484,13 @@ struct macro_set *macro_set_load_dir(const char *dir, char *err, size_t errlen)
 
 	memset(&e, 0, sizeof(e));
 	if (!dir || !*dir) {
-		set_err(&e, "macros", 0, 0, "no macro directory given");
+		cfg_set_error(&e, "macros", 0, 0, "no macro directory given");
 		report(&e, err, errlen);
 		return NULL;
 	}
 	d = opendir(dir);
 	if (!d) {
-		set_err(&e, dir, 0, 0, "cannot open macro directory: %s", strerror(errno));
+		cfg_set_error(&e, dir, 0, 0, "cannot open macro directory: %s", strerror(errno));
 		report(&e, err, errlen);
 		return NULL;
 	}
@@ -1696,9 +1523,9 @@ struct macro_set *macro_set_load_dir(const char *dir, char *err, size_t errlen)
 			buf_free(&path);
 			continue; /* a directory called x.yaml is not a macro file */
 		}
-		if (rc < 0 || read_file((const char *)buf_head(&path), &data, &len, &e) < 0) {
+		if (rc < 0 || cfg_read_file((const char *)buf_head(&path), MACRO_MAX_FILE_SIZE, "a macro file", &data, &len, &e) < 0) {
 			if (rc < 0)
-				set_err(&e, (const char *)buf_head(&path), 0, 0, "cannot open: %s", strerror(errno));
+				cfg_set_error(&e, (const char *)buf_head(&path), 0, 0, "cannot open: %s", strerror(errno));
 			buf_free(&path);
 			goto fail;
 		}
