@@ -516,6 +516,21 @@ static enum xfilter_result walk_text(struct walk *w, const char *text)
 	return r;
 }
 
+enum xfilter_result xfilter_canonical_text(const char *text, struct buf *out, char *err, size_t errlen)
+{
+	const struct imap_msg *m;
+	struct imap_parser *p = parse_text(text, &m);
+	enum xfilter_result r;
+	if (!m) {
+		snprintf(err, errlen, "criteria are not valid IMAP search keys");
+		r = XFILTER_BAD;
+	} else {
+		r = xfilter_canonical(m->args + 1, m->nargs - 1, out, err, errlen);
+	}
+	imap_parser_free(p);
+	return r;
+}
+
 bool xfilter_is_all(const char *value)
 {
 	return !value || strcmp(value, XFILTER_ALL) == 0;

@@ -88,6 +88,9 @@ void xfilter_cmd_free(struct xfilter_cmd *c);
 enum xfilter_result xfilter_canonical(const struct imap_arg *keys, size_t nkeys, struct buf *out, char *err,
                                       size_t errlen);
 
+/* Validate criteria given as text (search keys as a client would write them) and append the canonical text. */
+enum xfilter_result xfilter_canonical_text(const char *text, struct buf *out, char *err, size_t errlen);
+
 /* Validate a stored canonical text ("ALL", "NONE" or criteria). */
 enum xfilter_result xfilter_check_text(const char *text, char *err, size_t errlen);
 

@@ -30,6 +30,7 @@ void suite_resolver(void);
 void suite_xfilter(void);
 void suite_fview(void);
 void suite_vrelay(void);
+void suite_filters(void);
 
 struct buf;
 /* The buffer's bytes as a NUL-terminated string (caller frees); unit_util.c. */
