@@ -2298,6 +2298,9 @@ static void client_xfilter(struct gw_conn *c, const struct imap_msg *m)
 	const char *mailbox = x.mailbox ? x.mailbox : "";
 	/* For ALL the value ALL is the default: nothing stored. */
 	const char *stored = !x.mailbox && xfilter_is_all(x.value) ? NULL : x.value;
+	/* A view that does not change keeps the saved views (pimap-proxy may repeat a folder's values). */
+	bool view_changes = (x.which & XFILTER_VIEW) &&
+	                    (!x.mailbox || strcmp(xfilter_set_get(set, mailbox, XFILTER_VIEW), x.value) != 0);
 	for (size_t k = 0; k < 2; k++) {
 		if (!(x.which & kinds[k]))
 			continue;
@@ -2309,7 +2312,7 @@ static void client_xfilter(struct gw_conn *c, const struct imap_msg *m)
 		}
 		xfilter_set_put(&c->ds->filters, mailbox, kinds[k], stored);
 	}
-	if (x.which & XFILTER_VIEW) {
+	if (view_changes) {
 		/* Saved views of the folder(s) describe the old view: a new SELECT starts fresh
 		 * (the client compares its state, as the draft asks after a view change). */
 		if (x.mailbox)

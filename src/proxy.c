@@ -37,6 +37,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "http_link.h"
+#include "proxy_filter.h"
 #include "proxy_link.h"
 #include "status_cache.h"
 #include "proxy_session.h"
@@ -1384,6 +1385,8 @@ struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_c
 	}
 	if (link_load_macros(cfg, &srv->macros, err, errlen) < 0)
 		goto fail;
+	if (proxy_filters_load(cfg, &srv->filters, err, errlen) < 0)
+		goto fail;
 	srv->upstream_name = xstrdup(*cfg->upstream_server_name ? cfg->upstream_server_name : srv->upstream.host);
 	srv->allow_plaintext = cfg->upstream_allow_plaintext;
 	srv->compress_upstream = cfg->upstream_compress || srv->gateway;
@@ -1462,6 +1465,13 @@ void proxy_server_reconfigure(struct proxy_server *srv, const struct proxy_confi
 		link_free_macros(srv->macros);
 		srv->macros = macros;
 	}
+	struct filter_set *filters;
+	if (proxy_filters_load(cfg, &filters, merr, sizeof(merr)) < 0) {
+		log_err("reload: filters not loaded: %s; keeping the previous filters", merr);
+	} else {
+		proxy_filters_free(srv->filters);
+		srv->filters = filters;
+	}
 	/* Restart-only settings were copied into srv at start (listeners,
 	 * credentials, upstream_*); from the new config the server reads only
 	 * reloadable keys (limits, logging). */
@@ -1524,6 +1534,7 @@ void proxy_server_free(struct proxy_server *srv)
 	free(srv->upstream_name);
 	free(srv->device_id);
 	link_free_macros(srv->macros);
+	proxy_filters_free(srv->filters);
 	stream_lib_shutdown(srv->loop); /* reaps the last sessions, whose links use the status cache */
 	status_cache_free(srv->status);
 	free(srv);

@@ -195,6 +195,9 @@ const struct cfg_key proxy_config_keys[] = {
 	{"macros.dir", CFG_STRING, OFF(macros_dir), "", 0, 0, NULL, true,
 	 "directory of macro files (*.yaml); \"\" = the macros installed with pimap"},
 
+	{"filters.file", CFG_STRING, OFF(filters_file), "", 0, 0, NULL, true,
+	 "filter file: views, push rules, event kinds (pimap-filters(5)); \"\" = the proxy manages no filters"},
+
 	{"tls.cert", CFG_STRING, OFF(tls_cert_file), "", 0, 0, NULL, false,
 	 "PEM certificate chain for the local listeners; \"\" = generate one in state_dir"},
 	{"tls.key", CFG_STRING, OFF(tls_key_file), "", 0, 0, NULL, false,

@@ -69,6 +69,7 @@ struct proxy_config {
 	double  smtp_submission_timeout;  /* smtp.submission_timeout: each reply of the submission server */
 	bool    macros_enabled;           /* macros.enabled: prefetch per the macro files */
 	char   *macros_dir;               /* macros.dir: "" = the macros installed with pimap */
+	char   *filters_file;             /* filters.file: views and push rules (pimap-filters(5)); "" = none */
 	char   *tls_cert_file;            /* tls.cert: local listener certificate; "" = generated */
 	char   *tls_key_file;             /* tls.key */
 	char   *state_dir;                /* state_dir: generated certificate etc.; "" = $HOME/.local/state/pimap */

@@ -49,6 +49,7 @@
 #include "msgcache.h"
 #include "status_cache.h"
 #include "prefetch.h"
+#include "proxy_filter.h"
 #include "proxy_link.h"
 #include "proxy_session.h"
 #include "proxy_smtp.h"
@@ -97,6 +98,7 @@ enum upcmd_kind {
 	UPC_WBSTORE,  /* a client's flag STORE already answered by the proxy (write-behind) */
 	UPC_WBFIX,    /* the gateway refused a write-behind STORE: UID FETCH of the real flags */
 	UPC_FSTATUS,  /* XSETPIMAPPREF PIMAP_FOLDER_STATUS ON: the other folders' STATUS pushed */
+	UPC_FILTER,   /* proxy_filter.c's XFILTER / XSETPIMAPPREF PIMAP_EVENT_FILTER */
 };
 
 /* A prefetched command: in flight (cmd) or finished, maybe claimed by a
@@ -199,6 +201,7 @@ struct link {
 	struct pfentry     *pfs;
 	struct imap_parser *replay_parser; /* re-reads replayed responses for the client's view */
 	char               *nf_items;      /* PIMAP_INBAND_NEW_FORMAT set on this link, NULL if none */
+	struct pfilter_link *pf;           /* the filter file's state on this link (proxy_filter.c) */
 	bool                queue_internal; /* send_internal: wait in `held` behind a blocked client command */
 	struct buf          after_idle;     /* answers from prefetches held until the upstream IDLE's end */
 	struct msgcache    *cache;          /* message data held to answer FETCH locally (pushes) */
@@ -450,6 +453,22 @@ void link_free_macros(struct macro_set *set)
 	macro_set_free(set);
 }
 
+static struct upcmd *send_internal(struct link *l, enum upcmd_kind kind, bool secret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+void link_send_filter(struct session *s, const char *text)
+{
+	struct link *l = s->link;
+	l->queue_internal = true;
+	send_internal(l, UPC_FILTER, false, "%s", text);
+	l->queue_internal = false;
+}
+
+struct pfilter_link **link_pfilter(struct session *s)
+{
+	return &s->link->pf;
+}
+
 /* ------------------------------------------------------------------------ */
 /* lifecycle                                                                 */
 
@@ -527,6 +546,7 @@ void link_free(struct link *l)
 	if (l->s->srv->status)
 		status_cache_source_gone(l->s->srv->status, l->source);
 	resume_state_clear(l);
+	pfilter_link_free(l->pf);
 	free(l);
 }
 
@@ -1537,8 +1557,10 @@ static void client_forward(struct link *l, const struct imap_msg *m)
 		c->status_of = dup_n(m->args[1].str, m->args[1].len);
 	if (c->mailbox && l->s->srv->status && l->user)
 		status_cache_selected(l->s->srv->status, l->user, l->source, c->mailbox);
-	if (c->sel == SEL_SELECT || c->sel == SEL_EXAMINE)
+	if (c->sel == SEL_SELECT || c->sel == SEL_EXAMINE) {
 		new_format_update(l);
+		pfilter_before_select(l->s, c->mailbox);
+	}
 	note_condstore(l, m);
 	if (c->fetch && fetch_from_cache(l, m, c))
 		return;
@@ -2036,6 +2058,7 @@ static void after_login(struct link *l, bool resuming)
 {
 	struct session *s = l->s;
 	folder_status_arm(l);
+	pfilter_after_login(s);
 	if (!l->selected) {
 		if (l->sess_selected)
 			send_internal(l, UPC_UNSELECT, false, "UNSELECT");
@@ -2197,6 +2220,9 @@ static void tagged_done(struct link *l, struct upcmd *c, const struct imap_msg *
 	case UPC_PREFETCH:
 		prefetch_finished_reply(l, c, m);
 		break;
+	case UPC_FILTER:
+		pfilter_done(s, m);
+		break;
 	case UPC_PREF:
 		if (!ok) {
 			slog(s, LOG_LEVEL_INFO, "the gateway refused the new-mail items: %.*s", (int)m->text_len, m->text);
@@ -2307,6 +2333,11 @@ void link_upstream_message(struct session *s, const struct imap_msg *m)
 	case UPC_WBSTORE:
 	case UPC_WBFIX:
 		wb_untagged(l, head, m);
+		return;
+	case UPC_FILTER:
+		pfilter_untagged(s, m);
+		if (is_event(m) && l->selected)
+			to_client(l, m);
 		return;
 	case UPC_ID:
 	case UPC_COMPRESS:

@@ -48,6 +48,12 @@ char *link_device_id(const char *configured, const char *state_dir, char *err, s
 int link_load_macros(const struct proxy_config *cfg, struct macro_set **set, char *err, size_t errlen);
 void link_free_macros(struct macro_set *set);
 
+/* proxy_filter.c's commands on the link (XFILTER, XSETPIMAPPREF): written like
+ * the proxy's own; their answers go to pfilter_untagged / pfilter_done. */
+void link_send_filter(struct session *s, const char *text);
+/* proxy_filter.c's state of this link (NULL until it makes one). */
+struct pfilter_link **link_pfilter(struct session *s);
+
 /* Nothing the client waits for is in flight (a drain may say BYE now). */
 bool link_quiescent(const struct session *s);
 /* The session is closing: log out upstream when that is possible, stop timers. */

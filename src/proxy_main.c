@@ -22,6 +22,7 @@
 #include "daemon_cli.h"
 #include "log.h"
 #include "proxy.h"
+#include "proxy_filter.h"
 #include "proxy_link.h"
 #include "proxy_config.h"
 #include "tlsio.h"
@@ -52,6 +53,7 @@ static void usage(FILE *out)
 	        "                            imaps://host[:993] or imap://host[:143] (STARTTLS)\n"
 	        "  --device-id NAME          this device's name at the gateway (default: generated once)\n"
 	        "  --no-macros               do not prefetch per macros (pimap-macros(5))\n"
+	        "  --filters FILE            views and push rules from FILE (pimap-filters(5))\n"
 	        "  --ca-file FILE            trust anchors for the upstream certificate (default: system store)\n"
 	        "  --allow-plaintext-upstream  allow imap:// without STARTTLS (credentials in clear!)\n"
 	        "  --cert FILE --key FILE    certificate for the local TLS listeners (default: generated)\n"
@@ -77,7 +79,7 @@ static void usage(FILE *out)
 
 enum {
 	OPT_LISTEN = DAEMON_OPT_OWN, OPT_LISTEN_TLS, OPT_UPSTREAM, OPT_CA_FILE, OPT_ALLOW_PLAIN,
-	OPT_CERT, OPT_KEY, OPT_STATE_DIR, OPT_STDIO, OPT_DEVICE_ID, OPT_NO_MACROS, OPT_HELP,
+	OPT_CERT, OPT_KEY, OPT_STATE_DIR, OPT_STDIO, OPT_DEVICE_ID, OPT_NO_MACROS, OPT_FILTERS, OPT_HELP,
 	OPT_SMTP_LISTEN, OPT_SMTP_LISTEN_TLS, OPT_SMTP_STDIO, OPT_SUBMISSION,
 };
 
@@ -100,6 +102,7 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio
 		{"smtp-listen-tls", required_argument, NULL, OPT_SMTP_LISTEN_TLS},
 		{"smtp-stdio", no_argument, NULL, OPT_SMTP_STDIO},
 		{"submission", required_argument, NULL, OPT_SUBMISSION},
+		{"filters", required_argument, NULL, OPT_FILTERS},
 		{"help", no_argument, NULL, OPT_HELP},
 		DAEMON_CLI_LONGOPTS,
 		{NULL, 0, NULL, 0},
@@ -123,6 +126,7 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio
 		case OPT_SMTP_LISTEN_TLS: daemon_cli_add_to_list(cli, "smtp.listen_tls", optarg); break;
 		case OPT_SMTP_STDIO: *stdio_mode = *smtp_stdio = true; break;
 		case OPT_SUBMISSION: daemon_cli_set(cli, "smtp.submission_url", optarg); break;
+		case OPT_FILTERS: daemon_cli_set(cli, "filters.file", optarg); break;
 		case OPT_HELP: usage(stdout); return 0;
 		default:
 			rc = daemon_cli_option(cli, c, optarg);
@@ -226,6 +230,13 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		link_free_macros(macros);
+		struct filter_set *filters;
+		if (proxy_filters_load(app.cfg, &filters, err, sizeof(err)) < 0) {
+			fprintf(stderr, "pimap-proxy: filters: %s\n", err);
+			status = DAEMON_EXIT_CONFIG;
+			goto out;
+		}
+		proxy_filters_free(filters);
 		warn_incomplete(app.cfg);
 		printf("configuration OK\n");
 		goto out;

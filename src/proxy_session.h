@@ -26,6 +26,7 @@
 struct link;
 struct macro_set;
 struct smtp_service;
+struct filter_set;
 
 #define SESSION_MAGIC 0x53455353u /* "SESS" */
 
@@ -103,6 +104,7 @@ struct proxy_server {
 	struct status_cache       *status;            /* folder STATUS pushed by the gateway (NULL until used) */
 	struct http_client        *https;             /* the gateway's HTTPS binding (http_link.c), else NULL */
 	struct smtp_service       *smtp;              /* the SMTP listener (proxy_smtp.c), or NULL */
+	struct filter_set         *filters;           /* filters.file (proxy_filter.c); NULL: none */
 };
 
 struct session {

@@ -922,12 +922,12 @@ static void test_proxy_table(void)
 		/* sending: read for each new SMTP session, message or outbox try */
 		"smtp.max_message_size", "smtp.max_recipients", "smtp.deliver_timeout", "smtp.retry_min",
 		"smtp.retry_max", "smtp.outbox_max_age", "smtp.outbox_max_size", "smtp.save_sent",
-		"smtp.submission_timeout", NULL,
+		"smtp.submission_timeout", "filters.file", NULL,
 	};
 	const struct cfg_key *lvl;
 
 	check_key_table(proxy_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                56 /* every field of struct proxy_config */);
+	                57 /* every field of struct proxy_config */);
 
 	lvl = cfg_find(proxy_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lvl);
