@@ -42,6 +42,7 @@
 #include "status_cache.h"
 #include "proxy_session.h"
 #include "proxy_smtp.h"
+#include "proxy_view.h"
 #include "stream.h"
 #include "tlsio.h"
 #include "url.h"
@@ -179,6 +180,7 @@ static void session_destroy(void *arg)
 	free(s->inflight);
 	free(s->upstream_caps);
 	link_free(s->link);
+	pview_free(s->pview);
 	s->magic = 0;
 	free(s);
 }
@@ -191,6 +193,8 @@ static bool session_quiescent(const struct session *s)
 {
 	if (s->link)
 		return link_quiescent(s);
+	if (s->pview && !pview_quiescent(s))
+		return false;
 	if (s->block == BLOCK_IDLE)
 		return s->ninflight <= 1;
 	return s->ninflight == 0 && s->block == BLOCK_NONE;
@@ -609,6 +613,8 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 		}
 		if (s->raw_secret)
 			smtp_service_login_line(s->srv->smtp, s, m->text, m->text_len);
+		if (s->pview && pview_client_raw(s, m))
+			return;
 		forward_to_upstream(s, m->raw, m->raw_len, s->raw_secret);
 		s->raw_line_ok = false;
 		return;
@@ -638,6 +644,8 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 		link_client_command(s, m);
 		return;
 	}
+	if (s->authenticated && s->srv->filters && pview_client_command(s, m))
+		return;
 	if (command_is(m, "LOGIN") || command_is(m, "AUTHENTICATE")) {
 		if (s->authenticated) {
 			client_say(s, "%s BAD Already authenticated", m->tag);
@@ -868,6 +876,40 @@ void relay_response(struct session *s, const struct imap_msg *m)
 	}
 }
 
+/* The tagged reply of a relayed client command (compatibility relay). */
+void relay_tagged_reply(struct session *s, const struct imap_msg *m)
+{
+	size_t caps_len;
+	const char *caps;
+	struct inflight done;
+	if (inflight_complete(s, m->tag, &done) && (done.login || done.idle || done.stepping)) {
+		/* The blocking command is over (also when a server refuses
+		 * before taking every literal): release the client. */
+		s->block = BLOCK_NONE;
+		s->raw_line_ok = false;
+		s->raw_secret = false;
+		imap_parser_cancel_raw_line(s->cparser);
+		buf_clear(&s->lit_cmd);
+		if (done.login && m->status == IMAP_STATUS_OK)
+			s->authenticated = true; /* before rewriting caps: COMPRESS is offered now */
+	}
+	caps = code_capability(m, &caps_len);
+	if (caps)
+		forward_with_caps(s, m, caps, caps_len, false);
+	else
+		forward_to_client(s, m->raw, m->raw_len);
+	if (s->authenticated && !s->login_done) {
+		s->login_done = true;
+		login_succeeded(s);
+	}
+}
+
+void relay_command_text(struct session *s, const char *tag, const uint8_t *text, size_t len)
+{
+	inflight_push(s, tag);
+	forward_to_upstream(s, text, len, false);
+}
+
 static void handle_upstream_message(struct session *s, const struct imap_msg *m)
 {
 	size_t caps_len;
@@ -882,6 +924,8 @@ static void handle_upstream_message(struct session *s, const struct imap_msg *m)
 		link_upstream_message(s, m);
 		return;
 	}
+	if (s->pview && pview_upstream(s, m))
+		return;
 	switch (m->kind) {
 	case IMAP_MSG_CONTINUATION:
 		if (s->block == BLOCK_LITERALS) {
@@ -903,27 +947,7 @@ static void handle_upstream_message(struct session *s, const struct imap_msg *m)
 			handle_internal_response(s, m);
 			return;
 		}
-		struct inflight done;
-		if (inflight_complete(s, m->tag, &done) && (done.login || done.idle || done.stepping)) {
-			/* The blocking command is over (also when a server refuses
-			 * before taking every literal): release the client. */
-			s->block = BLOCK_NONE;
-			s->raw_line_ok = false;
-			s->raw_secret = false;
-			imap_parser_cancel_raw_line(s->cparser);
-			buf_clear(&s->lit_cmd);
-			if (done.login && m->status == IMAP_STATUS_OK)
-				s->authenticated = true; /* before rewriting caps: COMPRESS is offered now */
-		}
-		caps = code_capability(m, &caps_len);
-		if (caps)
-			forward_with_caps(s, m, caps, caps_len, false);
-		else
-			forward_to_client(s, m->raw, m->raw_len);
-		if (s->authenticated && !s->login_done) {
-			s->login_done = true;
-			login_succeeded(s);
-		}
+		relay_tagged_reply(s, m);
 		return;
 	case IMAP_MSG_UNTAGGED:
 		if (m->status == IMAP_STATUS_BYE)

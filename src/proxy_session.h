@@ -24,6 +24,7 @@
 #include "url.h"
 
 struct link;
+struct pview;
 struct macro_set;
 struct smtp_service;
 struct filter_set;
@@ -153,6 +154,7 @@ struct session {
 	ev_timer             activity;          /* preauth / idle timeout */
 
 	struct link         *link;              /* gateway mode only (proxy_link.c), else NULL */
+	struct pview        *pview;             /* compatibility mode: filtered folders (proxy_view.c) */
 	char                 listener[64];      /* the listener's address, or "stdio" (macros) */
 };
 
@@ -166,6 +168,10 @@ void forward_to_upstream(struct session *s, const uint8_t *data, size_t len, boo
 /* Relay one upstream response to the client as the compatibility relay does
  * (capability lists rewritten for the client leg). */
 void relay_response(struct session *s, const struct imap_msg *m);
+/* The tagged reply of a relayed client command: completes it, forwards it. */
+void relay_tagged_reply(struct session *s, const struct imap_msg *m);
+/* Relay a command the proxy wrote for the client's tag (text: tag, command, CRLF). */
+void relay_command_text(struct session *s, const char *tag, const uint8_t *text, size_t len);
 /* Rewrite sync literal headers {n} as {n+} (the upstream offers LITERAL+). */
 void literals_to_nonsync(const struct imap_msg *m, struct buf *out);
 void session_close(struct session *s, const char *why);

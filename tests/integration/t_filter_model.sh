@@ -1,8 +1,8 @@
 #!/bin/bash
 # t_filter_model.sh - pimap-gateway: a model-based test of a filtered view.
 #
-# bob's INBOX starts with 60 messages over 60 days. A P-IMAP client selects
-# it through the gateway with the view
+# The user's INBOX starts with 60 messages over 60 days. A client selects it
+# with the view
 #     OR FROM "boss@example.com" (DAYSBEFORETODAY 10 NOT LARGER 60000)
 # and then a seeded random sequence of steps runs, each one of:
 #   store side   a delivery (today, small: matches), an APPEND of an old or a
@@ -18,9 +18,14 @@
 # computed from the store itself (UID SEARCH with the same criteria, the
 # store's flags), and FETCH 1:* (UID FLAGS) through the gateway must agree.
 #
+# The same runs twice: through pimap-gateway (the view set with XFILTER,
+# also leaving and returning to a saved view, dropping and resuming the
+# session), and through pimap-proxy in compatibility mode straight to
+# Dovecot (the view from a filter file; a dropped connection starts over).
+#
 # PIMAP_MODEL_SEED picks the sequence (default 20251207; the seed is printed,
-# a failure reproduces with it); PIMAP_MODEL_STEPS its length (default 120),
-# bounded to stay well within CI time.
+# a failure reproduces with it); PIMAP_MODEL_STEPS its length per mode
+# (default 100), bounded to stay well within CI time.
 #
 # By hand: PIMAP_MODEL_SEED=7 tests/integration/t_filter_model.sh
 
@@ -34,10 +39,17 @@ start_dovecot
 start_gateway
 gw_env
 export PIMAP_MODEL_SEED=${PIMAP_MODEL_SEED:-20251207}
-export PIMAP_MODEL_STEPS=${PIMAP_MODEL_STEPS:-120}
+export PIMAP_MODEL_STEPS=${PIMAP_MODEL_STEPS:-100}
 log "seed $PIMAP_MODEL_SEED, $PIMAP_MODEL_STEPS steps"
+# compatibility mode: the proxy straight to Dovecot with the same view in a filter file
+printf '%s\n' 'folders:' '  INBOX:' '    view:' \
+	"      search: 'OR FROM \"boss@example.com\" (DAYSBEFORETODAY 10 NOT LARGER 60000)'" >"$T/filters.yaml"
+PROXY_PORT=$(free_port)
+start_proxy --listen "127.0.0.1:$PROXY_PORT" --listen-tls none --upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" \
+	--ca-file "$CA" --filters "$T/filters.yaml"
+export PROXY_PORT
 
-py_part "model" <<'PYEOF'
+cat >"$T/model.py" <<'PYEOF'
 import random
 from gwt import *
 from filter_lib import *
@@ -45,6 +57,8 @@ from pimapc import PimapClient, View, ViewError, truth_of
 
 SEED = int(E["PIMAP_MODEL_SEED"])
 STEPS = int(E["PIMAP_MODEL_STEPS"])
+MODE = E["PIMAP_MODEL_MODE"]
+USER = "bob" if MODE == "gateway" else "carol"
 GW = int(E["GW_PORT"])
 BOSS = "boss@example.com"
 VIEW = 'OR FROM "%s" (DAYSBEFORETODAY 10 NOT LARGER 60000)' % BOSS
@@ -56,14 +70,19 @@ def ref_keys():
 
 
 def pimap():
+    if MODE == "compat":
+        c = PimapClient(HOST, int(E["PROXY_PORT"]), tls=False, timeout=20)
+        c.connect()
+        c.ok('LOGIN %s "%s"' % (USER, PASS))
+        return c
     c = PimapClient(HOST, GW, tls=True, cafile=CA, timeout=20)
     c.connect()
-    res = c.pimap_login("bob", "model", PASS)
+    res = c.pimap_login(USER, "model", PASS)
     check(res.status == "OK", "login: %r" % res.status, quiet=True)
     return c
 
 
-s = store_client()
+s = store_client(USER)
 s.ok("CREATE Archive")
 for i in range(60):
     sender = BOSS if i % 9 == 0 else rnd.choice(OTHERS)
@@ -71,8 +90,9 @@ for i in range(60):
     append_dated(s, "INBOX", dated_message(i, sender, size, 59 - i), 59 - i, ("\\Seen",) if i % 2 else ())
 
 c = pimap()
-r = c.command("XFILTER INBOX V " + VIEW)[1]
-check(r[-1].status == "OK", "XFILTER INBOX V %s -> %r" % (VIEW, r[-1].first))
+if MODE == "gateway":
+    r = c.command("XFILTER INBOX V " + VIEW)[1]
+    check(r[-1].status == "OK", "XFILTER INBOX V %s -> %r" % (VIEW, r[-1].first))
 v = c.select_view("INBOX")
 counter = [1000]
 history = []
@@ -115,7 +135,7 @@ def step_store():
     uids = all_uids(s)
     if k == 0:
         sender = BOSS if rnd.random() < 0.3 else rnd.choice(OTHERS)
-        deliver(LMTP, "bob", make_message("delivered %d" % new_uid(), sender=sender))
+        deliver(LMTP, USER, make_message("delivered %d" % new_uid(), sender=sender))
         return "deliver from %s" % sender
     if k == 1:
         days = rnd.choice([20, 40]) if rnd.random() < 0.7 else rnd.randrange(10)
@@ -170,14 +190,23 @@ def step_client():
         c.view = None
         c.ok("SELECT Archive")
         what = step_store()
-        resps = c.reselect(v)
+        if MODE == "compat":
+            v = c.select_view("INBOX")  # no saved views without a gateway: a fresh view
+        else:
+            c.reselect(v)
         return "left and returned while: " + what
+    if k == 6 and MODE == "compat":
+        c.drop()
+        what = step_store()
+        c = pimap()
+        v = c.select_view("INBOX")
+        return "dropped, reconnected and selected again while: " + what
     if k == 6:
         c.drop()
         what = step_store()
         c = PimapClient(HOST, GW, tls=True, cafile=CA, timeout=20)
         c.connect()
-        res = c.pimap_login("bob", "model", PASS, view=v)
+        res = c.pimap_login(USER, "model", PASS, view=v)
         check(res.status == "OK" and not res.problems, "resume: %s" % res.describe(), quiet=True)
         if res.resync or res.session_state != "SELECTED":
             c.view = v
@@ -196,10 +225,12 @@ def _():
         what = step_store() if rnd.random() < 0.5 else step_client()
         history.append("%d: %s" % (i, what))
         compare("step %d (%s)" % (i, what))
-    check(True, "%d steps, seed %d: the view always matched" % (STEPS, SEED))
+    check(True, "%s: %d steps, seed %d: the view always matched" % (MODE, STEPS, SEED))
 
 
 run_steps()
 PYEOF
+PIMAP_MODEL_MODE=gateway py_part "gateway" <"$T/model.py"
+PIMAP_MODEL_MODE=compat py_part "compatibility mode" <"$T/model.py"
 gw_stop
 gw_finish

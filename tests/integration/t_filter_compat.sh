@@ -1,0 +1,189 @@
+#!/bin/bash
+# t_filter_compat.sh - pimap-proxy in compatibility mode (no gateway)
+# applies the filter file's views itself (proxy_view.c, the gateway's view
+# engine).
+#
+# alice's INBOX holds 80 messages over 90 days; the filter file gives INBOX
+# a 7-day view and excludes Junk. Through the proxy, straight to Dovecot:
+#  1. SELECT shows exactly the store's 7-day messages; SEARCH ALL, UID
+#     SEARCH ALL, STATUS and FETCH 1:* agree; Junk is empty; a hidden UID
+#     is neither fetched nor stored;
+#  2. in IDLE (answered by the proxy) a matching new message is pushed, an
+#     old one APPENDed now is not; a hidden expunge tells nothing, a visible
+#     one the right EXPUNGE; DONE ends the IDLE with its tagged OK;
+#  3. EXPUNGE and CLOSE spare a hidden \Deleted message; SEARCH and SORT
+#     answer in view numbers; pipelined commands are answered in order;
+#  4. leaving for an unfiltered folder and coming back gives a fresh view;
+#  5. ENABLE QRESYNC is not passed on while views are in force;
+#  6. mutt through the proxy shows the 7-day messages only.
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$top_srcdir/tests/integration/lib/harness.sh"
+
+require dovecot certtool mutt tmux
+require_proxy
+gen_certs
+start_dovecot
+. "$HARNESS_LIB/gw_tests.sh"
+export DOVECOT_IMAP DOVECOT_IMAPS DOVECOT_LMTP DOVECOT_PASS CA T
+
+python3 - <<'PY' || hard_error "cannot fill the mailboxes"
+from filter_lib import *
+s = store_client("alice")
+populate(s, "INBOX", 80, 90, seed=3)
+s.ok("CREATE Junk")
+s.ok("CREATE Archive")
+append_dated(s, "Junk", dated_message(700, "spam@example.net", 900, 1), 1)
+s.ok("LOGOUT")
+PY
+
+FILTERS=$T/filters.yaml
+printf 'exclude: [Junk]\nfolders:\n  INBOX:\n    view: {days: 7}\n' >"$FILTERS"
+P=$(free_port)
+start_proxy --listen "127.0.0.1:$P" --listen-tls none --upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA" \
+	-v --trace --filters "$FILTERS"
+export PROXY_PORT=$P
+
+py_part "compatibility mode" <<'PYEOF'
+from gwt import *
+from filter_lib import *
+from pimapc import PimapClient, View
+
+PP = int(E["PROXY_PORT"])
+
+
+def client():
+    c = PimapClient(HOST, PP, tls=False, timeout=20)
+    c.connect()
+    r = c.command('LOGIN alice "%s"' % PASS)[1]
+    check(r[-1].status == "OK", "LOGIN through the proxy: %r" % r[-1].first, quiet=True)
+    return c
+
+
+def expect_view(c, v, s, what):
+    ref = reference(s, "INBOX", "SINCE %s" % imap_date(7))
+    probs = check_view(c, v, ref, what)
+    check(not probs, "%s: %d messages, SEARCH/STATUS/FETCH agree %s" % (what, len(ref), probs))
+    return ref
+
+
+@step("1. the 7-day view; Junk empty; hidden UIDs untouched")
+def _():
+    s = store_client("alice")
+    c = client()
+    v = c.select_view("INBOX")
+    ref = expect_view(c, v, s, "7-day view")
+    check(0 < len(ref) < 15, "%d of 80 messages are from the last 7 days" % len(ref))
+    hidden = [u for u in all_uids(s) if u not in ref]
+    got = [x.first for x in c.ok("UID FETCH %d,%d (FLAGS)" % (hidden[0], ref[0])) if " FETCH " in x.first]
+    check(len(got) == 1 and "UID %d" % ref[0] in got[0], "only the visible UID is fetched: %r" % got)
+    c.ok("UID STORE %d +FLAGS ($Hidden)" % hidden[0])
+    check(not any("$Hidden" in x.first for x in s.ok("UID FETCH %d (FLAGS)" % hidden[0])), "a hidden one is not stored")
+    c.unselect_view()
+    resps = c.ok("SELECT Junk")
+    check(any(x.first == "* 0 EXISTS" for x in resps), "Junk is empty: %r" % firsts(resps))
+    c.ok("LOGOUT")
+    s.logout()
+
+
+@step("2. IDLE: new matching mail pushed, old mail not; expunges")
+def _():
+    s = store_client("alice")
+    c = client()
+    v = c.select_view("INBOX")
+    n = len(v)
+    tag = c.idle_start()
+    deliver(LMTP, "alice", make_message("new in compat mode"))
+    r = c.wait_untagged(r"^\* \d+ EXISTS$", timeout=15)
+    check(r.first == "* %d EXISTS" % (n + 1), "pushed in IDLE: %r" % r.first)
+    append_dated(s, "INBOX", dated_message(901, "shop@example.com", 2000, 30), 30)
+    got = quiet(c, 2.0)
+    check(not any(re.match(r"\* \d+ (EXISTS|EXPUNGE)", x.first) for x in got), "an old APPEND is not: %r" % firsts(got))
+    ref = reference(s, "INBOX", "SINCE %s" % imap_date(7))
+    hidden = [u for u in all_uids(s) if u not in ref]
+    s.expunge_uids(hidden[:2])
+    got = quiet(c, 2.0)
+    check(not any(re.match(r"\* \d+ (EXISTS|EXPUNGE)", x.first) for x in got), "hidden expunges tell nothing: %r" % firsts(got))
+    s.expunge_uids([ref[0]])
+    r = c.wait_untagged(r"^\* \d+ EXPUNGE$", timeout=15)
+    check(r.first == "* 1 EXPUNGE", "a visible expunge in IDLE: %r" % r.first)
+    rest = c.idle_done(tag)
+    check(rest[-1].tag == tag and rest[-1].status == "OK", "DONE: %r" % firsts(rest))
+    v.complete(c)
+    expect_view(c, v, s, "after IDLE")
+    c.ok("LOGOUT")
+    s.logout()
+
+
+@step("3. EXPUNGE, CLOSE, SEARCH, SORT, pipelining")
+def _():
+    s = store_client("alice")
+    c = client()
+    v = c.select_view("INBOX")
+    ref = v.uids()
+    hidden = [u for u in all_uids(s) if u not in ref]
+    s.store_uid(hidden[-1], "+FLAGS.SILENT", ["\\Deleted"])
+    c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    got = [x.first for x in c.ok("EXPUNGE") if "EXPUNGE" in x.first]
+    check(got == ["* 1 EXPUNGE"], "EXPUNGE removes the view's message 1 only: %r" % got)
+    check(hidden[-1] in all_uids(s), "the hidden \\Deleted message stays")
+    ref = expect_view(c, v, s, "after EXPUNGE")
+    got = [x.first for x in c.ok("SEARCH 2:3 ALL") if x.first.startswith("* SEARCH")]
+    check(got == ["* SEARCH 2 3"], "SEARCH 2:3 ALL: %r" % got)
+    got = [x.first for x in c.ok("SORT (REVERSE ARRIVAL) UTF-8 ALL") if x.first.startswith("* SORT")]
+    check(got and sorted(int(x) for x in got[0].split()[2:]) == list(range(1, len(ref) + 1)), "SORT in view numbers: %r" % got)
+    # pipelined: a command answered by the view itself and ones answered by the server
+    tags = [c.next_tag() for _ in range(4)]
+    c.send("%s FETCH 1 (UID)\r\n%s UID FETCH 1 (FLAGS)\r\n%s NOOP\r\n%s FETCH 2 (UID)\r\n" % tuple(tags))
+    done = []
+    while len(done) < 4:
+        r = c.read_response(timeout=15)
+        if r.tag in tags:
+            done.append(r.tag)
+    check(done == tags, "pipelined replies in order: %r" % done)
+    c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    c.ok("CLOSE")
+    check(hidden[-1] in all_uids(s) and ref[0] not in all_uids(s), "CLOSE spared the hidden \\Deleted message")
+    s.store_uid(hidden[-1], "-FLAGS.SILENT", ["\\Deleted"])
+    c.ok("LOGOUT")
+    s.logout()
+
+
+@step("4. leave for an unfiltered folder and return")
+def _():
+    s = store_client("alice")
+    c = client()
+    v = c.select_view("INBOX")
+    c.unselect_view()
+    resps = c.ok("SELECT Archive")
+    check(any(x.first == "* 0 EXISTS" for x in resps), "Archive as the server has it: %r" % firsts(resps))
+    v = c.select_view("INBOX")
+    expect_view(c, v, s, "back in INBOX")
+    c.ok("LOGOUT")
+    s.logout()
+
+
+@step("5. ENABLE QRESYNC is not passed on")
+def _():
+    c = client()
+    got = firsts(c.ok("ENABLE QRESYNC"))
+    check(not any("QRESYNC" in x for x in got[:-1]), "nothing enabled: %r" % got)
+    c.ok("LOGOUT")
+
+
+run_steps()
+PYEOF
+
+. "$HARNESS_LIB/mutt.sh"
+WANT=$(python3 -c '
+from filter_lib import *
+s = store_client("alice")
+print(len(reference(s, "INBOX", "SINCE %s" % imap_date(7))))')
+write_muttrc "$P"
+start_mutt
+expect_screen 30 "mutt shows INBOX with the 7-day view ($WANT messages)" "Msgs:$WANT" "days old]"
+screen_has "40 days old" && { show_screen; fail "mutt shows a message older than 7 days"; }
+log "ok: mutt shows $WANT messages, none older than 7 days"
+tmx send-keys -t mutt q
+proxy_alive || fail "the proxy died"
+gw_finish
