@@ -769,3 +769,21 @@ bool xfilter_set_has_views(const struct xfilter_set *s)
 			return true;
 	return false;
 }
+
+bool xfilter_push_keys(const struct xfilter_set *s, const char *mailbox, long today, struct buf *out)
+{
+	const char *v = xfilter_set_get(s, mailbox, XFILTER_VIEW);
+	const char *n = xfilter_set_get(s, mailbox, XFILTER_NOTIFY);
+	if (xfilter_is_none(v) || xfilter_is_none(n))
+		return false;
+	if (xfilter_is_all(v) && xfilter_is_all(n)) {
+		buf_append_str(out, "ALL");
+		return true;
+	}
+	buf_append_str(out, "(");
+	xfilter_resolve(v, today, out);
+	buf_append_str(out, ") (");
+	xfilter_resolve(n, today, out);
+	buf_append_str(out, ")");
+	return true;
+}

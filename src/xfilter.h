@@ -189,4 +189,16 @@ const char *xfilter_set_get(const struct xfilter_set *s, const char *mailbox, en
 /* True when some mailbox has a view other than ALL (or ALL has one). */
 bool xfilter_set_has_views(const struct xfilter_set *s);
 
+/*
+ * For out-band notification (and anything else that must decide whether new
+ * mail in a folder is pushed): the search keys a new message must match to
+ * be pushed, its view and notification filters together, for `today`.
+ * Returns false when nothing of the folder is ever pushed (a view or a
+ * notification filter NONE); else true with the keys in out ("ALL" when
+ * everything passes). Run "UID SEARCH RETURN (ALL) [CHARSET UTF-8] UID
+ * <new UIDs> <keys>" on a connection where the folder is selected (CHARSET
+ * when xfilter_needs_utf8 says so of either value).
+ */
+bool xfilter_push_keys(const struct xfilter_set *s, const char *mailbox, long today, struct buf *out);
+
 #endif

@@ -298,6 +298,19 @@ static void test_filter_set(void)
 	CU_ASSERT_STRING_EQUAL(xfilter_set_get(&s, "INBOX", XFILTER_NOTIFY), "FROM \"boss\"");
 	xfilter_set_put(&s, "Sent", XFILTER_VIEW, "ALL");
 	CU_ASSERT_STRING_EQUAL(xfilter_set_get(&s, "Sent", XFILTER_VIEW), "ALL");
+	struct buf keys;
+	buf_init(&keys, 0);
+	CU_ASSERT(xfilter_push_keys(&s, "INBOX", 19800, &keys));
+	char *k = buf_str(&keys);
+	CU_ASSERT_STRING_EQUAL(k, "(NOT LARGER 10) (FROM \"boss\")");
+	free(k);
+	buf_clear(&keys);
+	CU_ASSERT(!xfilter_push_keys(&s, "Trash", 19800, &keys));
+	CU_ASSERT(xfilter_push_keys(&s, "Sent", 19800, &keys));
+	k = buf_str(&keys);
+	CU_ASSERT_STRING_EQUAL(k, "ALL"); /* Sent: its own view ALL, the default notification filter */
+	free(k);
+	buf_free(&keys);
 	xfilter_set_put(&s, "", XFILTER_VIEW, NULL);
 	CU_ASSERT_STRING_EQUAL(xfilter_set_get(&s, "INBOX", XFILTER_VIEW), "ALL");
 	CU_ASSERT(!xfilter_set_has_views(&s));
