@@ -47,6 +47,7 @@
 
 #include "buf.h"
 #include "daemon.h"
+#include "folder_count.h"
 #include "folder_sync.h"
 #include "gateway.h"
 #include "gw_deliver.h"
@@ -162,6 +163,7 @@ struct device_session {
 	struct parked *watcher;     /* the parked connection carrying NOTIFY, if any */
 	struct folder_watch *watches;
 	struct xfilter_set filters; /* XFILTER view and notification filters (persistent) */
+	struct folder_count *counter; /* STATUS of filtered folders that are not selected (while attached) */
 };
 
 enum conn_state {
@@ -477,6 +479,7 @@ static void session_unlink_free(struct device_session *ds)
 	watches_clear(ds);
 	pimap_prefs_free(&ds->prefs);
 	xfilter_set_free(&ds->filters);
+	folder_count_free(ds->counter);
 	free(ds->last_selected);
 	free(ds->user);
 	free(ds->device);
@@ -878,6 +881,7 @@ static bool view_reply_waits(struct gw_conn *c, struct client_cmd *cmd);
 static bool view_select_start(struct gw_conn *c, struct client_cmd *cmd, const struct imap_msg *m,
                               const struct gw_folder_rec *saved);
 static const char *view_leaving_folder(const struct gw_conn *c);
+static void view_counter_login(struct gw_conn *c, const char *password);
 
 static void client_write(struct gw_conn *c, const void *data, size_t len)
 {
@@ -2241,6 +2245,55 @@ static void view_tick_all(struct gateway_server *srv)
 			vrelay_tick(c->view->vr, today);
 }
 
+/* At login (the password at hand): the helper connection that counts filtered folders for STATUS. */
+static void view_counter_login(struct gw_conn *c, const char *password)
+{
+	struct device_session *ds = c->ds;
+	if (!ds || !password || !xfilter_set_has_views(&ds->filters))
+		return;
+	if (ds->counter && folder_count_dead(ds->counter)) {
+		folder_count_free(ds->counter);
+		ds->counter = NULL;
+	}
+	if (!ds->counter)
+		ds->counter = folder_count_open(c->srv->loop, &c->srv->target_pimap, c->login.store_user, password, c->prefix);
+}
+
+static void view_status_done(void *ctx, const struct buf *untagged, const char *tagged)
+{
+	struct client_cmd *cmd = ctx;
+	if (untagged)
+		buf_append(&cmd->reply, buf_head(untagged), buf_len(untagged));
+	buf_printf(&cmd->reply, "%s %s\r\n", cmd->tag, tagged);
+	cmd->done = true;
+	complete_ready_commands(cmd->conn);
+}
+
+/* STATUS of a filtered folder other than the selected one: counted on the helper connection. */
+static bool view_status(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (m->nargs != 3 || !imap_arg_is_string(&m->args[1]) || m->args[2].type != IMAP_ARG_LIST)
+		return false;
+	char *mailbox = arg_dup(&m->args[1]);
+	if (strcasecmp(mailbox, "INBOX") == 0)
+		strcpy(mailbox, "INBOX");
+	const char *view = view_value(c, mailbox, XFILTER_VIEW);
+	if (xfilter_is_all(view) || (c->view && c->sel.mailbox && strcmp(c->sel.mailbox, mailbox) == 0)) {
+		free(mailbox);
+		return false;
+	}
+	if (!c->ds->counter || folder_count_dead(c->ds->counter)) {
+		free(mailbox);
+		answer(c, m->tag, "NO [UNAVAILABLE] a filtered folder is counted on a helper connection the gateway "
+		                  "opens at login; select the folder, or log in again");
+		return true;
+	}
+	struct client_cmd *cmd = cmd_push(c, CMD_LOCAL, m->tag);
+	folder_count_status(c->ds->counter, mailbox, view, xfilter_today(time(NULL)), &m->args[2], view_status_done, cmd);
+	free(mailbox);
+	return true;
+}
+
 /* XFILTER <mailbox|ALL> <V|N|B> <GET|NONE|ALL|criteria> (docs/PROTOCOL.md section 6). */
 static void xfilter_get_line(struct gw_conn *c, const char *mailbox, enum xfilter_which kind, const char *value)
 {
@@ -2730,6 +2783,8 @@ static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 	}
 	if (c->view && !select && !unselect && view_command(c, m))
 		return;
+	if (c->ds && cmd_is(m, "STATUS") && view_status(c, m))
+		return;
 	if (c->view && (select || unselect)) {
 		view_leave(c, m, select);
 		return;
@@ -3149,7 +3204,6 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 	}
 	uint8_t h[CRED_HASH_LEN];
 	credential_hash(c->srv, c->login.store_user, c->password, h);
-	wipe_free(&c->password);
 	struct device_session *ds = session_find(c->srv, c->login.store_user, c->login.device_id);
 	struct parked *p = ds ? parked_resumable(ds, c->resume_token) : NULL;
 	if (p) {
@@ -3165,10 +3219,15 @@ static void conn_store_login_done(struct store_conn *sc, enum store_login_result
 		session_save(ds, GW_SESSION_ATTACHED);
 		clog_(c, LOG_LEVEL_INFO, "resuming session %s with a parked store connection (%s), password verified",
 		      ds->session_id, p->sel.mailbox ? p->sel.mailbox : "-");
+		view_counter_login(c, c->password);
+		wipe_free(&c->password);
 		resume_with_parked(c, p);
 		return;
 	}
 	open_pimap_session(c);
+	if (c->ds)
+		view_counter_login(c, c->password);
+	wipe_free(&c->password);
 	if (c->ds) {
 		/* The password is good (the store said so): remember it for parked resumes. */
 		memcpy(c->ds->cred_hash, h, sizeof(h));
@@ -3300,6 +3359,11 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 				struct parked *p = resumable;
 				clog_(c, LOG_LEVEL_INFO, "resuming session %s with a parked store connection (%s)",
 				      ds->session_id, p->sel.mailbox ? p->sel.mailbox : "-");
+				char *pwc = xmalloc(pw_len + 1);
+				memcpy(pwc, password, pw_len);
+				pwc[pw_len] = '\0';
+				view_counter_login(c, pwc);
+				wipe_free(&pwc);
 				resume_with_parked(c, p);
 				return;
 			}
@@ -3697,6 +3761,8 @@ static void conn_detach_session(struct gw_conn *c, bool logout, bool resuming)
 	if (!ds)
 		return;
 	c->ds = NULL;
+	for (struct client_cmd *q = c->cmds; ds->counter && q; q = q->next)
+		folder_count_cancel(ds->counter, q);
 	if (logout) {
 		if (ds->attached)
 			ds->attached--;
@@ -3715,6 +3781,9 @@ static void conn_detach_session(struct gw_conn *c, bool logout, bool resuming)
 	if (ds->attached)
 		ds->attached--;
 	if (ds->attached == 0) {
+		/* nobody to count for until a login */
+		folder_count_free(ds->counter);
+		ds->counter = NULL;
 		ds->detached_at = wall_now();
 		session_save(ds, GW_SESSION_DETACHED);
 		session_arm_watch(ds);

@@ -10,7 +10,8 @@
 #     (another device has none; a new session still has them);
 #  2. a 7-day view: SELECT shows exactly the messages the store itself
 #     finds with SINCE <7 days ago>; SEARCH ALL, UID SEARCH ALL, STATUS and
-#     FETCH 1:* agree; hidden UIDs are not fetched, stored or copied;
+#     FETCH 1:* agree; hidden UIDs are not fetched, stored or copied; STATUS
+#     of the filtered INBOX from another folder counts the view too;
 #  3. new mail: a matching message (today) is pushed in IDLE as EXISTS, a
 #     non-matching one (APPENDed with an old date) never appears; expunging
 #     a hidden message changes nothing for the client; expunging a visible
@@ -137,6 +138,24 @@ def _():
     check(not any("$Hidden" in x.first for x in s.ok("UID FETCH %d (FLAGS)" % hidden[0])), "a hidden message is not stored")
     st = [x.first for x in s.ok("STATUS Archive (MESSAGES)") if "STATUS" in x.first]
     check(st and "MESSAGES 0" in st[0], "nor copied: %r" % st)
+    c.logout()
+    s.logout()
+
+
+@step("2b. STATUS of a filtered folder that is not selected counts the view")
+def _():
+    s = store_client()
+    c = pimap("phone")
+    c.ok("SELECT Archive")
+    ref = ref7(s)
+    unseen = search_uids(s, "SINCE %s UNSEEN" % imap_date(7))
+    got = [x.first for x in c.ok("STATUS INBOX (MESSAGES UNSEEN UIDNEXT)") if x.first.startswith("* STATUS")]
+    uidnext = [x.first for x in s.ok("STATUS INBOX (UIDNEXT)") if x.first.startswith("* STATUS")]
+    want = "* STATUS INBOX (MESSAGES %d UNSEEN %d UIDNEXT %s)" % (len(ref), len(unseen),
+                                                                  re.search(r"UIDNEXT (\d+)", uidnext[0]).group(1))
+    check(got == [want], "STATUS INBOX from another folder: %r (want %r)" % (got, want))
+    r = c.command("STATUS INBOX (SIZE)")[1]
+    check(r[-1].status == "NO" and "not counted" in r[-1].first, "STATUS SIZE of a filtered folder: %r" % r[-1].first)
     c.logout()
     s.logout()
 
