@@ -31,6 +31,7 @@ struct fc_req {
 	bool have[IT__COUNT];
 	char tag[3][16];   /* MESSAGES, UNSEEN, RECENT searches */
 	bool failed;
+	bool push;         /* folder_count_push: leave out what the store did not say */
 	char why[200];
 };
 
@@ -180,9 +181,13 @@ static void unselect_done(struct store_conn *sc, const struct imap_msg *m, void 
 		buf_append_str(&out, "* STATUS ");
 		imap_write_mailbox(&out, r->mailbox, true);
 		buf_append_str(&out, " (");
+		const char *sep = "";
 		for (size_t i = 0; i < r->nitems; i++) {
 			int it = r->order[i];
-			buf_printf(&out, "%s%s %llu", i ? " " : "", item_names[it], r->value[it]);
+			if (r->push && !r->have[it])
+				continue;
+			buf_printf(&out, "%s%s %llu", sep, item_names[it], r->value[it]);
+			sep = " ";
 		}
 		buf_append_str(&out, ")\r\n");
 		req_answer(r, &out, "OK STATUS completed (filtered).");
@@ -255,28 +260,10 @@ bool folder_count_dead(const struct folder_count *fc)
 	return fc->dead;
 }
 
-void folder_count_status(struct folder_count *fc, const char *mailbox, const char *view, long today,
-                         const struct imap_arg *items, folder_count_cb cb, void *ctx)
+/* Queue r for mailbox through view, or answer it at once if it cannot be served. */
+static void fc_queue(struct folder_count *fc, struct fc_req *r, const char *mailbox, const char *view, long today)
 {
-	struct fc_req *r = xcalloc(1, sizeof(*r));
 	r->mailbox = xstrdup(mailbox);
-	r->cb = cb;
-	r->ctx = ctx;
-	for (size_t i = 0; items->type == IMAP_ARG_LIST && i < items->list_count; i++) {
-		int found = -1;
-		for (int k = 0; k < IT__COUNT; k++)
-			if (imap_arg_is_atom(&items->list[i], item_names[k]))
-				found = k;
-		if (found < 0 || r->nitems == IT__COUNT) {
-			char why[160];
-			snprintf(why, sizeof(why), "NO [CANNOT] STATUS %.*s is not counted in a filtered folder",
-			         (int)(items->list[i].len > 40 ? 40 : items->list[i].len), items->list[i].str);
-			req_answer(r, NULL, why);
-			req_free(r);
-			return;
-		}
-		r->order[r->nitems++] = found;
-	}
 	if (fc->dead || fc->nq >= FOLDER_COUNT_MAX_QUEUED) {
 		req_answer(r, NULL, fc->dead ? "NO [UNAVAILABLE] the filtered folder cannot be counted now"
 		                             : "NO [LIMIT] too many STATUS of filtered folders at once");
@@ -296,6 +283,43 @@ void folder_count_status(struct folder_count *fc, const char *mailbox, const cha
 	*pp = r;
 	fc->nq++;
 	fc_next(fc);
+}
+
+void folder_count_status(struct folder_count *fc, const char *mailbox, const char *view, long today,
+                         const struct imap_arg *items, folder_count_cb cb, void *ctx)
+{
+	struct fc_req *r = xcalloc(1, sizeof(*r));
+	r->cb = cb;
+	r->ctx = ctx;
+	for (size_t i = 0; items->type == IMAP_ARG_LIST && i < items->list_count; i++) {
+		int found = -1;
+		for (int k = 0; k < IT__COUNT; k++)
+			if (imap_arg_is_atom(&items->list[i], item_names[k]))
+				found = k;
+		if (found < 0 || r->nitems == IT__COUNT) {
+			char why[160];
+			snprintf(why, sizeof(why), "NO [CANNOT] STATUS %.*s is not counted in a filtered folder",
+			         (int)(items->list[i].len > 40 ? 40 : items->list[i].len), items->list[i].str);
+			req_answer(r, NULL, why);
+			req_free(r);
+			return;
+		}
+		r->order[r->nitems++] = found;
+	}
+	fc_queue(fc, r, mailbox, view, today);
+}
+
+void folder_count_push(struct folder_count *fc, const char *mailbox, const char *view, long today,
+                       folder_count_cb cb, void *ctx)
+{
+	static const int items[] = {IT_MESSAGES, IT_UIDNEXT, IT_UIDVALIDITY, IT_UNSEEN, IT_HIGHESTMODSEQ};
+	struct fc_req *r = xcalloc(1, sizeof(*r));
+	r->cb = cb;
+	r->ctx = ctx;
+	r->push = true;
+	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++)
+		r->order[r->nitems++] = items[i];
+	fc_queue(fc, r, mailbox, view, today);
 }
 
 void folder_count_cancel(struct folder_count *fc, void *ctx)

@@ -47,6 +47,13 @@ bool folder_count_dead(const struct folder_count *fc);
  */
 void folder_count_status(struct folder_count *fc, const char *mailbox, const char *view, long today,
                          const struct imap_arg *items, folder_count_cb cb, void *ctx);
+/*
+ * The same for a STATUS the gateway pushes (PIMAP_FOLDER_STATUS): the items
+ * the store's own pushes carry, MESSAGES UIDNEXT UIDVALIDITY UNSEEN
+ * HIGHESTMODSEQ, those the store did not tell left out. cb as above.
+ */
+void folder_count_push(struct folder_count *fc, const char *mailbox, const char *view, long today,
+                       folder_count_cb cb, void *ctx);
 /* Forget the requests of ctx (its connection went away): their cb is not called. */
 void folder_count_cancel(struct folder_count *fc, void *ctx);
 

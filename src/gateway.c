@@ -291,6 +291,7 @@ struct gw_conn {
 	struct view_part *view_parts;   /* commands of the views in flight */
 	struct imap_parser *vparser;    /* re-reads a view's rewritten events */
 	bool view_lost;
+	struct view_recount *recounts;  /* pushed STATUS of filtered folders being counted again */
 };
 
 struct throttle_entry {
@@ -539,19 +540,24 @@ static bool device_live(const struct device_session *ds)
 }
 
 /*
- * The notification filter's hook (XFILTER <mailbox> N <criteria>, issue 5):
- * whether this event in mailbox may wake the device. m is the store's
- * untagged response (NULL for a NOTIFY STATUS count). Until notification
- * filters exist every event passes; PIMAP_EVENT_FILTER is applied in
+ * The view and notification filters (XFILTER, docs/PROTOCOL.md section 8)
+ * for an out-band wake-up: whether this event in mailbox may wake the
+ * device. m is the store's untagged response (NULL for a NOTIFY STATUS
+ * count, or an event a view already decided). A folder the view hides
+ * (V NONE) wakes nobody, nor does new mail where N is NONE. Whether a new
+ * message matches criteria is not known here without a search: it wakes
+ * the device (a wake-up too many rather than one lost); a device with a
+ * view selected in-response is woken by the view itself, which has
+ * decided (view_push). PIMAP_EVENT_FILTER is applied in
  * outband_device_event.
  */
-static bool notification_filter_allows(const struct device_session *ds, const char *mailbox,
-                                       const struct imap_msg *m)
+static bool notification_filter_allows(const struct device_session *ds, const char *mailbox, int ev)
 {
-	(void)ds;
-	(void)mailbox;
-	(void)m;
-	return true;
+	if (!mailbox)
+		return true;
+	if (xfilter_is_none(xfilter_set_get(&ds->filters, mailbox, XFILTER_VIEW)))
+		return false;
+	return ev != OB_NEW_MESSAGE || !xfilter_is_none(xfilter_set_get(&ds->filters, mailbox, XFILTER_NOTIFY));
 }
 
 /* EXISTS -> NEW_MESSAGE, EXPUNGE -> DELETED_MESSAGE, FETCH -> CHANGED_MESSAGE; -1 for the rest (RECENT too). */
@@ -570,7 +576,8 @@ static int outband_event_of(const struct imap_msg *m)
 /* An event of a device no connection listens for in-band: wake it out-band if it asked for that. */
 static void outband_on_event(struct device_session *ds, const char *mailbox, int ev, const struct imap_msg *m)
 {
-	if (ev < 0 || !ds->srv->outband || device_live(ds) || !notification_filter_allows(ds, mailbox, m))
+	(void)m;
+	if (ev < 0 || !ds->srv->outband || device_live(ds) || !notification_filter_allows(ds, mailbox, ev))
 		return;
 	outband_device_event(ds->srv->outband, ds->user, ds->device, &ds->prefs, (enum outband_event)ev, mailbox);
 }
@@ -882,6 +889,8 @@ static bool view_select_start(struct gw_conn *c, struct client_cmd *cmd, const s
                               const struct gw_folder_rec *saved);
 static const char *view_leaving_folder(const struct gw_conn *c);
 static void view_counter_login(struct gw_conn *c, const char *password);
+static bool view_status_push(struct gw_conn *c, const struct imap_msg *m);
+static void view_detach(struct gw_conn *c, struct device_session *ds);
 
 static void client_write(struct gw_conn *c, const void *data, size_t len)
 {
@@ -1470,6 +1479,8 @@ static void conn_store_untagged(struct store_conn *sc, const struct imap_msg *m,
 	if (catchup_offer(c->cu, m))
 		return;
 	if ((c->view || c->view_old) && view_untagged(c, m))
+		return;
+	if (view_status_push(c, m))
 		return;
 	if (c->state != C_AUTHED)
 		return; /* during login/resume: nothing for the client yet */
@@ -2091,6 +2102,12 @@ static void view_push(struct gw_conn *c)
 	vrelay_pending(c->view->vr, &pd);
 	bool removals = pd.removals && event_filter_allows(c, EVC_OTHER);
 	bool arrivals = pd.arrivals && pd.notify && event_filter_allows(c, EVC_NEW);
+	if (c->quiet && c->ds) { /* in-response, no request open: what the view decided may wake the device */
+		if (arrivals)
+			outband_on_event(c->ds, c->sel.mailbox, OB_NEW_MESSAGE, NULL);
+		if (removals)
+			outband_on_event(c->ds, c->sel.mailbox, OB_DELETED_MESSAGE, NULL);
+	}
 	if (!removals && !arrivals)
 		return;
 	release_held(c);
@@ -2257,6 +2274,105 @@ static void view_counter_login(struct gw_conn *c, const char *password)
 	}
 	if (!ds->counter)
 		ds->counter = folder_count_open(c->srv->loop, &c->srv->target_pimap, c->login.store_user, password, c->prefix);
+}
+
+/*
+ * PIMAP_FOLDER_STATUS: the store's NOTIFY STATUS of a folder with a view
+ * counts the whole folder. Such a push is held back and the folder counted
+ * again through the view on the helper connection; the client gets that
+ * count. Pushes that come while a count runs cost one more count, not one
+ * each.
+ */
+struct view_recount {
+	struct view_recount *next;
+	struct gw_conn *c;
+	char *mailbox;
+	bool again; /* another push came while counting */
+};
+
+static void view_recount_start(struct view_recount *r);
+
+static void view_recount_free(struct gw_conn *c, struct view_recount *r)
+{
+	for (struct view_recount **pp = &c->recounts; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	free(r->mailbox);
+	free(r);
+}
+
+static void view_recount_done(void *ctx, const struct buf *untagged, const char *tagged)
+{
+	struct view_recount *r = ctx;
+	struct gw_conn *c = r->c;
+	if (untagged && c->client && !c->closing && c->state == C_AUTHED) {
+		if (buf_len(&c->held))
+			buf_append(&c->held, buf_head(untagged), buf_len(untagged));
+		else
+			client_write(c, buf_head(untagged), buf_len(untagged));
+		client_flush(c);
+	} else if (!untagged) {
+		clog_(c, LOG_LEVEL_DEBUG, "STATUS of %s not pushed: %s", r->mailbox, tagged);
+	}
+	if (r->again && c->ds && c->ds->counter && !folder_count_dead(c->ds->counter)) {
+		r->again = false;
+		view_recount_start(r);
+		return;
+	}
+	view_recount_free(c, r);
+}
+
+static void view_recount_start(struct view_recount *r)
+{
+	struct gw_conn *c = r->c;
+	folder_count_push(c->ds->counter, r->mailbox, view_value(c, r->mailbox, XFILTER_VIEW),
+	                  xfilter_today(time(NULL)), view_recount_done, r);
+}
+
+static bool view_status_push(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (!c->ds || m->kind != IMAP_MSG_UNTAGGED || m->nargs < 2 || !imap_arg_is_atom(&m->args[0], "STATUS") ||
+	    !imap_arg_is_string(&m->args[1]) || !xfilter_set_has_views(&c->ds->filters))
+		return false;
+	char *mailbox = arg_dup(&m->args[1]);
+	if (strcasecmp(mailbox, "INBOX") == 0)
+		strcpy(mailbox, "INBOX");
+	if (xfilter_is_all(view_value(c, mailbox, XFILTER_VIEW))) {
+		free(mailbox);
+		return false;
+	}
+	for (struct view_recount *r = c->recounts; r; r = r->next)
+		if (strcmp(r->mailbox, mailbox) == 0) {
+			r->again = true;
+			free(mailbox);
+			return true;
+		}
+	if (!c->ds->counter || folder_count_dead(c->ds->counter)) {
+		clog_(c, LOG_LEVEL_DEBUG, "STATUS of %s not pushed: no helper connection to count it", mailbox);
+		free(mailbox);
+		return true;
+	}
+	struct view_recount *r = xcalloc(1, sizeof(*r));
+	r->c = c;
+	r->mailbox = mailbox;
+	r->next = c->recounts;
+	c->recounts = r;
+	view_recount_start(r);
+	return true;
+}
+
+/* The connection leaves its device session: nothing it asked the helper connection for is answered. */
+static void view_detach(struct gw_conn *c, struct device_session *ds)
+{
+	for (struct client_cmd *q = c->cmds; ds->counter && q; q = q->next)
+		folder_count_cancel(ds->counter, q);
+	while (c->recounts) {
+		if (ds->counter)
+			folder_count_cancel(ds->counter, c->recounts);
+		view_recount_free(c, c->recounts);
+	}
 }
 
 static void view_status_done(void *ctx, const struct buf *untagged, const char *tagged)
@@ -3761,8 +3877,7 @@ static void conn_detach_session(struct gw_conn *c, bool logout, bool resuming)
 	if (!ds)
 		return;
 	c->ds = NULL;
-	for (struct client_cmd *q = c->cmds; ds->counter && q; q = q->next)
-		folder_count_cancel(ds->counter, q);
+	view_detach(c, ds);
 	if (logout) {
 		if (ds->attached)
 			ds->attached--;

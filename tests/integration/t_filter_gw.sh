@@ -160,6 +160,33 @@ def _():
     s.logout()
 
 
+@step("2c. PIMAP_FOLDER_STATUS pushes a filtered folder's view counts, not the folder's")
+def _():
+    s = store_client()
+    s.ok("SUBSCRIBE INBOX")
+    c = pimap("phone")
+    c.ok("SELECT Archive")
+    n = len(ref7(s))
+    rx = r"^\* STATUS INBOX \(MESSAGES (\d+) UIDNEXT (\d+) UIDVALIDITY \d+ UNSEEN \d+ HIGHESTMODSEQ \d+\)$"
+    resps = c.ok("XSETPIMAPPREF PIMAP_FOLDER_STATUS ON")
+    st = [x for x in resps if x.first.startswith("* STATUS INBOX")]
+    check(not st, "the store's count of INBOX (the whole folder) is not passed on: %r" % firsts(st))
+    r = c.wait_match(rx, timeout=10)
+    m = re.match(rx, r.first)
+    check(int(m.group(1)) == n, "the view's count is pushed instead: %r (want MESSAGES %d)" % (r.first, n))
+    deliver(LMTP, "bob", make_message("new while another folder is selected"))
+    r = c.wait_match(rx, timeout=10)
+    check(int(re.match(rx, r.first).group(1)) == n + 1, "a matching new message: MESSAGES %d: %r" % (n + 1, r.first))
+    s.ok("SELECT INBOX")
+    append_dated(s, "INBOX", dated_message(901, "old@example.com", 1000, 40), 40)
+    r = c.wait_match(rx, timeout=10)
+    check(int(re.match(rx, r.first).group(1)) == n + 1, "an old message does not count: %r" % r.first)
+    c.ok("XSETPIMAPPREF PIMAP_FOLDER_STATUS OFF")
+    c.logout()
+    s.ok("UNSUBSCRIBE INBOX")
+    s.logout()
+
+
 @step("3. new mail: matching pushed, non-matching never seen; hidden expunges invisible")
 def _():
     s = store_client()

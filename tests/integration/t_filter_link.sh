@@ -92,6 +92,7 @@ py_part "through the proxy" <<'PYEOF'
 from gwt import *
 from filter_lib import *
 from pimapc import PimapClient, View
+import time
 
 PP = int(E["PROXY_PORT"])
 
@@ -126,6 +127,22 @@ def _():
                  '* XFILTER INBOX N (OR (FROM "boss@example.com") (FROM "family@example.org"))'):
         check(want in got, "the gateway holds %r: %r" % (want, got))
     g.ok("LOGOUT")
+    s.logout()
+
+
+@step("2b. STATUS of INBOX from another folder counts the view (the proxy's STATUS cache included)")
+def _():
+    s = store_client("alice")
+    s.ok("SUBSCRIBE INBOX")
+    c = client()
+    c.ok("SELECT Junk")
+    time.sleep(1.0)  # the gateway's STATUS pushes (PIMAP_FOLDER_STATUS) reach the proxy's cache
+    n = len(reference(s, "INBOX", "SINCE %s" % imap_date(7)))
+    for i in range(2):
+        got = [x.first for x in c.ok("STATUS INBOX (MESSAGES)") if x.first.startswith("* STATUS")]
+        check(got == ["* STATUS INBOX (MESSAGES %d)" % n], "STATUS INBOX (%d): %r (want MESSAGES %d)" % (i + 1, got, n))
+    c.ok("LOGOUT")
+    s.ok("UNSUBSCRIBE INBOX")
     s.logout()
 
 

@@ -14,7 +14,8 @@
 #  5. the receiver's certificate is verified: one the gateway cannot trust
 #     gets no POST (the failure is logged);
 #  6. UDP with EMN: the datagram is the EMN document; EXTENDED: it opens with
-#     the device key from XPROVISION and names NEW_MESSAGE in INBOX.
+#     the device key from XPROVISION and names NEW_MESSAGE in INBOX;
+#  7. XFILTER INBOX N NONE: new mail wakes nobody; N ALL again: it does.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
@@ -188,6 +189,27 @@ def _():
     c = pimap_device("carol", "udp1", [("PIMAP_OUTBAND_CHANNEL", "NONE")])
     c.ok("LOGOUT")
 
+
+
+@step("7. XFILTER: new mail the notification filter refuses (N NONE) wakes nobody")
+def _():
+    hook = [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"), ("PIMAP_OUTBAND_FORMAT", "EMN"),
+            ("PIMAP_OUTBAND_ADDRESS", '"https://localhost:%s/filtered"' % E["HOOK_PORT"])]
+    c = device("hook3", hook)
+    c.ok("XFILTER INBOX N NONE")
+    park(c)
+    time.sleep(3.2)
+    n = len(posts())
+    send_mail("under N NONE")
+    time.sleep(2.5)
+    check(len(posts()) == n, "no POST for new mail under XFILTER INBOX N NONE")
+    c = device("hook3", [])
+    c.ok("XFILTER INBOX N ALL")
+    park(c)
+    send_mail("under N ALL")
+    check(wait_posts(n + 1, 10), "N ALL again: new mail is posted")
+    c = device("hook3", [("PIMAP_OUTBAND_CHANNEL", "NONE")])
+    c.ok("LOGOUT")
 
 run_steps()
 PYEOF
