@@ -2410,7 +2410,7 @@ static bool view_status(struct gw_conn *c, const struct imap_msg *m)
 	return true;
 }
 
-/* XFILTER <mailbox|ALL> <V|N|B> <GET|NONE|ALL|criteria> (docs/PROTOCOL.md section 6). */
+/* XFILTER <mailbox|ALL> <V|N|B> <GET|NONE|ALL|criteria> (docs/PROTOCOL.md section 8). */
 static void xfilter_get_line(struct gw_conn *c, const char *mailbox, enum xfilter_which kind, const char *value)
 {
 	struct buf b;

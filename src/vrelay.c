@@ -613,10 +613,14 @@ static void render_select(struct vrelay *vr, bool fresh, struct buf *out)
 				buf_append(out, raw, to - from);
 			break;
 		case CAP_MODSEQ:
+			/* A view the client has not seen: messages older than its HIGHESTMODSEQ
+			 * may have entered it, which no CHANGEDSINCE would report. NOMODSEQ
+			 * (RFC 7162 3.1.2.2) makes a CONDSTORE client compare the whole view;
+			 * its next SELECT, from the saved view, has a HIGHESTMODSEQ again. */
 			if (!fresh && vr->saved.modseq)
 				buf_printf(out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n", (unsigned long long)vr->saved.modseq);
 			else
-				buf_append(out, raw, to - from);
+				buf_append_str(out, "* OK [NOMODSEQ] A new view: compare all of it\r\n");
 			break;
 		case CAP_RAW:
 			buf_append(out, raw, to - from);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # t_filter_gw.sh - pimap-gateway: XFILTER view and notification filters
-# (docs/PROTOCOL.md section 6) against a real Dovecot.
+# (docs/PROTOCOL.md section 8) against a real Dovecot.
 #
 # bob's INBOX holds 120 messages spread over 90 days (APPENDed with their
 # arrival dates), from VIP and other senders, of various sizes, some seen.
@@ -333,6 +333,26 @@ def _():
     res = c.pimap_login("bob", "phone", PASS)
     check(res.status == "OK" and res.session_state == "SELECTED" and not res.resync,
           "resumed SELECTED after a restart without RESYNC: %s" % res.describe())
+    c.logout()
+
+
+@step("5d. a view change: the next SELECT says NOMODSEQ (compare everything), the one after HIGHESTMODSEQ")
+def _():
+    def modseq(resps):
+        return [x.first for x in resps if "MODSEQ" in x.first and x.first.startswith("* OK")]
+    c = pimap("phone")
+    c.ok("SELECT INBOX")
+    c.ok("UNSELECT")  # saves the view the client has
+    got = modseq(c.ok("SELECT INBOX"))
+    check(len(got) == 1 and "[HIGHESTMODSEQ " in got[0], "a view the client knows: %r" % got)
+    c.ok("XFILTER INBOX V DAYSBEFORETODAY 8")
+    c.ok("UNSELECT")
+    got = modseq(c.ok("SELECT INBOX"))
+    check(len(got) == 1 and "[NOMODSEQ]" in got[0], "the first SELECT of the changed view: %r" % got)
+    c.ok("UNSELECT")
+    got = modseq(c.ok("SELECT INBOX"))
+    check(len(got) == 1 and "[HIGHESTMODSEQ " in got[0], "the next one, from the saved view: %r" % got)
+    c.ok("XFILTER INBOX V DAYSBEFORETODAY 7")
     c.logout()
 
 
