@@ -2956,6 +2956,7 @@ static struct throttle_entry *throttle_find(struct gateway_server *srv, const ch
 		return &srv->throttle[srv->nthrottle - 1];
 	srv->throttle = xrealloc(srv->throttle, (srv->nthrottle + 1) * sizeof(*srv->throttle));
 	struct throttle_entry *e = &srv->throttle[srv->nthrottle++];
+	*e = (struct throttle_entry){.in_flight = 0}; /* realloc'd memory: in_flight was garbage */
 	snprintf(e->addr, sizeof(e->addr), "%s", addr);
 	e->window_start = now;
 	e->failures = 0;
