@@ -128,25 +128,32 @@ void buf_append_str(struct buf *b, const char *s)
 	buf_append(b, s, strlen(s));
 }
 
-void buf_printf(struct buf *b, const char *fmt, ...)
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
-	va_list ap;
+	va_list again;
 	char small[256];
 
-	va_start(ap, fmt);
+	va_copy(again, ap);
 	int n = vsnprintf(small, sizeof(small), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n < sizeof(small)) {
-		buf_append(b, small, (size_t)n);
+	if (n < 0 || (size_t)n < sizeof(small)) {
+		if (n > 0)
+			buf_append(b, small, (size_t)n);
+		va_end(again);
 		return;
 	}
 	char *dst = (char *)buf_reserve(b, (size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(dst, (size_t)n + 1, fmt, ap);
-	va_end(ap);
+	vsnprintf(dst, (size_t)n + 1, fmt, again);
+	va_end(again);
 	b->end += (size_t)n;
+}
+
+void buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vprintf(b, fmt, ap);
+	va_end(ap);
 }
 
 void buf_consume(struct buf *b, size_t len)

@@ -13,6 +13,7 @@
 #define PIMAP_BUF_H
 
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,7 @@ size_t buf_room(const struct buf *b);
 void buf_append(struct buf *b, const void *data, size_t len);
 void buf_append_str(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* Make at least `want` bytes writable at the tail and return a pointer to them; then buf_commit(). */
 uint8_t *buf_reserve(struct buf *b, size_t want);

@@ -871,65 +871,38 @@ static int apply_root(struct loader *ld, yaml_node_t *root)
 	return -1;
 }
 
+/* cfg_yaml_load's callback for cfg_load_string: the document's settings. */
+static int load_settings(struct cfg_yaml *y, yaml_node_t *root, void *ctx)
+{
+	struct loader *ld = ctx;
+
+	ld->doc = y->doc;
+	return root ? apply_root(ld, root) : 0; /* no root: empty or comments only */
+}
+
 int cfg_load_string(const struct cfg_key *table, void *config, const char *yaml, size_t len,
                     const char *name, struct cfg_error *err)
 {
 	struct cfg_error dummy;
-	struct loader ld;
-	yaml_parser_t parser;
-	yaml_document_t doc;
-	yaml_node_t *root;
 	size_t nkeys = 0;
-	int rc = -1;
+	int rc;
 
 	if (!err)
 		err = &dummy;
 	memset(err, 0, sizeof(*err));
 	if (!name)
 		name = "<string>";
-	if (!yaml_parser_initialize(&parser)) {
-		set_err(err, name, 0, 0, "out of memory while parsing YAML");
-		return -1;
-	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-	/* On failure yaml_parser_load() has already freed the document. */
-	if (!yaml_parser_load(&parser, &doc)) {
-		cfg_yaml_error(&parser, name, yaml, len, err);
-		goto out;
-	}
-
 	while (table[nkeys].name)
 		nkeys++;
-	ld = (struct loader){
+	struct loader ld = {
 		.table = table,
 		.config = config,
-		.doc = &doc,
 		.name = name,
 		.err = err,
 		.seen = xcalloc(nkeys + 1, sizeof(*ld.seen)),
 	};
-	root = yaml_document_get_root_node(&doc);
-	rc = root ? apply_root(&ld, root) : 0; /* no root: empty or comments only */
+	rc = cfg_yaml_load(name, yaml, len, load_settings, &ld, err);
 	free(ld.seen);
-	yaml_document_delete(&doc);
-	if (rc < 0)
-		goto out;
-
-	/* A second document would be silently ignored otherwise. */
-	if (!yaml_parser_load(&parser, &doc)) {
-		cfg_yaml_error(&parser, name, yaml, len, err);
-		rc = -1;
-		goto out;
-	}
-	root = yaml_document_get_root_node(&doc);
-	if (root) {
-		set_err(err, name, (int)root->start_mark.line + 1, (int)root->start_mark.column + 1,
-		        "only one YAML document is allowed");
-		rc = -1;
-	}
-	yaml_document_delete(&doc);
-out:
-	yaml_parser_delete(&parser);
 	return rc;
 }
 

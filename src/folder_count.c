@@ -60,20 +60,32 @@ static void req_answer(struct fc_req *r, const struct buf *untagged, const char 
 /* ------------------------------------------------------------------------ */
 /* the store connection                                                      */
 
+/* The connection is gone (or never logged in): every request gets NO. */
+static void fc_dead(struct folder_count *fc)
+{
+	fc->sc = NULL;
+	fc->dead = true;
+	if (fc->cur) {
+		req_answer(fc->cur, NULL, "NO [UNAVAILABLE] the filtered folder cannot be counted now");
+		req_free(fc->cur);
+		fc->cur = NULL;
+	}
+	while (fc->q) {
+		struct fc_req *r = fc->q;
+		fc->q = r->next;
+		fc->nq--;
+		req_answer(r, NULL, "NO [UNAVAILABLE] the filtered folder cannot be counted now");
+		req_free(r);
+	}
+}
+
 static void fc_login_done(struct store_conn *sc, enum store_login_result result, const char *text, void *ctx)
 {
 	struct folder_count *fc = ctx;
 	(void)sc;
 	if (result != STORE_LOGIN_OK) {
 		log_msg(LOG_LEVEL_WARN, NULL, "folder counter: store login failed: %s", text);
-		fc->sc = NULL;
-		fc->dead = true;
-		while (fc->q) {
-			struct fc_req *r = fc->q;
-			fc->q = r->next;
-			req_answer(r, NULL, "NO [UNAVAILABLE] the filtered folder cannot be counted now");
-			req_free(r);
-		}
+		fc_dead(fc);
 		return;
 	}
 	fc->ready = true;
@@ -122,19 +134,7 @@ static void fc_closed(struct store_conn *sc, const char *reason, void *ctx)
 	struct folder_count *fc = ctx;
 	(void)sc;
 	log_msg(LOG_LEVEL_INFO, NULL, "folder counter: store connection lost (%s)", reason);
-	fc->sc = NULL;
-	fc->dead = true;
-	if (fc->cur) {
-		req_answer(fc->cur, NULL, "NO [UNAVAILABLE] the filtered folder cannot be counted now");
-		req_free(fc->cur);
-		fc->cur = NULL;
-	}
-	while (fc->q) {
-		struct fc_req *r = fc->q;
-		fc->q = r->next;
-		req_answer(r, NULL, "NO [UNAVAILABLE] the filtered folder cannot be counted now");
-		req_free(r);
-	}
+	fc_dead(fc);
 }
 
 static const struct store_conn_ops fc_ops = {

@@ -201,8 +201,7 @@ struct client_cmd {
 	struct deliver_job *job;  /* XDELIVER in progress (gw_deliver.c) */
 	bool view_seq;            /* a filtered folder's command with sequence numbers: no EXPUNGE before its reply */
 	bool view_open;           /* SELECT of a filtered folder: answered when the view is open */
-	bool view_marked;         /* view_mark is set: the reply waits until the new mail before it is decided */
-	uint64_t view_mark;
+	uint64_t view_mark;       /* vrelay_reply_waits: the reply waits until the new mail before it is decided */
 };
 
 enum store_idle_state { SI_NONE, SI_STARTING, SI_ACTIVE, SI_ENDING };
@@ -2065,16 +2064,10 @@ static bool view_untagged(struct gw_conn *c, const struct imap_msg *m)
 	return true;
 }
 
-/* A reply waits while new mail the store reported before it is being decided (vrelay_mark). */
+/* A reply waits while new mail the store reported before it is being decided. */
 static bool view_reply_waits(struct gw_conn *c, struct client_cmd *cmd)
 {
-	if (!c->view || cmd->view_open)
-		return false;
-	if (!cmd->view_marked) {
-		cmd->view_marked = true;
-		cmd->view_mark = vrelay_mark(c->view->vr);
-	}
-	return !vrelay_decided(c->view->vr, cmd->view_mark);
+	return c->view && !cmd->view_open && vrelay_reply_waits(c->view->vr, &cmd->view_mark);
 }
 
 /* Before a tagged reply: what the view has pending goes first, EXPUNGEs only where safe. */

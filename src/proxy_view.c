@@ -40,8 +40,7 @@ struct pv_cmd {
 	bool seq;         /* uses the client's sequence numbers */
 	bool done;
 	struct buf out;   /* the answer, once done (PC_PASS: the server's tagged line, relayed in turn) */
-	bool marked;      /* mark: the reply waits until new mail reported before it is decided */
-	uint64_t mark;
+	uint64_t mark;    /* vrelay_reply_waits: the reply waits until new mail reported before it is decided */
 };
 
 /* One filtered folder's engine. */
@@ -180,16 +179,10 @@ static void maybe_retire(struct pview *pv)
 	view_free(pv, v);
 }
 
-/* A reply waits while new mail the server reported before it is decided (vrelay_mark). */
+/* A reply waits while new mail the server reported before it is decided. */
 static bool reply_waits(struct pview *pv, struct pv_cmd *c)
 {
-	if (!pv->cur || c->kind == PC_SELECT)
-		return false;
-	if (!c->marked) {
-		c->marked = true;
-		c->mark = vrelay_mark(pv->cur->vr);
-	}
-	return !vrelay_decided(pv->cur->vr, c->mark);
+	return pv->cur && c->kind != PC_SELECT && vrelay_reply_waits(pv->cur->vr, &c->mark);
 }
 
 /* The server's tagged reply of a relayed command, kept until its turn. */

@@ -211,12 +211,8 @@ static struct part *sendf_part(struct vrelay *vr, enum part_kind kind, struct cc
 	buf_init(&b, 0);
 	va_list ap;
 	va_start(ap, fmt);
-	char *text = NULL;
-	if (vasprintf(&text, fmt, ap) < 0)
-		abort();
+	buf_vprintf(&b, fmt, ap);
 	va_end(ap);
-	buf_append_str(&b, text);
-	free(text);
 	buf_append_str(&b, "\r\n");
 	struct part *p = send_part(vr, kind, cmd, &b);
 	buf_free(&b);
@@ -769,14 +765,11 @@ void vrelay_tick(struct vrelay *vr, long today)
 /* ------------------------------------------------------------------------ */
 /* pending events                                                            */
 
-uint64_t vrelay_mark(const struct vrelay *vr)
+bool vrelay_reply_waits(const struct vrelay *vr, uint64_t *mark)
 {
-	return vr->exists_seen;
-}
-
-bool vrelay_decided(const struct vrelay *vr, uint64_t mark)
-{
-	return vr->phase != PH_OPEN || vr->closing || vr->decided_upto >= mark;
+	if (!*mark)
+		*mark = vr->exists_seen + 1; /* 0 stays "not taken" */
+	return vr->phase == PH_OPEN && !vr->closing && vr->decided_upto < *mark - 1;
 }
 
 void vrelay_pending(const struct vrelay *vr, struct vrelay_pending *p)
@@ -853,12 +846,8 @@ static void ccmd_finish(struct vrelay *vr, struct ccmd *c, const struct buf *dat
 	buf_printf(&out, "%s ", c->tag);
 	va_list ap;
 	va_start(ap, fmt);
-	char *text = NULL;
-	if (vasprintf(&text, fmt, ap) < 0)
-		abort();
+	buf_vprintf(&out, fmt, ap);
 	va_end(ap);
-	buf_append_str(&out, text);
-	free(text);
 	buf_append_str(&out, "\r\n");
 	ccmd_unlink(vr, c);
 	void *hc = c->host_cmd;

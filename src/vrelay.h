@@ -156,15 +156,16 @@ enum vrelay_take vrelay_command(struct vrelay *vr, const struct imap_msg *m, voi
 bool vrelay_close(struct vrelay *vr, bool readonly);
 
 /*
- * Replies wait for new mail to be decided: a mark taken when a reply is
- * ready (every EXISTS the store sent before it has been seen) is decided
- * once the search covering those EXISTS is answered. The host holds the
- * reply until then, so that a NOOP tells of the new mail the store had
- * reported by then (one more round trip to the store, never more: later
- * mail does not hold it). host->pending is called when a round ends.
+ * Replies wait for new mail to be decided: the first call for a reply
+ * that is ready takes a mark (every EXISTS the store sent before it has
+ * been seen) in *mark, which the host keeps with the reply, 0 until then;
+ * true while the search covering those EXISTS is not answered. The host
+ * holds the reply until false, so that a NOOP tells of the new mail the
+ * store had reported by then (one more round trip to the store, never
+ * more: later mail does not hold it). host->pending is called when a
+ * round ends.
  */
-uint64_t vrelay_mark(const struct vrelay *vr);
-bool vrelay_decided(const struct vrelay *vr, uint64_t mark);
+bool vrelay_reply_waits(const struct vrelay *vr, uint64_t *mark);
 
 /* What is pending for the client. */
 struct vrelay_pending {

@@ -49,15 +49,9 @@ from gwt import *
 from filter_lib import *
 from pimapc import PimapClient, View
 
-PP = int(E["PROXY_PORT"])
 
 
-def client():
-    c = PimapClient(HOST, PP, tls=False, timeout=20)
-    c.connect()
-    r = c.command('LOGIN alice "%s"' % PASS)[1]
-    check(r[-1].status == "OK", "LOGIN through the proxy: %r" % r[-1].first, quiet=True)
-    return c
+client = proxy_client
 
 
 def expect_view(c, v, s, what):
@@ -174,16 +168,7 @@ def _():
 run_steps()
 PYEOF
 
-. "$HARNESS_LIB/mutt.sh"
-WANT=$(python3 -c '
-from filter_lib import *
-s = store_client("alice")
-print(len(reference(s, "INBOX", "SINCE %s" % imap_date(7))))')
-write_muttrc "$P"
-start_mutt
-expect_screen 30 "mutt shows INBOX with the 7-day view ($WANT messages)" "Msgs:$WANT" "days old]"
-screen_has "40 days old" && { show_screen; fail "mutt shows a message older than 7 days"; }
-log "ok: mutt shows $WANT messages, none older than 7 days"
-tmx send-keys -t mutt q
+. "$HARNESS_LIB/filter_mutt.sh"
+mutt_sees_7_days "$P"
 proxy_alive || fail "the proxy died"
 gw_finish

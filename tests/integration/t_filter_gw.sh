@@ -60,12 +60,7 @@ from pimapc import PimapClient, View
 GW = int(E["GW_PORT"])
 
 
-def pimap(device, user="bob"):
-    c = PimapClient(HOST, GW, tls=True, cafile=CA, timeout=20)
-    c.connect()
-    res = c.pimap_login(user, device, PASS)
-    check(res.status == "OK", "login %s#P%s: %r" % (user, device, res.status), quiet=True)
-    return c
+pimap = gateway_client
 
 
 def xf(c, args):
@@ -312,12 +307,7 @@ from pimapc import PimapClient, View
 GW = int(E["GW_PORT"])
 
 
-def pimap(device, user="bob"):
-    c = PimapClient(HOST, GW, tls=True, cafile=CA, timeout=20)
-    c.connect()
-    res = c.pimap_login(user, device, PASS)
-    check(res.status == "OK", "login %s#P%s: %r" % (user, device, res.status), quiet=True)
-    return c
+pimap = gateway_client
 
 
 def ok(c, cmd):

@@ -94,15 +94,9 @@ from filter_lib import *
 from pimapc import PimapClient, View
 import time
 
-PP = int(E["PROXY_PORT"])
 
 
-def client():
-    c = PimapClient(HOST, PP, tls=False, timeout=20)
-    c.connect()
-    r = c.command('LOGIN alice "%s"' % PASS)[1]
-    check(r[-1].status == "OK", "LOGIN through the proxy: %r" % r[-1].first, quiet=True)
-    return c
+client = proxy_client
 
 
 @step("2. a 7-day view, Junk and Trash empty; the gateway holds the file's rules")
@@ -166,18 +160,8 @@ run_steps()
 PYEOF
 
 # ---- 4. mutt -----------------------------------------------------------------
-. "$HARNESS_LIB/mutt.sh"
-WANT=$(python3 -c '
-from filter_lib import *
-s = store_client("alice")
-print(len(reference(s, "INBOX", "SINCE %s" % imap_date(7))))')
-write_muttrc "$P"
-start_mutt
-expect_screen 30 "mutt shows INBOX with the 7-day view ($WANT messages)" "Msgs:$WANT" "days old]"
-screen_has "40 days old" && { show_screen; fail "mutt shows a message older than 7 days"; }
-log "ok: mutt shows $WANT messages, none older than 7 days"
-tmx send-keys -t mutt q
-wait_for 10 sh -c "tmux -S '$TMUX_SOCK' capture-pane -p -t mutt | grep -q MUTT-EXITED" || true
+. "$HARNESS_LIB/filter_mutt.sh"
+mutt_sees_7_days "$P"
 
 # ---- 5. reload ---------------------------------------------------------------
 sed -i 's/days: 7/days: 30/' "$FILTERS"
@@ -192,9 +176,7 @@ from pimapc import PimapClient
 @step("5a. SIGHUP with a 30-day file: the next session has the 30-day view")
 def _():
     s = store_client("alice")
-    c = PimapClient(HOST, int(E["PROXY_PORT"]), tls=False, timeout=20)
-    c.connect()
-    c.ok('LOGIN alice "%s"' % PASS)
+    c = proxy_client()
     v = c.select_view("INBOX")
     ref = reference(s, "INBOX", "SINCE %s" % imap_date(30))
     probs = check_view(c, v, ref, "30-day view")
@@ -218,9 +200,7 @@ from pimapc import PimapClient
 @step("5b. SIGHUP with a broken file: the 30-day rules stay")
 def _():
     s = store_client("alice")
-    c = PimapClient(HOST, int(E["PROXY_PORT"]), tls=False, timeout=20)
-    c.connect()
-    c.ok('LOGIN alice "%s"' % PASS)
+    c = proxy_client()
     v = c.select_view("INBOX")
     ref = reference(s, "INBOX", "SINCE %s" % imap_date(30))
     check(v.uids() == ref, "still the 30-day view: %d messages" % len(v))

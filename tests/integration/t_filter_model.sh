@@ -75,11 +75,7 @@ def pimap():
         c.connect()
         c.ok('LOGIN %s "%s"' % (USER, PASS))
         return c
-    c = PimapClient(HOST, GW, tls=True, cafile=CA, timeout=20)
-    c.connect()
-    res = c.pimap_login(USER, "model", PASS)
-    check(res.status == "OK", "login: %r" % res.status, quiet=True)
-    return c
+    return gateway_client("model", USER)
 
 
 s = store_client(USER)

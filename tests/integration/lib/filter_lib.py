@@ -9,6 +9,8 @@
   reference(store, mailbox, keys) -> [uid]
       the view computed by the store itself: UID SEARCH <keys> directly on
       Dovecot (DAYSBEFORETODAY written by the test as SINCE imap_date(n)).
+  gateway_client(device, user) -> a logged-in PimapClient at the gateway
+  proxy_client(user) -> a logged-in PimapClient at pimap-proxy
   check_view(c, view, ref, what) -> list of problems
       the client's model equals the reference, and SEARCH ALL, UID SEARCH
       ALL, STATUS (MESSAGES) and FETCH 1:* (UID) through the connection
@@ -97,6 +99,26 @@ def store_client(user="bob"):
                     tls=False, tag_prefix="D")
     s.ok("SELECT INBOX")
     return s
+
+
+def gateway_client(device, user="bob"):
+    """A P-IMAP session at the test's gateway (GW_PORT, TLS, the test CA) as user#P<device>."""
+    c = pimapc.PimapClient("127.0.0.1", int(os.environ["GW_PORT"]), tls=True, cafile=os.environ["CA"], timeout=20)
+    c.connect()
+    res = c.pimap_login(user, device, os.environ.get("DOVECOT_PASS", "secret"))
+    if res.status != "OK":
+        raise AssertionError("login %s#P%s: %r" % (user, device, res.first))
+    return c
+
+
+def proxy_client(user="alice"):
+    """A logged-in plain IMAP connection to the test's pimap-proxy (PROXY_PORT)."""
+    c = pimapc.PimapClient("127.0.0.1", int(os.environ["PROXY_PORT"]), tls=False, timeout=20)
+    c.connect()
+    r = c.command('LOGIN %s "%s"' % (user, os.environ.get("DOVECOT_PASS", "secret")))[1]
+    if r[-1].status != "OK":
+        raise AssertionError("LOGIN through the proxy: %r" % r[-1].first)
+    return c
 
 
 def all_uids(store, mailbox="INBOX"):
