@@ -105,6 +105,16 @@ struct leave_ctx {
 /* Longest x-pimap-resume value kept (see client_id). */
 #define RESUME_TOKEN_MAX 64
 
+/* view_parked_*: does new mail in a parked folder pass the device's filters? */
+struct parked_push {
+	bool wanted;       /* new mail came: search before the next IDLE */
+	bool running;
+	bool failed;       /* the store refused the search: wake (a wake-up too many, not one lost) */
+	uint32_t from;     /* the first UID not yet checked (0: not known yet) */
+	char tag[2][16];   /* the searches: new mail that passes, the highest UID */
+	uint32_t min, max; /* their answers */
+};
+
 struct parked {
 	struct parked *next;
 	struct device_session *ds;
@@ -127,6 +137,7 @@ struct parked {
 	bool notify_wanted;         /* carry the session's NOTIFY for the other subscribed folders */
 	bool notify_on;             /* NOTIFY SET is in force on this connection */
 	char resume_token[RESUME_TOKEN_MAX + 1]; /* the client's x-pimap-resume ID field, "" if none */
+	struct parked_push push;    /* new mail checked against XFILTER before an out-band wake-up */
 };
 
 /*
@@ -544,11 +555,11 @@ static bool device_live(const struct device_session *ds)
  * device. m is the store's untagged response (NULL for a NOTIFY STATUS
  * count, or an event a view already decided). A folder the view hides
  * (V NONE) wakes nobody, nor does new mail where N is NONE. Whether a new
- * message matches criteria is not known here without a search: it wakes
- * the device (a wake-up too many rather than one lost); a device with a
- * view selected in-response is woken by the view itself, which has
- * decided (view_push). PIMAP_EVENT_FILTER is applied in
- * outband_device_event.
+ * message matches criteria needs a search: a parked folder makes it first
+ * (view_parked_new_mail), a view selected in-response has made it
+ * (view_push); elsewhere (NOTIFY STATUS of another folder) the mail wakes
+ * the device (a wake-up too many rather than one lost).
+ * PIMAP_EVENT_FILTER is applied in outband_device_event.
  */
 static bool notification_filter_allows(const struct device_session *ds, const char *mailbox, int ev)
 {
@@ -585,6 +596,9 @@ static void outband_on_event(struct device_session *ds, const char *mailbox, int
 /* parked store connections                                                  */
 
 static void parked_untagged(struct store_conn *sc, const struct imap_msg *m, void *ctx);
+static bool view_parked_new_mail(struct parked *p, const struct imap_msg *m);
+static bool view_parked_check(struct parked *p);
+static bool view_parked_untagged(struct parked *p, const struct imap_msg *m);
 static void parked_continuation(struct store_conn *sc, const struct imap_msg *m, void *ctx);
 static void parked_closed(struct store_conn *sc, const char *reason, void *ctx);
 
@@ -627,7 +641,7 @@ static void session_arm_watch(struct device_session *ds);
 
 static void parked_start_idle(struct parked *p)
 {
-	if (!p->sc || p->idling)
+	if (!p->sc || p->idling || view_parked_check(p))
 		return;
 	p->idling = true;
 	snprintf(p->idle_tag, sizeof(p->idle_tag), "%s", store_conn_sendf(p->sc, parked_idle_done, p, "IDLE"));
@@ -782,7 +796,8 @@ static void parked_count_event(struct parked *p, const struct imap_msg *m)
 		return;
 	folder_state_track(&p->sel, m);
 	p->events++;
-	outband_on_event(p->ds, p->sel.mailbox, outband_event_of(m), m);
+	if (!view_parked_new_mail(p, m))
+		outband_on_event(p->ds, p->sel.mailbox, outband_event_of(m), m);
 	if (p->events > p->ds->srv->cfg->max_queued_events && !p->overflow) {
 		p->overflow = true;
 		log_msg(LOG_LEVEL_INFO, NULL, "session %s#P%s: more than %lld events queued for %s: RESYNC on resume",
@@ -794,7 +809,7 @@ static void parked_untagged(struct store_conn *sc, const struct imap_msg *m, voi
 {
 	struct parked *p = ctx;
 	(void)sc;
-	if (snapshot_offer(p->snap, m))
+	if (snapshot_offer(p->snap, m) || view_parked_untagged(p, m))
 		return;
 	if (m->kind == IMAP_MSG_UNTAGGED && m->nargs >= 1 && imap_arg_is_atom(&m->args[0], "STATUS")) {
 		watch_status(p, m);
@@ -2232,6 +2247,112 @@ static void view_park(struct gw_conn *c, struct parked *p)
 		p->view.uidnext = uidset_max(&p->view.uids) + 1;
 	p->have_view = true;
 	gw_state_folder_save(c->srv->db, p->ds->user, p->ds->device, p->sel.mailbox, &p->view);
+}
+
+/*
+ * Out-band wake-ups from a parked folder whose filters have criteria (a
+ * VIP list, say): new mail wakes the device only if some of it passes the
+ * view and the notification filter (xfilter_push_keys). The parked IDLE
+ * ends, two searches run (the new messages that pass; the folder's highest
+ * UID, where the next check starts) and the IDLE resumes. Without criteria
+ * (ALL, NONE) notification_filter_allows decides at once.
+ */
+static bool view_parked_new_mail(struct parked *p, const struct imap_msg *m)
+{
+	struct device_session *ds = p->ds;
+	uint32_t n;
+	if (!imap_untagged_num(m, "EXISTS", &n) || !ds->srv->outband || device_live(ds) || !p->sel.mailbox)
+		return false;
+	const char *view = xfilter_set_get(&ds->filters, p->sel.mailbox, XFILTER_VIEW);
+	const char *notify = xfilter_set_get(&ds->filters, p->sel.mailbox, XFILTER_NOTIFY);
+	bool criteria = (!xfilter_is_all(view) && !xfilter_is_none(view)) ||
+	                (!xfilter_is_all(notify) && !xfilter_is_none(notify));
+	if (!criteria || xfilter_is_none(view) || xfilter_is_none(notify))
+		return false;
+	p->push.wanted = true;
+	if (p->idling && p->sc)
+		store_conn_send_raw(p->sc, "DONE\r\n", 6); /* parked_idle_done -> parked_start_idle -> the check */
+	return true;
+}
+
+static void view_parked_search_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct parked *p = ctx;
+	(void)sc;
+	p->push.failed = m->status != IMAP_STATUS_OK;
+}
+
+static void view_parked_check_done(struct store_conn *sc, const struct imap_msg *m, void *ctx)
+{
+	struct parked *p = ctx;
+	(void)sc;
+	p->push.running = false;
+	if (p->push.failed) {
+		outband_on_event(p->ds, p->sel.mailbox, OB_NEW_MESSAGE, NULL);
+	} else if (m->status == IMAP_STATUS_OK && p->push.max) {
+		/* "UID n:*" names the last message even below n: only UIDs from n on count. */
+		if (p->push.min >= p->push.from) {
+			log_msg(LOG_LEVEL_DEBUG, NULL, "session %s#P%s: new mail in %s passes the filters (UID %u)",
+			        p->ds->user, p->ds->device, p->sel.mailbox, p->push.min);
+			outband_on_event(p->ds, p->sel.mailbox, OB_NEW_MESSAGE, NULL);
+		} else {
+			log_msg(LOG_LEVEL_DEBUG, NULL, "session %s#P%s: new mail in %s does not pass the filters: no wake-up",
+			        p->ds->user, p->ds->device, p->sel.mailbox);
+		}
+		if (p->push.max >= p->push.from)
+			p->push.from = p->push.max + 1;
+	}
+	if (!p->taken)
+		parked_start_idle(p); /* or the next check, if more mail came meanwhile */
+}
+
+/* Before IDLE: run the check new mail asked for; true if it runs (IDLE follows it). */
+static bool view_parked_check(struct parked *p)
+{
+	if (!p->push.wanted || p->push.running || !p->sc || p->taken || !p->sel.mailbox)
+		return false;
+	p->push.wanted = false;
+	struct device_session *ds = p->ds;
+	struct buf keys;
+	buf_init(&keys, 0);
+	if (!xfilter_push_keys(&ds->filters, p->sel.mailbox, xfilter_today(time(NULL)), &keys)) {
+		buf_free(&keys);
+		return false;
+	}
+	buf_append(&keys, "", 1);
+	if (!p->push.from)
+		p->push.from = p->have_view && p->view.uids.count ? uidset_max(&p->view.uids) + 1
+		                                                  : (p->sel.uidnext ? p->sel.uidnext : 1);
+	bool utf8 = xfilter_needs_utf8(xfilter_set_get(&ds->filters, p->sel.mailbox, XFILTER_VIEW)) ||
+	            xfilter_needs_utf8(xfilter_set_get(&ds->filters, p->sel.mailbox, XFILTER_NOTIFY));
+	p->push.min = p->push.max = 0;
+	p->push.failed = false;
+	p->push.running = true;
+	snprintf(p->push.tag[0], sizeof(p->push.tag[0]), "%s",
+	         store_conn_sendf(p->sc, view_parked_search_done, p, "UID SEARCH RETURN (MIN) %sUID %u:* %s", utf8 ? "CHARSET UTF-8 " : "",
+	                          p->push.from, (const char *)buf_head(&keys)));
+	snprintf(p->push.tag[1], sizeof(p->push.tag[1]), "%s",
+	         store_conn_sendf(p->sc, view_parked_check_done, p, "UID SEARCH RETURN (MAX) ALL"));
+	buf_free(&keys);
+	return true;
+}
+
+/* "* ESEARCH (TAG "t") UID MIN n" / "... MAX n" of the check. */
+static bool view_parked_untagged(struct parked *p, const struct imap_msg *m)
+{
+	if (!p->push.running || m->nargs < 2 || !imap_arg_is_atom(&m->args[0], "ESEARCH") ||
+	    m->args[1].type != IMAP_ARG_LIST || m->args[1].list_count != 2)
+		return false;
+	const struct imap_arg *tag = &m->args[1].list[1];
+	for (int k = 0; k < 2; k++) {
+		if (tag->len != strlen(p->push.tag[k]) || memcmp(tag->str, p->push.tag[k], tag->len) != 0)
+			continue;
+		for (size_t i = 2; i + 1 < m->nargs; i++)
+			if (imap_arg_is_atom(&m->args[i], k == 0 ? "MIN" : "MAX"))
+				imap_parse_u32(m->args[i + 1].str, m->args[i + 1].len, k == 0 ? &p->push.min : &p->push.max);
+		return true;
+	}
+	return false;
 }
 
 /* SIGTERM: save the view a filtered folder's client has; false if it cannot be trusted. */

@@ -15,7 +15,8 @@
 #     gets no POST (the failure is logged);
 #  6. UDP with EMN: the datagram is the EMN document; EXTENDED: it opens with
 #     the device key from XPROVISION and names NEW_MESSAGE in INBOX;
-#  7. XFILTER INBOX N NONE: new mail wakes nobody; N ALL again: it does.
+#  7. XFILTER INBOX N NONE: new mail wakes nobody; N ALL again: it does;
+#     N FROM the boss: a newsletter wakes nobody, the boss's mail does.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
@@ -191,7 +192,7 @@ def _():
 
 
 
-@step("7. XFILTER: new mail the notification filter refuses (N NONE) wakes nobody")
+@step("7. XFILTER: new mail the notification filter refuses (N NONE, N criteria) wakes nobody")
 def _():
     hook = [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"), ("PIMAP_OUTBAND_FORMAT", "EMN"),
             ("PIMAP_OUTBAND_ADDRESS", '"https://localhost:%s/filtered"' % E["HOOK_PORT"])]
@@ -208,7 +209,18 @@ def _():
     park(c)
     send_mail("under N ALL")
     check(wait_posts(n + 1, 10), "N ALL again: new mail is posted")
+    c = device("hook3", [])
+    c.ok('XFILTER INBOX N FROM "boss@example.com"')
+    park(c)
+    time.sleep(3.2)
+    n = len(posts())
+    deliver(LMTP, "carol", make_message("a newsletter", sender="news@lists.example.net"))
+    time.sleep(2.5)
+    check(len(posts()) == n, "a parked folder searches new mail: not from the boss, no POST")
+    deliver(LMTP, "carol", make_message("from the boss", sender="boss@example.com"))
+    check(wait_posts(n + 1, 10), "from the boss: a POST")
     c = device("hook3", [("PIMAP_OUTBAND_CHANNEL", "NONE")])
+    c.ok("XFILTER INBOX N ALL")
     c.ok("LOGOUT")
 
 run_steps()
