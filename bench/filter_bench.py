@@ -24,6 +24,7 @@
 """
 
 import argparse
+import datetime
 import json
 import os
 import random
@@ -140,6 +141,27 @@ def cmd_cost(a):
     rss1 = rss_kb(a.gw_pid)
     mid = relay_stats(a.stats)
     exists = max([int(m.group(1)) for r in resps for m in [re.match(r"^\* (\d+) EXISTS", r.first)] if m] or [0])
+    # Leave and come back: the saved view is caught up (the store has its caches warm now).
+    c.ok("UNSELECT")
+    t0 = time.monotonic()
+    c.ok("SELECT INBOX")
+    again_s = time.monotonic() - t0
+    # What the store alone takes for the searches a view is built from (its part of the SELECT).
+    store_s = None
+    if a.store_port:
+        d = imapc.Client("127.0.0.1", a.store_port, timeout=600)
+        d.connect()
+        d.login(a.user, a.password)
+        d.ok("EXAMINE INBOX")
+        since = (datetime.date.today() - datetime.timedelta(days=14)).strftime("%d-%b-%Y")
+        keys = "ALL" if not a.view or a.view == "ALL" else "SINCE " + since
+        t0 = time.monotonic()
+        d.ok("UID SEARCH RETURN (ALL) ALL")
+        if keys != "ALL":
+            d.ok("UID SEARCH RETURN (ALL) " + keys)
+        store_s = time.monotonic() - t0
+        d.ok("LOGOUT")
+        d.close()
     waits, per_bytes = [], []
     n = exists
     for i in range(a.deliveries):
@@ -156,6 +178,8 @@ def cmd_cost(a):
     c.ok("LOGOUT")
     c.close()
     print(json.dumps({"view": a.view or "ALL", "exists": exists, "select_seconds": round(select_s, 3),
+                      "select_again_seconds": round(again_s, 3),
+                      "store_search_seconds": round(store_s, 3) if store_s is not None else None,
                       "rss_growth_kb": rss1 - rss0,
                       "select_store_bytes": (mid["up"] - before["up"]) + (mid["down"] - before["down"]),
                       "push_seconds_median": round(statistics.median(waits), 3) if waits else None,
@@ -213,19 +237,29 @@ def cmd_report(a):
              "message costs one search of the new UIDs and one of those that match, whatever the folder's "
              "size. Medians of %s deliveries." % ex.get("deliveries"))
     L.append("")
-    L.append("| folder | view | messages in the view | SELECT | store bytes for the SELECT | gateway RSS growth | push after delivery | store bytes per delivery |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    L.append("| folder | view | messages in the view | first SELECT | SELECT again | the store's searches alone | store bytes for the SELECT | gateway RSS growth | push after delivery | store bytes per delivery |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in d["cost"]:
-        L.append("| %s messages | `%s` | %d | %.3f s | %s | %d KB | %.3f s | %s |"
-                 % (c["folder"], c["view"], c["exists"], c["select_seconds"], kb(c["select_store_bytes"]),
-                    c["rss_growth_kb"], c["push_seconds_median"], kb(c["store_bytes_per_delivery_median"])))
+        L.append("| %s messages | `%s` | %d | %.3f s | %.3f s | %s | %s | %d KB | %.3f s | %s |"
+                 % (c["folder"], c["view"], c["exists"], c["select_seconds"], c["select_again_seconds"],
+                    "%.3f s" % c["store_search_seconds"] if c.get("store_search_seconds") is not None else "-",
+                    kb(c["select_store_bytes"]), c["rss_growth_kb"], c["push_seconds_median"],
+                    kb(c["store_bytes_per_delivery_median"])))
     L.append("")
-    L.append("The push time is dominated by Dovecot, which reports new mail about 0.5 s after a delivery "
-             "(ENVIRONMENT-NOTES); the view adds the two searches on the gateway's LAN link to the store.")
+    L.append("*First SELECT* is the device's first visit (a fresh view); *SELECT again* leaves the folder "
+             "and comes back, which catches the saved view up. *The store's searches alone* is Dovecot "
+             "answering the view's two UID SEARCH RETURN (ALL) on a direct connection, right after: a "
+             "view's SELECT costs about that on top of a plain one. The first search by date in a big "
+             "Maildir folder is slower (Dovecot reads each file's date into its cache once), which the "
+             "first SELECT can show. The push time is dominated by Dovecot, which reports new mail about "
+             "0.5 s after a delivery (ENVIRONMENT-NOTES); the view adds its searches of the new UIDs on "
+             "the gateway's LAN link to the store.")
     L.append("")
-    L.append("Memory: the view's map takes about 13 bytes a message (fview.c), 1.3 MB for 100,000 "
-             "messages; a view's change (an arrival, an expunge, an ageing) costs O(log n) in the "
-             "gateway.")
+    L.append("Memory: the view's map takes 13 bytes a message (fview.c), more while its arrays have "
+             "room to grow: 1.3 to 1.7 MB for 100,000 messages, the RSS growth above. A view's change "
+             "(an arrival, an expunge, an ageing) costs O(log n) in the gateway; the store's work for "
+             "it is a search of the new UIDs, not of the folder (the store bytes per delivery are the "
+             "same for 1,000 and 100,000 messages).")
     L.append("<!-- bench:filters:end -->")
     section = "\n".join(L) + "\n"
     print(section)
@@ -255,6 +289,7 @@ def main():
     p.add_argument("--view")
     p.add_argument("--deliveries", type=int, default=10)
     p.add_argument("--gw-pid", type=int, required=True)
+    p.add_argument("--store-port", type=int, help="the store's plain IMAP port: time its own searches")
     p = sub.add_parser("report")
     p.add_argument("--json", required=True)
     p.add_argument("--output")

@@ -12,8 +12,10 @@
 #    --runs times each after one warm-up round.
 # 2. The cost of a view (filter_bench.py cost): a second pimap-gateway whose
 #    store connection goes through a counting relay; SELECT of INBOX with
-#    and without a 14-day view, then --deliveries new messages in IDLE, for
-#    a 1,000-message and a --big-message folder (tiny messages over a year).
+#    and without a 14-day view (first visit, then again after leaving it,
+#    and Dovecot's own time for the view's searches on a direct
+#    connection), then --deliveries new messages in IDLE, for a
+#    1,000-message and a --big-message folder (tiny messages over a year).
 # Prints a Markdown section and, with --output FILE, writes it between
 # <!-- bench:filters:start --> and <!-- bench:filters:end --> of FILE.
 #
@@ -130,7 +132,7 @@ for u in small big; do
 	for view in ALL "DAYSBEFORETODAY 14"; do
 		$FB cost --port "$GW2_PORT" --ca "$CA" --user "$u" --password "$DOVECOT_PASS" --device "cost$RANDOM" \
 			--stats "$STORE_CTL" --lmtp "127.0.0.1:$DOVECOT_LMTP" --view "$view" --deliveries "$DELIVERIES" \
-			--gw-pid "$GW2_PID" |
+			--gw-pid "$GW2_PID" --store-port "$DOVECOT_IMAP" |
 			python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["folder"]=sys.argv[1]; print(json.dumps(d))' \
 				"$([ $u = big ] && echo "$BIG" || echo 1000)" >>"$T/cost.jsonl" || fail "cost $u $view failed"
 		log "cost $u $view: $(tail -n 1 "$T/cost.jsonl")"
