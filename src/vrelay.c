@@ -1119,6 +1119,24 @@ static bool set_arg(struct vrelay *vr, const struct imap_arg *a, bool uid, struc
 	return rc == 0;
 }
 
+/* A sequence set (uid: a UID set) as a search key: the view's UIDs in it, "(NOT ALL)" for none. */
+static bool set_key(struct vrelay *vr, const struct imap_arg *a, bool uid, size_t *i, struct buf *out, char *err,
+                    size_t errlen)
+{
+	struct uidset set;
+	uidset_init(&set);
+	bool ok = set_arg(vr, a, uid, &set, err, errlen);
+	if (ok && set.count) {
+		buf_append_str(out, "UID ");
+		uidset_format(&set, out);
+	} else if (ok) {
+		buf_append_str(out, "(NOT ALL)");
+	}
+	uidset_free(&set);
+	(*i)++;
+	return ok;
+}
+
 /* Append a client's search keys, sequence sets as UID sets; false with err for what cannot be relayed. */
 static bool search_keys(struct vrelay *vr, const struct imap_arg *args, size_t n, size_t *i, struct buf *out,
                         unsigned depth, char *err, size_t errlen);
@@ -1141,20 +1159,8 @@ static bool search_key(struct vrelay *vr, const struct imap_arg *args, size_t n,
 		(*i)++;
 		return ok;
 	}
-	if (xfilter_is_sequence_set(a)) {
-		struct uidset set;
-		uidset_init(&set);
-		bool ok = set_arg(vr, a, false, &set, err, errlen);
-		if (ok && set.count) {
-			buf_append_str(out, "UID ");
-			uidset_format(&set, out);
-		} else if (ok) {
-			buf_append_str(out, "(NOT ALL)");
-		}
-		uidset_free(&set);
-		(*i)++;
-		return ok;
-	}
+	if (xfilter_is_sequence_set(a))
+		return set_key(vr, a, false, i, out, err, errlen);
 	const struct xfilter_key *k = xfilter_key_lookup(a);
 	if (!k) {
 		snprintf(err, errlen, "search key %.*s is not supported in a filtered folder", (int)(a->len > 40 ? 40 : a->len),
@@ -1183,20 +1189,8 @@ static bool search_key(struct vrelay *vr, const struct imap_arg *args, size_t n,
 		snprintf(err, errlen, "%s needs %u argument%s", k->name, nargs, nargs > 1 ? "s" : "");
 		return false;
 	}
-	if (k->nargs == 1 && k->arg[0] == XFA_SET) {
-		struct uidset set;
-		uidset_init(&set);
-		bool ok = set_arg(vr, &args[*i], true, &set, err, errlen);
-		if (ok && set.count) {
-			buf_append_str(out, "UID ");
-			uidset_format(&set, out);
-		} else if (ok) {
-			buf_append_str(out, "(NOT ALL)");
-		}
-		uidset_free(&set);
-		(*i)++;
-		return ok;
-	}
+	if (k->nargs == 1 && k->arg[0] == XFA_SET)
+		return set_key(vr, &args[*i], true, i, out, err, errlen);
 	buf_append_str(out, k->name);
 	for (unsigned j = 0; j < nargs; j++) {
 		const struct imap_arg *v = &args[*i + j];
