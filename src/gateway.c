@@ -550,7 +550,7 @@ static bool device_live(const struct device_session *ds)
 }
 
 /*
- * The view and notification filters (XFILTER, docs/PROTOCOL.md section 8)
+ * The view and notification filters (XFILTER, docs/PROTOCOL.md section 10)
  * for an out-band wake-up: whether this event in mailbox may wake the
  * device. m is the store's untagged response (NULL for a NOTIFY STATUS
  * count, or an event a view already decided). A folder the view hides
@@ -2524,7 +2524,7 @@ static bool view_status(struct gw_conn *c, const struct imap_msg *m)
 	return true;
 }
 
-/* XFILTER <mailbox|ALL> <V|N|B> <GET|NONE|ALL|criteria> (docs/PROTOCOL.md section 8). */
+/* XFILTER <mailbox|ALL> <V|N|B> <GET|NONE|ALL|criteria> (docs/PROTOCOL.md section 10). */
 static void xfilter_get_line(struct gw_conn *c, const char *mailbox, enum xfilter_which kind, const char *value)
 {
 	struct buf b;

@@ -1,6 +1,6 @@
 /*
  * xfilter.h - XFILTER: view and notification filters (docs/PROTOCOL.md
- * section 8), parsed and validated.
+ * section 10), parsed and validated.
  *
  * The -01 per-folder form of the draft:
  *

@@ -1,6 +1,6 @@
 #!/bin/bash
 # t_filter_gw.sh - pimap-gateway: XFILTER view and notification filters
-# (docs/PROTOCOL.md section 8) against a real Dovecot.
+# (docs/PROTOCOL.md section 10) against a real Dovecot.
 #
 # bob's INBOX holds 120 messages spread over 90 days (APPENDed with their
 # arrival dates), from VIP and other senders, of various sizes, some seen.
