@@ -195,8 +195,8 @@ def _():
 @step("7. XFILTER: new mail the notification filter refuses (N NONE, N criteria) wakes nobody")
 def _():
     hook = [("PIMAP_OUTBAND_CHANNEL", "WEBHOOK"), ("PIMAP_OUTBAND_FORMAT", "EMN"),
-            ("PIMAP_OUTBAND_ADDRESS", '"https://localhost:%s/filtered"' % E["HOOK_PORT"])]
-    c = device("hook3", hook)
+            ("PIMAP_OUTBAND_ADDRESS", '"https://127.0.0.1:%s/up/filtered"' % E["HOOK_PORT"])]
+    c = pimap_device("carol", "hook3", hook)
     c.ok("XFILTER INBOX N NONE")
     park(c)
     time.sleep(3.2)
@@ -204,12 +204,12 @@ def _():
     send_mail("under N NONE")
     time.sleep(2.5)
     check(len(posts()) == n, "no POST for new mail under XFILTER INBOX N NONE")
-    c = device("hook3", [])
+    c = pimap_device("carol", "hook3", [])
     c.ok("XFILTER INBOX N ALL")
     park(c)
     send_mail("under N ALL")
     check(wait_posts(n + 1, 10), "N ALL again: new mail is posted")
-    c = device("hook3", [])
+    c = pimap_device("carol", "hook3", [])
     c.ok('XFILTER INBOX N FROM "boss@example.com"')
     park(c)
     time.sleep(3.2)
@@ -219,9 +219,10 @@ def _():
     check(len(posts()) == n, "a parked folder searches new mail: not from the boss, no POST")
     deliver(LMTP, "carol", make_message("from the boss", sender="boss@example.com"))
     check(wait_posts(n + 1, 10), "from the boss: a POST")
-    c = device("hook3", [("PIMAP_OUTBAND_CHANNEL", "NONE")])
+    c = pimap_device("carol", "hook3", [("PIMAP_OUTBAND_CHANNEL", "NONE")])
     c.ok("XFILTER INBOX N ALL")
     c.ok("LOGOUT")
+
 
 run_steps()
 PYEOF
