@@ -209,6 +209,7 @@ struct client_cmd {
 	struct gw_folder_rec *saved;
 	struct buf sel_raw;       /* the store's responses as they came */
 	struct buf sel_rewritten; /* the same, describing the saved view */
+	char store_tag[16];       /* the tag it has at the store (relayed commands), "" until sent */
 	struct deliver_job *job;  /* XDELIVER in progress (gw_deliver.c) */
 	bool view_seq;            /* a filtered folder's command with sequence numbers: no EXPUNGE before its reply */
 	bool view_open;           /* SELECT of a filtered folder: answered when the view is open */
@@ -1481,6 +1482,41 @@ static void select_catchup_done(struct catchup *cu, bool resync, struct buf *eve
 /* ------------------------------------------------------------------------ */
 /* store callbacks for an attached connection                                */
 
+/*
+ * "* ESEARCH (TAG "G12") ..." names the command by the tag it has at the
+ * store (RFC 4731): the client must see its own tag there. Writes the
+ * rewritten response and returns true when m is such a response.
+ */
+static bool esearch_retagged(struct gw_conn *c, const struct imap_msg *m)
+{
+	if (m->nargs < 2 || !imap_arg_is_atom(&m->args[0], "ESEARCH") || m->args[1].type != IMAP_ARG_LIST ||
+	    m->args[1].list_count != 2 || !imap_arg_is_atom(&m->args[1].list[0], "TAG") ||
+	    !imap_arg_is_string(&m->args[1].list[1]))
+		return false;
+	const struct imap_arg *t = &m->args[1].list[1];
+	for (const struct client_cmd *cmd = c->cmds; cmd; cmd = cmd->next) {
+		if (!cmd->store_tag[0] || strlen(cmd->store_tag) != t->len || memcmp(cmd->store_tag, t->str, t->len) != 0)
+			continue;
+		/* the store wrote the tag as a quoted string: "(TAG \"G12\")" */
+		char old[32];
+		int olen = snprintf(old, sizeof(old), "\"%s\")", cmd->store_tag);
+		const uint8_t *at = memmem(m->raw, m->raw_len, old, (size_t)olen);
+		if (!at)
+			return false;
+		struct buf out;
+		buf_init(&out, 0);
+		buf_append(&out, m->raw, (size_t)(at - m->raw));
+		/* a tag-string is a string; a tag holds no quoted-specials (RFC 3501) */
+		buf_printf(&out, "\"%s\")", cmd->tag);
+		size_t done = (size_t)(at - m->raw) + (size_t)olen;
+		buf_append(&out, m->raw + done, m->raw_len - done);
+		client_write(c, buf_head(&out), buf_len(&out));
+		buf_free(&out);
+		return true;
+	}
+	return false;
+}
+
 static void conn_store_untagged(struct store_conn *sc, const struct imap_msg *m, void *ctx)
 {
 	struct gw_conn *c = ctx;
@@ -1503,7 +1539,8 @@ static void conn_store_untagged(struct store_conn *sc, const struct imap_msg *m,
 	} else if (relay_in_flight(c)) {
 		/* Data for a command of the client, or an event it will see with the reply. */
 		release_held(c);
-		client_write(c, m->raw, m->raw_len);
+		if (!esearch_retagged(c, m))
+			client_write(c, m->raw, m->raw_len);
 	} else {
 		handle_event(c, m, before);
 	}
@@ -1671,7 +1708,7 @@ static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_
 			gw_folder_rec_free(&saved);
 		}
 	}
-	store_send(c, &line, relay_done, cmd);
+	store_send_tagged(c, &line, relay_done, cmd, cmd->store_tag);
 	buf_free(&line);
 }
 

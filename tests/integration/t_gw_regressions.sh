@@ -75,7 +75,7 @@ section() {
 }
 
 start_gateway "${GW_ARGS[@]}"
-for s in b c d e f i j k; do
+for s in b c d e f i j k l; do
 	section "$s"
 done
 

@@ -32,6 +32,8 @@ with its own user so that a failure in one does not disturb the others:
   k  kim    the password changes at the store while the session is parked:
             the new password takes the parked connection back (events, no
             RESYNC), and the old one is refused from then on
+  l  alice  ESEARCH's (TAG "...") names the client's command, not the tag
+            the gateway gave it at the store (plain and P-IMAP sessions)
 
 Environment (from the shell): GW_PORT, GW_PID, GW_LOG, CA, DOVECOT_IMAPS,
 DOVECOT_LMTP, DOVECOT_PASS, DOVECOT_PID (Dovecot runs with
@@ -748,8 +750,26 @@ def sec_k():
     set_store_password("kim", PASS)
 
 
+def sec_l():
+    deliver_n("alice", 3, "l")
+    for device in (None, "esearch1"):
+        c = gw("alice %s" % (device or "plain"))
+        if device:
+            r = c.pimap_login("alice", device, PASS)
+            C.check(r.status == "OK", "P-IMAP login: %s" % r.tagged.first)
+        else:
+            c.login("alice", PASS)
+        c.ok("SELECT INBOX")
+        tag, resps = c.command("UID SEARCH RETURN (ALL COUNT) ALL")
+        es = [r.first for r in resps if r.first.upper().startswith("* ESEARCH")]
+        C.check(len(es) == 1 and es[0].startswith('* ESEARCH (TAG "%s") UID ' % tag),
+                "%s session: ESEARCH carries the client's tag %s: %r" % ("P-IMAP" if device else "plain", tag, es))
+        c.ok("LOGOUT")
+        c.close()
+
+
 SECTIONS = {"a": sec_a, "b": sec_b, "c": sec_c, "d": sec_d, "e": sec_e, "f": sec_f, "g": sec_g, "h": sec_h,
-            "i": sec_i, "j": sec_j, "k": sec_k}
+            "i": sec_i, "j": sec_j, "k": sec_k, "l": sec_l}
 
 if __name__ == "__main__":
     for name in sys.argv[1:]:
