@@ -58,6 +58,7 @@ struct zio {
 	bool        inf_ended;    /* the peer finished its stream (Z_FINISH before closing) */
 	const char *error;        /* static string: last failure, "no error" until then */
 	uint64_t    plain_in;     /* bytes given to zio_deflate() */
+	uint64_t    plain_flushed; /* plain_in at the last sync flush */
 	uint64_t    deflated_out; /* bytes zio_deflate() produced */
 	uint64_t    deflated_in;  /* bytes given to zio_inflate() */
 	uint64_t    plain_out;    /* bytes zio_inflate() produced */
@@ -123,6 +124,15 @@ int zio_deflate(struct zio *z, const uint8_t *data, size_t len, bool flush, stru
 {
 	if (z->def_broken)
 		return -1;
+	/*
+	 * A flush with nothing new since the last one would still make zlib emit
+	 * an empty stored block (00 00 ff ff) the first time. A peer that reads
+	 * it alone inflates zero bytes, and Thunderbird takes that as a read
+	 * that failed (its nsMsgCompressIStream::Read then reads the socket again
+	 * and gets "would block"): it drops the connection. So send nothing.
+	 */
+	if (flush && len == 0 && z->plain_in == z->plain_flushed)
+		return 0;
 
 	size_t done = 0;
 	do {
@@ -174,6 +184,8 @@ int zio_deflate(struct zio *z, const uint8_t *data, size_t len, bool flush, stru
 			return -1;
 		}
 	} while (done < len);
+	if (flush)
+		z->plain_flushed = z->plain_in;
 	return 0;
 }
 

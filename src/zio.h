@@ -28,7 +28,8 @@ void zio_free(struct zio *z);
 /*
  * Compress len bytes from data and append the output to out. With flush=true
  * the output ends on a byte boundary with a sync-flush marker, and everything
- * given so far is decodable by the peer. Returns 0, or -1 on a zlib error.
+ * given so far is decodable by the peer; a flush with nothing given since the
+ * previous one appends nothing. Returns 0, or -1 on a zlib error.
  */
 int zio_deflate(struct zio *z, const uint8_t *data, size_t len, bool flush, struct buf *out);
 

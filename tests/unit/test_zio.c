@@ -191,6 +191,41 @@ static void test_flush_makes_decodable(void)
 	zio_free(rx);
 }
 
+/*
+ * A flush with nothing written since the previous one (or since the start)
+ * sends nothing: an empty stored block alone in a packet inflates to zero
+ * bytes, and Thunderbird's decompressing stream treats that as a failed read
+ * and drops the connection (seen right after COMPRESS DEFLATE's OK).
+ */
+static void test_empty_flush_sends_nothing(void)
+{
+	struct zio *tx = zio_new(-1), *rx = zio_new(-1);
+	struct buf wire, plain;
+	buf_init(&wire, 0);
+	buf_init(&plain, 0);
+
+	CU_ASSERT_EQUAL(zio_deflate(tx, NULL, 0, true, &wire), 0);
+	CU_ASSERT_EQUAL(buf_len(&wire), 0);
+
+	CU_ASSERT_EQUAL(zio_deflate(tx, (const uint8_t *)"a1 OK\r\n", 7, true, &wire), 0);
+	size_t after_first = buf_len(&wire);
+	CU_ASSERT(after_first > 0);
+	CU_ASSERT_EQUAL(zio_deflate(tx, NULL, 0, true, &wire), 0);
+	CU_ASSERT_EQUAL(buf_len(&wire), after_first);
+
+	/* Written without a flush, then flushed empty: that flush is needed. */
+	CU_ASSERT_EQUAL(zio_deflate(tx, (const uint8_t *)"a2 OK\r\n", 7, false, &wire), 0);
+	CU_ASSERT_EQUAL(zio_deflate(tx, NULL, 0, true, &wire), 0);
+	CU_ASSERT(buf_len(&wire) > after_first);
+	CU_ASSERT_EQUAL(zio_inflate(rx, buf_head(&wire), buf_len(&wire), &plain), 0);
+	assert_buf_eq(&plain, (const uint8_t *)"a1 OK\r\na2 OK\r\n", 14);
+
+	buf_free(&wire);
+	buf_free(&plain);
+	zio_free(tx);
+	zio_free(rx);
+}
+
 /* Output goes after what the buffer already holds, also when its head was consumed. */
 static void test_appends_to_existing(void)
 {
@@ -606,6 +641,7 @@ void suite_zio(void)
 	          { "round trip random", test_round_trip_random },
 	          { "levels 0 and 9", test_levels },
 	          { "flush makes decodable", test_flush_makes_decodable },
+	          { "empty flush sends nothing", test_empty_flush_sends_nothing },
 	          { "appends to existing buffer", test_appends_to_existing },
 	          { "peer flush modes", test_peer_flush_modes },
 	          { "byte at a time", test_byte_at_a_time },
