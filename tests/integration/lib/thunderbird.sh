@@ -43,8 +43,9 @@ TB_START_TIMEOUT=${TB_START_TIMEOUT:-90}
 tb_isolate_network() {
 	if [ -z "${PIMAP_TB_NETNS:-}" ] && command -v unshare >/dev/null 2>&1 &&
 		command -v ip >/dev/null 2>&1 && unshare -n true 2>/dev/null; then
-		# The harness of this first run removes its own (empty) $T;
-		# the re-run makes its own.
+		# exec runs no trap: remove this run's (empty) $T here; the
+		# re-run makes its own.
+		rm -rf "$T"
 		PIMAP_TB_NETNS=1 exec unshare -n -- bash "$0" "$@"
 	fi
 	if [ "${PIMAP_TB_NETNS:-}" = 1 ]; then
