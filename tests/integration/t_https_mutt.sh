@@ -52,7 +52,7 @@ P=$(free_port)
 PROXY_LOG=$T/proxy-persistent.log
 start_proxy --listen "127.0.0.1:$P" --listen-tls none \
 	--upstream "https://localhost:$HTTPS_PORT/pimap" --ca-file "$CA" --device-id https-persist -v
-write_muttrc "$P" delete=yes resolve=no
+write_muttrc alice "$P" delete=yes resolve=no
 start_mutt
 expect_screen 30 "persistent: mutt shows INBOX over HTTPS" "[Https subject one]" "[Https subject two]"
 grep -q "persistent mode" "$PROXY_LOG" || fail "the proxy does not say it uses persistent mode"
@@ -84,7 +84,7 @@ start_proxy --listen "127.0.0.1:$P" --listen-tls none \
 	--set link.heartbeat=30s
 wait_log "$PROXY_LOG" "listening for wake-ups" 10 || fail "no wake-up listener"
 rm -f "$T/muttrc"
-write_muttrc "$P" delete=yes resolve=no
+write_muttrc alice "$P" delete=yes resolve=no
 start_mutt
 expect_screen 30 "in-response: mutt shows INBOX" "[Https subject one]" "[Https pushed persistent]"
 wait_log "$PROXY_LOG" "got the device's out-band key" 10 || fail "the proxy did not get the key"

@@ -11,7 +11,7 @@ mutt_sees_7_days() {
 from filter_lib import *
 s = store_client("alice")
 print(len(reference(s, "INBOX", "SINCE %s" % imap_date(7))))') || fail "cannot ask the store for the 7-day view"
-	write_muttrc "$1"
+	write_muttrc alice "$1"
 	start_mutt
 	expect_screen 30 "mutt shows INBOX with the 7-day view ($want messages)" "Msgs:$want" "days old]"
 	screen_has "40 days old" && { show_screen; fail "mutt shows a message older than 7 days"; }

@@ -1,29 +1,46 @@
 # mutt.sh - stock mutt in tmux for the integration tests (sourced after
 # harness.sh). Everything mutt writes lives in $T.
 #
-#   write_muttrc PORT [SETTING...]  $T/muttrc for alice on 127.0.0.1:PORT
-#                                   (plain IMAP, IDLE on, no caches); each
-#                                   SETTING is one more "set ..." line
+#   write_muttrc USER TARGET [SETTING...]
+#                                   $T/muttrc for USER (password
+#                                   $DOVECOT_PASS, IMAP IDLE on, no caches);
+#                                   TARGET is a port on 127.0.0.1 (plain
+#                                   IMAP) or "tunnel=COMMAND" (mutt's
+#                                   $tunnel: COMMAND speaks IMAP on its
+#                                   stdin/stdout); each SETTING is one more
+#                                   "set ..." line
 #   start_mutt                      mutt -F $T/muttrc in a detached tmux
 #                                   session; sets TMUX_PID (tracked)
+#   mutt_pid                        the pid of mutt itself (in the pane)
 #   screen / screen_has STR...      read mutt's screen / all STRs are on it
 #   show_screen                     print it to stderr (before a failure)
 #   expect_screen T WHAT STR...     wait up to T s for STRs, else fail WHAT
 #   stop_mutt_tmux                  stop the tmux server by its pid
 #   store_has PYTHON-EXPR           true if the expression holds, with t =
-#                                   [(uid, flags)] of alice's INBOX at Dovecot
+#                                   [(uid, flags)] of $MUTT_USER's INBOX at
+#                                   Dovecot
 
 TMUX_SOCK=$T/tmux.sock
 tmx() { tmux -S "$TMUX_SOCK" "$@"; }
 
+MUTT_USER=alice
 write_muttrc() {
-	local port=$1 extra
-	shift
+	local user=$1 target=$2 extra folder tunnel=""
+	shift 2
+	MUTT_USER=$user
+	case $target in
+	tunnel=*)
+		# The host name is only a label: mutt runs the tunnel instead of connecting.
+		folder="imap://$user@pimap-tunnel/"
+		tunnel=${target#tunnel=}
+		;;
+	*) folder="imap://$user@127.0.0.1:$target/" ;;
+	esac
 	cat >"$T/muttrc" <<EOF2
 # Non-interactive mutt for the tests; everything lives in $T.
-set folder="imap://alice@127.0.0.1:$port/"
+set folder="$folder"
 set spoolfile="+INBOX"
-set imap_user="alice"
+set imap_user="$user"
 set imap_pass="$DOVECOT_PASS"
 set ssl_starttls=no
 set ssl_force_tls=no
@@ -47,6 +64,7 @@ set sort=mailbox-order
 set index_format="%4C %Z [%s]"
 set editor="/bin/true"
 EOF2
+	[ -z "$tunnel" ] || printf 'set tunnel="%s"\n' "$tunnel" >>"$T/muttrc"
 	for extra in "$@"; do
 		echo "set $extra" >>"$T/muttrc"
 	done
@@ -54,12 +72,18 @@ EOF2
 
 start_mutt() {
 	tmx -f /dev/null new-session -d -s mutt -x 160 -y 40 \
-		"env HOME='$HOME' TERM=xterm mutt -n -F '$T/muttrc' 2>'$T/mutt.stderr'; echo MUTT-EXITED \$?; exec sleep 60" ||
+		"env HOME='$HOME' TERM=xterm mutt -n -F '$T/muttrc' 2>>'$T/mutt.stderr'; echo MUTT-EXITED \$?; exec sleep 60" ||
 		hard_error "tmux did not start"
 	TMUX_PID=$(tmx display-message -p '#{pid}')
 	track_pid "$TMUX_PID"
-	add_log "$T/mutt.stderr"
+	case " ${HARNESS_LOGS[*]} " in *" $T/mutt.stderr "*) ;; *) add_log "$T/mutt.stderr" ;; esac
 	log "tmux server pid $TMUX_PID"
+}
+
+mutt_pid() {
+	local pane
+	pane=$(tmx display-message -p -t mutt '#{pane_pid}' 2>/dev/null) || return 1
+	pgrep -P "$pane" -x mutt | head -n 1
 }
 
 screen() { tmx capture-pane -p -t mutt 2>/dev/null; }
@@ -90,13 +114,13 @@ stop_mutt_tmux() {
 	return 0
 }
 
-# store_has PYTHON-EXPR: evaluated with t = [(uid, flags)] of alice's INBOX at the store.
+# store_has PYTHON-EXPR: evaluated with t = [(uid, flags)] of the INBOX at the
+# store of $MUTT_USER (the user of the last write_muttrc).
 store_has() {
-	python3 - "$1" <<PY
-import os, sys; sys.path.insert(0, "$HARNESS_LIB")
-os.environ.update(DOVECOT_IMAPS="$DOVECOT_IMAPS", CA="$CA", DOVECOT_PASS="$DOVECOT_PASS")
+	DOVECOT_IMAPS=$DOVECOT_IMAPS CA=$CA DOVECOT_PASS=$DOVECOT_PASS python3 - "$MUTT_USER" "$1" <<'PY'
+import sys
 import gw_common as g
-t = g.truth("alice")
-sys.exit(0 if eval(sys.argv[1]) else 1)
+t = g.truth(sys.argv[1])
+sys.exit(0 if eval(sys.argv[2]) else 1)
 PY
 }

@@ -1,25 +1,16 @@
-#!/bin/bash
-# t_stdio.sh - pimap-proxy --stdio (one client on stdin/stdout, e.g. mutt's
-# $tunnel), driven through real pipes:
-#  - the greeting is "* OK" and never PREAUTH (no credentials are
-#    configured, so the client must log in);
-#  - LOGIN, SELECT, FETCH (a body, byte-exact), LOGOUT work;
-#  - after LOGOUT the proxy exits by itself with status 0;
-#  - a second run: closing stdin in the middle of a session makes the proxy
-#    exit too (no process left waiting on a dead pipe).
-#
-# By hand: tests/integration/t_stdio.sh (after building src/pimap-proxy)
-
-: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$top_srcdir/tests/integration/lib/harness.sh"
-
-start_store_for_proxy
-deliver alice "stdio: first"
-deliver alice "stdio: second" "A body to fetch through pipes."
-
-export PROXY_BIN DOVECOT_IMAPS CA DOVECOT_PASS T
-export PIMAP_PROXY_WRAPPER="${PIMAP_PROXY_WRAPPER:-}"
-python3 - <<'PYEOF' || fail "see the messages above"
+"""stdio_pipes.py - pimap-proxy --stdio driven through real pipe(2)s, the way
+mutt's $tunnel runs it (part (p) of t_mutt.sh; formerly t_stdio.sh):
+ - the greeting is "* OK" and never PREAUTH (no credentials are configured,
+   so the client must log in);
+ - LOGIN, SELECT, FETCH (a body, byte-exact), LOGOUT work;
+ - after LOGOUT the proxy exits by itself with status 0, and writes nothing
+   more;
+ - a second run: closing stdin in the middle of a session makes the proxy
+   exit too (no process left waiting on a dead pipe).
+Environment: PROXY_BIN, PIMAP_PROXY_WRAPPER, DOVECOT_IMAPS, CA,
+DOVECOT_PASS, T, and STDIO_USER (whose INBOX holds "stdio: first" and
+"stdio: second" with the body "A body to fetch through pipes.").
+"""
 import os, shlex, subprocess, sys, time
 from imapc import Client, PipeTransport, make_message, Closed, Timeout
 
@@ -63,7 +54,7 @@ p, c, g = start(1)
 try:
     check(g.status == "OK", "greeting %r" % g.first)
     check("PREAUTH" not in g.first.upper(), "no PREAUTH without configured credentials")
-    c.login("alice", os.environ["DOVECOT_PASS"])
+    c.login(os.environ["STDIO_USER"], os.environ["DOVECOT_PASS"])
     resps = c.ok("SELECT INBOX")
     check(any(r.first == "* 2 EXISTS" for r in resps), "SELECT INBOX shows 2 messages")
     resps = c.ok("FETCH 2 (BODY.PEEK[] FLAGS)")
@@ -91,7 +82,7 @@ step = "stdin closed"
 p, c, g = start(2)
 try:
     check(g.status == "OK", "greeting %r" % g.first)
-    c.login("alice", os.environ["DOVECOT_PASS"])
+    c.login(os.environ["STDIO_USER"], os.environ["DOVECOT_PASS"])
     c.ok("SELECT INBOX")
     c.sock.close_write()
     rc = wait_exit(p, 10)
@@ -101,6 +92,3 @@ finally:
         p.kill()
         p.wait()
     c.close()
-PYEOF
-
-pass
