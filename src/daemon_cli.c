@@ -4,10 +4,12 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -113,6 +115,9 @@ int daemon_cli_option(struct daemon_cli *cli, int opt, const char *arg)
 	case DAEMON_OPT_TRACE:
 		add_override(cli, "log.trace", "true");
 		break;
+	case DAEMON_OPT_SYSLOG:
+		add_override(cli, "log.syslog", "true");
+		break;
 	case DAEMON_OPT_VERSION:
 		printf("%s %s\n", cli->prog, PACKAGE_VERSION);
 		return 0;
@@ -159,6 +164,35 @@ void daemon_cli_free_config(const struct daemon_cli *cli, void *config)
 	free(config);
 }
 
+int daemon_open_log(const char *prog, const struct daemon_log_target *t, char *err, size_t errlen)
+{
+	static const int facilities[] = {
+		[LOGF_MAIL] = LOG_MAIL, [LOGF_DAEMON] = LOG_DAEMON, [LOGF_USER] = LOG_USER,
+		[LOGF_LOCAL0] = LOG_LOCAL0, [LOGF_LOCAL1] = LOG_LOCAL1, [LOGF_LOCAL2] = LOG_LOCAL2,
+		[LOGF_LOCAL3] = LOG_LOCAL3, [LOGF_LOCAL4] = LOG_LOCAL4, [LOGF_LOCAL5] = LOG_LOCAL5,
+		[LOGF_LOCAL6] = LOG_LOCAL6, [LOGF_LOCAL7] = LOG_LOCAL7,
+	};
+
+	if (t->syslog && *t->file) {
+		snprintf(err, errlen, "log.file and log.syslog exclude each other (log.file is %s)", t->file);
+		return -1;
+	}
+	if (t->syslog) {
+		int f = t->facility >= 0 && (size_t)t->facility < sizeof(facilities) / sizeof(facilities[0])
+		        ? facilities[t->facility] : LOG_MAIL;
+		if (log_open_syslog(prog, f, t->socket) < 0) {
+			snprintf(err, errlen, "log.syslog_socket %s: %s", t->socket, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (log_open(t->file) < 0) {
+		snprintf(err, errlen, "cannot open log file %s: %s", t->file, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void daemon_apply_logging(int level_value, bool trace, enum log_level ceiling)
 {
 	static const enum log_level levels[] = {
@@ -185,8 +219,8 @@ int daemon_cli_start(struct ev_loop *loop, bool foreground, const char *log_file
 	char err[600];
 
 	if (!foreground) {
-		if (!*log_file)
-			log_warn("detaching with no log.file: logs are discarded");
+		if (!*log_file && !log_to_syslog())
+			log_warn("detaching with no log.file or log.syslog: logs are discarded");
 		if (daemon_detach(err, sizeof(err)) < 0) {
 			log_err("%s", err);
 			return -1;

@@ -6,8 +6,8 @@
  * pimap-proxy and pimap-gateway and lives here:
  *
  *   - the common options (--config, --check-config, --dump-config, --set,
- *     -f/--foreground, --pid-file, --log-file, -v/--verbose, --trace,
- *     --version), handled by daemon_cli_option();
+ *     -f/--foreground, --pid-file, --log-file, --syslog, -v/--verbose,
+ *     --trace, --version), handled by daemon_cli_option();
  *   - flags become KEY=VALUE overrides, kept so that every reload re-applies
  *     them over the file (flags always win);
  *   - a configuration is built whole (defaults, then the file, then the
@@ -41,6 +41,7 @@ enum daemon_opt {
 	DAEMON_OPT_LOG_FILE,
 	DAEMON_OPT_TRACE,
 	DAEMON_OPT_VERSION,
+	DAEMON_OPT_SYSLOG,
 	DAEMON_OPT_OWN = 0x1100,
 };
 
@@ -58,7 +59,8 @@ enum daemon_opt {
 	{"log-file", required_argument, NULL, DAEMON_OPT_LOG_FILE},           \
 	{"verbose", no_argument, NULL, 'v'},                                  \
 	{"trace", no_argument, NULL, DAEMON_OPT_TRACE},                       \
-	{"version", no_argument, NULL, DAEMON_OPT_VERSION}
+	{"version", no_argument, NULL, DAEMON_OPT_VERSION},                   \
+	{"syslog", no_argument, NULL, DAEMON_OPT_SYSLOG}
 
 /* A flag turned into "key=value", re-applied after every reload. */
 struct daemon_override {
@@ -113,6 +115,22 @@ int daemon_cli_option(struct daemon_cli *cli, int opt, const char *arg);
  */
 void *daemon_cli_load_config(const struct daemon_cli *cli, bool to_log);
 void daemon_cli_free_config(const struct daemon_cli *cli, void *config);
+
+/* Where log lines go: the log.* keys both daemons share. */
+struct daemon_log_target {
+	const char *file;      /* log.file: "" = stderr */
+	bool        syslog;    /* log.syslog */
+	int         facility;  /* log.syslog_facility (enum log_facility_value) */
+	const char *socket;    /* log.syslog_socket */
+};
+
+/*
+ * Open the log target (at start and on SIGHUP): syslog when t->syslog,
+ * else t->file or stderr. Returns 0, or -1 with the reason in err
+ * (log.file and log.syslog together, a file that cannot be opened, a bad
+ * socket path); the previous target then stays.
+ */
+int daemon_open_log(const char *prog, const struct daemon_log_target *t, char *err, size_t errlen);
 
 /*
  * Apply log.level (an enum log_level_value index) and log.trace. The level

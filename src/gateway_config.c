@@ -145,6 +145,12 @@ const struct cfg_key gateway_config_keys[] = {
 	 "log file, reopened on SIGHUP; \"\" = stderr"},
 	{"log.trace", CFG_BOOL, OFF(log_trace), "false", 0, 0, NULL, true,
 	 "log protocol traffic (passwords and message bodies are elided)"},
+	{"log.syslog", CFG_BOOL, OFF(log_syslog), "false", 0, 0, NULL, true,
+	 "log to the syslog daemon instead of log.file or stderr (not both)"},
+	{"log.syslog_facility", CFG_ENUM, OFF(log_syslog_facility), "mail", 0, 0, log_facility_names, true,
+	 "syslog facility: mail, daemon, user or local0..local7"},
+	{"log.syslog_socket", CFG_STRING, OFF(log_syslog_socket), "/dev/log", 0, 0, NULL, true,
+	 "the syslog daemon's datagram socket"},
 
 	{"pid_file", CFG_STRING, OFF(pid_file), "", 0, 0, NULL, false,
 	 "write the daemon's pid here; \"\" = none"},

@@ -41,6 +41,9 @@ struct gateway_config {
 	int     log_level;                /* log.level */
 	char   *log_file;                 /* log.file: "" = stderr */
 	bool    log_trace;                /* log.trace */
+	bool    log_syslog;               /* log.syslog: to the syslog daemon instead of log.file/stderr */
+	int     log_syslog_facility;      /* log.syslog_facility: enum log_facility_value */
+	char   *log_syslog_socket;        /* log.syslog_socket */
 	char   *pid_file;                 /* pid_file */
 	size_t  max_line_length;          /* limits.max_line_length (64K) */
 	size_t  max_literal_size;         /* limits.max_literal_size (64M) */

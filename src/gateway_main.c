@@ -60,6 +60,7 @@ static void usage(FILE *out)
 	        "  --foreground, -f          do not detach\n"
 	        "  --pid-file FILE           write the process id here\n"
 	        "  --log-file FILE           log here instead of stderr\n"
+	        "  --syslog                  log to the syslog daemon instead of stderr\n"
 	        "  -v, --verbose             debug logging\n"
 	        "  --trace                   protocol trace (passwords and message bodies elided)\n"
 	        "  --version                 print the version\n"
@@ -157,6 +158,15 @@ static void apply_logging(const struct gateway_config *cfg)
 	daemon_apply_logging(cfg->log_level, cfg->log_trace, LOG_LEVEL_DEBUG);
 }
 
+static int open_log(const struct gateway_config *cfg, char *err, size_t errlen)
+{
+	struct daemon_log_target t = {
+		.file = cfg->log_file, .syslog = cfg->log_syslog,
+		.facility = cfg->log_syslog_facility, .socket = cfg->log_syslog_socket,
+	};
+	return daemon_open_log("pimap-gateway", &t, err, errlen);
+}
+
 static void on_term(void *data)
 {
 	struct app *app = data;
@@ -181,8 +191,9 @@ static void on_hup(void *data)
 		daemon_cli_free_config(app->cli, cfg);
 		return;
 	}
-	if (log_open(cfg->log_file) < 0)
-		log_err("reopening log %s failed; keeping stderr", cfg->log_file);
+	char lerr[600];
+	if (open_log(cfg, lerr, sizeof(lerr)) < 0)
+		log_err("log not reopened: %s; keeping the previous target", lerr);
 	apply_logging(cfg);
 	gateway_server_reconfigure(app->srv, cfg);
 	daemon_cli_free_config(app->cli, app->cfg);
@@ -236,8 +247,8 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
-	if (log_open(app.cfg->log_file) < 0) {
-		fprintf(stderr, "pimap-gateway: cannot open log file %s\n", app.cfg->log_file);
+	if (open_log(app.cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "pimap-gateway: %s\n", err);
 		status = DAEMON_EXIT_CONFIG;
 		goto out;
 	}

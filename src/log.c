@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,10 +30,30 @@
 /* Room for one redacted trace message; the rest of the line is the header. */
 #define LOG_TRACE_MAX 4096
 
-static int            log_fd = STDERR_FILENO; /* where lines go */
+static int            log_fd = STDERR_FILENO; /* where lines go (unless to syslog) */
 static bool           log_fd_owned;           /* log_fd is a file we opened (not stderr) */
 static enum log_level log_level = LOG_LEVEL_INFO;
 static bool           log_trace;              /* protocol traces wanted */
+
+/*
+ * Syslog: one datagram per line on the local syslog socket (RFC 3164 as
+ * the local daemons take it: "<PRI>Mmm dd hh:mm:ss ident[pid]: message").
+ * Our own client rather than syslog(3): the socket path is a setting (a
+ * test, or a chroot, points it elsewhere), and a line the socket refuses
+ * is written to stderr instead of being dropped.
+ */
+static struct {
+	bool on;
+	int  fd;                              /* connected AF_UNIX datagram socket, or -1 */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char ident[64];
+	int  facility;                        /* LOG_FACILITY_* value, already << 3 */
+	bool warned;                          /* the fallback to stderr was announced */
+} sys = { .fd = -1 };
+
+/* The last warning or error, for a status report (log_last_problem). */
+static char   last_problem[LOG_PROBLEM_MAX];
+static time_t last_problem_at;
 
 static const char *const level_names[] = {
 	[LOG_LEVEL_ERROR] = "ERROR",
@@ -61,7 +83,70 @@ int log_open(const char *path)
 		close(log_fd);
 	log_fd = fd;
 	log_fd_owned = fd != STDERR_FILENO;
+	log_close_syslog();
 	return 0;
+}
+
+void log_close_syslog(void)
+{
+	if (sys.fd >= 0)
+		close(sys.fd);
+	sys.fd = -1;
+	sys.on = false;
+}
+
+static int syslog_connect(void)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	if (sys.fd >= 0)
+		close(sys.fd);
+	sys.fd = -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, sys.path, strlen(sys.path) + 1);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	sys.fd = fd;
+	return 0;
+}
+
+int log_open_syslog(const char *ident, int facility, const char *socket_path)
+{
+	if (strlen(socket_path) >= sizeof(sys.path) || !*socket_path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	log_close_syslog();
+	snprintf(sys.path, sizeof(sys.path), "%s", socket_path);
+	snprintf(sys.ident, sizeof(sys.ident), "%s", ident);
+	sys.facility = facility;
+	sys.warned = false;
+	sys.on = true;
+	/* A syslog daemon that is not there yet is no reason not to start:
+	 * lines go to stderr until the socket answers (log_syslog_line). */
+	if (syslog_connect() < 0 && (errno == EACCES || errno == ENOTSOCK || errno == EPROTOTYPE)) {
+		sys.on = false;
+		return -1;
+	}
+	if (log_fd_owned)
+		close(log_fd);
+	log_fd = STDERR_FILENO;
+	log_fd_owned = false;
+	return 0;
+}
+
+bool log_to_syslog(void)
+{
+	return sys.on;
 }
 
 void log_close(void)
@@ -70,6 +155,17 @@ void log_close(void)
 		close(log_fd);
 	log_fd = STDERR_FILENO;
 	log_fd_owned = false;
+	log_close_syslog();
+}
+
+bool log_last_problem(char *out, size_t outlen, time_t *when)
+{
+	if (!last_problem_at)
+		return false;
+	snprintf(out, outlen, "%s", last_problem);
+	if (when)
+		*when = last_problem_at;
+	return true;
 }
 
 void log_set_level(enum log_level level)
@@ -135,49 +231,125 @@ static void write_all(int fd, const char *p, size_t len)
 	}
 }
 
+/* The syslog severity of each level (RFC 5424 numbers). */
+static const int syslog_severity[] = {
+	[LOG_LEVEL_ERROR] = 3,
+	[LOG_LEVEL_WARN]  = 4,
+	[LOG_LEVEL_INFO]  = 6,
+	[LOG_LEVEL_DEBUG] = 7,
+};
+
+/*
+ * Send one finished syslog line. If the socket is gone (the daemon
+ * restarted), connect again once; if that fails too, the line goes to
+ * stderr, after a one-time note saying why: a log line is never dropped
+ * silently.
+ */
+static void syslog_send(const char *line, size_t len, const char *body, size_t body_len,
+                        const char *file_header, size_t fh_len)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (sys.fd < 0 && syslog_connect() < 0)
+			break;
+		if (send(sys.fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)len) {
+			sys.warned = false;
+			return;
+		}
+		if (errno != ECONNREFUSED && errno != ENOTCONN && errno != ENOENT)
+			break;
+		close(sys.fd);
+		sys.fd = -1;
+	}
+	if (!sys.warned) {
+		char note[200 + sizeof(sys.path)];
+		int e = errno;
+		int nlen = snprintf(note, sizeof(note), "%.*sWARN syslog socket %s: %s; this and later lines go to stderr until it works\n",
+		                    (int)fh_len, file_header, sys.path, strerror(e));
+		if (nlen > 0)
+			write_all(STDERR_FILENO, note, (size_t)nlen < sizeof(note) ? (size_t)nlen : sizeof(note) - 1);
+		sys.warned = true;
+	}
+	write_all(STDERR_FILENO, file_header, fh_len);
+	write_all(STDERR_FILENO, body, body_len);
+	write_all(STDERR_FILENO, "\n", 1);
+}
+
 void log_vmsg(enum log_level level, const char *prefix, const char *fmt, va_list ap)
 {
 	/* The cheap test first: debug calls in hot paths cost one compare. */
-	if (level > log_level)
+	if (level > log_level && level > LOG_LEVEL_WARN)
 		return;
 
 	int saved_errno = errno; /* callers log and then still look at errno */
 	char msg[LOG_LINE_MAX];
-	char line[LOG_LINE_MAX + 1]; /* + the newline */
-	size_t n;
+	char body[LOG_LINE_MAX + 1];
+	size_t n = 0;
 
 	int mlen = vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (mlen < 0)
 		snprintf(msg, sizeof(msg), "(bad log format: %s)", fmt);
 	bool cut = mlen >= (int)sizeof(msg);
 
-	struct timespec ts;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	const char *name = (unsigned)level < sizeof(level_names) / sizeof(level_names[0])
-	                   ? level_names[level] : "?";
-	int hlen = snprintf(line, LOG_LINE_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
-	                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-	                    tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, name);
-	n = hlen > 0 ? (size_t)hlen : 0;
-
+	/* "[prefix] message", control characters neutralised. */
 	if (prefix && *prefix) {
-		line[n++] = '[';
-		append_clean(line, &n, LOG_LINE_MAX - 2, prefix);
-		line[n++] = ']';
-		line[n++] = ' ';
+		body[n++] = '[';
+		append_clean(body, &n, LOG_LINE_MAX / 2, prefix);
+		body[n++] = ']';
+		body[n++] = ' ';
 	}
-	if (!append_clean(line, &n, LOG_LINE_MAX, msg))
+	if (!append_clean(body, &n, LOG_LINE_MAX - 3, msg))
 		cut = true;
 	if (cut) {
 		if (n > LOG_LINE_MAX - 3)
 			n = LOG_LINE_MAX - 3;
-		memcpy(line + n, "...", 3);
+		memcpy(body + n, "...", 3);
 		n += 3;
 	}
-	line[n++] = '\n';
-	write_all(log_fd, line, n);
+	body[n] = '\0';
+
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (level <= LOG_LEVEL_WARN) {
+		size_t keep = n < sizeof(last_problem) - 1 ? n : sizeof(last_problem) - 1;
+		memcpy(last_problem, body, keep);
+		last_problem[keep] = '\0';
+		last_problem_at = ts.tv_sec ? ts.tv_sec : 1;
+	}
+	if (level > log_level) {
+		errno = saved_errno;
+		return;
+	}
+
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	const char *name = (unsigned)level < sizeof(level_names) / sizeof(level_names[0])
+	                   ? level_names[level] : "?";
+	char header[80];
+	int hlen = snprintf(header, sizeof(header), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
+	                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+	                    tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, name);
+	size_t fh_len = hlen > 0 ? (size_t)hlen : 0;
+
+	if (sys.on) {
+		static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+		char line[LOG_LINE_MAX + 200];
+		struct tm lt;
+		localtime_r(&ts.tv_sec, &lt);
+		int sev = (unsigned)level < sizeof(syslog_severity) / sizeof(syslog_severity[0])
+		          ? syslog_severity[level] : 7;
+		int sl = snprintf(line, sizeof(line), "<%d>%s %2d %02d:%02d:%02d %s[%ld]: %s",
+		                  sys.facility | sev, months[lt.tm_mon], lt.tm_mday, lt.tm_hour, lt.tm_min,
+		                  lt.tm_sec, sys.ident, (long)getpid(), body);
+		size_t sl_len = sl < 0 ? 0 : (size_t)sl < sizeof(line) ? (size_t)sl : sizeof(line) - 1;
+		syslog_send(line, sl_len, body, n, header, fh_len);
+	} else {
+		char line[LOG_LINE_MAX + 100];
+		memcpy(line, header, fh_len);
+		memcpy(line + fh_len, body, n);
+		line[fh_len + n] = '\n';
+		write_all(log_fd, line, fh_len + n + 1);
+	}
 	errno = saved_errno;
 }
 
@@ -185,7 +357,7 @@ void log_msg(enum log_level level, const char *prefix, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (level > log_level)
+	if (level > log_level && level > LOG_LEVEL_WARN)
 		return;
 	va_start(ap, fmt);
 	log_vmsg(level, prefix, fmt, ap);

@@ -15,11 +15,29 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 /* Send logs to path (append), or stderr if path is NULL or "". Returns 0 or -1 (errno set). Reopens on each call (SIGHUP). */
 int log_open(const char *path);
+/*
+ * Send logs to the local syslog daemon instead: datagrams on socket_path
+ * (normally /dev/log) tagged "ident[pid]", facility one of LOG_MAIL,
+ * LOG_DAEMON, ... from <syslog.h>. A socket that is missing or refuses a
+ * line is no error: those lines go to stderr. Returns -1 (errno set) only
+ * for a path that is too long or not a datagram socket. log_open() or
+ * log_close() ends it.
+ */
+int log_open_syslog(const char *ident, int facility, const char *socket_path);
+void log_close_syslog(void);
+bool log_to_syslog(void);
+/*
+ * The last warning or error logged (whatever the level setting), without
+ * its timestamp, for a status report. False if there was none.
+ */
+#define LOG_PROBLEM_MAX 512
+bool log_last_problem(char *out, size_t outlen, time_t *when);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 void log_set_trace(bool on);

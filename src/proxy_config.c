@@ -48,6 +48,14 @@ const char *const upstream_mode_names[] = {
 	NULL,
 };
 
+const char *const log_facility_names[] = {
+	[LOGF_MAIL] = "mail", [LOGF_DAEMON] = "daemon", [LOGF_USER] = "user",
+	[LOGF_LOCAL0] = "local0", [LOGF_LOCAL1] = "local1", [LOGF_LOCAL2] = "local2",
+	[LOGF_LOCAL3] = "local3", [LOGF_LOCAL4] = "local4", [LOGF_LOCAL5] = "local5",
+	[LOGF_LOCAL6] = "local6", [LOGF_LOCAL7] = "local7",
+	NULL,
+};
+
 #define KIB 1024.0
 #define MIB (1024.0 * KIB)
 #define GIB (1024.0 * MIB)
@@ -212,6 +220,12 @@ const struct cfg_key proxy_config_keys[] = {
 	 "log file, reopened on SIGHUP; \"\" = stderr"},
 	{"log.trace", CFG_BOOL, OFF(log_trace), "false", 0, 0, NULL, true,
 	 "log protocol traffic (passwords and message bodies are elided)"},
+	{"log.syslog", CFG_BOOL, OFF(log_syslog), "false", 0, 0, NULL, true,
+	 "log to the syslog daemon instead of log.file or stderr (not both)"},
+	{"log.syslog_facility", CFG_ENUM, OFF(log_syslog_facility), "mail", 0, 0, log_facility_names, true,
+	 "syslog facility: mail, daemon, user or local0..local7"},
+	{"log.syslog_socket", CFG_STRING, OFF(log_syslog_socket), "/dev/log", 0, 0, NULL, true,
+	 "the syslog daemon's datagram socket"},
 
 	{"pid_file", CFG_STRING, OFF(pid_file), "", 0, 0, NULL, false,
 	 "write the daemon's pid here; \"\" = none"},

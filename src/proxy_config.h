@@ -76,6 +76,9 @@ struct proxy_config {
 	int     log_level;                /* log.level: error|warn|info|debug */
 	char   *log_file;                 /* log.file: "" = stderr */
 	bool    log_trace;                /* log.trace: protocol trace (secrets and bodies elided) */
+	bool    log_syslog;               /* log.syslog: to the syslog daemon instead of log.file/stderr */
+	int     log_syslog_facility;      /* log.syslog_facility: enum log_facility_value */
+	char   *log_syslog_socket;        /* log.syslog_socket: the syslog daemon's datagram socket */
 	char   *pid_file;                 /* pid_file: "" = none */
 	size_t  max_line_length;          /* limits.max_line_length */
 	size_t  max_literal_size;         /* limits.max_literal_size */
@@ -94,5 +97,9 @@ extern const char *const plaintext_login_names[];
 extern const char *const log_level_names[];
 extern const char *const upstream_binding_names[];
 extern const char *const upstream_mode_names[];
+/* Syslog facilities offered by log.syslog_facility (daemon_cli.c maps them to <syslog.h>). */
+enum log_facility_value { LOGF_MAIL, LOGF_DAEMON, LOGF_USER, LOGF_LOCAL0, LOGF_LOCAL1, LOGF_LOCAL2,
+	LOGF_LOCAL3, LOGF_LOCAL4, LOGF_LOCAL5, LOGF_LOCAL6, LOGF_LOCAL7 };
+extern const char *const log_facility_names[];
 
 #endif

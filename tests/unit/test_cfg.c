@@ -927,7 +927,7 @@ static void test_proxy_table(void)
 	const struct cfg_key *lvl;
 
 	check_key_table(proxy_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                57 /* every field of struct proxy_config */);
+	                60 /* every field of struct proxy_config */);
 
 	lvl = cfg_find(proxy_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lvl);
@@ -1170,7 +1170,7 @@ static void test_gateway_table(void)
 	const struct cfg_key *e;
 
 	check_key_table(gateway_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                62 /* every field of struct gateway_config */);
+	                65 /* every field of struct gateway_config */);
 
 	e = cfg_find(gateway_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -435,6 +438,68 @@ static void test_trace(void)
 	restore_logging();
 }
 
+/* Syslog: one datagram per line, "<PRI>Mmm dd hh:mm:ss ident[pid]: [prefix] message". */
+static void test_syslog(void)
+{
+	char dir[] = "/tmp/pimap-test-syslog-XXXXXX", path[64], got[1024], want[256];
+	struct sockaddr_un sa;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/log", dir);
+	int rx = socket(AF_UNIX, SOCK_DGRAM, 0);
+	CU_ASSERT_FATAL(rx >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	CU_ASSERT_EQUAL_FATAL(bind(rx, (struct sockaddr *)&sa, sizeof(sa)), 0);
+
+	CU_ASSERT_EQUAL_FATAL(log_open_syslog("pimap-test", LOG_MAIL, path), 0);
+	CU_ASSERT_TRUE(log_to_syslog());
+	log_set_level(LOG_LEVEL_INFO);
+	log_msg(LOG_LEVEL_INFO, "c7 192.0.2.1:993", "hello %d\nforged", 42);
+	log_debug("dropped at info");
+	log_err("broken");
+
+	ssize_t n = recv(rx, got, sizeof(got) - 1, MSG_DONTWAIT);
+	CU_ASSERT_FATAL(n > 0);
+	got[n] = '\0';
+	/* mail.info = 2 * 8 + 6 */
+	CU_ASSERT_NSTRING_EQUAL(got, "<22>", 4);
+	snprintf(want, sizeof(want), " pimap-test[%ld]: [c7 192.0.2.1:993] hello 42forged", (long)getpid());
+	CU_ASSERT_PTR_NOT_NULL(strstr(got, want));
+	CU_ASSERT_PTR_NULL(strchr(got, '\n'));
+	n = recv(rx, got, sizeof(got) - 1, MSG_DONTWAIT);
+	CU_ASSERT_FATAL(n > 0);
+	got[n] = '\0';
+	CU_ASSERT_NSTRING_EQUAL(got, "<19>", 4); /* mail.err */
+	CU_ASSERT_PTR_NOT_NULL(strstr(got, "]: broken"));
+	CU_ASSERT_EQUAL(recv(rx, got, sizeof(got), MSG_DONTWAIT), -1); /* nothing at debug */
+
+	/* The last warning or error is kept for status reports, even below the level. */
+	char last[LOG_PROBLEM_MAX];
+	time_t when = 0;
+	log_set_level(LOG_LEVEL_ERROR);
+	log_warn("link lost: %s", "timeout");
+	CU_ASSERT_TRUE(log_last_problem(last, sizeof(last), &when));
+	CU_ASSERT_STRING_EQUAL(last, "link lost: timeout");
+	CU_ASSERT(when > 0);
+	CU_ASSERT_EQUAL(recv(rx, got, sizeof(got), MSG_DONTWAIT), -1); /* filtered by the level */
+
+	/* log_open() ends syslog; a path too long for a socket is refused. */
+	CU_ASSERT_EQUAL(log_open(NULL), 0);
+	CU_ASSERT_FALSE(log_to_syslog());
+	char longpath[300];
+	memset(longpath, 'x', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = '\0';
+	CU_ASSERT_EQUAL(log_open_syslog("pimap-test", LOG_MAIL, longpath), -1);
+	CU_ASSERT_FALSE(log_to_syslog());
+
+	close(rx);
+	unlink(path);
+	rmdir(dir);
+	log_close();
+	log_set_level(LOG_LEVEL_INFO);
+}
+
 static void test_peer_errno(void)
 {
 	CU_ASSERT_TRUE(log_errno_is_peer_event(ECONNRESET));
@@ -466,5 +531,6 @@ void suite_log(void)
 	          { "long message cut", test_long_message_cut },
 	          { "reopen and errors", test_reopen_and_errors },
 	          { "trace", test_trace },
+	          { "syslog", test_syslog },
 	          { "peer errno", test_peer_errno });
 }
