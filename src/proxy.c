@@ -40,6 +40,7 @@
 #include "proxy_filter.h"
 #include "proxy_link.h"
 #include "status_cache.h"
+#include "proxy_status.h"
 #include "proxy_session.h"
 #include "proxy_smtp.h"
 #include "proxy_view.h"
@@ -611,8 +612,10 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 			link_client_raw_line(s, m);
 			return;
 		}
-		if (s->raw_secret)
+		if (s->raw_secret) {
 			smtp_service_login_line(s->srv->smtp, s, m->text, m->text_len);
+			proxy_status_note_sasl_line(s, m);
+		}
 		if (s->pview && pview_client_raw(s, m))
 			return;
 		forward_to_upstream(s, m->raw, m->raw_len, s->raw_secret);
@@ -657,6 +660,7 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 		}
 		size_t before = s->ninflight;
 		smtp_service_login_command(s->srv->smtp, s, m); /* the SMTP outbox may need the password */
+		proxy_status_note_login(s, m);
 		s->block = BLOCK_LOGIN;
 		s->authenticate = command_is(m, "AUTHENTICATE");
 		forward_command(s, m);
@@ -1278,6 +1282,11 @@ static char *default_state_dir(void)
 	else
 		snprintf(path, sizeof(path), "/var/lib/pimap");
 	return xstrdup(path);
+}
+
+char *proxy_state_dir(const struct proxy_config *cfg)
+{
+	return *cfg->state_dir ? xstrdup(cfg->state_dir) : default_state_dir();
 }
 
 

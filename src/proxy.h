@@ -48,6 +48,8 @@ unsigned proxy_server_session_count(const struct proxy_server *srv);
 
 /* Log one line per live session (SIGUSR1). */
 void proxy_server_dump(const struct proxy_server *srv);
+/* state_dir, or its default under $XDG_STATE_HOME or $HOME (malloc'd). */
+char *proxy_state_dir(const struct proxy_config *cfg);
 
 void proxy_server_free(struct proxy_server *srv);
 

@@ -213,6 +213,8 @@ const struct cfg_key proxy_config_keys[] = {
 
 	{"state_dir", CFG_STRING, OFF(state_dir), "", 0, 0, NULL, false,
 	 "directory for generated certificates; \"\" = $HOME/.local/state/pimap"},
+	{"status.socket", CFG_STRING, OFF(status_socket), "", 0, 0, NULL, false,
+	 "Unix socket of pimap-proxy --status; \"\" = state_dir/status.sock (not with --stdio), \"none\" = off"},
 
 	{"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, true,
 	 "log verbosity: error, warn, info or debug"},

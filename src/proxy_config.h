@@ -73,6 +73,7 @@ struct proxy_config {
 	char   *tls_cert_file;            /* tls.cert: local listener certificate; "" = generated */
 	char   *tls_key_file;             /* tls.key */
 	char   *state_dir;                /* state_dir: generated certificate etc.; "" = $HOME/.local/state/pimap */
+	char   *status_socket;            /* status.socket: "" = state_dir/status.sock, "none" = no status */
 	int     log_level;                /* log.level: error|warn|info|debug */
 	char   *log_file;                 /* log.file: "" = stderr */
 	bool    log_trace;                /* log.trace: protocol trace (secrets and bodies elided) */

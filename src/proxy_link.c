@@ -2470,3 +2470,30 @@ static bool new_mail_push(struct link *l, const struct imap_msg *m)
 	}
 	return true;
 }
+
+/* ------------------------------------------------------------------------ */
+/* status (pimap-proxy --status, proxy_status.c)                             */
+
+void link_report(const struct session *s, struct link_report *r)
+{
+	static const char *const names[] = {
+		[LINK_PRELOGIN] = "not logged in",
+		[LINK_LOGIN] = "logging in",
+		[LINK_UP] = "up",
+		[LINK_DOWN] = "down",
+		[LINK_CONNECTING] = "reconnecting",
+		[LINK_RESUMING] = "resuming",
+	};
+	const struct link *l = s->link;
+
+	memset(r, 0, sizeof(*r));
+	if (!l)
+		return;
+	r->state = (unsigned)l->state < sizeof(names) / sizeof(names[0]) ? names[l->state] : "?";
+	r->up = l->state == LINK_UP;
+	r->user = l->user;
+	r->mailbox = l->selected;
+	r->idle = l->client_idle;
+	r->up_for = r->up ? ev_now(loop_of(l)) - l->up_since : 0;
+	r->attempts = l->attempts;
+}

@@ -75,4 +75,16 @@ void link_client_raw_line(struct session *s, const struct imap_msg *m);
 /* May proxy.c parse the next client message now? */
 bool link_client_may_proceed(const struct session *s);
 
+/* What pimap-proxy --status shows of a client's link; pointers borrowed. */
+struct link_report {
+	const char *state;    /* "up", "down", "reconnecting", ...; NULL: no link */
+	bool        up;
+	const char *user;     /* the client's login name, NULL before login */
+	const char *mailbox;  /* the client's selected mailbox, or NULL */
+	bool        idle;     /* the client waits in IDLE */
+	double      up_for;   /* seconds since the link came up (when up) */
+	unsigned    attempts; /* reconnect attempts since it was last stable */
+};
+void link_report(const struct session *s, struct link_report *r);
+
 #endif

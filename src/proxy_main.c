@@ -25,6 +25,7 @@
 #include "proxy_filter.h"
 #include "proxy_link.h"
 #include "proxy_config.h"
+#include "proxy_status.h"
 #include "tlsio.h"
 
 #define DEFAULT_CONFIG_FILE SYSCONFDIR "/pimap-proxy.yaml"
@@ -63,6 +64,7 @@ static void usage(FILE *out)
 	        "  --smtp-listen-tls ADDR|none  SMTP submission over TLS (repeatable; default 127.0.0.1:1465)\n"
 	        "  --smtp-stdio              serve one SMTP client on stdin/stdout (e.g. swaks --pipe)\n"
 	        "  --submission URL          compatibility mode: smtp://host[:587] or smtps://host[:465] to send through\n"
+	        "  --status                  show the running proxy's accounts, links and last error\n"
 	        "  --config FILE             configuration file (default %s if present)\n"
 	        "  --check-config            validate configuration and flags, then exit\n"
 	        "  --dump-config             print the effective configuration, then exit\n"
@@ -81,11 +83,12 @@ static void usage(FILE *out)
 enum {
 	OPT_LISTEN = DAEMON_OPT_OWN, OPT_LISTEN_TLS, OPT_UPSTREAM, OPT_CA_FILE, OPT_ALLOW_PLAIN,
 	OPT_CERT, OPT_KEY, OPT_STATE_DIR, OPT_STDIO, OPT_DEVICE_ID, OPT_NO_MACROS, OPT_FILTERS, OPT_HELP,
-	OPT_SMTP_LISTEN, OPT_SMTP_LISTEN_TLS, OPT_SMTP_STDIO, OPT_SUBMISSION,
+	OPT_SMTP_LISTEN, OPT_SMTP_LISTEN_TLS, OPT_SMTP_STDIO, OPT_SUBMISSION, OPT_STATUS,
 };
 
 /* Returns -1 to continue, or an exit status. */
-static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio_mode, bool *smtp_stdio)
+static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio_mode, bool *smtp_stdio,
+                      bool *status_cmd)
 {
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, OPT_LISTEN},
@@ -105,6 +108,7 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio
 		{"submission", required_argument, NULL, OPT_SUBMISSION},
 		{"filters", required_argument, NULL, OPT_FILTERS},
 		{"help", no_argument, NULL, OPT_HELP},
+		{"status", no_argument, NULL, OPT_STATUS},
 		DAEMON_CLI_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -129,6 +133,7 @@ static int parse_args(int argc, char **argv, struct daemon_cli *cli, bool *stdio
 		case OPT_SUBMISSION: daemon_cli_set(cli, "smtp.submission_url", optarg); break;
 		case OPT_FILTERS: daemon_cli_set(cli, "filters.file", optarg); break;
 		case OPT_HELP: usage(stdout); return 0;
+		case OPT_STATUS: *status_cmd = true; break;
 		default:
 			rc = daemon_cli_option(cli, c, optarg);
 			if (rc == DAEMON_CLI_NOT_MINE) {
@@ -219,7 +224,8 @@ int main(int argc, char **argv)
 	                DEFAULT_CONFIG_FILE);
 	app.cli = &cli;
 
-	int rc = parse_args(argc, argv, &cli, &app.stdio_mode, &app.smtp_stdio);
+	bool status_cmd = false;
+	int rc = parse_args(argc, argv, &cli, &app.stdio_mode, &app.smtp_stdio, &status_cmd);
 	if (rc >= 0) {
 		daemon_cli_free(&cli);
 		return rc;
@@ -231,6 +237,10 @@ int main(int argc, char **argv)
 	}
 	if (cli.dump_config) {
 		cfg_dump(proxy_config_keys, app.cfg, stdout);
+		goto out;
+	}
+	if (status_cmd) {
+		status = proxy_status_command(app.cfg, stdout);
 		goto out;
 	}
 	if (cli.check_only) {
@@ -279,6 +289,10 @@ int main(int argc, char **argv)
 		status = 1;
 		goto out_srv;
 	}
+	/* After detaching: the socket belongs to the process that serves it. A
+	 * status socket that cannot be opened is reported, not fatal. */
+	if (proxy_status_start(app.srv, app.loop, app.cfg, app.stdio_mode, err, sizeof(err)) < 0)
+		log_warn("no status report: %s", err);
 
 	app.signals.on_term = on_term;
 	app.signals.on_hup = on_hup;
@@ -308,6 +322,7 @@ int main(int argc, char **argv)
 	if (*app.cfg->pid_file)
 		daemon_remove_pidfile(app.cfg->pid_file);
 out_srv:
+	proxy_status_stop(app.srv);
 	proxy_server_free(app.srv);
 out_tls:
 	tlsio_global_deinit();

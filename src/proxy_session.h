@@ -28,6 +28,10 @@ struct pview;
 struct macro_set;
 struct smtp_service;
 struct filter_set;
+struct status_server;
+
+/* Longest login name a status report shows. */
+#define PROXY_STATUS_USER_MAX 128
 
 #define SESSION_MAGIC 0x53455353u /* "SESS" */
 
@@ -106,6 +110,8 @@ struct proxy_server {
 	struct http_client        *https;             /* the gateway's HTTPS binding (http_link.c), else NULL */
 	struct smtp_service       *smtp;              /* the SMTP listener (proxy_smtp.c), or NULL */
 	struct filter_set         *filters;           /* filters.file (proxy_filter.c); NULL: none */
+	struct status_server      *status_report;     /* pimap-proxy --status (status_socket.c), NULL: off;
+	                                               * a module adds its section with status_add() */
 };
 
 struct session {
@@ -155,6 +161,9 @@ struct session {
 
 	struct link         *link;              /* gateway mode only (proxy_link.c), else NULL */
 	struct pview        *pview;             /* compatibility mode: filtered folders (proxy_view.c) */
+	char                 login_user[PROXY_STATUS_USER_MAX]; /* compatibility mode: the name of the
+	                                                            * last login attempt (proxy_status.c) */
+	bool                 login_sasl_pending; /* ...an AUTHENTICATE PLAIN waits for its response line */
 	char                 listener[64];      /* the listener's address, or "stdio" (macros) */
 };
 

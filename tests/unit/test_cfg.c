@@ -912,6 +912,7 @@ static void test_proxy_table(void)
 		"upstream.binding", "upstream.mode", "outband.listen", "outband.address",
 		"smtp.listen", "smtp.listen_tls", "smtp.submission_url", "smtp.submission_ca_file",
 		"smtp.submission_server_name", "smtp.submission_allow_plaintext",
+		"status.socket",
 	};
 	static const char *const also_reloadable[] = {
 		"listen.plaintext_login", /* a policy for new logins */
@@ -927,7 +928,7 @@ static void test_proxy_table(void)
 	const struct cfg_key *lvl;
 
 	check_key_table(proxy_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                60 /* every field of struct proxy_config */);
+	                61 /* every field of struct proxy_config */);
 
 	lvl = cfg_find(proxy_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lvl);
