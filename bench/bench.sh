@@ -12,9 +12,14 @@
 # docs/PERFORMANCE.md (or --output FILE), creating the file if needed.
 #
 # Usage: bench/bench.sh [--runs N] [--messages N] [--latency MS] [--output FILE]
+#                       [--section NAME] [--chart FILE]
 #   --runs N       runs per mode (default 5)
 #   --messages N   mailbox size (default 1000)
 #   --latency MS   round-trip delay added by the relay (default 0)
+#   --section NAME the section's markers: <!-- bench:NAME:start --> (default
+#                  proxy; bench/run-all keeps the 100 ms run in proxy-100ms)
+#   --chart FILE   append the medians as chart rows for bench/run-all
+#                  (bench/perfdoc.py: workload, way, bytes, seconds)
 #   --output FILE  where to write the section (default docs/PERFORMANCE.md
 #                  in the source tree); "-" prints it only
 #   --gateway ...  run bench/gateway_bench.sh (push latency and memory per
@@ -28,12 +33,16 @@ RUNS=5
 MESSAGES=1000
 LATENCY=0
 OUTPUT=
+SECTION=proxy
+CHART=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) RUNS=$2; shift 2 ;;
 	--messages) MESSAGES=$2; shift 2 ;;
 	--latency) LATENCY=$2; shift 2 ;;
 	--output) OUTPUT=$2; shift 2 ;;
+	--section) SECTION=$2; shift 2 ;;
+	--chart) CHART=$2; shift 2 ;;
 	--gateway) shift; exec "$(cd "$(dirname "$0")" && pwd)/gateway_bench.sh" "$@" ;;
 	-h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -85,12 +94,20 @@ log_has "$PROXY_LOG" 'upstream COMPRESS=DEFLATE active' ||
 
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 [ -n "$CPU_MODEL" ] || CPU_MODEL=$(uname -m)
-CMDLINE="bench/bench.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
+# The command as a person would type it: the chart file is run-all's by-product.
+CMD_ARGS=()
+for ((i = 0; i < ${#ORIG_ARGS[@]}; i++)); do
+	if [ "${ORIG_ARGS[i]}" = --chart ]; then i=$((i + 1)); continue; fi
+	CMD_ARGS+=("${ORIG_ARGS[i]}")
+done
+CMDLINE="bench/bench.sh${CMD_ARGS[*]:+ ${CMD_ARGS[*]}}"
 [ -z "$ENV_BUILDDIR" ] || CMDLINE="top_builddir=$ENV_BUILDDIR $CMDLINE"
 REPORT_OUT=$OUTPUT
 [ "$OUTPUT" = - ] && REPORT_OUT=$T/PERFORMANCE.md
+CHART_ARGS=()
+[ -z "$CHART" ] || CHART_ARGS=(--chart "$CHART")
 python3 "$WORKLOAD" report --json "$T/results.json" --output "$REPORT_OUT" \
-	--command "$CMDLINE" \
+	--command "$CMDLINE" --section "$SECTION" "${CHART_ARGS[@]}" \
 	--extra "date=$(date -u '+%Y-%m-%d %H:%M UTC')" \
 	--extra "nproc=$(nproc)" \
 	--extra "cpu=$CPU_MODEL" \
@@ -103,5 +120,5 @@ python3 "$WORKLOAD" report --json "$T/results.json" --output "$REPORT_OUT" \
 	--extra "latency=$LATENCY" \
 	--extra "sanitizer=$SANITIZER" ||
 	fail "report failed"
-[ "$OUTPUT" = - ] || log "wrote the bench:proxy section of $OUTPUT"
+[ "$OUTPUT" = - ] || log "wrote the bench:$SECTION section of $OUTPUT"
 pass

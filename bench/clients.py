@@ -883,6 +883,12 @@ def cmd_report(args):
     if args.output:
         perfdoc.write_section(args.output, START, END, section)
     sys.stdout.write(section)
+    # Bytes from the runs without delay, time: the active time at the delay.
+    chart_ways = {"1": "plain", "2": "compress", "3": "pimap", "4": "pimap-nomacros"}
+    for wl in res["workloads"]:
+        rows = [(chart_ways[way], med[(wl, way)].get("total"), med[(wl, way)].get("active"))
+                for way in sorted(WAY_LABELS) if (wl, way) in med and way in chart_ways]
+        perfdoc.append_chart_rows(args.chart, "%s, link at %g ms" % (WORKLOAD_LABELS[wl], delay), rows)
 
 
 def main():
@@ -914,6 +920,7 @@ def main():
     o.add_argument("--json", required=True)
     o.add_argument("--output")
     o.add_argument("--command", required=True)
+    o.add_argument("--chart", help="append chart rows (perfdoc.append_chart_rows) to this file")
     o.add_argument("--extra", action="append", default=[], metavar="K=V")
     args = ap.parse_args()
     {"run": cmd_run, "report": cmd_report}[args.cmd](args)

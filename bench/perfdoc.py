@@ -29,3 +29,27 @@ def write_section(output, start, end, section):
     with open(tmp, "w") as f:
         f.write(new)
     os.replace(tmp, output)
+
+
+# --- chart rows (bench/run-all) -------------------------------------------------
+#
+# A benchmark that measures bytes and time for a workload, side by side with
+# plain IMAP, appends one row per way to the file given with --chart:
+#     workload<TAB>way<TAB>bytes<TAB>seconds
+# way is one of CHART_WAYS (the bars of bench/run-all's chart); bytes are
+# both directions on the measured link, seconds the wall (or active) time
+# of the workload; "-" where a figure is not measured.
+CHART_WAYS = ("plain", "compress", "pimap", "pimap-nomacros")
+
+
+def append_chart_rows(path, workload, rows):
+    """rows: [(way, bytes or None, seconds or None)]; way in CHART_WAYS."""
+    if not path:
+        return
+    with open(path, "a") as f:
+        for way, nbytes, secs in rows:
+            if way not in CHART_WAYS:
+                raise ValueError("chart way %r is not one of %s" % (way, CHART_WAYS))
+            f.write("%s\t%s\t%s\t%s\n" % (workload.replace("\t", " "), way,
+                                            "-" if nbytes is None else "%d" % nbytes,
+                                            "-" if secs is None else "%.6f" % secs))
