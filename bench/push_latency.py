@@ -267,7 +267,9 @@ def cmd_report(args):
                  "not representative.**" % extra["sanitizer"])
     L.append("")
     L.append("The private Dovecot of this benchmark runs with raised limits so that it can serve "
-             "every session: %s." % extra.get("dovecot_limits", "?"))
+             "every session: %s. pimap-gateway runs with `limits.max_failed_logins=100000`: all "
+             "sessions log in from 127.0.0.1, 16 at a time, and its per-address login throttle "
+             "counts logins in flight." % extra.get("dovecot_limits", "?"))
     if lat:
         L.append("")
         L.append("### Push latency")
