@@ -18,7 +18,8 @@
 #                            exits or shows no window within TB_START_TIMEOUT)
 #   tb_window                the id of Thunderbird's main window
 #   tb_window_title          its title ("Inbox - ... - Mozilla Thunderbird")
-#   tb_screenshot FILE       PNG of the whole screen
+#   tb_screenshot FILE       PNG of Thunderbird's main window (of the
+#                            screen if it has none)
 #   tb_image_is_blank FILE   true when the image is (nearly) one flat colour
 #   tb_compose_and_send TO SUBJECT BODY
 #                            write a message in its compose window with
@@ -131,7 +132,9 @@ start_thunderbird() {
 }
 
 tb_screenshot() {
-	import -display "$DISPLAY" -window root "$1" 2>>"$T/import.log"
+	local w
+	w=$(tb_window)
+	import -display "$DISPLAY" -window "${w:-root}" "$1" 2>>"$T/import.log"
 }
 
 # A blank capture is a single colour (stddev 0) or nearly so.
