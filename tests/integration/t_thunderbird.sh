@@ -43,7 +43,7 @@ for i in 1 2 3 4 5; do
 	deliver alice "TB message $i" "Body of TB message $i."
 	deliver bob "TB compat message $i" "Body of TB compat message $i."
 done
-export DOVECOT_IMAPS CA DOVECOT_PASS
+export DOVECOT_IMAPS DOVECOT_LMTP CA DOVECOT_PASS
 python3 - <<'PY' || hard_error "cannot create alice's folder Work"
 import os
 from pimapc import StoreClient
@@ -132,13 +132,9 @@ tb_image_is_blank "$ART/before-new-mail.png" && fail "the first screenshot is bl
 # filter's logic: Thunderbird's local INBOX must hold exactly those
 # messages, and it must never have fetched one outside the view.
 tb_view_part() {
-	local vp vprofile vtrace
+	local vp vprofile
 	# ISSUE 5: carol's mailbox, a mix that mobile.yaml keeps and drops.
-	deliver carol "View: small and recent" "Short."
-	python3 -c 'import sys; from imapc import make_message
-sys.stdout.buffer.write(make_message("View: long message", ("x" * 76 + "\n") * 3000))' >"$T/long.eml"
-	deliver_file carol "$T/long.eml"
-	deliver carol "View: another small one" "Short too."
+	python3 "$HARNESS_LIB/viewcheck.py" deliver-mix carol || hard_error "cannot deliver carol's messages"
 	vp=$(free_port)
 	PROXY_LOG=$T/proxy-view.log
 	# ISSUE 5: replace --set filters.file=... by what issue 5 names it.
@@ -151,56 +147,9 @@ sys.stdout.buffer.write(make_message("View: long message", ("x" * 76 + "\n") * 3
 	start_thunderbird "$vprofile"
 	expect_trace 60 "(v) Thunderbird selects INBOX in the view" selected INBOX
 	expect_trace 60 "(v) Thunderbird IDLEs" idled
-	export vp
-	python3 - "$vprofile/ImapMail/127.0.0.1/INBOX*" "$PROXY_LOG" <<'PY' || fail "(v) Thunderbird's local store is not exactly the view"
-import glob, os, re, sys, time
-from imapc import Client
-from pimapc import StoreClient
-import tb_trace
-
-def message_ids(client, box="INBOX"):
-    client.ok("EXAMINE %s" % box)
-    ids = {}
-    for r in client.ok("UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"):
-        m = re.search(r"UID (\d+)", r.first)
-        if m and r.literals:
-            mid = re.search(rb"<[^>]+>", r.literals[0])
-            if mid:
-                ids[mid.group(0).decode()] = int(m.group(1))
-    return ids
-
-st = StoreClient("127.0.0.1", int(os.environ["DOVECOT_IMAPS"]), "carol", os.environ["DOVECOT_PASS"],
-                 cafile=os.environ["CA"])
-everything = message_ids(st)
-st.logout()
-c = Client("127.0.0.1", int(os.environ["vp"]), tls=False)
-c.connect()
-c.login("carol", os.environ["DOVECOT_PASS"])
-view = message_ids(c)
-c.ok("LOGOUT")
-print("store: %d messages, view: %d" % (len(everything), len(view)), file=sys.stderr)
-if not view or set(view) >= set(everything):
-    sys.exit("the view is not a strict, non-empty subset of the store: adjust carol's messages to mobile.yaml")
-
-def local_ids(pattern):
-    data = b""
-    for name in glob.glob(pattern):
-        if not name.endswith(".msf"):
-            data += open(name, "rb").read()
-    return {m.decode() for m in re.findall(rb"(?im)^Message-ID:\s*(<[^>]+>)", data)}
-
-deadline = time.time() + 60
-while time.time() < deadline and local_ids(sys.argv[1]) != set(view):
-    time.sleep(0.5)
-local = local_ids(sys.argv[1])
-if local != set(view):
-    sys.exit("local store %s, view %s" % (sorted(local), sorted(view)))
-fetched = tb_trace.body_uids(tb_trace.Trace(sys.argv[2]))
-outside = fetched - set(view.values())
-if outside:
-    sys.exit("Thunderbird fetched UIDs outside the view: %s" % sorted(outside))
-print("ok: the local store holds exactly the %d messages of the view" % len(view), file=sys.stderr)
-PY
+	python3 "$HARNESS_LIB/viewcheck.py" compare carol "$vp" \
+		--local "$vprofile/ImapMail/127.0.0.1/INBOX*" --trace "$PROXY_LOG" ||
+		fail "(v) Thunderbird's local store is not exactly the view"
 	log "ok: (v) with filters/mobile.yaml on, Thunderbird's local store holds exactly the view"
 	stop_thunderbird
 	stop_pid "$PROXY_PID"
