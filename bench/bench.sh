@@ -12,14 +12,12 @@
 # docs/PERFORMANCE.md (or --output FILE), creating the file if needed.
 #
 # Usage: bench/bench.sh [--runs N] [--messages N] [--latency MS] [--output FILE]
-#                       [--section NAME] [--chart FILE]
+#                       [--section NAME]
 #   --runs N       runs per mode (default 5)
 #   --messages N   mailbox size (default 1000)
 #   --latency MS   round-trip delay added by the relay (default 0)
 #   --section NAME the section's markers: <!-- bench:NAME:start --> (default
 #                  proxy; bench/run-all keeps the 100 ms run in proxy-100ms)
-#   --chart FILE   append the medians as chart rows for bench/run-all
-#                  (bench/perfdoc.py: workload, way, bytes, seconds)
 #   --output FILE  where to write the section (default docs/PERFORMANCE.md
 #                  in the source tree); "-" prints it only
 #   --gateway ...  run bench/gateway_bench.sh (push latency and memory per
@@ -34,7 +32,6 @@ MESSAGES=1000
 LATENCY=0
 OUTPUT=
 SECTION=proxy
-CHART=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) RUNS=$2; shift 2 ;;
@@ -42,7 +39,6 @@ while [ $# -gt 0 ]; do
 	--latency) LATENCY=$2; shift 2 ;;
 	--output) OUTPUT=$2; shift 2 ;;
 	--section) SECTION=$2; shift 2 ;;
-	--chart) CHART=$2; shift 2 ;;
 	--gateway) shift; exec "$(cd "$(dirname "$0")" && pwd)/gateway_bench.sh" "$@" ;;
 	-h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -94,18 +90,13 @@ log_has "$PROXY_LOG" 'upstream COMPRESS=DEFLATE active' ||
 
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 [ -n "$CPU_MODEL" ] || CPU_MODEL=$(uname -m)
-# The command as a person would type it: the chart file is run-all's by-product.
-CMD_ARGS=()
-for ((i = 0; i < ${#ORIG_ARGS[@]}; i++)); do
-	if [ "${ORIG_ARGS[i]}" = --chart ]; then i=$((i + 1)); continue; fi
-	CMD_ARGS+=("${ORIG_ARGS[i]}")
-done
-CMDLINE="bench/bench.sh${CMD_ARGS[*]:+ ${CMD_ARGS[*]}}"
+CMDLINE="bench/bench.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
 [ -z "$ENV_BUILDDIR" ] || CMDLINE="top_builddir=$ENV_BUILDDIR $CMDLINE"
 REPORT_OUT=$OUTPUT
 [ "$OUTPUT" = - ] && REPORT_OUT=$T/PERFORMANCE.md
+# bench/run-all collects chart rows in $PIMAP_BENCH_CHART (bench/perfdoc.py).
 CHART_ARGS=()
-[ -z "$CHART" ] || CHART_ARGS=(--chart "$CHART")
+[ -z "${PIMAP_BENCH_CHART:-}" ] || CHART_ARGS=(--chart "$PIMAP_BENCH_CHART")
 python3 "$WORKLOAD" report --json "$T/results.json" --output "$REPORT_OUT" \
 	--command "$CMDLINE" --section "$SECTION" "${CHART_ARGS[@]}" \
 	--extra "date=$(date -u '+%Y-%m-%d %H:%M UTC')" \

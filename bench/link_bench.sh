@@ -19,7 +19,7 @@
 #
 # Usage: bench/link_bench.sh [--runs N] [--ways 1,2,3,4] [--delay MS]
 #                            [--workloads tb,mutt] [--messages N] [--output FILE]
-#                            [--serial] [--transcripts DIR] [--chart FILE]
+#                            [--serial] [--transcripts DIR]
 #   --runs N        runs per way, workload and delay (default 3)
 #   --ways LIST     which ways (default 1,2,3,4); a way the proxy cannot do
 #                   yet is reported as not measured and the others still run
@@ -29,8 +29,6 @@
 #   --output FILE   also write the section into FILE (default: print only)
 #   --transcripts DIR  write each measured session's client-side transcript
 #                   into DIR (for debugging; a few hundred KB each)
-#   --chart FILE    append the medians as chart rows for bench/run-all
-#                   (bench/perfdoc.py: workload, way, bytes, seconds)
 #   --serial        run the 0 ms sessions one at a time too (by default the
 #                   ways run concurrently there: only bytes and round trips
 #                   are kept from them, and each way has its own relay)
@@ -47,7 +45,6 @@ DELAY=100
 WORKLOADS=tb,mutt
 MESSAGES=1000
 OUTPUT=
-CHART=
 SERIAL=()
 TRANSCRIPTS=()
 while [ $# -gt 0 ]; do
@@ -58,7 +55,6 @@ while [ $# -gt 0 ]; do
 	--workloads) WORKLOADS=$2; shift 2 ;;
 	--messages) MESSAGES=$2; shift 2 ;;
 	--output) OUTPUT=$2; shift 2 ;;
-	--chart) CHART=$2; shift 2 ;;
 	--serial) SERIAL=(--serial); shift ;;
 	--transcripts) TRANSCRIPTS=(--transcripts "$(mkdir -p "$2" && cd "$2" && pwd)"); shift 2 ;;
 	-h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
@@ -200,13 +196,7 @@ python3 "$BENCH/clients.py" run "${WAY_ARGS[@]}" "${SKIP_ARGS[@]}" \
 
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 [ -n "$CPU_MODEL" ] || CPU_MODEL=$(uname -m)
-# The command as a person would type it: the chart file is run-all's by-product.
-CMD_ARGS=()
-for ((i = 0; i < ${#ORIG_ARGS[@]}; i++)); do
-	if [ "${ORIG_ARGS[i]}" = --chart ]; then i=$((i + 1)); continue; fi
-	CMD_ARGS+=("${ORIG_ARGS[i]}")
-done
-CMDLINE="bench/link_bench.sh${CMD_ARGS[*]:+ ${CMD_ARGS[*]}}"
+CMDLINE="bench/link_bench.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
 [ -z "$ENV_BUILDDIR" ] || CMDLINE="top_builddir=$ENV_BUILDDIR $CMDLINE"
 SANITIZER=none
 VERSIONS=()
@@ -220,7 +210,8 @@ else
 fi
 OUT_ARGS=()
 [ -z "$OUTPUT" ] || OUT_ARGS=(--output "$OUTPUT")
-[ -z "$CHART" ] || OUT_ARGS+=(--chart "$CHART")
+# bench/run-all collects chart rows in $PIMAP_BENCH_CHART (bench/perfdoc.py).
+[ -z "${PIMAP_BENCH_CHART:-}" ] || OUT_ARGS+=(--chart "$PIMAP_BENCH_CHART")
 python3 "$BENCH/clients.py" report --json "$T/results.json" "${OUT_ARGS[@]}" \
 	--command "$CMDLINE" \
 	--extra "date=$(date -u '+%Y-%m-%d %H:%M UTC')" \

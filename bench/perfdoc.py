@@ -34,7 +34,8 @@ def write_section(output, start, end, section):
 # --- chart rows (bench/run-all) -------------------------------------------------
 #
 # A benchmark that measures bytes and time for a workload, side by side with
-# plain IMAP, appends one row per way to the file given with --chart:
+# plain IMAP, appends one row per way to the file bench/run-all names in the
+# environment variable PIMAP_BENCH_CHART (when it is set):
 #     workload<TAB>way<TAB>bytes<TAB>seconds
 # way is one of CHART_WAYS (the bars of bench/run-all's chart); bytes are
 # both directions on the measured link, seconds the wall (or active) time
