@@ -54,6 +54,27 @@ expect_status() {
 	log "ok: status: $what"
 }
 
+# background_clients NAME: run the Python on stdin (which sets up clients)
+# in the background; its clients stay connected until end_clients NAME.
+background_clients() {
+	local name=$1
+	{
+		echo "import os, time"
+		cat
+		printf 'open(os.path.join(os.environ["T"], "%s.ready"), "w").close()\n' "$name"
+		printf 'while not os.path.exists(os.path.join(os.environ["T"], "%s.done")):\n    time.sleep(0.1)\n' "$name"
+	} >"$T/$name.py"
+	python3 "$T/$name.py" &
+	CLIENTS_PID=$!
+	track_pid "$CLIENTS_PID"
+	wait_for 20 test -e "$T/$name.ready" || fail "the clients of part $name did not start"
+}
+end_clients() {
+	touch "$T/$1.done"
+	wait "$CLIENTS_PID" || true
+	untrack_pid "$CLIENTS_PID"
+}
+
 P=$(free_port)
 start_proxy --listen "127.0.0.1:$P" --listen-tls none --state-dir "$T/ps" \
 	--upstream "pimaps://127.0.0.1:$RELAY_PORT" --ca-file "$CA" --device-id laptop7 \
@@ -70,8 +91,7 @@ expect_status 10 "$T/ps" "a proxy with no client" \
 
 # --- (b) ---------------------------------------------------------------------------
 export P T DOVECOT_PASS
-python3 - <<'PY' &
-import os, time
+background_clients b <<'PY'
 from imapc import Client
 c = Client("127.0.0.1", int(os.environ["P"]), tls=False, timeout=30)
 c.connect()
@@ -80,13 +100,7 @@ c.ok("SELECT INBOX")
 tag = c.idle_start()
 idle = Client("127.0.0.1", int(os.environ["P"]), tls=False, timeout=30)
 idle.connect()   # never logs in
-open(os.path.join(os.environ["T"], "b.ready"), "w").close()
-while not os.path.exists(os.path.join(os.environ["T"], "b.done")):
-    time.sleep(0.1)
 PY
-CLIENTS_PID=$!
-track_pid "$CLIENTS_PID"
-wait_for 20 test -e "$T/b.ready" || fail "the clients did not start"
 expect_status 10 "$T/ps" "a client in IDLE and one not logged in" \
 	"^clients: 2 connected" \
 	"^account alice: 1 connection, link up on 1 of 1$" \
@@ -103,9 +117,7 @@ expect_status 15 "$T/ps" "the link cut: not up, and the loss is the last error" 
 	"^last error: [0-9-]{10}T[0-9:]{8}Z \[c[0-9]+ 127.0.0.1:[0-9]+\] .*(lost|dead|failed|refused|closed)"
 relay restore >/dev/null
 expect_status 20 "$T/ps" "the link restored" "^account alice: 1 connection, link up on 1 of 1$"
-touch "$T/b.done"
-wait "$CLIENTS_PID" || true
-untrack_pid "$CLIENTS_PID"
+end_clients b
 
 # --- (d) compatibility mode ----------------------------------------------------------
 PROXY_LOG=$T/proxy-compat.log
@@ -114,8 +126,7 @@ start_proxy --listen "127.0.0.1:$CP" --listen-tls none --state-dir "$T/pc" \
 	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA"
 COMPAT_PID=$PROXY_PID
 export CP
-python3 - <<'PY' &
-import os, time
+background_clients d <<'PY'
 from imapc import Client
 def conn():
     c = Client("127.0.0.1", int(os.environ["CP"]), tls=False, timeout=30)
@@ -125,13 +136,7 @@ a = conn(); a.login("alice", os.environ["DOVECOT_PASS"])
 b = conn(); b.authenticate_plain("bob", os.environ["DOVECOT_PASS"], initial_response=True)
 c = conn(); c.authenticate_plain("alice", os.environ["DOVECOT_PASS"], initial_response=False)
 d = conn(); d.command("LOGIN mallory wrongpassword")
-open(os.path.join(os.environ["T"], "d.ready"), "w").close()
-while not os.path.exists(os.path.join(os.environ["T"], "d.done")):
-    time.sleep(0.1)
 PY
-CLIENTS_PID=$!
-track_pid "$CLIENTS_PID"
-wait_for 20 test -e "$T/d.ready" || fail "the compatibility-mode clients did not start"
 expect_status 10 "$T/pc" "compatibility mode: accounts by LOGIN and AUTHENTICATE, a failed login nameless" \
 	"^mode: compatibility, upstream imaps://127.0.0.1:$DOVECOT_IMAPS$" \
 	"^account alice: 2 connections$" \
@@ -139,9 +144,7 @@ expect_status 10 "$T/pc" "compatibility mode: accounts by LOGIN and AUTHENTICATE
 	"^connection c[0-9]+ .*: bob, upstream connected \(TLS, compressed\)$" \
 	"^account \(not logged in\): 1 connection$"
 grep -q mallory "$T/status.out" && fail "a failed login's name is in the report"
-touch "$T/d.done"
-wait "$CLIENTS_PID" || true
-untrack_pid "$CLIENTS_PID"
+end_clients d
 
 # --- (e) the socket ----------------------------------------------------------------------
 SOCK=$T/ps/status.sock
