@@ -1,10 +1,14 @@
 #!/bin/bash
 # t_mutt.sh - the mutt suite (issue 8): stock mutt (Debian's) driven in tmux
-# through pimap-proxy, the same scenario four ways:
+# through pimap-proxy, the same scenario six ways:
 #   compat/tcp     mutt --IMAP on loopback--> proxy --imaps--> Dovecot
 #   compat/stdio   mutt's $tunnel runs pimap-proxy --stdio (--imaps--> Dovecot)
 #   gateway/tcp    mutt --> proxy --pimaps--> relay --> pimap-gateway --> Dovecot
 #   gateway/stdio  $tunnel pimap-proxy --stdio --pimaps--> relay --> gateway
+#   https/tcp      mutt --> proxy --HTTPS binding, persistent--> relay --> gateway
+#   https/stdio    $tunnel pimap-proxy --stdio --HTTPS binding--> relay --> gateway
+# (t_https_mutt.sh has the HTTPS binding's in-response mode with UDP
+# wake-ups and its own checks.)
 # The scenario (earlier t_mutt.sh and t_mutt_link.sh):
 #  - mutt opens INBOX: the index shows the 3 delivered messages;
 #  - it reads message one, flags two, deletes three and expunges it ("$"):
@@ -13,7 +17,7 @@
 #    (after mutt's CRLF -> LF);
 #  - it changes to folder Work and back;
 #  - a delivered message appears by itself; the proxy's trace shows mutt's IDLE;
-#  - gateway ways: the link is cut while mutt sits in INBOX and mail arrives
+#  - gateway and https ways: the link is cut while mutt sits in INBOX and mail arrives
 #    meanwhile, then the gateway restarts (SIGTERM) with mail arriving: mutt
 #    shows all of it, shows no error, and never reconnects (tcp: the proxy
 #    accepted one connection from it; stdio: one proxy process ran); with the
@@ -27,7 +31,8 @@
 # pipes with a scripted client (lib/stdio_pipes.py).
 #
 # By hand: tests/integration/t_mutt.sh [WAY...] (after building); a WAY is
-# one of compat/tcp compat/stdio gateway/tcp gateway/stdio pipes.
+# one of compat/tcp compat/stdio gateway/tcp gateway/stdio https/tcp
+# https/stdio pipes.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
@@ -37,9 +42,9 @@ require_proxy
 require_gateway
 gen_certs
 # One user per way, so each starts from the same mailbox.
-DOVECOT_USERS="alice bob carol dave erin" start_dovecot
+DOVECOT_USERS="alice bob carol dave erin frank grace" start_dovecot
 export DOVECOT_IMAPS CA DOVECOT_PASS
-for u in alice bob carol dave; do
+for u in alice bob carol dave frank grace; do
 	deliver $u "Mutt subject one"
 	deliver $u "Mutt subject two"
 	deliver $u "Mutt subject three"
@@ -49,19 +54,26 @@ deliver erin "stdio: second" "A body to fetch through pipes."
 python3 - <<'PY' || hard_error "cannot create the folders Work"
 import os
 from pimapc import StoreClient
-for user in ("alice", "bob", "carol", "dave"):
+for user in ("alice", "bob", "carol", "dave", "frank", "grace"):
     st = StoreClient("127.0.0.1", int(os.environ["DOVECOT_IMAPS"]), user, os.environ["DOVECOT_PASS"],
                      cafile=os.environ["CA"])
     st.create("Work")
     st.append("Work", "Work subject")
     st.logout()
 PY
-start_gateway
+HTTPS_PORT=$(free_port)
+GW_ARGS=(--set "listen.https=127.0.0.1:$HTTPS_PORT")
+start_gateway "${GW_ARGS[@]}"
+wait_port 127.0.0.1 "$HTTPS_PORT" 10 "$GW_PID" || fail "the gateway has no HTTPS listener"
+# One relay on the link of each binding; a test cuts it to lose the link.
 RELAY_PORT=$(free_port)
 spawn "$T/relay.stderr" python3 "$HARNESS_LIB/linkrelay.py" "$RELAY_PORT" "$GW_PORT" "$T/relay.ctl"
-RELAY_PID=$SPAWNED_PID
-wait_port 127.0.0.1 "$RELAY_PORT" 10 "$RELAY_PID" || fail "link relay does not listen"
-relay() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall((sys.argv[2]+"\n").encode()); print(s.recv(100).decode().strip())' "$T/relay.ctl" "$1"; }
+wait_port 127.0.0.1 "$RELAY_PORT" 10 "$SPAWNED_PID" || fail "link relay does not listen"
+HTTPS_RELAY_PORT=$(free_port)
+spawn "$T/relay-https.stderr" python3 "$HARNESS_LIB/linkrelay.py" "$HTTPS_RELAY_PORT" "$HTTPS_PORT" "$T/relay-https.ctl"
+wait_port 127.0.0.1 "$HTTPS_RELAY_PORT" 10 "$SPAWNED_PID" || fail "HTTPS link relay does not listen"
+# relay cut|restore: on the link of the way running.
+relay() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall((sys.argv[2]+"\n").encode()); print(s.recv(100).decode().strip())' "$WAY_RELAY_CTL" "$1"; }
 
 . "$HARNESS_LIB/mutt.sh"
 
@@ -84,15 +96,20 @@ setup_way() {
 	WAY=$1 WAY_USER=$2 WAY_TAG=${1//\//-}
 	local mode=${WAY%/*} transport=${WAY#*/} upstream macros=()
 	WAY_LOG=$T/proxy-$WAY_TAG.log
+	WAY_RELAY_CTL=$T/relay.ctl
 	case $mode in
 	compat) upstream="imaps://127.0.0.1:$DOVECOT_IMAPS" ;;
 	gateway) upstream="pimaps://127.0.0.1:$RELAY_PORT" ;;
+	https)
+		upstream="https://localhost:$HTTPS_RELAY_PORT/pimap"
+		WAY_RELAY_CTL=$T/relay-https.ctl
+		;;
 	esac
 	local link=(--set link.heartbeat=5s --set link.dead_timeout=3s --set link.reconnect_min=200ms
 		--set link.reconnect_max=1s)
 	if [ "$transport" = tcp ]; then
 		WAY_PORT=$(free_port)
-		if [ "$mode" = gateway ]; then
+		if [ "$mode" != compat ]; then
 			# The shipped mutt macro, told that mutt connects to this
 			# listener (mutt sends no ID).
 			mkdir -p "$T/macros-$WAY_TAG"
@@ -108,7 +125,7 @@ setup_way() {
 		write_muttrc "$WAY_USER" "$WAY_PORT" delete=yes resolve=no
 	else
 		# The shipped macros as installed: mutt.yaml names the stdio listener.
-		[ "$mode" = gateway ] && macros=(--set "macros.dir=$top_srcdir/macros" --device-id "mutt-$WAY_TAG" "${link[@]}")
+		[ "$mode" != compat ] && macros=(--set "macros.dir=$top_srcdir/macros" --device-id "mutt-$WAY_TAG" "${link[@]}")
 		# Each run of the tunnel leaves its pid file and, when the
 		# proxy ends, its exit status; its stderr goes to a file the
 		# harness checks for sanitizer reports, not to mutt's screen.
@@ -195,7 +212,7 @@ PY
 	expect_screen 20 "$WAY: new mail appears by itself (IDLE)" "[Mutt subject four, pushed]"
 	grep -Eq 'C> [^ ]+ IDLE' "$WAY_LOG" || fail "$WAY: no IDLE from mutt in the proxy's trace"
 
-	if [ "${WAY%/*}" = gateway ]; then
+	if [ "${WAY%/*}" != compat ]; then
 		local lost
 		lost=$(way_log_count "link to the gateway lost")
 		relay cut >/dev/null
@@ -209,7 +226,7 @@ PY
 
 		stop_gateway
 		deliver "$WAY_USER" "While the gateway restarts"
-		start_gateway
+		start_gateway "${GW_ARGS[@]}"
 		expect_screen 30 "$WAY: mail that came during a gateway restart appears" "[While the gateway restarts]"
 
 		if screen | grep -Eiq 'error|lost|closed|unavailable'; then
@@ -265,13 +282,15 @@ PY
 	esac
 }
 
-WAYS=${*:-compat/tcp compat/stdio gateway/tcp gateway/stdio pipes}
+WAYS=${*:-compat/tcp compat/stdio gateway/tcp gateway/stdio https/tcp https/stdio pipes}
 for w in $WAYS; do
 	case $w in
 	compat/tcp) run_way compat/tcp alice ;;
 	compat/stdio) run_way compat/stdio bob ;;
 	gateway/tcp) run_way gateway/tcp carol ;;
 	gateway/stdio) run_way gateway/stdio dave ;;
+	https/tcp) run_way https/tcp frank ;;
+	https/stdio) run_way https/stdio grace ;;
 	pipes)
 		log "=== (p) pimap-proxy --stdio through plain pipes"
 		STDIO_USER=erin PROXY_BIN=$PROXY_BIN T=$T PIMAP_PROXY_WRAPPER=${PIMAP_PROXY_WRAPPER:-} \
