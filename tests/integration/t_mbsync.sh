@@ -176,11 +176,11 @@ mbsync_view_part() {
 		hard_error "cannot deliver carol's messages"
 	vp=$(free_port)
 	PROXY_LOG=$T/proxy-view.log
-	# ISSUE 5: replace --set filters.file=... by what issue 5 names it.
+	# ISSUE 5: MBSYNC_VIEW_PROXY_ARGS (below) is the option that turns the filter on.
 	start_proxy --listen-tls "127.0.0.1:$vp" --listen none --cert "$SERVER_CERT" --key "$SERVER_KEY" \
 		--state-dir "$T/proxy-view-state" --upstream "pimaps://127.0.0.1:$GW_PORT" --ca-file "$CA" \
 		--device-id mbsync-view \
-		${MBSYNC_VIEW_PROXY_ARGS:---set "filters.file=$top_srcdir/filters/mobile.yaml"}
+		$MBSYNC_VIEW_PROXY_ARGS
 	mbsync_conf view "$vp" carol
 	run_mbsync view
 	python3 "$HARNESS_LIB/viewcheck.py" compare carol "$vp" --tls --wait 0 \
@@ -188,10 +188,15 @@ mbsync_view_part() {
 		fail "(v) the Maildir synced through the proxy is not exactly the view"
 	log "ok: (v) with a view set, the synced Maildir holds exactly the view"
 }
-if [ -f "$top_srcdir/filters/mobile.yaml" ] && "$PROXY_BIN" --dump-config 2>/dev/null | grep -q '^filters\.'; then
+# Issue 5 names the option that turns a filter file on; until then the guess
+# below is refused (pimap-proxy --check-config) and the part is reported as
+# not run.
+MBSYNC_VIEW_PROXY_ARGS=${MBSYNC_VIEW_PROXY_ARGS:---set "filters.file=$top_srcdir/filters/mobile.yaml"}
+# shellcheck disable=SC2086
+if [ -f "$top_srcdir/filters/mobile.yaml" ] && "$PROXY_BIN" --check-config $MBSYNC_VIEW_PROXY_ARGS >/dev/null 2>&1; then
 	mbsync_view_part
 else
-	log "part (v) not run: needs filters/mobile.yaml and the proxy's filter keys (issue 5)"
+	log "part (v) not run: needs filters/mobile.yaml and a proxy that takes: $MBSYNC_VIEW_PROXY_ARGS (issue 5)"
 fi
 
 proxy_alive || fail "the proxy died"

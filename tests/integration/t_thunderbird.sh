@@ -16,8 +16,11 @@
 #      every compressed connection, see zio.c);
 #  (v) [issue 5] with filters/mobile.yaml on, the local store holds only
 #      the view: ready below, runs once the proxy loads filter files;
-#  (m) [issue 6] Thunderbird sends through the proxy's SMTP listener:
-#      ready below, runs once the proxy has one.
+#  (m) Thunderbird sends a message, written in its compose window, through
+#      the proxy's SMTP listener (XDELIVER to the gateway, Dovecot's
+#      submission service behind it): it arrives in bob's INBOX, and
+#      Thunderbird files its copy in Sent (not run, and said so, without
+#      dovecot-submissiond).
 # The whole test runs in a network namespace with loopback only
 # (lib/thunderbird.sh), so nothing can reach the outside world whatever the
 # prefs miss. Where Thunderbird cannot run (not installed, no Xvfb, it dies
@@ -37,8 +40,26 @@ ART=$top_builddir/tests/integration/t_thunderbird.artifacts
 rm -rf "$ART"
 mkdir -p "$ART"
 
+# proxy_accepts OPTION...: this pimap-proxy knows these options and keys
+# (what issues 5 and 6 bring is tried, not assumed).
+proxy_accepts() { "$PROXY_BIN" --check-config "$@" >/dev/null 2>&1; }
+
 gen_certs
-DOVECOT_USERS="alice bob carol" start_dovecot
+SMTP_PORT=$(free_port) # the proxy's SMTP listener, in the profile in any case
+# Part (m) sends through the proxy's SMTP listener (XDELIVER at the gateway)
+# to Dovecot's submission service, which relays into Dovecot's LMTP.
+SEND=0
+GW_ARGS=()
+SMTP_ARGS=()
+if proxy_accepts --smtp-listen "127.0.0.1:$SMTP_PORT" --smtp-listen-tls none && [ -x /usr/lib/dovecot/submission ]; then
+	SEND=1
+	. "$HARNESS_LIB/submission.sh"
+	DOVECOT_USERS="alice bob carol" start_store_with_submission
+	GW_ARGS=(--set "submission.url=smtp://127.0.0.1:$SUBMISSION_PORT" --set "submission.ca_file=$CA")
+	SMTP_ARGS=(--smtp-listen "127.0.0.1:$SMTP_PORT" --smtp-listen-tls none)
+else
+	DOVECOT_USERS="alice bob carol" start_dovecot
+fi
 for i in 1 2 3 4 5; do
 	deliver alice "TB message $i" "Body of TB message $i."
 	deliver bob "TB compat message $i" "Body of TB compat message $i."
@@ -52,9 +73,10 @@ st = StoreClient("127.0.0.1", int(os.environ["DOVECOT_IMAPS"]), "alice", os.envi
 st.create("Work")
 st.ok("SUBSCRIBE Work")
 st.append("Work", "TB work message")
+st.create("Sent")
 st.logout()
 PY
-start_gateway
+start_gateway "${GW_ARGS[@]}"
 
 TRACE="$HARNESS_LIB/tb_trace.py"
 # expect T WHAT CHECK...: poll tb_trace.py CHECK against the proxy's trace.
@@ -79,8 +101,7 @@ expect_store() {
 
 # --- (a) sync through proxy and gateway ------------------------------------------
 P=$(free_port)
-SMTP_PORT=$(free_port) # the proxy's SMTP listener (issue 6); nothing listens yet
-start_proxy --listen "127.0.0.1:$P" --listen-tls none \
+start_proxy --listen "127.0.0.1:$P" --listen-tls none "${SMTP_ARGS[@]}" \
 	--upstream "pimaps://127.0.0.1:$GW_PORT" --ca-file "$CA" --device-id thunderbird1 \
 	--trace --set "macros.dir=$top_srcdir/macros"
 GW_PROXY_PID=$PROXY_PID
@@ -137,11 +158,11 @@ tb_view_part() {
 	python3 "$HARNESS_LIB/viewcheck.py" deliver-mix carol || hard_error "cannot deliver carol's messages"
 	vp=$(free_port)
 	PROXY_LOG=$T/proxy-view.log
-	# ISSUE 5: replace --set filters.file=... by what issue 5 names it.
+	# ISSUE 5: TB_VIEW_PROXY_ARGS (below) is the option that turns the filter on.
 	start_proxy --listen "127.0.0.1:$vp" --listen-tls none --state-dir "$T/proxy-view-state" \
 		--upstream "pimaps://127.0.0.1:$GW_PORT" --ca-file "$CA" --device-id thunderbird-view \
 		--trace --set "macros.dir=$top_srcdir/macros" \
-		${TB_VIEW_PROXY_ARGS:---set "filters.file=$top_srcdir/filters/mobile.yaml"}
+		$TB_VIEW_PROXY_ARGS
 	vprofile=$T/tb-view
 	tb_make_profile "$vprofile" "$vp" "$SMTP_PORT" carol "$DOVECOT_PASS"
 	start_thunderbird "$vprofile"
@@ -155,55 +176,58 @@ tb_view_part() {
 	stop_pid "$PROXY_PID"
 }
 
-# --- (m) [ISSUE 6] sending through the proxy's SMTP listener -------------------------
-# Ready to run once the proxy has an SMTP listener (issue 6). Thunderbird's
-# compose window is driven with xdotool (thunderbird -compose needs D-Bus).
-# What to finish: the listener flag (marked ISSUE 6) and, once the harness
-# has an SMTP receiver behind the gateway, the check that it got the
-# message (marked ISSUE 6 too). Thunderbird files its copy in Sent over
-# IMAP only after the server accepted the message, so the Sent copy is
-# already proof that the SMTP listener said 250.
+# --- (m) sending through the proxy's SMTP listener ---------------------------------
+# Thunderbird's compose window is driven with xdotool (thunderbird -compose
+# needs D-Bus); the profile's SMTP server is the proxy's plain listener on
+# loopback, normal password. The message must reach bob's INBOX through
+# XDELIVER and the submission server, and Thunderbird must file its copy in
+# Sent (it does that only after the server accepted the message).
 tb_send_part() {
-	local subject="Sent by Thunderbird through pimap" w
-	tb_compose_and_send "bob@example.org" "$subject" "Hello from Thunderbird, through pimap-proxy's SMTP listener."
-	python3 - "$subject" <<'PY' || fail "(m) the message Thunderbird sent is not in alice's Sent folder"
+	local subject="Sent by Thunderbird through pimap"
+	tb_compose_and_send "bob@mail.test" "$subject" "Hello from Thunderbird, through pimap-proxy's SMTP listener."
+	python3 - "$subject" <<'PY' || fail "(m) the message Thunderbird sent is not in bob's INBOX and alice's Sent"
 import os, sys, time
 from pimapc import StoreClient
-deadline = time.time() + 60
-while True:
-    st = StoreClient("127.0.0.1", int(os.environ["DOVECOT_IMAPS"]), "alice", os.environ["DOVECOT_PASS"],
+
+def has(user, box, subject):
+    st = StoreClient("127.0.0.1", int(os.environ["DOVECOT_IMAPS"]), user, os.environ["DOVECOT_PASS"],
                      cafile=os.environ["CA"])
     try:
-        st.ok("EXAMINE Sent")
-        found = any("SEARCH" in r.first and len(r.first.split()) > 2
-                    for r in st.ok('SEARCH SUBJECT "%s"' % sys.argv[1]))
-    except Exception:
-        found = False
-    st.logout()
-    if found or time.time() > deadline:
-        break
+        st.ok("EXAMINE %s" % box)
+        return any(r.first.startswith("* SEARCH ") and len(r.first.split()) > 2
+                   for r in st.ok('SEARCH SUBJECT "%s"' % subject))
+    finally:
+        st.logout()
+
+deadline = time.time() + 60
+while not (has("bob", "INBOX", sys.argv[1]) and has("alice", "Sent", sys.argv[1])):
+    if time.time() > deadline:
+        print("bob's INBOX has it: %s; alice's Sent has it: %s" % (has("bob", "INBOX", sys.argv[1]),
+              has("alice", "Sent", sys.argv[1])), file=sys.stderr)
+        sys.exit(1)
     time.sleep(0.5)
-sys.exit(0 if found else 1)
 PY
-	# ISSUE 6: check that the SMTP receiver behind the gateway got it.
-	log "ok: (m) Thunderbird sent a message through the proxy's SMTP listener"
+	grep -q "XDELIVER" "$PROXY_LOG" || fail "(m) no XDELIVER in the proxy's trace"
+	log "ok: (m) Thunderbird sent a message through the proxy's SMTP listener: in bob's INBOX and alice's Sent"
 }
 
-if [ -f "$top_srcdir/filters/mobile.yaml" ] && "$PROXY_BIN" --dump-config 2>/dev/null | grep -q '^filters\.'; then
+# Issue 5 names the option that turns a filter file on; until then the guess
+# below is refused and the part is reported as not run.
+TB_VIEW_PROXY_ARGS=${TB_VIEW_PROXY_ARGS:---set "filters.file=$top_srcdir/filters/mobile.yaml"}
+# shellcheck disable=SC2086
+if [ -f "$top_srcdir/filters/mobile.yaml" ] && proxy_accepts $TB_VIEW_PROXY_ARGS; then
 	stop_thunderbird
 	SAVED_PROXY_LOG=$PROXY_LOG
 	tb_view_part
 	PROXY_LOG=$SAVED_PROXY_LOG
 else
-	log "part (v) not run: needs filters/mobile.yaml and the proxy's filter keys (issue 5)"
+	log "part (v) not run: needs filters/mobile.yaml and a proxy that takes: $TB_VIEW_PROXY_ARGS (issue 5)"
 fi
-if "$PROXY_BIN" --dump-config 2>/dev/null | grep -q '^listen\.smtp'; then
-	# ISSUE 6: the proxy above must then be started with its SMTP listener on
-	# 127.0.0.1:$SMTP_PORT (e.g. --set listen.smtp=127.0.0.1:$SMTP_PORT).
+if [ $SEND = 1 ]; then
 	[ -n "${TB_PID:-}" ] || start_thunderbird "$PROFILE"
 	tb_send_part
 else
-	log "part (m) not run: the proxy has no SMTP listener yet (issue 6)"
+	log "part (m) not run: the proxy has no SMTP listener or dovecot-submissiond is not installed"
 fi
 stop_thunderbird
 stop_pid "$GW_PROXY_PID"
