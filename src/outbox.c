@@ -310,6 +310,11 @@ static size_t total_bytes(struct outbox *ob)
 	return total;
 }
 
+size_t outbox_bytes(struct outbox *ob)
+{
+	return total_bytes(ob);
+}
+
 /* Write data to tmp/name, fsync, rename to name, fsync the directory. */
 static int write_durably(struct outbox *ob, const char *name, const struct buf *data, char *err, size_t errlen)
 {

@@ -70,6 +70,8 @@ int outbox_replace(struct outbox *ob, const struct outbox_entry *e, char *err, s
 /* Remove entry name, durably. 0 or -1 with err. */
 int outbox_remove(struct outbox *ob, const char *name, char *err, size_t errlen);
 
+/* The size of all entries in bytes (what smtp.outbox_max_size bounds). */
+size_t outbox_bytes(struct outbox *ob);
 /* The entries' names in order, as a malloc'd array of malloc'd strings; *n set. Free with outbox_names_free. */
 char **outbox_list(struct outbox *ob, size_t *n);
 void outbox_names_free(char **names, size_t n);

@@ -40,6 +40,7 @@
 #include "outbox.h"
 #include "proxy_send.h"
 #include "sasl.h"
+#include "status_socket.h"
 #include "stream.h"
 #include "xdeliver.h"
 
@@ -134,6 +135,51 @@ static void slog_(struct account *a, enum log_level lvl, const char *fmt, ...)
 static void cred_hash(const struct sender *s, const char *user, const char *password, uint8_t out[SENDER_CRED_HASH_LEN])
 {
 	sasl_cred_hash(s->hash_key, user, password, out);
+}
+
+/* The age of an outbox entry from its name: 16 hex digits of microseconds first. */
+static double entry_age(const char *name, double now)
+{
+	char *end;
+	unsigned long long us = strtoull(name, &end, 16);
+	return end == name + 16 && us ? now - (double)us / 1e6 : -1;
+}
+
+void sender_status(void *sender, struct buf *out)
+{
+	const struct sender *s = sender;
+	char d[32];
+
+	if (!s->outbox) {
+		buf_append_str(out, "outbox: held by another process (nothing can be queued here)\n");
+		return;
+	}
+	size_t n;
+	char **names = outbox_list(s->outbox, &n);
+	if (n == 0) {
+		buf_append_str(out, "outbox: empty\n");
+	} else {
+		double age = entry_age(names[0], clock_wall());
+		buf_printf(out, "outbox: %zu queued (%zu bytes)", n, outbox_bytes(s->outbox));
+		if (age >= 0) {
+			status_duration(age, d, sizeof(d));
+			buf_printf(out, ", oldest %s", d);
+		}
+		buf_append_str(out, "\n");
+	}
+	outbox_names_free(names, n);
+	for (const struct account *a = s->accounts; a; a = a->next) {
+		if (!a->queued)
+			continue;
+		buf_printf(out, "outbox %s: %u queued", a->user, a->queued);
+		if (ev_is_active(&a->retry)) {
+			status_duration(ev_timer_remaining(s->loop, (ev_timer *)&a->retry), d, sizeof(d));
+			buf_printf(out, ", next try in %s", d);
+		} else if (a->drain) {
+			buf_append_str(out, ", sending");
+		}
+		buf_append_str(out, "\n");
+	}
 }
 
 /* ------------------------------------------------------------------------ */

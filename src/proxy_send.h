@@ -63,6 +63,12 @@ struct sender *sender_new(const struct sender_setup *setup, const struct proxy_c
                           size_t errlen);
 void sender_reconfigure(struct sender *s, const struct proxy_config *cfg);
 void sender_free(struct sender *s);
+/*
+ * The outbox's lines of pimap-proxy --status (a status_fn, data = the
+ * sender): "outbox: N queued (B bytes), oldest AGE" or "outbox: empty",
+ * then one line per account with queued messages and its next try.
+ */
+void sender_status(void *sender, struct buf *out);
 /* Nothing in flight (no check, no message, no drain running). */
 bool sender_idle(const struct sender *s);
 /* Stop timers and idle connections so that the loop can end once in-flight work is done (--smtp-stdio). */

@@ -495,6 +495,13 @@ void smtp_service_drain(struct smtp_service *svc)
 	}
 }
 
+void smtp_service_status(void *data, struct buf *out)
+{
+	struct smtp_service *svc = data;
+
+	sender_status(svc->sender, out);
+}
+
 unsigned smtp_service_connection_count(const struct smtp_service *svc)
 {
 	return svc ? svc->nconns : 0;

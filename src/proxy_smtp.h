@@ -51,6 +51,8 @@ void smtp_service_free(struct smtp_service *svc);
 void smtp_service_reconfigure(struct smtp_service *svc, const struct proxy_config *cfg);
 /* SIGTERM: stop accepting; 421 to every client; the loop may end once none is left. */
 void smtp_service_drain(struct smtp_service *svc);
+/* The outbox's lines of the status report (a status_fn, data = svc). */
+void smtp_service_status(void *svc, struct buf *out);
 unsigned smtp_service_connection_count(const struct smtp_service *svc);
 
 /* Serve one SMTP client on stdin/stdout; the loop ends when it is done and nothing is in flight. */

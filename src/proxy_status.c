@@ -19,6 +19,7 @@
 #include "proxy.h"
 #include "proxy_link.h"
 #include "proxy_session.h"
+#include "proxy_smtp.h"
 #include "proxy_status.h"
 #include "sasl.h"
 #include "status_socket.h"
@@ -241,12 +242,16 @@ int proxy_status_start(struct proxy_server *srv, struct ev_loop *loop, const str
 	free(path);
 	if (!srv->status_report)
 		return -1;
+	if (stdio_mode)
+		status_server_weak(srv->status_report); /* the one client leaving ends the proxy */
 	the_ctx = xcalloc(1, sizeof(*the_ctx));
 	the_ctx->srv = srv;
 	the_ctx->started = ev_now(loop);
 	the_ctx->stdio_mode = stdio_mode;
 	status_add(srv->status_report, STATUS_RANK_DAEMON, section_daemon, the_ctx);
 	status_add(srv->status_report, STATUS_RANK_ACCOUNTS, section_accounts, the_ctx);
+	if (srv->smtp)
+		status_add(srv->status_report, STATUS_RANK_OUTBOX, smtp_service_status, srv->smtp);
 	status_add(srv->status_report, STATUS_RANK_LAST_ERROR, section_last_error, the_ctx);
 	return 0;
 }

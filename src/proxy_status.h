@@ -11,12 +11,14 @@
  *   connection c2 127.0.0.1:50318: alice, link reconnecting (attempt 3)
  *   account (not logged in): 1 connection
  *   connection c3 127.0.0.1:50320: not logged in
+ *   outbox: 1 queued (4210 bytes), oldest 3m12s
+ *   outbox alice: 1 queued, next try in 25s
  *   last error: 2026-12-07T10:12:01Z [c2 127.0.0.1:50318] link to the gateway lost: ...
  *
  * Sections: daemon (STATUS_RANK_DAEMON), accounts and connections
- * (STATUS_RANK_ACCOUNTS), last error (STATUS_RANK_LAST_ERROR). The outbox
- * of queued messages adds its own at STATUS_RANK_OUTBOX through
- * srv->status_report.
+ * (STATUS_RANK_ACCOUNTS), the outbox of the SMTP listener when there is
+ * one (STATUS_RANK_OUTBOX, sender_status() in proxy_send.c), last error
+ * (STATUS_RANK_LAST_ERROR).
  */
 #ifndef PIMAP_PROXY_STATUS_H
 #define PIMAP_PROXY_STATUS_H

@@ -44,6 +44,7 @@ struct status_server {
 	size_t          nsections;
 	struct reader  *readers;
 	unsigned        nreaders;
+	bool            weak;       /* the accept watcher is unref'd */
 };
 
 static int fill_addr(struct sockaddr_un *sa, const char *path, char *err, size_t errlen)
@@ -198,12 +199,22 @@ struct status_server *status_server_new(struct ev_loop *loop, const char *path, 
 	return st;
 }
 
+void status_server_weak(struct status_server *st)
+{
+	if (!st->weak) {
+		ev_unref(st->loop);
+		st->weak = true;
+	}
+}
+
 void status_server_free(struct status_server *st)
 {
 	if (!st)
 		return;
 	while (st->readers)
 		reader_free(st->readers);
+	if (st->weak)
+		ev_ref(st->loop);
 	ev_io_stop(st->loop, &st->accept_w);
 	close(st->fd);
 	unlink(st->path);

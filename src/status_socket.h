@@ -47,6 +47,11 @@ struct status_server;
  * a running daemon answers is an error. Returns NULL with err filled.
  */
 struct status_server *status_server_new(struct ev_loop *loop, const char *path, char *err, size_t errlen);
+/*
+ * The socket does not keep the loop alive (for a daemon whose loop must end
+ * when its one client leaves, pimap-proxy --stdio).
+ */
+void status_server_weak(struct status_server *st);
 /* Closes every reader, the socket, and removes the socket file. NULL is fine. */
 void status_server_free(struct status_server *st);
 

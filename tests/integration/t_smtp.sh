@@ -15,8 +15,9 @@
 #  4. smtp.save_sent=carol=Sent: carol's copy is in her Sent (\Seen); alice
 #     (not configured) gets none;
 #  5. the gateway down: alice (checked before) is taken offline and her
-#     message is queued (250 "Queued"); dave (never checked) gets 454; when
-#     the gateway is back the message arrives exactly once;
+#     message is queued (250 "Queued"), which pimap-proxy --status shows;
+#     dave (never checked) gets 454; when the gateway is back the message
+#     arrives exactly once, and --status shows the outbox empty;
 #  6. a queued message that fails for good: a bounce (RFC 3464) in alice's
 #     INBOX naming the recipient, Status 5.1.1 and the message's header;
 #  7. the gateway's answer to XDELIVER is lost: after smtp.deliver_timeout
@@ -162,6 +163,13 @@ def _():
 run_steps()
 PY
 [ "$(outbox_size)" = 1 ] || fail "the outbox holds $(outbox_size) entries, not 1"
+# pimap-proxy --status shows the queue (and empties with it, after 5b).
+status_outbox() { "$PROXY_BIN" --status --state-dir "$T/proxy-state" 2>&1 | grep '^outbox'; }
+status_outbox >"$T/status.out"
+grep -Eq '^outbox: 1 queued \([0-9]+ bytes\), oldest [0-9]+s$' "$T/status.out" &&
+	grep -Eq '^outbox alice: 1 queued(, next try in [0-9]+s|, sending)$' "$T/status.out" ||
+	{ cat "$T/status.out" >&2; fail "pimap-proxy --status does not show the queued message"; }
+log "ok: pimap-proxy --status shows the queued message"
 start_gateway "${GW_ARGS[@]}"
 py_part "gateway back" <<'PY'
 from gwt import *
@@ -176,6 +184,8 @@ def _():
 
 run_steps()
 PY
+wait_for 10 sh -c '"$1" --status --state-dir "$2" | grep -qx "outbox: empty"' _ "$PROXY_BIN" "$T/proxy-state" ||
+	fail "pimap-proxy --status does not show the empty outbox"
 
 # --- 6. a queued message fails for good: a bounce in INBOX ----------------------
 stop_gateway

@@ -14,7 +14,8 @@
 #      is reachable; no proxy running: a clear error, exit 1; a stale
 #      socket (SIGKILL) is replaced at the next start; a second proxy on
 #      the same state directory runs without one and says why; --stdio
-#      makes none; status.socket: none makes none.
+#      makes none unless status.socket is set (and then still exits when
+#      its client leaves); status.socket: none makes none.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
@@ -197,12 +198,15 @@ log "ok: the socket is removed at exit"
 
 # --stdio makes no status socket (proxies of one user share a state dir);
 # status.socket: none makes none either.
-python3 - "$PROXY_BIN" "$T" "$DOVECOT_IMAPS" "$CA" <<'PY' || fail "the --stdio proxy did not answer"
+# stdio_session STATE-DIR [OPTION...]: one session over the proxy's stdio; it must
+# answer LOGOUT and exit by itself within 10 s.
+stdio_session() {
+	python3 - "$PROXY_BIN" "$T" "$DOVECOT_IMAPS" "$CA" "$@" <<'PY'
 import subprocess, sys
-proxy, t, port, ca = sys.argv[1:]
-p = subprocess.Popen([proxy, "--stdio", "--state-dir", t + "/pstdio", "--upstream", "imaps://127.0.0.1:" + port,
-                      "--ca-file", ca], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                     stderr=open(t + "/proxy-stdio.stderr", "wb"))
+proxy, t, port, ca, state = sys.argv[1:6]
+p = subprocess.Popen([proxy, "--stdio", "--state-dir", state, "--upstream", "imaps://127.0.0.1:" + port,
+                      "--ca-file", ca] + sys.argv[6:], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=open(t + "/proxy-stdio.stderr", "ab"))
 p.stdin.write(b"a LOGOUT\r\n")
 p.stdin.flush()
 out = b""
@@ -212,10 +216,21 @@ while b"a OK" not in out:
         break
     out += line
 p.stdin.close()
-p.wait(timeout=10)
-sys.exit(0 if b"a OK" in out else 1)
+try:
+    rc = p.wait(timeout=10)
+except subprocess.TimeoutExpired:
+    p.kill()
+    sys.exit("the --stdio proxy did not exit after its client left")
+sys.exit(0 if b"a OK" in out and rc == 0 else 1)
 PY
+}
+stdio_session "$T/pstdio" || fail "the --stdio proxy did not answer and exit"
 [ ! -e "$T/pstdio/status.sock" ] || fail "--stdio made a status socket"
+# With a status socket set, --stdio has one, and it does not keep the
+# proxy alive once its client has left.
+stdio_session "$T/pstdio2" --set "status.socket=$T/stdio-status.sock" ||
+	fail "--stdio with status.socket set did not exit after its client left"
+[ ! -e "$T/stdio-status.sock" ] || fail "the --stdio proxy left its status socket behind"
 PROXY_LOG=$T/proxy-nostatus.log
 start_proxy --listen "127.0.0.1:$P" --listen-tls none --state-dir "$T/pn" --set status.socket=none \
 	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA"
