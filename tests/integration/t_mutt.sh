@@ -23,6 +23,12 @@
 #    accepted one connection from it; stdio: one proxy process ran); with the
 #    shipped mutt macro, mutt's header FETCH after SELECT is answered from
 #    the prefetch, and its FETCH of new mail from the gateway's push;
+#  - compat/tcp and gateway/tcp: mutt writes a message (m, recipient,
+#    subject, y) and sends it through the proxy's SMTP listener (XDELIVER
+#    at the gateway, or the submission server in compatibility mode;
+#    Dovecot's submission service behind, lib/submission.sh): it arrives.
+#    Not over the HTTPS binding, where the proxy has no SMTP listener; not
+#    at all without dovecot-submissiond (and the test says so);
 #  - mutt quits cleanly;
 #  - stdio ways: the greeting was not PREAUTH and mutt logged in; the proxy
 #    exited with status 0 after mutt's LOGOUT; and, with mutt killed in the
@@ -42,7 +48,21 @@ require_proxy
 require_gateway
 gen_certs
 # One user per way, so each starts from the same mailbox.
-DOVECOT_USERS="alice bob carol dave erin frank grace" start_dovecot
+# Sending (TCP ways): the proxy's SMTP listener, XDELIVER at the gateway
+# (or the submission server itself in compatibility mode), Dovecot's
+# submission service relaying into LMTP (lib/submission.sh); the mail goes
+# to rcpt, whom no way reads.
+GW_ARGS=()
+SEND=0
+if [ -x /usr/lib/dovecot/submission ]; then
+	SEND=1
+	. "$HARNESS_LIB/submission.sh"
+	DOVECOT_USERS="alice bob carol dave erin frank grace rcpt" start_store_with_submission
+	GW_ARGS=(--set "submission.url=smtp://127.0.0.1:$SUBMISSION_PORT" --set "submission.ca_file=$CA")
+else
+	log "no dovecot-submissiond: the ways do not send"
+	DOVECOT_USERS="alice bob carol dave erin frank grace rcpt" start_dovecot
+fi
 export DOVECOT_IMAPS CA DOVECOT_PASS
 for u in alice bob carol dave frank grace; do
 	deliver $u "Mutt subject one"
@@ -62,7 +82,7 @@ for user in ("alice", "bob", "carol", "dave", "frank", "grace"):
     st.logout()
 PY
 HTTPS_PORT=$(free_port)
-GW_ARGS=(--set "listen.https=127.0.0.1:$HTTPS_PORT")
+GW_ARGS+=(--set "listen.https=127.0.0.1:$HTTPS_PORT")
 start_gateway "${GW_ARGS[@]}"
 wait_port 127.0.0.1 "$HTTPS_PORT" 10 "$GW_PID" || fail "the gateway has no HTTPS listener"
 # One relay on the link of each binding; a test cuts it to lose the link.
@@ -118,11 +138,25 @@ setup_way() {
 			grep -q "127.0.0.1:$WAY_PORT" "$T/macros-$WAY_TAG/mutt.yaml" || hard_error "could not adapt macros/mutt.yaml"
 			macros=(--set "macros.dir=$T/macros-$WAY_TAG" --device-id "mutt-$WAY_TAG" "${link[@]}")
 		fi
+		local smtp=() sendrc=()
+		WAY_SENDS=0
+		# (The proxy has no SMTP listener over the HTTPS binding.)
+		if [ $SEND = 1 ] && [ "$mode" != https ]; then
+			WAY_SENDS=1
+			WAY_SMTP_PORT=$(free_port)
+			smtp=(--smtp-listen "127.0.0.1:$WAY_SMTP_PORT" --smtp-listen-tls none)
+			[ "$mode" = compat ] && smtp+=(--submission "smtp://127.0.0.1:$SUBMISSION_PORT"
+				--set "smtp.submission_ca_file=$CA")
+			# Plain SMTP with AUTH on loopback, as the proxy allows there.
+			sendrc=("smtp_url=\"smtp://$WAY_USER@127.0.0.1:$WAY_SMTP_PORT/\"" "smtp_pass=\"$DOVECOT_PASS\""
+				"from=\"$WAY_USER@mail.test\"" "use_from=yes" "abort_unmodified=no" "askcc=no"
+				"edit_headers=no" "copy=no")
+		fi
 		PROXY_LOG=$WAY_LOG
 		start_proxy --listen "127.0.0.1:$WAY_PORT" --listen-tls none --state-dir "$T/state-$WAY_TAG" \
-			--upstream "$upstream" --ca-file "$CA" --trace -v "${macros[@]}"
+			--upstream "$upstream" --ca-file "$CA" --trace -v "${macros[@]}" "${smtp[@]}"
 		WAY_PROXY_PID=$PROXY_PID
-		write_muttrc "$WAY_USER" "$WAY_PORT" delete=yes resolve=no
+		write_muttrc "$WAY_USER" "$WAY_PORT" delete=yes resolve=no "${sendrc[@]}"
 	else
 		# The shipped macros as installed: mutt.yaml names the stdio listener.
 		[ "$mode" != compat ] && macros=(--set "macros.dir=$top_srcdir/macros" --device-id "mutt-$WAY_TAG" "${link[@]}")
@@ -141,6 +175,19 @@ setup_way() {
 		chmod +x "$wrapper"
 		write_muttrc "$WAY_USER" "tunnel=$wrapper" delete=yes resolve=no
 	fi
+}
+
+# rcpt_has SUBJECT: a message with that subject is in rcpt's INBOX at the store.
+rcpt_has() {
+	python3 - "$1" <<'PY'
+import sys
+import gw_common as g
+st = g.store("rcpt")
+st.ok("EXAMINE INBOX")
+r = st.ok('SEARCH SUBJECT "%s"' % sys.argv[1])
+st.logout()
+sys.exit(0 if any(x.first.startswith("* SEARCH ") and len(x.first.split()) > 2 for x in r) else 1)
+PY
 }
 
 # The proxies a stdio way started: stop any still running at exit (by pid).
@@ -241,6 +288,21 @@ PY
 		grep -q "from the proxy's cache" "$WAY_LOG" ||
 			fail "$WAY: mutt's FETCH of new mail was never answered from the gateway's push (PIMAP_INBAND_NEW_FORMAT)"
 		log "ok: $WAY: mutt's FETCH of new mail was answered from the gateway's push"
+	fi
+
+	if [ "${WAY#*/}" = tcp ] && [ "$WAY_SENDS" = 1 ]; then
+		# m, the recipient, the subject; the editor (/bin/true) leaves the
+		# body empty; y sends from the compose menu.
+		local subject="Sent by mutt, $WAY_TAG"
+		tmx send-keys -t mutt m
+		expect_screen 10 "$WAY: mutt asks for the recipient" "To:"
+		tmx send-keys -t mutt "rcpt@mail.test" Enter
+		expect_screen 10 "$WAY: mutt asks for the subject" "Subject:"
+		tmx send-keys -t mutt "$subject" Enter
+		expect_screen 15 "$WAY: mutt's compose menu" "y:Send"
+		tmx send-keys -t mutt y
+		wait_for 30 rcpt_has "$subject" || { show_screen; fail "$WAY: the message mutt sent did not arrive in rcpt's INBOX"; }
+		log "ok: $WAY: mutt sent a message through the proxy's SMTP listener; it arrived"
 	fi
 
 	tmx send-keys -t mutt q
