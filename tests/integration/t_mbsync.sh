@@ -11,9 +11,8 @@
 #  (b) then the store changes (new mail, flags changed, messages
 #      expunged, a flag set in the chain's Maildir and pushed back) and
 #      both sync again: still identical, and the store has the pushed flag;
-#  (v) [issue 5] with a view set, the Maildir synced through the proxy
-#      holds exactly the view: ready below, runs once the proxy loads filter
-#      files (filters/mobile.yaml).
+#  (v) with a view set (filters/mobile.yaml: INBOX's last 14 days), the
+#      Maildir synced through the proxy holds exactly the view.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
@@ -162,21 +161,18 @@ TOTAL=$(python3 "$MAILDIRS" summary "$T/md-chain" | awk '{n += $2} END {print n}
 [ "$TOTAL" = 2003 ] || fail "after the second sync the chain's Maildir holds $TOTAL messages, not 2003"
 log "ok: 2003 messages after the second sync (3 expunged at the store are marked deleted, not removed)"
 
-# --- (v) [ISSUE 5] with a view set, the synced Maildir holds exactly the view --------
-# Ready to run once the proxy loads filter files (issue 5). What to finish:
-# the flag or key that turns filters/mobile.yaml on (marked ISSUE 5), and
-# carol's messages (some inside the view, some outside; the check insists
-# on a strict, non-empty subset). The expected view is what another client
+# --- (v) with a view set, the synced Maildir holds exactly the view ------------------
+# carol's INBOX: two messages that arrived now, two 40 days ago
+# (lib/viewcheck.py; the check insists on a strict, non-empty subset). The
+# expected view is what another client
 # of the same device reads through the proxy, so the check does not repeat
 # the filter's logic.
 mbsync_view_part() {
 	local vp
-	# ISSUE 5: carol's mailbox, a mix that mobile.yaml keeps and drops.
 	python3 "$HARNESS_LIB/viewcheck.py" deliver-mix carol ||
 		hard_error "cannot deliver carol's messages"
 	vp=$(free_port)
 	PROXY_LOG=$T/proxy-view.log
-	# ISSUE 5: MBSYNC_VIEW_PROXY_ARGS (below) is the option that turns the filter on.
 	start_proxy --listen-tls "127.0.0.1:$vp" --listen none --cert "$SERVER_CERT" --key "$SERVER_KEY" \
 		--state-dir "$T/proxy-view-state" --upstream "pimaps://127.0.0.1:$GW_PORT" --ca-file "$CA" \
 		--device-id mbsync-view \
@@ -188,15 +184,14 @@ mbsync_view_part() {
 		fail "(v) the Maildir synced through the proxy is not exactly the view"
 	log "ok: (v) with a view set, the synced Maildir holds exactly the view"
 }
-# Issue 5 names the option that turns a filter file on; until then the guess
-# below is refused (pimap-proxy --check-config) and the part is reported as
-# not run.
-MBSYNC_VIEW_PROXY_ARGS=${MBSYNC_VIEW_PROXY_ARGS:---set "filters.file=$top_srcdir/filters/mobile.yaml"}
+# The option that turns the filter file on (pimap-proxy --check-config must
+# take it: a proxy without filters reports the part as not run).
+MBSYNC_VIEW_PROXY_ARGS=${MBSYNC_VIEW_PROXY_ARGS:---filters $top_srcdir/filters/mobile.yaml}
 # shellcheck disable=SC2086
 if [ -f "$top_srcdir/filters/mobile.yaml" ] && "$PROXY_BIN" --check-config $MBSYNC_VIEW_PROXY_ARGS >/dev/null 2>&1; then
 	mbsync_view_part
 else
-	log "part (v) not run: needs filters/mobile.yaml and a proxy that takes: $MBSYNC_VIEW_PROXY_ARGS (issue 5)"
+	log "part (v) not run: needs filters/mobile.yaml and a proxy that takes: $MBSYNC_VIEW_PROXY_ARGS "
 fi
 
 proxy_alive || fail "the proxy died"

@@ -1,8 +1,8 @@
-"""viewcheck.py - does a client's local copy hold exactly the view? (issue 5)
+"""viewcheck.py - does a client's local copy hold exactly the view?
 
     python3 viewcheck.py deliver-mix USER
-        deliver a mix of messages to USER's INBOX that a view keeps in part
-        (small and large; adjust it to filters/mobile.yaml)
+        put a mix of messages in USER's INBOX that a view of the last days
+        keeps in part (two that arrive now, two that arrived 40 days ago)
     python3 viewcheck.py compare USER PORT [--tls] --local GLOB [--local GLOB]...
                          [--wait SECONDS] [--trace PROXY_LOG]
         the view is what a client of the same device reads through the proxy
@@ -55,10 +55,18 @@ def local_ids(patterns):
 
 
 def deliver_mix(user):
+    """Two messages that arrive now (delivered over LMTP) and two that
+    arrived 40 days ago (APPENDed with that internal date): a view of the
+    last days (filters/mobile.yaml: 14 for INBOX) keeps the first two."""
     lmtp = "127.0.0.1:%s" % ENV["DOVECOT_LMTP"]
-    imapc.deliver(lmtp, user, imapc.make_message("View: small and recent", "Short."))
-    imapc.deliver(lmtp, user, imapc.make_message("View: long message", ("x" * 76 + "\n") * 3000))
-    imapc.deliver(lmtp, user, imapc.make_message("View: another small one", "Short too."))
+    imapc.deliver(lmtp, user, imapc.make_message("View: new and small", "Short."))
+    imapc.deliver(lmtp, user, imapc.make_message("View: new and long", ("x" * 76 + "\n") * 3000))
+    old = time.strftime("%d-%b-%Y %H:%M:%S +0000", time.gmtime(time.time() - 40 * 86400))
+    st = StoreClient("127.0.0.1", int(ENV["DOVECOT_IMAPS"]), user, ENV["DOVECOT_PASS"], cafile=ENV["CA"])
+    for subject in ("View: 40 days old", "View: 40 days old, too"):
+        msg = imapc.make_message(subject, "From long ago.").replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+        st.ok('APPEND INBOX "%s" ' % old, imapc.Literal(msg, sync=False))
+    st.logout()
 
 
 def compare(a):
