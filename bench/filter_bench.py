@@ -265,6 +265,17 @@ def cmd_report(a):
     print(section)
     if a.output:
         perfdoc.write_section(a.output, "<!-- bench:filters:start -->", "<!-- bench:filters:end -->", section)
+    # bench/run-all's chart: the full sync, bytes both ways and time, per way.
+    chart_way = {"plain IMAP (TLS, no view)": "plain", "pimap-proxy + pimap-gateway, no view": "pimap",
+                 "pimap-proxy + pimap-gateway, INBOX 14 days": "pimap-view",
+                 "pimap-proxy alone (compatibility mode), INBOX 14 days": "compat-view"}
+    rows = []
+    for w in d["sync"]:
+        if w["name"] in chart_way:
+            rows.append((chart_way[w["name"]], statistics.median(r["down"] + r["up"] for r in w["runs"]),
+                         statistics.median(r["seconds"] for r in w["runs"])))
+    perfdoc.append_chart_rows(os.environ.get("PIMAP_BENCH_CHART"),
+                              "full sync, %s msgs over a year" % ex.get("messages"), rows)
 
 
 def main():

@@ -40,7 +40,7 @@ def write_section(output, start, end, section):
 # way is one of CHART_WAYS (the bars of bench/run-all's chart); bytes are
 # both directions on the measured link, seconds the wall (or active) time
 # of the workload; "-" where a figure is not measured.
-CHART_WAYS = ("plain", "compress", "pimap", "pimap-nomacros")
+CHART_WAYS = ("plain", "compress", "pimap", "pimap-nomacros", "pimap-view", "compat-view")
 
 
 def append_chart_rows(path, workload, rows):

@@ -30,6 +30,8 @@ WAY_TITLES = {
     "compress": "plain IMAP over TLS + COMPRESS",
     "pimap": "through pimap",
     "pimap-nomacros": "through pimap, macros off",
+    "pimap-view": "through pimap, a 14-day view",
+    "compat-view": "pimap compatibility mode, a 14-day view",
 }
 
 
@@ -63,12 +65,12 @@ def draw(rows, order, png, workdir):
                 cells.append("-" if b is None else "%.1f" % (b / 1000.0))
                 cells.append("-" if s is None else "%.4f" % s)
             f.write('"%s" %s\n' % (label, " ".join(cells)))
-    colors = ["#9e9e9e", "#4f81bd", "#c0504d", "#f2a65a"]
+    colors = ["#9e9e9e", "#4f81bd", "#c0504d", "#f2a65a", "#9bbb59", "#8064a2"]
     plots_b, plots_t = [], []
     for i, w in enumerate(ways):
         src = "'%s'" % data if i == 0 else "''"
-        plots_b.append("%s using %d:xtic(1) title '%s' lc rgb '%s'" % (src, 2 + 2 * i, WAY_TITLES[w], colors[i % 4]))
-        plots_t.append("%s using %d:xtic(1) title '%s' lc rgb '%s'" % (src, 3 + 2 * i, WAY_TITLES[w], colors[i % 4]))
+        plots_b.append("%s using %d:xtic(1) title '%s' lc rgb '%s'" % (src, 2 + 2 * i, WAY_TITLES[w], colors[i % len(colors)]))
+        plots_t.append("%s using %d:xtic(1) title '%s' lc rgb '%s'" % (src, 3 + 2 * i, WAY_TITLES[w], colors[i % len(colors)]))
     height = 1000
     script = """
 set terminal pngcairo size 1400,%d font "sans,11"
