@@ -26,10 +26,23 @@ echo "make check took $(( $(date +%s) - started )) s"
 for log in tests/unit/*.log tests/integration/*.log; do
 	[ -f "$log" ] || continue
 	case "$log" in *test-suite.log) continue ;; esac
-	if [ "$status" -ne 0 ] && grep -q "^FAIL\|^ERROR" "${log%.log}.trs" 2>/dev/null; then
+	if [ "$status" -ne 0 ] && grep -q "^:test-result: \(FAIL\|ERROR\)" "${log%.log}.trs" 2>/dev/null; then
 		echo "===== $log"; cat "$log"
 	fi
 done
+if [ "$status" -ne 0 ]; then
+	# CI shows only the end of this output: repeat the last lines of each
+	# failing test's log here, after the full logs above.
+	for trs in tests/unit/*.trs tests/integration/*.trs; do
+		grep -q "^:test-result: \(FAIL\|ERROR\)" "$trs" 2>/dev/null || continue
+		# The test's own progress lines end with its verdict; the daemon
+		# logs the harness dumps after them would hide it.
+		echo "----- ${trs%.trs}.log, the test's last steps:"
+		grep -E '^\[t_[a-z0-9_]+ +[0-9.]+s\]' "${trs%.trs}.log" | tail -n 15
+		echo "----- and its last lines:"
+		tail -n 8 "${trs%.trs}.log"
+	done
+fi
 [ -f test-suite.log ] && grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' test-suite.log || true
 if [ "$status" -ne 0 ]; then
 	echo "test-all: FAILED"
