@@ -50,6 +50,11 @@ struct stream {
 	ev_io             rio, wio;     /* read / write readiness on fd */
 	ev_timer          deadline;     /* connect/handshake/drain deadline */
 	ev_idle           kick;         /* deliver hidden data without fd readiness */
+	ev_timer          report;       /* a failure met inside an owner's call, told from the loop */
+	enum stream_event report_ev;
+	char              report_reason[256];
+	bool              broken;       /* failed; waiting for the report: no more I/O */
+	unsigned          owner_calls;  /* >0 while the owner is inside one of our calls */
 	bool              rio_on, wio_on;
 
 	struct buf        in;           /* decoded plaintext not yet consumed by the owner */
@@ -105,14 +110,59 @@ static bool emit(struct stream *s, enum stream_event ev, const char *reason)
 	return s->state != ST_CLOSED;
 }
 
+/*
+ * A failure met while the owner is inside stream_write/flush/start_tls (a
+ * write that finds the peer gone) is told from the loop, never from inside
+ * that call: an owner that writes in the middle of changing its own state
+ * (handing a connection over, say) must not have its callback run and free
+ * things under it. Until then the stream does no more I/O.
+ */
+static void report_later(struct stream *s, enum stream_event ev, const char *reason)
+{
+	if (s->broken)
+		return; /* the first failure is the one told */
+	s->broken = true;
+	s->report_ev = ev;
+	snprintf(s->report_reason, sizeof(s->report_reason), "%s", reason ? reason : "");
+	stream_update_watchers(s);
+	ev_timer_set(&s->report, 0., 0.);
+	ev_timer_start(s->loop, &s->report);
+}
+
 static void fail(struct stream *s, const char *reason)
 {
 	if (s->state == ST_CLOSED)
 		return;
+	if (s->owner_calls) {
+		report_later(s, STREAM_EV_ERROR, reason);
+		return;
+	}
 	emit(s, STREAM_EV_ERROR, reason);
 	/* An owner that ignores errors would leave a dead socket watched forever. */
 	if (s->state != ST_CLOSED)
 		stream_close(s);
+}
+
+/* The peer went away (EOF-like errors): the owner decides what follows. */
+static void lost(struct stream *s)
+{
+	if (s->owner_calls)
+		report_later(s, STREAM_EV_EOF, NULL);
+	else
+		emit(s, STREAM_EV_EOF, NULL);
+}
+
+static void on_report(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct stream *s = w->data;
+	(void)loop;
+	(void)revents;
+	if (s->state == ST_CLOSED)
+		return;
+	if (s->report_ev == STREAM_EV_EOF)
+		emit(s, STREAM_EV_EOF, NULL);
+	else
+		fail(s, s->report_reason);
 }
 
 /* --- GnuTLS transport: plain send/recv that count wire bytes ----------------- */
@@ -146,7 +196,7 @@ static void stream_update_watchers(struct stream *s)
 {
 	bool want_read = false, want_write = false;
 
-	switch (s->state) {
+	switch (s->broken ? ST_CLOSED : s->state) {
 	case ST_CONNECTING:
 		want_write = true;
 		break;
@@ -291,6 +341,8 @@ static struct stream *stream_alloc(struct ev_loop *loop, const char *name, size_
 	s->deadline.data = s;
 	ev_idle_init(&s->kick, on_kick);
 	s->kick.data = s;
+	ev_init(&s->report, on_report);
+	s->report.data = s;
 	return s;
 }
 
@@ -445,7 +497,9 @@ static int tls_attach(struct stream *s, gnutls_session_t session, struct tls_cre
 	s->state = ST_TLS_PENDING;
 	if (buf_len(&s->out) == 0) {
 		s->state = ST_HANDSHAKING;
+		s->owner_calls++;
 		stream_do_handshake(s);
+		s->owner_calls--;
 	} else {
 		stream_update_watchers(s);
 	}
@@ -637,11 +691,14 @@ static void stream_do_read(struct stream *s)
 
 void stream_write(struct stream *s, const void *data, size_t len)
 {
-	if (s->state == ST_CLOSED || len == 0)
+	if (s->state == ST_CLOSED || s->broken || len == 0)
 		return;
 	if (s->zout) {
-		if (zio_deflate(s->zout, data, len, false, &s->out) < 0)
+		if (zio_deflate(s->zout, data, len, false, &s->out) < 0) {
+			s->owner_calls++;
 			fail(s, "compression failed");
+			s->owner_calls--;
+		}
 		return;
 	}
 	buf_append(&s->out, data, len);
@@ -668,16 +725,19 @@ void stream_printf(struct stream *s, const char *fmt, ...)
 
 void stream_flush(struct stream *s)
 {
-	if (s->state == ST_CLOSED)
+	if (s->state == ST_CLOSED || s->broken)
 		return;
+	s->owner_calls++;
 	if (s->zout && zio_deflate(s->zout, NULL, 0, true, &s->out) < 0) {
 		fail(s, "compression failed");
-		return;
+	} else {
+		if (buf_full(&s->out) || (s->out_limit && buf_len(&s->out) >= s->out_limit))
+			s->out_was_full = true;
+		if (s->state == ST_OPEN || s->state == ST_TLS_PENDING)
+			stream_do_write(s);
 	}
-	if (buf_full(&s->out) || (s->out_limit && buf_len(&s->out) >= s->out_limit))
-		s->out_was_full = true;
-	if (s->state == ST_OPEN || s->state == ST_TLS_PENDING)
-		stream_do_write(s);
+	/* s stays allocated until the reaper runs, even if it closed meanwhile */
+	s->owner_calls--;
 }
 
 static void stream_do_write(struct stream *s)
@@ -711,7 +771,7 @@ static void stream_do_write(struct stream *s)
 				char reason[256];
 				snprintf(reason, sizeof(reason), "write: %s", strerror(errno));
 				if (log_errno_is_peer_event(errno) && !s->close_after_flush) {
-					emit(s, STREAM_EV_EOF, NULL);
+					lost(s);
 					return;
 				}
 				fail(s, reason);
@@ -778,6 +838,7 @@ void stream_close(struct stream *s)
 	s->rio_on = s->wio_on = false;
 	ev_timer_stop(s->loop, &s->deadline);
 	ev_idle_stop(s->loop, &s->kick);
+	ev_timer_stop(s->loop, &s->report);
 	if (s->tls) {
 		/* Best effort close_notify; never wait for the peer's. */
 		gnutls_bye(s->tls, GNUTLS_SHUT_WR);
@@ -808,7 +869,7 @@ void stream_close_after_flush(struct stream *s)
 	if (s->state == ST_CLOSED)
 		return;
 	s->close_after_flush = true;
-	if (s->state == ST_CONNECTING || s->state == ST_HANDSHAKING ||
+	if (s->broken || s->state == ST_CONNECTING || s->state == ST_HANDSHAKING ||
 	    (s->state == ST_OPEN && buf_len(&s->out) == 0 && !s->zout)) {
 		stream_close(s);
 		return;

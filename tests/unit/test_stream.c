@@ -25,6 +25,7 @@ struct end {
 	bool           tls_ready;
 	bool           error;
 	bool           drained;
+	bool           eof;
 	bool           closed;    /* the stream closed itself after an error */
 	size_t         max_in;    /* largest decoded input handed over at once */
 	char           reason[512];
@@ -38,6 +39,7 @@ struct pair {
 	bool            want_tls;
 	bool            want_error;
 	bool            want_drained;
+	bool            want_end;   /* a's EOF or error */
 	ev_timer        timeout;
 	bool            timed_out;
 };
@@ -48,6 +50,8 @@ static bool done(const struct pair *p)
 {
 	if (p->want_error)
 		return p->a.error || p->b.error;
+	if (p->want_end)
+		return p->a.error || p->a.eof;
 	if (p->want_tls && !(p->a.tls_ready && p->b.tls_ready))
 		return false;
 	if (p->want_drained && !p->a.drained)
@@ -77,6 +81,9 @@ static void on_event(struct stream *s, enum stream_event ev, const char *reason,
 		break;
 	case STREAM_EV_DRAINED:
 		e->drained = true;
+		break;
+	case STREAM_EV_EOF:
+		e->eof = true;
 		break;
 	default:
 		break;
@@ -300,6 +307,32 @@ static void test_inflate_bounded(void)
 	pair_close(&p);
 }
 
+/*
+ * A write that finds the peer gone is told from the loop, not from inside
+ * stream_flush: the gateway once wrote on a store connection while handing
+ * it over, the failure callback freed the session, and the caller used it.
+ */
+static void test_write_failure_told_later(void)
+{
+	struct pair p;
+	pair_open(&p, 0);
+	stream_close(p.b.s);
+	p.b.closed = true;
+	stream_write_str(p.a.s, "a1 IDLE\r\n");
+	stream_flush(p.a.s);
+	CU_ASSERT_FALSE(p.a.eof || p.a.error); /* nothing ran inside the call */
+	stream_write_str(p.a.s, "DONE\r\n");  /* later writes are dropped, not fatal */
+	stream_flush(p.a.s);
+	p.want_end = true;
+	CU_ASSERT_TRUE(pair_run(&p));
+	CU_ASSERT_TRUE(p.a.eof || p.a.error);
+	if (p.a.eof && !p.a.error) {
+		stream_close(p.a.s);
+		p.a.closed = true;
+	}
+	pair_close(&p);
+}
+
 void suite_stream(void)
 {
 	tlsio_global_init();
@@ -309,5 +342,6 @@ void suite_stream(void)
 	          {"TLS with verification, then DEFLATE on top", test_tls_and_deflate},
 	          {"TLS name mismatch fails verification", test_tls_wrong_name},
 	          {"backpressure and DRAINED", test_backpressure},
-	          {"inflating is bounded by the input buffer", test_inflate_bounded});
+	          {"inflating is bounded by the input buffer", test_inflate_bounded},
+	          {"a write failure is told from the loop, not inside the call", test_write_failure_told_later});
 }
