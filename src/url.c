@@ -406,3 +406,63 @@ int url_validate_submission(const char *value, char *msg, size_t msglen)
 		return 0;
 	return url_parse_submission(value, host, sizeof(host), port, sizeof(port), &implicit_tls, msg, msglen);
 }
+
+int url_parse_http_proxy(const char *s, char *host, size_t hostlen, char *port, size_t portlen, char *err,
+                         size_t errlen)
+{
+	const char *rest, *portstr = NULL;
+	size_t n, hlen, plen = 0;
+	char h[URL_MAX_HOST + 1], pt[8];
+
+	if (!s || !*s) {
+		url_err(err, errlen, "empty URL");
+		return -1;
+	}
+	if (strncasecmp(s, "https://", 8) == 0) {
+		/* TLS to the web proxy itself, inside which the TLS to the gateway would run: rare, not done. */
+		url_err(err, errlen, "a TLS connection to the web proxy (https://) is not supported: use http://host:port");
+		return -1;
+	}
+	if (strncasecmp(s, "http://", 7) != 0) {
+		url_err(err, errlen, "a web proxy is http://host:port");
+		return -1;
+	}
+	rest = s + 7;
+	n = strcspn(rest, "/?#");
+	if (memchr(rest, '@', n)) {
+		url_err(err, errlen,
+		        "user info (user@) is not allowed in URLs: use upstream.http_proxy_user and "
+		        "upstream.http_proxy_password_file");
+		return -1;
+	}
+	if (rest[n] && strcmp(rest + n, "/") != 0) {
+		url_err(err, errlen, "unexpected '%s' after host", rest + n);
+		return -1;
+	}
+	if (split_host_port(rest, n, &hlen, &portstr, &plen, err, errlen) < 0 ||
+	    parse_host(rest, hlen, h, sizeof(h), err, errlen) < 0)
+		return -1;
+	if (!portstr) {
+		/* Web proxies listen on 3128, 8080, 8888 ...: no default is right often enough to guess. */
+		url_err(err, errlen, "missing port in '%s' (a web proxy is http://host:port)", s);
+		return -1;
+	}
+	if (parse_port(portstr, plen, false, pt, sizeof(pt), err, errlen) < 0)
+		return -1;
+	if (strlen(h) + 1 > hostlen || strlen(pt) + 1 > portlen) {
+		url_err(err, errlen, "host name too long");
+		return -1;
+	}
+	strcpy(host, h);
+	strcpy(port, pt);
+	return 0;
+}
+
+int url_validate_http_proxy(const char *value, char *msg, size_t msglen)
+{
+	char host[URL_MAX_HOST + 1], port[8];
+
+	if (*value == '\0')
+		return 0;
+	return url_parse_http_proxy(value, host, sizeof(host), port, sizeof(port), msg, msglen);
+}

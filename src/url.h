@@ -54,6 +54,15 @@ int url_parse_submission(const char *s, char *host, size_t hostlen, char *port, 
 /* For the config tables: "" (none) or a valid submission URL. 0, or -1 with msg. */
 int url_validate_submission(const char *value, char *msg, size_t msglen);
 
+/*
+ * A web proxy for HTTP CONNECT: http://host:port (the port is required; no
+ * user info, no path). 0, or -1 with err.
+ */
+int url_parse_http_proxy(const char *s, char *host, size_t hostlen, char *port, size_t portlen, char *err,
+                         size_t errlen);
+/* For the config tables: "" (none) or a valid web proxy URL. 0, or -1 with msg. */
+int url_validate_http_proxy(const char *value, char *msg, size_t msglen);
+
 /* True for an IPv4 or IPv6 address literal (used to skip SNI, which must be a name). */
 bool host_is_ip_literal(const char *host);
 

@@ -237,6 +237,45 @@ static void test_ip_literal(void)
 	CU_ASSERT_FALSE(host_is_ip_literal("[]"));
 }
 
+static void test_http_proxy(void)
+{
+	static const struct {
+		const char *in, *host, *port;
+	} good[] = {
+		{"http://proxy.example.com:3128", "proxy.example.com", "3128"},
+		{"HTTP://127.0.0.1:8080/", "127.0.0.1", "8080"},
+		{"http://[::1]:8888", "::1", "8888"},
+	};
+	static const struct {
+		const char *in, *msg;
+	} bad[] = {
+		{"", "empty URL"},
+		{"proxy:3128", "http://host:port"},
+		{"socks5://proxy:1080", "http://host:port"},
+		{"https://proxy:3128", "not supported"},
+		{"http://proxy", "missing port"},
+		{"http://user:pw@proxy:3128", "upstream.http_proxy_user"},
+		{"http://proxy:3128/path", "unexpected '/path'"},
+		{"http://proxy:0", "out of range"},
+		{"http://::1:3128", "brackets"},
+	};
+	char host[64], port[8], err[160];
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		CU_ASSERT_EQUAL(url_parse_http_proxy(good[i].in, host, sizeof(host), port, sizeof(port), err, sizeof(err)), 0);
+		CU_ASSERT_STRING_EQUAL(host, good[i].host);
+		CU_ASSERT_STRING_EQUAL(port, good[i].port);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		CU_ASSERT_EQUAL(url_parse_http_proxy(bad[i].in, host, sizeof(host), port, sizeof(port), err, sizeof(err)), -1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].msg));
+		if (!strstr(err, bad[i].msg))
+			fprintf(stderr, "\n  %s: got '%s'\n", bad[i].in, err);
+	}
+	CU_ASSERT_EQUAL(url_validate_http_proxy("", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(url_validate_http_proxy("http://p", err, sizeof(err)), -1);
+}
+
 void suite_url(void)
 {
 	ADD_SUITE("url",
@@ -246,5 +285,6 @@ void suite_url(void)
 	          {"scheme names", test_scheme_name},
 	          {"listen good", test_listen_good},
 	          {"listen bad", test_listen_bad},
-	          {"ip literal", test_ip_literal});
+	          {"ip literal", test_ip_literal},
+	          {"http proxy", test_http_proxy});
 }
