@@ -179,6 +179,14 @@ long buf_find_lf(const struct buf *b, size_t from)
 	return p ? (long)(p - buf_head(b)) : -1;
 }
 
+void buf_free_secret(struct buf *b)
+{
+	volatile uint8_t *p = b->data;
+	for (size_t i = 0; p && i < b->cap; i++)
+		p[i] = 0;
+	buf_free(b);
+}
+
 void secret_free(char **s)
 {
 	if (!*s)

@@ -27,6 +27,8 @@ struct buf {
 
 void buf_init(struct buf *b, size_t limit);
 void buf_free(struct buf *b);
+/* buf_free for a buffer that held a secret: the whole allocation is zeroed first. */
+void buf_free_secret(struct buf *b);
 
 static inline size_t buf_len(const struct buf *b) { return b->end - b->start; }
 static inline const uint8_t *buf_head(const struct buf *b) { return b->data + b->start; }

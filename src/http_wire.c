@@ -76,6 +76,16 @@ static int fail(struct http_reader *r, unsigned status, const char *why)
 	return -1;
 }
 
+static int on_status(http_parser *p, const char *at, size_t len)
+{
+	struct http_reader *r = reader_of(p);
+	size_t have = strlen(r->head.reason);
+	for (size_t i = 0; i < len && have < HTTP_MAX_REASON; i++)
+		r->head.reason[have++] = ((unsigned char)at[i] < 0x20 || at[i] == 0x7f) ? '?' : at[i];
+	r->head.reason[have] = '\0';
+	return 0;
+}
+
 static char *kept_slot(struct http_reader *r, size_t *cap)
 {
 	*cap = HTTP_MAX_KEPT_VALUE;
@@ -229,7 +239,7 @@ static int on_headers_complete(http_parser *p)
 		return fail(r, 413, "request body too large");
 	r->head_done = true;
 	r->head_pending = true;
-	return 0;
+	return p->type == HTTP_RESPONSE && r->limits.head_only ? 1 : 0; /* 1: no body (http-parser's F_SKIPBODY) */
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
@@ -262,6 +272,7 @@ struct http_reader *http_reader_new(enum http_reader_kind kind, const struct htt
 	http_parser_settings_init(&r->settings);
 	r->settings.on_message_begin = on_message_begin;
 	r->settings.on_url = on_url;
+	r->settings.on_status = on_status;
 	r->settings.on_header_field = on_header_field;
 	r->settings.on_header_value = on_header_value;
 	r->settings.on_headers_complete = on_headers_complete;

@@ -23,6 +23,8 @@
 
 /* Longest value kept of a header the binding reads (Cookie, Content-Type, ...). */
 #define HTTP_MAX_KEPT_VALUE 1024
+/* Longest reason phrase kept (responses; for messages). */
+#define HTTP_MAX_REASON 80
 /* Longest request target kept. */
 #define HTTP_MAX_TARGET 1024
 
@@ -31,6 +33,8 @@ struct http_limits {
 	unsigned max_headers;     /* header lines */
 	uint64_t max_body;        /* body bytes of one message; 0 = unlimited */
 	bool chunked_unlimited;   /* a chunked body is a persistent stream: no max_body */
+	bool head_only;           /* responses to CONNECT: the message ends with its head (RFC 9110 9.3.6);
+	                           * what follows is the tunnel's, or an error page nobody reads */
 };
 
 enum http_reader_kind { HTTP_READER_REQUEST, HTTP_READER_RESPONSE };
@@ -50,6 +54,7 @@ struct http_head {
 	const char *method;        /* requests: "POST", "GET", ... */
 	char target[HTTP_MAX_TARGET + 1]; /* requests: the path as sent */
 	unsigned status;           /* responses */
+	char reason[HTTP_MAX_REASON + 1]; /* responses: the reason phrase, cut, control characters as '?' */
 	unsigned http_minor;       /* 1.x */
 	char content_type[HTTP_MAX_KEPT_VALUE + 1];
 	char cookie[HTTP_MAX_KEPT_VALUE + 1];      /* all Cookie headers joined with "; " */

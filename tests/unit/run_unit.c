@@ -34,6 +34,7 @@ int main(void)
 	suite_fview();
 	suite_vrelay();
 	suite_filters();
+	suite_http_tunnel();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_tests_failed();

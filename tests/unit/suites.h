@@ -31,6 +31,7 @@ void suite_xfilter(void);
 void suite_fview(void);
 void suite_vrelay(void);
 void suite_filters(void);
+void suite_http_tunnel(void);
 
 struct buf;
 /* The buffer's bytes as a NUL-terminated string (caller frees); unit_util.c. */
