@@ -34,6 +34,7 @@
 
 #include "clock.h"
 #include "http_link.h"
+#include "http_tunnel.h"
 #include "http_wire.h"
 #include "imap_parse.h"
 #include "listener.h"
@@ -56,6 +57,8 @@ struct http_client {
 	struct tls_creds *creds;
 	char *device_id;
 	bool in_response;
+	struct http_proxy proxy;       /* upstream.http_proxy: CONNECT through it */
+	bool via_proxy;
 	/* wake-ups */
 	int udp;                       /* -1: none */
 	ev_io udp_watcher;
@@ -80,8 +83,12 @@ struct hlink {
 	char prefix[160];
 	struct stream *inner;
 	bool closing;
+	bool plain;                    /* a plain session (the SMTP listener's XDELIVER), not user#P */
+	bool heard;                    /* the link got bytes of the gateway's */
+	bool logging_out;              /* in-response, plain: the link let go; our LOGOUT ends the session */
 	/* the HTTPS request under way */
 	struct stream *net;
+	struct http_tunnel *tunnel;    /* CONNECT to the web proxy not answered yet */
 	bool net_ready;
 	bool req_open;
 	bool keep_alive;
@@ -117,6 +124,7 @@ static void hl_read_inner(struct hlink *l);
 static void to_link(struct hlink *l, const void *data, size_t len)
 {
 	if (l->inner && len) {
+		l->heard = true;
 		stream_write(l->inner, data, len);
 		stream_flush(l->inner);
 	}
@@ -176,6 +184,8 @@ static void write_request(struct hlink *l)
 	buf_append(&b, buf_head(&l->batch), buf_len(&l->batch));
 	log_trace_imap(l->prefix, TRACE_UPSTREAM_OUT, buf_head(&l->batch), buf_len(&l->batch), false);
 	buf_clear(&l->batch);
+	if (l->logging_out)
+		stream_set_deadline(l->net, hc->cfg->upstream_connect_timeout); /* nobody waits for it: bounded */
 	l->want_poll = false;
 	l->req_open = true;
 	l->head_seen = false;
@@ -195,6 +205,8 @@ static void net_close(struct hlink *l)
 		l->net = NULL;
 	}
 	l->net_ready = false;
+	http_tunnel_free(l->tunnel);
+	l->tunnel = NULL;
 	http_reader_free(l->rd);
 	l->rd = NULL;
 }
@@ -327,6 +339,10 @@ static void response_done(struct hlink *l)
 	inresp_deliver(l);
 	if (l->closing)
 		return;
+	if (l->logging_out && l->outstanding <= 0 && !buf_len(&l->batch)) {
+		hl_close(l, "logged out");
+		return;
+	}
 	http_reader_next(l->rd);
 	if (!l->keep_alive)
 		net_close(l);
@@ -377,15 +393,68 @@ static void net_read(struct hlink *l)
 	}
 }
 
+static void start_tls(struct hlink *l)
+{
+	char err[256];
+	if (stream_start_tls_client(l->net, l->hc->creds, l->hc->server_name, err, sizeof(err)) < 0)
+		hl_close(l, err);
+}
+
+/* A CONNECT that did not open: the configuration or the network is at fault, so it is a warning. */
+static void tunnel_failed(struct hlink *l, const char *why)
+{
+	log_msg(LOG_LEVEL_WARN, l->prefix, "%s", why);
+	hl_close(l, why);
+}
+
+/* Connected to the web proxy: ask it for a tunnel to the gateway. */
+static void tunnel_start(struct hlink *l)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	http_tunnel_request(l->tunnel, &b);
+	stream_write(l->net, buf_head(&b), buf_len(&b));
+	stream_flush(l->net);
+	buf_free_secret(&b); /* Proxy-Authorization */
+}
+
+/* The web proxy's answer; once it is 2xx the TLS to the gateway starts inside the tunnel. */
+static void tunnel_read(struct hlink *l)
+{
+	struct buf *in = stream_input(l->net);
+	size_t used = 0;
+	char why[400];
+	switch (http_tunnel_feed(l->tunnel, buf_head(in), buf_len(in), &used, why, sizeof(why))) {
+	case HTTP_TUNNEL_NEED_MORE:
+		buf_consume(in, used);
+		return;
+	case HTTP_TUNNEL_REFUSED:
+		tunnel_failed(l, why);
+		return;
+	case HTTP_TUNNEL_OPEN:
+		/* The gateway's TLS speaks after our ClientHello: anything else buffered now is dropped
+		 * by stream_start_tls_client, as at STARTTLS. */
+		buf_consume(in, used);
+		http_tunnel_free(l->tunnel);
+		l->tunnel = NULL;
+		log_msg(LOG_LEVEL_DEBUG, l->prefix, "tunnel through HTTP proxy %s:%s open", l->hc->proxy.host,
+		        l->hc->proxy.port);
+		start_tls(l);
+		return;
+	}
+}
+
 static void on_net(struct stream *st, enum stream_event ev, const char *reason, void *ctx)
 {
 	struct hlink *l = ctx;
-	char err[256];
 	(void)st;
 	switch (ev) {
 	case STREAM_EV_CONNECTED:
-		if (stream_start_tls_client(l->net, l->hc->creds, l->hc->server_name, err, sizeof(err)) < 0)
-			hl_close(l, err);
+		if (l->tunnel) {
+			tunnel_start(l);
+			return;
+		}
+		start_tls(l);
 		return;
 	case STREAM_EV_TLS_READY:
 		stream_set_deadline(l->net, 0);
@@ -393,13 +462,23 @@ static void on_net(struct stream *st, enum stream_event ev, const char *reason, 
 		write_request(l);
 		return;
 	case STREAM_EV_DATA:
-		net_read(l);
+		if (l->tunnel)
+			tunnel_read(l);
+		else
+			net_read(l);
 		return;
 	case STREAM_EV_DRAINED:
 		if (l->inner)
 			stream_pause_reading(l->inner, false);
 		return;
 	case STREAM_EV_EOF:
+		if (l->tunnel) {
+			char why[400];
+			snprintf(why, sizeof(why), "HTTP proxy %s:%s closed the connection before answering CONNECT",
+			         l->hc->proxy.host, l->hc->proxy.port);
+			tunnel_failed(l, why);
+			return;
+		}
 		if (l->req_open && l->rd && http_reader_eof(l->rd, &l->raw_body) == HTTP_READ_DONE && decode_body(l)) {
 			l->keep_alive = false;
 			response_done(l);
@@ -412,9 +491,19 @@ static void on_net(struct stream *st, enum stream_event ev, const char *reason, 
 		hl_close(l, "the gateway closed the HTTPS connection");
 		return;
 	case STREAM_EV_ERROR: {
-		char why[600];
-		snprintf(why, sizeof(why), "HTTPS to %s:%s: %s", l->hc->host, l->hc->port, reason ? reason : "error");
-		hl_close(l, why);
+		char why[700];
+		if (l->tunnel)
+			snprintf(why, sizeof(why), "HTTP proxy %s:%s: %s", l->hc->proxy.host, l->hc->proxy.port,
+			         reason ? reason : "error");
+		else
+			snprintf(why, sizeof(why), "HTTPS to %s:%s%s%s%s%s%s: %s", l->hc->host, l->hc->port,
+			         l->hc->via_proxy ? " (through HTTP proxy " : "", l->hc->via_proxy ? l->hc->proxy.host : "",
+			         l->hc->via_proxy ? ":" : "", l->hc->via_proxy ? l->hc->proxy.port : "",
+			         l->hc->via_proxy ? ")" : "", reason ? reason : "error");
+		if (l->tunnel)
+			tunnel_failed(l, why);
+		else
+			hl_close(l, why);
 		return;
 	}
 	}
@@ -438,10 +527,16 @@ static void hl_start_request(struct hlink *l)
 	struct http_limits lim = {.max_header_bytes = 65536, .max_headers = 256, .max_body = HTTP_LINK_MAX_RESPONSE,
 	                          .chunked_unlimited = !hc->in_response};
 	l->rd = http_reader_new(HTTP_READER_RESPONSE, &lim);
-	l->net = stream_connect(hc->loop, hc->host, hc->port, hc->cfg->upstream_connect_timeout, l->prefix,
+	/* Through a web proxy: the TCP connection goes to it, and the deadline covers CONNECT too. */
+	l->net = stream_connect(hc->loop, hc->via_proxy ? hc->proxy.host : hc->host,
+	                        hc->via_proxy ? hc->proxy.port : hc->port, hc->cfg->upstream_connect_timeout, l->prefix,
 	                        hc->cfg->max_output_queue, on_net, l, err, sizeof(err));
-	if (!l->net)
+	if (!l->net) {
 		hl_close(l, err);
+		return;
+	}
+	if (hc->via_proxy)
+		l->tunnel = http_tunnel_new(&hc->proxy, hc->host, hc->port);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -451,7 +546,7 @@ static void hl_start_request(struct hlink *l)
 static void add_setup(struct hlink *l)
 {
 	struct http_client *hc = l->hc;
-	if (l->setup_sent || hc->udp < 0)
+	if (l->setup_sent || hc->udp < 0 || l->plain)
 		return;
 	l->setup_sent = true;
 	buf_printf(&l->batch, OUR_TAG_PREFIX "%u XPROVISION\r\n", ++l->our_seq);
@@ -556,6 +651,15 @@ static void on_inner(struct stream *st, enum stream_event ev, const char *reason
 			stream_close(l->inner);
 			l->inner = NULL;
 		}
+		if (l->hc->in_response && l->plain && l->cookie[0] && !l->logging_out) {
+			/* The gateway would keep this session, and its store connection, for
+			 * http.session_timeout: nothing resumes a plain session, so end it now. */
+			l->logging_out = true;
+			buf_printf(&l->batch, OUR_TAG_PREFIX "%u LOGOUT\r\n", ++l->our_seq);
+			l->outstanding++;
+			hl_start_request(l);
+			return;
+		}
 		if (!l->hc->in_response && l->net && l->stream_started) {
 			/* The end of the request body: the gateway parks the session. */
 			struct buf b;
@@ -620,6 +724,20 @@ static void hl_close(struct hlink *l, const char *why)
 	ev_timer_stop(hc->loop, &l->poll);
 	net_close(l);
 	if (l->inner) {
+		if (!l->heard) {
+			/* Nothing of the gateway's reached the link: say why in place of its greeting
+			 * (the proxy and the SMTP listener log it, and a client that is not logged in
+			 * gets it in its BYE). */
+			char bye[600];
+			int n = snprintf(bye, sizeof(bye), "* BYE [UNAVAILABLE] %s", why);
+			if (n < 0 || (size_t)n >= sizeof(bye) - 2)
+				n = (int)sizeof(bye) - 3;
+			for (int i = 0; i < n; i++)
+				if ((unsigned char)bye[i] < 0x20)
+					bye[i] = ' ';
+			memcpy(bye + n, "\r\n", 2);
+			stream_write(l->inner, bye, (size_t)n + 2);
+		}
 		/* The link sees the connection lost and reconnects as over TCP. */
 		stream_close_after_flush(l->inner);
 		l->inner = NULL;
@@ -627,7 +745,7 @@ static void hl_close(struct hlink *l, const char *why)
 	loop_defer_free(hl_free, l);
 }
 
-int http_client_open(struct http_client *hc, const char *prefix, char *err, size_t errlen)
+static int hl_open(struct http_client *hc, const char *prefix, bool plain, char *err, size_t errlen)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -636,6 +754,7 @@ int http_client_open(struct http_client *hc, const char *prefix, char *err, size
 	}
 	struct hlink *l = xcalloc(1, sizeof(*l));
 	l->hc = hc;
+	l->plain = plain;
 	snprintf(l->prefix, sizeof(l->prefix), "%s https%lu", prefix, ++hc->next_id);
 	buf_init(&l->batch, 0);
 	buf_init(&l->raw_body, 0);
@@ -661,6 +780,16 @@ int http_client_open(struct http_client *hc, const char *prefix, char *err, size
 	l->want_poll = true;
 	hl_start_request(l);
 	return sv[1];
+}
+
+int http_client_open(struct http_client *hc, const char *prefix, char *err, size_t errlen)
+{
+	return hl_open(hc, prefix, false, err, errlen);
+}
+
+int http_client_open_plain(struct http_client *hc, const char *prefix, char *err, size_t errlen)
+{
+	return hl_open(hc, prefix, true, err, errlen);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -783,12 +912,29 @@ struct http_client *http_client_new(struct ev_loop *loop, const struct proxy_con
 	hc->creds = tlsio_creds_ref(creds);
 	hc->device_id = xstrdup(device_id ? device_id : "");
 	hc->in_response = cfg->upstream_mode == MODE_IN_RESPONSE;
+	hc->udp = -1;
+	if (*cfg->upstream_http_proxy) {
+		if (http_proxy_init(&hc->proxy, cfg->upstream_http_proxy, cfg->upstream_http_proxy_user,
+		                    cfg->upstream_http_proxy_password_file, err, errlen) < 0) {
+			http_client_free(hc);
+			return NULL;
+		}
+		hc->via_proxy = true;
+	} else if (*cfg->upstream_http_proxy_user || *cfg->upstream_http_proxy_password_file) {
+		snprintf(err, errlen, "upstream.http_proxy_user and _password_file need upstream.http_proxy");
+		http_client_free(hc);
+		return NULL;
+	}
 	if (bind_wakeups(hc, err, errlen) < 0) {
 		http_client_free(hc);
 		return NULL;
 	}
-	log_info("gateway over HTTPS: https://%s:%s%s, %s mode", hc->host, hc->port, hc->path,
-	         hc->in_response ? "in-response" : "persistent");
+	char via[400] = "";
+	if (hc->via_proxy)
+		snprintf(via, sizeof(via), ", through HTTP proxy %s:%s%s", hc->proxy.host, hc->proxy.port,
+		         hc->proxy.authorization ? " (with Proxy-Authorization)" : "");
+	log_info("gateway over HTTPS: https://%s:%s%s, %s mode%s", hc->host, hc->port, hc->path,
+	         hc->in_response ? "in-response" : "persistent", via);
 	return hc;
 }
 
@@ -809,6 +955,7 @@ void http_client_free(struct http_client *hc)
 		close(hc->udp);
 	}
 	gnutls_memset(hc->key, 0, sizeof(hc->key));
+	http_proxy_clear(&hc->proxy);
 	tlsio_creds_unref(hc->creds);
 	free(hc->server_name);
 	free(hc->device_id);

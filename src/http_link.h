@@ -17,6 +17,11 @@
  * gateway for wake-ups right after the link's login: XPROVISION (for the
  * device key), then PIMAP_OUTBAND_ADDRESS/FORMAT EXTENDED/CHANNEL UDP.
  * Their replies never reach the link.
+ *
+ * With upstream.http_proxy every HTTPS connection first asks that web proxy
+ * for a tunnel (HTTP CONNECT, http_tunnel.h); the TLS to the gateway runs
+ * inside it. When the HTTPS side fails before the gateway said anything,
+ * the link gets "* BYE [UNAVAILABLE] <why>" in place of a greeting.
  */
 #ifndef PIMAP_HTTP_LINK_H
 #define PIMAP_HTTP_LINK_H
@@ -54,5 +59,12 @@ void http_client_free(struct http_client *hc);
  * its end, the module lets go of everything for it.
  */
 int http_client_open(struct http_client *hc, const char *prefix, char *err, size_t errlen);
+/*
+ * The same for a plain session (a login without #P: the SMTP listener's
+ * XDELIVER connection, proxy_send.c): the module adds no out-band setup to
+ * it, and in in-response mode it ends the gateway's session with LOGOUT
+ * when the proxy closes its end (nothing ever resumes a plain session).
+ */
+int http_client_open_plain(struct http_client *hc, const char *prefix, char *err, size_t errlen);
 
 #endif

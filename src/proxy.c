@@ -1408,6 +1408,11 @@ struct proxy_server *proxy_server_new(struct ev_loop *loop, const struct proxy_c
 		snprintf(err, errlen, "upstream.binding tcp contradicts the https:// URL");
 		goto fail;
 	}
+	if (*cfg->upstream_http_proxy && !use_https) {
+		snprintf(err, errlen,
+		         "upstream.http_proxy is for the HTTPS binding (an https:// upstream, or upstream.binding https)");
+		goto fail;
+	}
 	if (srv->gateway) {
 		char *dir = *cfg->state_dir ? xstrdup(cfg->state_dir) : default_state_dir();
 		srv->device_id = link_device_id(cfg->device_id, dir, err, errlen);

@@ -41,6 +41,9 @@ struct proxy_config {
 	int     upstream_binding;         /* upstream.binding: auto|tcp|https (enum upstream_binding_value) */
 	int     upstream_mode;            /* upstream.mode: persistent|in-response (HTTPS binding) */
 	double  upstream_poll_interval;   /* upstream.poll_interval: in-response without wake-ups: poll while idle */
+	char   *upstream_http_proxy;      /* upstream.http_proxy: HTTPS binding through a web proxy (CONNECT); "" = direct */
+	char   *upstream_http_proxy_user; /* upstream.http_proxy_user: Proxy-Authorization Basic; "" = none */
+	char   *upstream_http_proxy_password_file; /* upstream.http_proxy_password_file: its password (mode 0600) */
 	char   *outband_listen;           /* outband.listen: UDP wake-up listener ("none") */
 	char   *outband_address;          /* outband.address: where the gateway sends them; "" = the bound address */
 	double  outband_max_age;          /* outband.max_age: older (or future) wake-ups are refused; 0 = no check */

@@ -910,6 +910,7 @@ static void test_proxy_table(void)
 		"upstream.server_name", "upstream.allow_plaintext", "upstream.compress",
 		"upstream.connect_timeout", "tls.cert", "tls.key", "state_dir", "pid_file", "device_id",
 		"upstream.binding", "upstream.mode", "outband.listen", "outband.address",
+		"upstream.http_proxy", "upstream.http_proxy_user", "upstream.http_proxy_password_file",
 		"smtp.listen", "smtp.listen_tls", "smtp.submission_url", "smtp.submission_ca_file",
 		"smtp.submission_server_name", "smtp.submission_allow_plaintext",
 		"status.socket",
@@ -928,7 +929,7 @@ static void test_proxy_table(void)
 	const struct cfg_key *lvl;
 
 	check_key_table(proxy_config_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), also_reloadable,
-	                61 /* every field of struct proxy_config */);
+	                64 /* every field of struct proxy_config */);
 
 	lvl = cfg_find(proxy_config_keys, "log.level");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(lvl);
@@ -1003,7 +1004,8 @@ static void poison_value(const struct cfg_key *k, const void *defaults, char *bu
 		/* A value that passes the key's syntax check, if it has one, and differs from the default. */
 		static const char *const candidates[] = {"none", "127.0.0.1:1", "imaps://poison.invalid",
 		                                         "smtps://poison.invalid", "poison=poison", "/poison",
-		                                         "https://poison.invalid/", "192.0.2.0/24", "poison"};
+		                                         "https://poison.invalid/", "192.0.2.0/24", "http://poison.invalid:1",
+		                                         "poison"};
 		for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
 			if ((k->validate && k->validate(candidates[i], NULL, 0) != 0) ||
 			    strcmp(candidates[i], k->default_value) == 0)
