@@ -1339,7 +1339,7 @@ static int start_smtp(struct proxy_server *srv, bool listen, char *err, size_t e
 		.loop = srv->loop, .upstream = &srv->upstream, .upstream_name = srv->upstream_name,
 		.upstream_creds = srv->upstream_creds, .allow_plaintext = srv->allow_plaintext,
 		.connect_timeout = srv->connect_timeout, .local_creds = srv->local_creds, .state_dir = dir,
-		.listen = listen, .https_binding = srv->https != NULL,
+		.listen = listen, .https = srv->https,
 	};
 	int rc = daemon_make_dirs(dir, err, errlen);
 	if (rc == 0) {

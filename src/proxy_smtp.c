@@ -369,16 +369,18 @@ static int add_listeners(struct smtp_service *svc, char **addrs, bool implicit_t
 	return 0;
 }
 
+/* store_target.open over the HTTPS binding. */
+static int open_https(void *https, const char *prefix, char *err, size_t errlen)
+{
+	return http_client_open_plain(https, prefix, err, errlen);
+}
+
 struct smtp_service *smtp_service_new(const struct smtp_service_setup *setup, const struct proxy_config *cfg,
                                       char *err, size_t errlen)
 {
 	*err = '\0';
 	const struct upstream_url *up = setup->upstream;
-	bool gateway = up->scheme == URL_PIMAPS || up->scheme == URL_PIMAP;
-	if (up->scheme == URL_HTTPS || setup->https_binding) {
-		log_warn("smtp: no SMTP listener: sending over the HTTPS binding is not supported");
-		return NULL;
-	}
+	bool gateway = up->is_gateway;
 	if (!gateway && !*cfg->smtp_submission_url) {
 		log_info("smtp: no SMTP listener: compatibility mode needs smtp.submission_url to send mail");
 		return NULL;
@@ -404,6 +406,11 @@ struct smtp_service *smtp_service_new(const struct smtp_service_setup *setup, co
 	svc->imap.enable_condstore = false;
 	svc->imap.connect_timeout = setup->connect_timeout;
 	svc->imap.out_limit = cfg->max_output_queue;
+	if (setup->https) {
+		/* Over the HTTPS binding: plain sessions through http_link.c (its TLS, its web proxy). */
+		svc->imap.open = open_https;
+		svc->imap.open_arg = setup->https;
+	}
 	svc->imap.limits = (struct imap_limits){
 		.max_line_length = IMAP_DEFAULT_MAX_LINE_LENGTH,
 		.max_literal_size = IMAP_DEFAULT_MAX_LITERAL_SIZE,
@@ -441,7 +448,7 @@ struct smtp_service *smtp_service_new(const struct smtp_service_setup *setup, co
 			goto fail;
 	}
 	if (gateway)
-		log_info("smtp: messages go to the gateway as XDELIVER");
+		log_info("smtp: messages go to the gateway as XDELIVER%s", setup->https ? " (over the HTTPS binding)" : "");
 	else
 		log_info("smtp: messages go to %s", cfg->smtp_submission_url);
 	return svc;

@@ -16,6 +16,7 @@
 
 #include <ev.h>
 
+#include "http_link.h"
 #include "proxy_config.h"
 #include "tlsio.h"
 #include "url.h"
@@ -35,7 +36,7 @@ struct smtp_service_setup {
 	struct tls_creds          *local_creds;     /* for STARTTLS and the TLS port; NULL in stdio mode */
 	const char                *state_dir;
 	bool                       listen;          /* bind smtp.listen / smtp.listen_tls */
-	bool                       https_binding;   /* the link uses the gateway's HTTPS binding */
+	struct http_client        *https;           /* the gateway's HTTPS binding (borrowed), or NULL */
 };
 
 /*

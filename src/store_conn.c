@@ -313,7 +313,7 @@ static void send_login(struct store_conn *sc)
 
 static void after_caps(struct store_conn *sc)
 {
-	if (!stream_is_tls(sc->stream)) {
+	if (!stream_is_tls(sc->stream) && !sc->target->open) {
 		if (store_conn_has_cap(sc, "STARTTLS")) {
 			sc->state = SC_STARTTLS;
 			send_setup(sc, "STARTTLS");
@@ -624,8 +624,17 @@ struct store_conn *store_conn_open(struct ev_loop *loop, const struct store_targ
 	struct imap_limits pre = target->limits;
 	sc->parser = imap_parser_new(IMAP_PARSE_RESPONSES, &pre);
 	char err[256];
-	sc->stream = stream_connect(loop, target->host, target->port, target->connect_timeout, sc->prefix,
-	                            target->out_limit, on_stream_event, sc, err, sizeof(err));
+	if (target->open) {
+		int fd = target->open(target->open_arg, sc->prefix, err, sizeof(err));
+		if (fd >= 0) {
+			sc->stream = stream_new_fd(loop, fd, sc->prefix, target->out_limit, on_stream_event, sc);
+			stream_set_deadline(sc->stream, target->connect_timeout);
+			sc->state = SC_GREETING;
+		}
+	} else {
+		sc->stream = stream_connect(loop, target->host, target->port, target->connect_timeout, sc->prefix,
+		                            target->out_limit, on_stream_event, sc, err, sizeof(err));
+	}
 	if (!sc->stream) {
 		/* The caller learns of this failure from the NULL, not from a callback. */
 		log_msg(LOG_LEVEL_WARN, sc->prefix, "cannot connect to the store: %s", err);

@@ -38,6 +38,14 @@ struct store_target {
 	double connect_timeout;   /* whole setup including LOGIN */
 	size_t out_limit;         /* output backpressure threshold */
 	struct imap_limits limits;
+	/*
+	 * Optional: connections come from open() instead of host:port, already
+	 * secured by whoever made them (pimap-proxy's HTTPS binding, whose TLS to
+	 * the gateway is verified there): no TLS or STARTTLS here. Returns a
+	 * connected socket, or -1 with err.
+	 */
+	int (*open)(void *open_arg, const char *log_prefix, char *err, size_t errlen);
+	void *open_arg;
 };
 
 enum store_login_result {
