@@ -15,6 +15,10 @@
 #     mutt (in IDLE) shows the message within 2 s of the delivery;
 #   - a forged datagram (wrong key), a garbage one and a replay of a captured
 #     genuine one are ignored: logged as such, and no request follows them;
+#   - mutt sends a message through the proxy's SMTP listener: XDELIVER on a
+#     plain session in in-response mode (Dovecot's submission service
+#     behind, lib/submission.sh; skipped without dovecot-submissiond); it
+#     arrives, and no TCP connection to the gateway stays open afterwards;
 #   - mutt quits cleanly; no error on its screen, it never reconnected.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -24,9 +28,19 @@ require dovecot certtool mutt tmux
 require_proxy
 require_gateway
 gen_certs
-start_dovecot
+GW_SEND=()
+SEND=0
+if [ -x /usr/lib/dovecot/submission ]; then
+	SEND=1
+	. "$HARNESS_LIB/submission.sh"
+	DOVECOT_USERS="alice rcpt" start_store_with_submission
+	GW_SEND=(--set "submission.url=smtp://127.0.0.1:$SUBMISSION_PORT" --set "submission.ca_file=$CA")
+else
+	log "no dovecot-submissiond: mutt does not send in in-response mode"
+	start_dovecot
+fi
 HTTPS_PORT=$(free_port)
-start_gateway --set "listen.https=127.0.0.1:$HTTPS_PORT" --set outband.min_interval=0 --trace
+start_gateway --set "listen.https=127.0.0.1:$HTTPS_PORT" --set outband.min_interval=0 --trace "${GW_SEND[@]}"
 wait_port 127.0.0.1 "$HTTPS_PORT" 10 "$GW_PID" || fail "no HTTPS listener"
 deliver alice "Https subject one"
 deliver alice "Https subject two"
@@ -76,15 +90,18 @@ log "ok: persistent mode"
 
 # --- in-response mode with UDP wake-ups -------------------------------------------------
 P=$(free_port)
+SP=$(free_port)
 WAKE_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 PROXY_LOG=$T/proxy-inresponse.log
 start_proxy --listen "127.0.0.1:$P" --listen-tls none \
 	--upstream "https://localhost:$HTTPS_PORT/pimap" --ca-file "$CA" --device-id https-wake -v --trace \
 	--set upstream.mode=in-response --set "outband.listen=127.0.0.1:$WAKE_PORT" \
-	--set link.heartbeat=30s
+	--set link.heartbeat=30s --smtp-listen "127.0.0.1:$SP" --smtp-listen-tls none
 wait_log "$PROXY_LOG" "listening for wake-ups" 10 || fail "no wake-up listener"
 rm -f "$T/muttrc"
-write_muttrc alice "$P" delete=yes resolve=no
+# Plain SMTP with AUTH on loopback, as the proxy allows there.
+write_muttrc alice "$P" delete=yes resolve=no "smtp_url=\"smtp://alice@127.0.0.1:$SP/\"" "smtp_pass=\"$DOVECOT_PASS\"" \
+	"from=\"alice@mail.test\"" "use_from=yes" "abort_unmodified=no" "askcc=no" "edit_headers=no" "copy=no"
 start_mutt
 expect_screen 30 "in-response: mutt shows INBOX" "[Https subject one]" "[Https pushed persistent]"
 wait_log "$PROXY_LOG" "got the device's out-band key" 10 || fail "the proxy did not get the key"
@@ -157,6 +174,24 @@ PY
 wait_log "$PROXY_LOG" ": SYNC" 5 || fail "a genuine datagram made with the device key was not accepted"
 wait_log "$PROXY_LOG" "ignored: replayed" 5 || fail "a replayed datagram was not refused"
 log "ok: forged and garbage datagrams ignored"
+
+if [ $SEND = 1 ]; then
+	# m, the recipient, the subject; the editor (/bin/true) leaves the body empty; y sends.
+	tmx send-keys -t mutt m
+	expect_screen 10 "in-response: mutt asks for the recipient" "To:"
+	tmx send-keys -t mutt "rcpt@mail.test" Enter
+	expect_screen 10 "in-response: mutt asks for the subject" "Subject:"
+	tmx send-keys -t mutt "Sent by mutt, in-response" Enter
+	expect_screen 15 "in-response: mutt's compose menu" "y:Send"
+	tmx send-keys -t mutt y
+	sent_arrived() { grep -rqF "Subject: Sent by mutt, in-response" "$DOVECOT_HOME/rcpt/Maildir/new" "$DOVECOT_HOME/rcpt/Maildir/cur" 2>/dev/null; }
+	wait_for 30 sent_arrived || { show_screen; fail "in-response: the message mutt sent did not arrive"; }
+	grep -q "XDELIVER" "$PROXY_LOG" || fail "in-response: no XDELIVER in the proxy's trace"
+	log "ok: in-response: mutt sent a message through the proxy's SMTP listener (XDELIVER in-response); it arrived"
+	wait_for 15 test "$(proxy_gateway_sockets)" = 0 ||
+		fail "in-response: $(proxy_gateway_sockets) TCP connection(s) to the gateway left open after sending"
+	log "ok: in-response: no TCP connection to the gateway left open after sending"
+fi
 
 tmx send-keys -t mutt q
 expect_screen 15 "in-response: mutt quit" "MUTT-EXITED"

@@ -23,12 +23,13 @@
 #    accepted one connection from it; stdio: one proxy process ran); with the
 #    shipped mutt macro, mutt's header FETCH after SELECT is answered from
 #    the prefetch, and its FETCH of new mail from the gateway's push;
-#  - compat/tcp and gateway/tcp: mutt writes a message (m, recipient,
-#    subject, y) and sends it through the proxy's SMTP listener (XDELIVER
-#    at the gateway, or the submission server in compatibility mode;
-#    Dovecot's submission service behind, lib/submission.sh): it arrives.
-#    Not over the HTTPS binding, where the proxy has no SMTP listener; not
-#    at all without dovecot-submissiond (and the test says so);
+#  - compat/tcp, gateway/tcp and https/tcp: mutt writes a message (m,
+#    recipient, subject, y) and sends it through the proxy's SMTP listener
+#    (XDELIVER at the gateway, over the way's binding, or the submission
+#    server in compatibility mode; Dovecot's submission service behind,
+#    lib/submission.sh): it arrives. (The stdio ways do not send: mutt has
+#    no $tunnel for SMTP.) Not at all without dovecot-submissiond (and the
+#    test says so);
 #  - mutt quits cleanly;
 #  - stdio ways: the greeting was not PREAUTH and mutt logged in; the proxy
 #    exited with status 0 after mutt's LOGOUT; and, with mutt killed in the
@@ -140,8 +141,7 @@ setup_way() {
 		fi
 		local smtp=() sendrc=()
 		WAY_SENDS=0
-		# (The proxy has no SMTP listener over the HTTPS binding.)
-		if [ $SEND = 1 ] && [ "$mode" != https ]; then
+		if [ $SEND = 1 ]; then
 			WAY_SENDS=1
 			WAY_SMTP_PORT=$(free_port)
 			smtp=(--smtp-listen "127.0.0.1:$WAY_SMTP_PORT" --smtp-listen-tls none)
@@ -302,6 +302,10 @@ PY
 		expect_screen 15 "$WAY: mutt's compose menu" "y:Send"
 		tmx send-keys -t mutt y
 		wait_for 30 rcpt_has "$subject" || { show_screen; fail "$WAY: the message mutt sent did not arrive in rcpt's INBOX"; }
+		if [ "${WAY%/*}" = https ]; then
+			grep -q "messages go to the gateway as XDELIVER (over the HTTPS binding)" "$WAY_LOG" ||
+				fail "$WAY: the proxy does not say it sends over the HTTPS binding"
+		fi
 		log "ok: $WAY: mutt sent a message through the proxy's SMTP listener; it arrived"
 	fi
 
