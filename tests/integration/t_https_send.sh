@@ -22,7 +22,8 @@
 #  E. CONNECT failures, each a clear error (in the IMAP client's BYE, in the
 #     proxy's warning) and SMTP AUTH 454: a wrong password (401), none (407), a port
 #     tinyproxy does not allow (403), a gateway tinyproxy cannot reach
-#     (500), no web proxy listening; and TLS still verified through the
+#     (500), no web proxy listening, one that never answers (bounded by
+#     upstream.connect_timeout); and TLS still verified through the
 #     tunnel: a wrong upstream.server_name fails on the certificate;
 #  F. configuration errors stop the proxy at startup with a message: a web
 #     proxy for the TCP binding, a password file others can read, a user
@@ -269,6 +270,23 @@ e_case 500 "refused CONNECT to localhost:$DEAD: 500 .*could not reach the gatewa
 	--set "upstream.http_proxy=http://127.0.0.1:$WP2_PORT"
 e_case refused "HTTP proxy 127.0.0.1:$DEAD: .*(refused|failed)" --upstream "$UPSTREAM" \
 	--set "upstream.http_proxy=http://127.0.0.1:$DEAD"
+# A web proxy that accepts and never answers: upstream.connect_timeout ends the wait.
+SILENT=$(free_port)
+spawn "$T/silent.log" python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16); s.settimeout(1)
+held, end = [], time.time() + 120
+while time.time() < end:
+    try:
+        held.append(s.accept()[0])
+    except socket.timeout:
+        pass
+' "$SILENT"
+wait_port 127.0.0.1 "$SILENT" 10 "$SPAWNED_PID" || hard_error "the silent listener does not listen"
+e_case silent "HTTP proxy 127.0.0.1:$SILENT: .*timed out" --upstream "$UPSTREAM" \
+	--set "upstream.http_proxy=http://127.0.0.1:$SILENT" --set upstream.connect_timeout=2s
+stop_pid "$SPAWNED_PID"
 # The tunnel opens, but the gateway's certificate is not for this name: TLS stays verified end to end.
 e_case tls "certificate|verif" --upstream "$UPSTREAM" "${VIA_WP[@]}" --set upstream.server_name=wrong.example
 
