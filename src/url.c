@@ -349,12 +349,52 @@ bool host_is_ip_literal(const char *host)
 	return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
 }
 
+/*
+ * "host[:port][/]" after a scheme's "://" (rest points there; submission servers, web proxies):
+ * no user info, no path. Without a port, default_port is used, or, when it
+ * is NULL, the URL is refused. 0, or -1 with err.
+ */
+static int parse_host_port_url(const char *s, const char *rest, const char *userinfo_msg, const char *default_port,
+                               char *host, size_t hostlen, char *port, size_t portlen, char *err, size_t errlen)
+{
+	const char *portstr = NULL;
+	size_t n, hlen, plen = 0;
+	char h[URL_MAX_HOST + 1], pt[8];
+
+	n = strcspn(rest, "/?#");
+	if (memchr(rest, '@', n)) {
+		url_err(err, errlen, "%s", userinfo_msg);
+		return -1;
+	}
+	if (rest[n] && strcmp(rest + n, "/") != 0) {
+		url_err(err, errlen, "unexpected '%s' after host", rest + n);
+		return -1;
+	}
+	if (split_host_port(rest, n, &hlen, &portstr, &plen, err, errlen) < 0 ||
+	    parse_host(rest, hlen, h, sizeof(h), err, errlen) < 0)
+		return -1;
+	if (portstr) {
+		if (parse_port(portstr, plen, false, pt, sizeof(pt), err, errlen) < 0)
+			return -1;
+	} else if (default_port) {
+		snprintf(pt, sizeof(pt), "%s", default_port);
+	} else {
+		url_err(err, errlen, "missing port in '%s' (expected %.*s://host:port)", s, (int)(rest - 3 - s), s);
+		return -1;
+	}
+	if (strlen(h) + 1 > hostlen || strlen(pt) + 1 > portlen) {
+		url_err(err, errlen, "host name too long");
+		return -1;
+	}
+	strcpy(host, h);
+	strcpy(port, pt);
+	return 0;
+}
+
 int url_parse_submission(const char *s, char *host, size_t hostlen, char *port, size_t portlen, bool *implicit_tls,
                          char *err, size_t errlen)
 {
-	const char *rest, *portstr = NULL;
-	size_t n, hlen, plen = 0;
-	char h[URL_MAX_HOST + 1], pt[8];
+	const char *rest;
 
 	if (!s || !*s) {
 		url_err(err, errlen, "empty URL");
@@ -370,31 +410,8 @@ int url_parse_submission(const char *s, char *host, size_t hostlen, char *port, 
 		url_err(err, errlen, "a submission server URL is smtp://host[:587] (STARTTLS) or smtps://host[:465]");
 		return -1;
 	}
-	n = strcspn(rest, "/?#");
-	if (memchr(rest, '@', n)) {
-		url_err(err, errlen, "user info (user@) is not allowed in URLs: credentials never go in URLs");
-		return -1;
-	}
-	if (rest[n] && strcmp(rest + n, "/") != 0) {
-		url_err(err, errlen, "unexpected '%s' after host", rest + n);
-		return -1;
-	}
-	if (split_host_port(rest, n, &hlen, &portstr, &plen, err, errlen) < 0 ||
-	    parse_host(rest, hlen, h, sizeof(h), err, errlen) < 0)
-		return -1;
-	if (portstr) {
-		if (parse_port(portstr, plen, false, pt, sizeof(pt), err, errlen) < 0)
-			return -1;
-	} else {
-		snprintf(pt, sizeof(pt), "%s", *implicit_tls ? "465" : "587");
-	}
-	if (strlen(h) + 1 > hostlen || strlen(pt) + 1 > portlen) {
-		url_err(err, errlen, "host name too long");
-		return -1;
-	}
-	strcpy(host, h);
-	strcpy(port, pt);
-	return 0;
+	return parse_host_port_url(s, rest, "user info (user@) is not allowed in URLs: credentials never go in URLs",
+	                           *implicit_tls ? "465" : "587", host, hostlen, port, portlen, err, errlen);
 }
 
 int url_validate_submission(const char *value, char *msg, size_t msglen)
@@ -410,10 +427,6 @@ int url_validate_submission(const char *value, char *msg, size_t msglen)
 int url_parse_http_proxy(const char *s, char *host, size_t hostlen, char *port, size_t portlen, char *err,
                          size_t errlen)
 {
-	const char *rest, *portstr = NULL;
-	size_t n, hlen, plen = 0;
-	char h[URL_MAX_HOST + 1], pt[8];
-
 	if (!s || !*s) {
 		url_err(err, errlen, "empty URL");
 		return -1;
@@ -427,35 +440,11 @@ int url_parse_http_proxy(const char *s, char *host, size_t hostlen, char *port, 
 		url_err(err, errlen, "a web proxy is http://host:port");
 		return -1;
 	}
-	rest = s + 7;
-	n = strcspn(rest, "/?#");
-	if (memchr(rest, '@', n)) {
-		url_err(err, errlen,
-		        "user info (user@) is not allowed in URLs: use upstream.http_proxy_user and "
-		        "upstream.http_proxy_password_file");
-		return -1;
-	}
-	if (rest[n] && strcmp(rest + n, "/") != 0) {
-		url_err(err, errlen, "unexpected '%s' after host", rest + n);
-		return -1;
-	}
-	if (split_host_port(rest, n, &hlen, &portstr, &plen, err, errlen) < 0 ||
-	    parse_host(rest, hlen, h, sizeof(h), err, errlen) < 0)
-		return -1;
-	if (!portstr) {
-		/* Web proxies listen on 3128, 8080, 8888 ...: no default is right often enough to guess. */
-		url_err(err, errlen, "missing port in '%s' (a web proxy is http://host:port)", s);
-		return -1;
-	}
-	if (parse_port(portstr, plen, false, pt, sizeof(pt), err, errlen) < 0)
-		return -1;
-	if (strlen(h) + 1 > hostlen || strlen(pt) + 1 > portlen) {
-		url_err(err, errlen, "host name too long");
-		return -1;
-	}
-	strcpy(host, h);
-	strcpy(port, pt);
-	return 0;
+	/* Web proxies listen on 3128, 8080, 8888 ...: no default is right often enough to guess. */
+	return parse_host_port_url(s, s + 7,
+	                           "user info (user@) is not allowed in URLs: use upstream.http_proxy_user and "
+	                           "upstream.http_proxy_password_file",
+	                           NULL, host, hostlen, port, portlen, err, errlen);
 }
 
 int url_validate_http_proxy(const char *value, char *msg, size_t msglen)
