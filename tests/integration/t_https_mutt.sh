@@ -28,24 +28,14 @@ require dovecot certtool mutt tmux
 require_proxy
 require_gateway
 gen_certs
-GW_SEND=()
-SEND=0
-if [ -x /usr/lib/dovecot/submission ]; then
-	SEND=1
-	. "$HARNESS_LIB/submission.sh"
-	DOVECOT_USERS="alice rcpt" start_store_with_submission
-	GW_SEND=(--set "submission.url=smtp://127.0.0.1:$SUBMISSION_PORT" --set "submission.ca_file=$CA")
-else
-	log "no dovecot-submissiond: mutt does not send in in-response mode"
-	start_dovecot
-fi
+. "$HARNESS_LIB/mutt.sh"
+start_store_for_mutt alice rcpt
 HTTPS_PORT=$(free_port)
-start_gateway --set "listen.https=127.0.0.1:$HTTPS_PORT" --set outband.min_interval=0 --trace "${GW_SEND[@]}"
+start_gateway --set "listen.https=127.0.0.1:$HTTPS_PORT" --set outband.min_interval=0 --trace "${GW_SEND_ARGS[@]}"
 wait_port 127.0.0.1 "$HTTPS_PORT" 10 "$GW_PID" || fail "no HTTPS listener"
 deliver alice "Https subject one"
 deliver alice "Https subject two"
 
-. "$HARNESS_LIB/mutt.sh"
 . "$HARNESS_LIB/https.sh"
 CRYPTO_PY=$(crypto_python) || hard_error "no python3 with the cryptography module (Debian: python3-cryptography)"
 
@@ -99,9 +89,8 @@ start_proxy --listen "127.0.0.1:$P" --listen-tls none \
 	--set link.heartbeat=30s --smtp-listen "127.0.0.1:$SP" --smtp-listen-tls none
 wait_log "$PROXY_LOG" "listening for wake-ups" 10 || fail "no wake-up listener"
 rm -f "$T/muttrc"
-# Plain SMTP with AUTH on loopback, as the proxy allows there.
-write_muttrc alice "$P" delete=yes resolve=no "smtp_url=\"smtp://alice@127.0.0.1:$SP/\"" "smtp_pass=\"$DOVECOT_PASS\"" \
-	"from=\"alice@mail.test\"" "use_from=yes" "abort_unmodified=no" "askcc=no" "edit_headers=no" "copy=no"
+mutt_smtp_settings alice "$SP"
+write_muttrc alice "$P" delete=yes resolve=no "${MUTT_SMTP[@]}"
 start_mutt
 expect_screen 30 "in-response: mutt shows INBOX" "[Https subject one]" "[Https pushed persistent]"
 wait_log "$PROXY_LOG" "got the device's out-band key" 10 || fail "the proxy did not get the key"
@@ -176,14 +165,7 @@ wait_log "$PROXY_LOG" "ignored: replayed" 5 || fail "a replayed datagram was not
 log "ok: forged and garbage datagrams ignored"
 
 if [ $SEND = 1 ]; then
-	# m, the recipient, the subject; the editor (/bin/true) leaves the body empty; y sends.
-	tmx send-keys -t mutt m
-	expect_screen 10 "in-response: mutt asks for the recipient" "To:"
-	tmx send-keys -t mutt "rcpt@mail.test" Enter
-	expect_screen 10 "in-response: mutt asks for the subject" "Subject:"
-	tmx send-keys -t mutt "Sent by mutt, in-response" Enter
-	expect_screen 15 "in-response: mutt's compose menu" "y:Send"
-	tmx send-keys -t mutt y
+	mutt_send in-response rcpt@mail.test "Sent by mutt, in-response"
 	sent_arrived() { grep -rqF "Subject: Sent by mutt, in-response" "$DOVECOT_HOME/rcpt/Maildir/new" "$DOVECOT_HOME/rcpt/Maildir/cur" 2>/dev/null; }
 	wait_for 30 sent_arrived || { show_screen; fail "in-response: the message mutt sent did not arrive"; }
 	grep -q "XDELIVER" "$PROXY_LOG" || fail "in-response: no XDELIVER in the proxy's trace"

@@ -12,7 +12,7 @@
 #     arrives once; tinyproxy logged a CONNECT to the gateway for the link
 #     and one for the delivery link; the proxy's only TCP connections go to
 #     tinyproxy (none to the gateway); the password and its base64 appear
-#     in no log of the proxy (which traces);
+#     in no log of the proxy (which traces); --status names the web proxy;
 #  C. in-response mode through tinyproxy: a message arrives; with tinyproxy
 #     down a message of a user checked before is queued (250 Queued), and
 #     once tinyproxy is back it arrives exactly once and the outbox empties;
@@ -102,13 +102,7 @@ greeting() {
 	python3 - "$1" <<'PY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
-data = b""
-while not data.endswith(b"\n"):
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-print(data.decode(errors="replace").strip())
+print(s.makefile("rb").readline().decode(errors="replace").strip())
 PY
 }
 
@@ -146,6 +140,9 @@ start_proxy --listen "127.0.0.1:$PB" --listen-tls none --smtp-listen "127.0.0.1:
 	--upstream "$UPSTREAM" --ca-file "$CA" --device-id send-b --state-dir "$T/state-b" --trace -v "${VIA_WP[@]}"
 grep -q "through HTTP proxy 127.0.0.1:$WP (with Proxy-Authorization)" "$PROXY_LOG" ||
 	fail "B: the proxy does not say it goes through the web proxy"
+"$PROXY_BIN" --status --state-dir "$T/state-b" >"$T/b-status.out" 2>&1
+grep -qx "mode: gateway, upstream $UPSTREAM, through http://127.0.0.1:$WP, device send-b" "$T/b-status.out" ||
+	{ cat "$T/b-status.out" >&2; fail "B: pimap-proxy --status does not name the web proxy"; }
 imap_session "$PB" bob >"$T/b-imap.out" || fail "B: IMAP through the proxy and the web proxy failed"
 grep -q "^\* OK" "$T/b-imap.out" || fail "B: no greeting: $(cat "$T/b-imap.out")"
 log "ok: B: an IMAP client logged in and selected INBOX through the web proxy"

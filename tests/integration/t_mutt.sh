@@ -53,17 +53,9 @@ gen_certs
 # (or the submission server itself in compatibility mode), Dovecot's
 # submission service relaying into LMTP (lib/submission.sh); the mail goes
 # to rcpt, whom no way reads.
-GW_ARGS=()
-SEND=0
-if [ -x /usr/lib/dovecot/submission ]; then
-	SEND=1
-	. "$HARNESS_LIB/submission.sh"
-	DOVECOT_USERS="alice bob carol dave erin frank grace rcpt" start_store_with_submission
-	GW_ARGS=(--set "submission.url=smtp://127.0.0.1:$SUBMISSION_PORT" --set "submission.ca_file=$CA")
-else
-	log "no dovecot-submissiond: the ways do not send"
-	DOVECOT_USERS="alice bob carol dave erin frank grace rcpt" start_dovecot
-fi
+. "$HARNESS_LIB/mutt.sh"
+start_store_for_mutt alice bob carol dave erin frank grace rcpt
+GW_ARGS=("${GW_SEND_ARGS[@]}")
 export DOVECOT_IMAPS CA DOVECOT_PASS
 for u in alice bob carol dave frank grace; do
 	deliver $u "Mutt subject one"
@@ -95,8 +87,6 @@ spawn "$T/relay-https.stderr" python3 "$HARNESS_LIB/linkrelay.py" "$HTTPS_RELAY_
 wait_port 127.0.0.1 "$HTTPS_RELAY_PORT" 10 "$SPAWNED_PID" || fail "HTTPS link relay does not listen"
 # relay cut|restore: on the link of the way running.
 relay() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall((sys.argv[2]+"\n").encode()); print(s.recv(100).decode().strip())' "$WAY_RELAY_CTL" "$1"; }
-
-. "$HARNESS_LIB/mutt.sh"
 
 expect_store() { wait_for 15 store_has "$1" || fail "$WAY: store: $2"; log "ok: $WAY: store: $2"; }
 
@@ -139,7 +129,8 @@ setup_way() {
 			grep -q "127.0.0.1:$WAY_PORT" "$T/macros-$WAY_TAG/mutt.yaml" || hard_error "could not adapt macros/mutt.yaml"
 			macros=(--set "macros.dir=$T/macros-$WAY_TAG" --device-id "mutt-$WAY_TAG" "${link[@]}")
 		fi
-		local smtp=() sendrc=()
+		local smtp=()
+		MUTT_SMTP=()
 		WAY_SENDS=0
 		if [ $SEND = 1 ]; then
 			WAY_SENDS=1
@@ -147,16 +138,13 @@ setup_way() {
 			smtp=(--smtp-listen "127.0.0.1:$WAY_SMTP_PORT" --smtp-listen-tls none)
 			[ "$mode" = compat ] && smtp+=(--submission "smtp://127.0.0.1:$SUBMISSION_PORT"
 				--set "smtp.submission_ca_file=$CA")
-			# Plain SMTP with AUTH on loopback, as the proxy allows there.
-			sendrc=("smtp_url=\"smtp://$WAY_USER@127.0.0.1:$WAY_SMTP_PORT/\"" "smtp_pass=\"$DOVECOT_PASS\""
-				"from=\"$WAY_USER@mail.test\"" "use_from=yes" "abort_unmodified=no" "askcc=no"
-				"edit_headers=no" "copy=no")
+			mutt_smtp_settings "$WAY_USER" "$WAY_SMTP_PORT"
 		fi
 		PROXY_LOG=$WAY_LOG
 		start_proxy --listen "127.0.0.1:$WAY_PORT" --listen-tls none --state-dir "$T/state-$WAY_TAG" \
 			--upstream "$upstream" --ca-file "$CA" --trace -v "${macros[@]}" "${smtp[@]}"
 		WAY_PROXY_PID=$PROXY_PID
-		write_muttrc "$WAY_USER" "$WAY_PORT" delete=yes resolve=no "${sendrc[@]}"
+		write_muttrc "$WAY_USER" "$WAY_PORT" delete=yes resolve=no "${MUTT_SMTP[@]}"
 	else
 		# The shipped macros as installed: mutt.yaml names the stdio listener.
 		[ "$mode" != compat ] && macros=(--set "macros.dir=$top_srcdir/macros" --device-id "mutt-$WAY_TAG" "${link[@]}")
@@ -291,16 +279,8 @@ PY
 	fi
 
 	if [ "${WAY#*/}" = tcp ] && [ "$WAY_SENDS" = 1 ]; then
-		# m, the recipient, the subject; the editor (/bin/true) leaves the
-		# body empty; y sends from the compose menu.
 		local subject="Sent by mutt, $WAY_TAG"
-		tmx send-keys -t mutt m
-		expect_screen 10 "$WAY: mutt asks for the recipient" "To:"
-		tmx send-keys -t mutt "rcpt@mail.test" Enter
-		expect_screen 10 "$WAY: mutt asks for the subject" "Subject:"
-		tmx send-keys -t mutt "$subject" Enter
-		expect_screen 15 "$WAY: mutt's compose menu" "y:Send"
-		tmx send-keys -t mutt y
+		mutt_send "$WAY" rcpt@mail.test "$subject"
 		wait_for 30 rcpt_has "$subject" || { show_screen; fail "$WAY: the message mutt sent did not arrive in rcpt's INBOX"; }
 		if [ "${WAY%/*}" = https ]; then
 			grep -q "messages go to the gateway as XDELIVER (over the HTTPS binding)" "$WAY_LOG" ||

@@ -19,6 +19,21 @@
 #   store_has PYTHON-EXPR           true if the expression holds, with t =
 #                                   [(uid, flags)] of $MUTT_USER's INBOX at
 #                                   Dovecot
+#
+# Sending (the proxy's SMTP listener; Dovecot's submission service behind):
+#   start_store_for_mutt USER...    start_store_with_submission
+#                                   (lib/submission.sh) for the users when
+#                                   dovecot-submissiond is installed, else
+#                                   start_dovecot (and say so); sets SEND
+#                                   (1 or 0) and GW_SEND_ARGS (the gateway's
+#                                   submission.* flags, or none)
+#   mutt_smtp_settings USER PORT    write_muttrc SETTINGs that send through
+#                                   the SMTP listener on 127.0.0.1:PORT
+#                                   (plain SMTP with AUTH, as the proxy
+#                                   allows on loopback)
+#   mutt_send WHAT RCPT SUBJECT     from the index: m, the recipient, the
+#                                   subject (the editor leaves the body
+#                                   empty), y in the compose menu
 
 TMUX_SOCK=$T/tmux.sock
 tmx() { tmux -S "$TMUX_SOCK" "$@"; }
@@ -123,4 +138,34 @@ import gw_common as g
 t = g.truth(sys.argv[1])
 sys.exit(0 if eval(sys.argv[2]) else 1)
 PY
+}
+
+start_store_for_mutt() {
+	GW_SEND_ARGS=()
+	SEND=0
+	if [ -x /usr/lib/dovecot/submission ]; then
+		SEND=1
+		. "$HARNESS_LIB/submission.sh"
+		DOVECOT_USERS="$*" start_store_with_submission
+		GW_SEND_ARGS=(--set "submission.url=smtp://127.0.0.1:$SUBMISSION_PORT" --set "submission.ca_file=$CA")
+	else
+		log "no dovecot-submissiond: mutt does not send"
+		DOVECOT_USERS="$*" start_dovecot
+	fi
+}
+
+mutt_smtp_settings() {
+	MUTT_SMTP=("smtp_url=\"smtp://$1@127.0.0.1:$2/\"" "smtp_pass=\"$DOVECOT_PASS\"" "from=\"$1@mail.test\""
+		"use_from=yes" "abort_unmodified=no" "askcc=no" "edit_headers=no" "copy=no")
+}
+
+mutt_send() {
+	local what=$1
+	tmx send-keys -t mutt m
+	expect_screen 10 "$what: mutt asks for the recipient" "To:"
+	tmx send-keys -t mutt "$2" Enter
+	expect_screen 10 "$what: mutt asks for the subject" "Subject:"
+	tmx send-keys -t mutt "$3" Enter
+	expect_screen 15 "$what: mutt's compose menu" "y:Send"
+	tmx send-keys -t mutt y
 }
