@@ -61,6 +61,8 @@ static void section_daemon(void *data, struct buf *out)
 	status_duration(ev_now(srv->loop) - ctx->started, up, sizeof(up));
 	buf_printf(out, "pimap-proxy: %s, pid %ld, up %s\n", PACKAGE_VERSION, (long)getpid(), up);
 	buf_printf(out, "mode: %s, upstream %s", srv->gateway ? "gateway" : "compatibility", cfg->upstream_url);
+	if (*cfg->upstream_http_proxy)
+		buf_printf(out, ", through %s", cfg->upstream_http_proxy);
 	if (srv->gateway)
 		buf_printf(out, ", device %s", srv->device_id ? srv->device_id : "?");
 	buf_append_str(out, "\n");
