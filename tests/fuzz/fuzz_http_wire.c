@@ -7,7 +7,8 @@
  * in one piece and once in pieces whose sizes come from a generator seeded
  * by the first byte: both must give the same events, the same body bytes and
  * the same stopping point, or the harness traps. Bit 0 of the first byte
- * picks requests or responses, bit 1 small limits. The same bytes are also
+ * picks requests or responses, bit 1 small limits, bit 3 head-only responses
+ * (answers to CONNECT, http_tunnel.c). The same bytes are also
  * given to outband_extended_decode, which must refuse them without a crash
  * (the chance of forging an AES-GCM tag is nil).
  *
@@ -45,7 +46,8 @@ struct run {
 static void run(const uint8_t *data, size_t size, uint8_t ctl, bool split, struct run *o)
 {
 	struct http_limits lim = {.max_header_bytes = (ctl & 2) ? 64 : 8192, .max_headers = (ctl & 2) ? 4 : 64,
-	                          .max_body = (ctl & 2) ? 16 : 1 << 20, .chunked_unlimited = (ctl & 4) != 0};
+	                          .max_body = (ctl & 2) ? 16 : 1 << 20, .chunked_unlimited = (ctl & 4) != 0,
+	                          .head_only = (ctl & 8) != 0};
 	struct http_reader *r = http_reader_new((ctl & 1) ? HTTP_READER_RESPONSE : HTTP_READER_REQUEST, &lim);
 	uint32_t x = ctl | 1u;
 	size_t off = 0;
