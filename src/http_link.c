@@ -527,16 +527,15 @@ static void hl_start_request(struct hlink *l)
 	struct http_limits lim = {.max_header_bytes = 65536, .max_headers = 256, .max_body = HTTP_LINK_MAX_RESPONSE,
 	                          .chunked_unlimited = !hc->in_response};
 	l->rd = http_reader_new(HTTP_READER_RESPONSE, &lim);
-	/* Through a web proxy: the TCP connection goes to it, and the deadline covers CONNECT too. */
+	/* Through a web proxy: the TCP connection goes to it, and the deadline covers CONNECT too.
+	 * The tunnel exists before the connection can report CONNECTED. */
+	if (hc->via_proxy)
+		l->tunnel = http_tunnel_new(&hc->proxy, hc->host, hc->port);
 	l->net = stream_connect(hc->loop, hc->via_proxy ? hc->proxy.host : hc->host,
 	                        hc->via_proxy ? hc->proxy.port : hc->port, hc->cfg->upstream_connect_timeout, l->prefix,
 	                        hc->cfg->max_output_queue, on_net, l, err, sizeof(err));
-	if (!l->net) {
-		hl_close(l, err);
-		return;
-	}
-	if (hc->via_proxy)
-		l->tunnel = http_tunnel_new(&hc->proxy, hc->host, hc->port);
+	if (!l->net)
+		hl_close(l, err); /* frees the tunnel (net_close) */
 }
 
 /* ------------------------------------------------------------------------ */
