@@ -61,7 +61,7 @@ struct http_tunnel *http_tunnel_new(const struct http_proxy *px, const char *hos
 void http_tunnel_free(struct http_tunnel *t);
 /*
  * Append the CONNECT request to out. It may hold the credentials: the
- * caller writes it to the socket only and wipes out (buf_wipe) after.
+ * caller writes it to the socket only and frees out with buf_free_secret.
  */
 void http_tunnel_request(const struct http_tunnel *t, struct buf *out);
 /* Feed the web proxy's answer; *used is what was taken. */
