@@ -82,7 +82,8 @@ size_t buf_room(const struct buf *b)
 
 uint8_t *buf_reserve(struct buf *b, size_t want)
 {
-	if (b->cap - b->end >= want)
+	/* An unused buffer allocates even for want == 0: NULL + 0 is undefined. */
+	if (b->data && b->cap - b->end >= want)
 		return b->data + b->end;
 	/* Reclaim consumed space first when that alone makes room. */
 	size_t len = buf_len(b);

@@ -31,7 +31,10 @@ void buf_free(struct buf *b);
 void buf_free_secret(struct buf *b);
 
 static inline size_t buf_len(const struct buf *b) { return b->end - b->start; }
-static inline const uint8_t *buf_head(const struct buf *b) { return b->data + b->start; }
+/* Never NULL: an unused buffer's head is an empty string, because NULL + 0
+ * is undefined behaviour and memcpy(dst, NULL, 0) too (clang's UBSan reports
+ * both; the fuzzers found callers that take the head of an empty buffer). */
+static inline const uint8_t *buf_head(const struct buf *b) { return b->data ? b->data + b->start : (const uint8_t *)""; }
 static inline bool buf_full(const struct buf *b) { return b->limit && buf_len(b) >= b->limit; }
 /* Bytes that may be appended before reaching the limit (SIZE_MAX if unlimited). */
 size_t buf_room(const struct buf *b);
