@@ -107,8 +107,11 @@ void imap_write_astring(struct buf *out, const char *s, size_t len)
 bool imap_mailbox_is_atom(const char *name)
 {
 	bool atom = *name != '\0';
+	/* ATOM-CHAR minus "[": "a[b" is a valid atom, but parsers (ours too)
+	 * take "[" for the start of a BODY[...] section running to its "]", so
+	 * "* STATUS a[b (MESSAGES 1)" would lose its list (fuzz_roundtrip). */
 	for (const char *p = name; *p && atom; p++)
-		atom = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && !strchr("(){ %*\"\\]", *p);
+		atom = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && !strchr("(){ %*\"\\[]", *p);
 	return atom;
 }
 

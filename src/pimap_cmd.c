@@ -784,10 +784,15 @@ int pimap_pref_set_args(struct pimap_prefs *prefs, const struct imap_arg *args, 
 
 /* ---- XGETPIMAPPREFS ------------------------------------------------------- */
 
-/* RFC 3501 ATOM-CHAR: what can go on the wire without quotes. */
+/*
+ * What we write without quotes: RFC 3501 ATOM-CHAR minus "[". "[" is an
+ * ATOM-CHAR, but parsers (ours, and clients') read "x[" as the start of a
+ * BODY[...] section that runs to its "]": an address "a[b" written bare
+ * swallowed the rest of the XGETPIMAPPREF list (found by fuzz_pimap_cmd).
+ */
 static bool is_atom_char(char c)
 {
-	return c > 0x20 && c < 0x7f && !strchr("(){%*\"\\]", c);
+	return c > 0x20 && c < 0x7f && !strchr("(){%*\"\\[]", c);
 }
 
 /* A value as an atom when it is one (and is not NIL, which means something

@@ -123,6 +123,12 @@ static void test_mailbox(void)
 	expect_buf(&b, "{9}\r\nEntw\xc3\xbcrfe");
 	imap_write_mailbox(&b, "Entw\xc3\xbcrfe", false);
 	expect_buf(&b, "{9+}\r\nEntw\xc3\xbcrfe");
+	/* "[" and "]" quoted: bare, "a[b" reads as the start of a BODY[...]
+	 * section (fuzz_roundtrip: tests/fuzz/corpus/roundtrip/regress-mailbox-bracket). */
+	imap_write_mailbox(&b, "a[b", true);
+	expect_buf(&b, "\"a[b\"");
+	imap_write_mailbox(&b, "x]", false);
+	expect_buf(&b, "\"x]\"");
 	buf_free(&b);
 }
 

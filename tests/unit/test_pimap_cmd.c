@@ -650,6 +650,12 @@ static void test_get(void)
 	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_OUTBAND_ADDRESS, "a]b"), 0);
 	expect_get(&prefs, "a XGETPIMAPPREFS (PIMAP_OUTBAND_ADDRESS)\r\n",
 	           ">* XGETPIMAPPREFS (PIMAP_OUTBAND_ADDRESS \"a]b\")\r\n");
+	/* "[" is an ATOM-CHAR, but written bare it opens a BODY[...]-style
+	 * section for parsers, swallowing the rest of the list (fuzz_pimap_cmd
+	 * regression: tests/fuzz/corpus/pimap_cmd/regress-getpref-address-bracket). */
+	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_OUTBAND_ADDRESS, "INARY.PEEK["), 0);
+	expect_get(&prefs, "a XGETPIMAPPREFS (PIMAP_OUTBAND_ADDRESS PIMAP_INBAND_PUSH)\r\n",
+	           ">* XGETPIMAPPREFS (PIMAP_OUTBAND_ADDRESS \"INARY.PEEK[\" PIMAP_INBAND_PUSH OFF)\r\n");
 	CU_ASSERT_EQUAL(pimap_pref_set_value(&prefs, PIMAP_PREF_INBAND_NEW_FORMAT, "ALL"), 0);
 	expect_get(&prefs, "a XGETPIMAPPREFS (PIMAP_INBAND_NEW_FORMAT)\r\n",
 	           ">* XGETPIMAPPREFS (PIMAP_INBAND_NEW_FORMAT ALL)\r\n");
