@@ -2807,32 +2807,16 @@ static void client_compress(struct gw_conn *c, const struct imap_msg *m)
 
 static void client_xzip(struct gw_conn *c, const struct imap_msg *m)
 {
-	if (m->nargs < 3 || m->args[1].type != IMAP_ARG_ATOM) {
-		answer(c, m->tag, "BAD XZIP needs an inner tag and command");
-		return;
-	}
-	const struct imap_arg *inner_cmd = &m->args[2];
-	static const char *const refused[] = {"IDLE", "STARTTLS", "COMPRESS", "AUTHENTICATE", "LOGOUT", "XZIP",
-	                                      "LOGIN", NULL};
-	for (const char *const *r = refused; *r; r++) {
-		if (imap_arg_is_atom(inner_cmd, *r)) {
-			answer(c, m->tag, "BAD XZIP cannot wrap %s", *r);
-			return;
-		}
-	}
-	if (m->args[1].len == strlen(m->tag) && memcmp(m->args[1].str, m->tag, m->args[1].len) == 0) {
-		answer(c, m->tag, "BAD XZIP inner tag must differ from the outer tag");
+	char err[128];
+	/* Where the inner command starts, after the checks on what it wraps (pimap_cmd.c). */
+	size_t skip = pimap_xzip_inner(m, err, sizeof(err));
+	if (!skip) {
+		answer(c, m->tag, "BAD %s", err);
 		return;
 	}
 	if (c->ncmds) {
 		/* Simple and exact: an XZIP runs alone, so its capture holds only its own responses. */
 		answer(c, m->tag, "BAD XZIP with commands in flight; send it alone");
-		return;
-	}
-	/* Re-parse the inner command from the raw text after "tag XZIP ". */
-	size_t skip = strlen(m->tag) + 1 + m->args[0].len + 1;
-	if (skip >= m->raw_len) {
-		answer(c, m->tag, "BAD XZIP needs an inner command");
 		return;
 	}
 	struct imap_limits lim = c->srv->limits;

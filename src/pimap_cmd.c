@@ -1003,3 +1003,33 @@ void pimap_provision_format(const struct pimap_provision_limit *limits, size_t n
 	for (size_t i = 0; i < nlimits; i++)
 		buf_printf(out, "* XPROVISION LIMIT %s %llu\r\n", limits[i].name, limits[i].value);
 }
+
+/* ---- XZIP ----------------------------------------------------------------- */
+
+size_t pimap_xzip_inner(const struct imap_msg *m, char *err, size_t errlen)
+{
+	static const char *const refused[] = {"IDLE", "STARTTLS", "COMPRESS", "AUTHENTICATE", "LOGOUT", "XZIP",
+	                                      "LOGIN", NULL};
+	if (m->kind != IMAP_MSG_COMMAND || m->nargs < 3 || m->args[1].type != IMAP_ARG_ATOM) {
+		set_err(err, errlen, "XZIP needs an inner tag and command");
+		return 0;
+	}
+	for (const char *const *r = refused; *r; r++) {
+		if (imap_arg_is_atom(&m->args[2], *r)) {
+			set_err(err, errlen, "XZIP cannot wrap %s", *r);
+			return 0;
+		}
+	}
+	if (m->args[1].len == strlen(m->tag) && memcmp(m->args[1].str, m->tag, m->args[1].len) == 0) {
+		set_err(err, errlen, "XZIP inner tag must differ from the outer tag");
+		return 0;
+	}
+	/* The parser takes exactly one SP between tag, command name and the
+	 * first argument, and the name is an atom written as it was parsed. */
+	size_t skip = strlen(m->tag) + 1 + m->args[0].len + 1;
+	if (skip >= m->raw_len) {
+		set_err(err, errlen, "XZIP needs an inner command");
+		return 0;
+	}
+	return skip;
+}

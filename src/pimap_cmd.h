@@ -125,6 +125,19 @@ int pimap_prefs_format_get(const struct pimap_prefs *prefs, const char *verb, co
  */
 bool pimap_new_format_fetch_items(const struct pimap_prefs *prefs, struct buf *out);
 
+/* ---- XZIP ------------------------------------------------------------------ */
+
+/*
+ * "tag XZIP inner-tag inner-command ...": check the outer command (an inner
+ * tag that differs from the outer one, an inner command that may be wrapped:
+ * not IDLE, STARTTLS, COMPRESS, AUTHENTICATE, LOGOUT, XZIP or LOGIN) and
+ * return the offset in m->raw where the inner command's own text starts
+ * (its tag). The caller parses raw[offset..raw_len) as one command: that
+ * gives exactly the inner tag and arguments seen here, so the checks hold
+ * for what runs. Returns 0 with the client's BAD text in err on refusal.
+ */
+size_t pimap_xzip_inner(const struct imap_msg *m, char *err, size_t errlen);
+
 /* ---- XPROVISION ----------------------------------------------------------- */
 
 /*
