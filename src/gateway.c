@@ -2807,25 +2807,16 @@ static void client_compress(struct gw_conn *c, const struct imap_msg *m)
 
 static void client_xzip(struct gw_conn *c, const struct imap_msg *m)
 {
-	char err[128];
-	/* Where the inner command starts, after the checks on what it wraps (pimap_cmd.c). */
-	size_t skip = pimap_xzip_inner(m, err, sizeof(err));
-	if (!skip) {
+	char err[160];
+	/* The inner command, checked for what it may wrap (pimap_cmd.c). */
+	struct imap_parser *p = pimap_xzip_parse_inner(m, &c->srv->limits, err, sizeof(err));
+	if (!p) {
 		answer(c, m->tag, "BAD %s", err);
 		return;
 	}
 	if (c->ncmds) {
 		/* Simple and exact: an XZIP runs alone, so its capture holds only its own responses. */
 		answer(c, m->tag, "BAD XZIP with commands in flight; send it alone");
-		return;
-	}
-	struct imap_limits lim = c->srv->limits;
-	struct imap_parser *p = imap_parser_new(IMAP_PARSE_COMMANDS, &lim);
-	size_t used = 0;
-	enum imap_parse_result r = imap_parser_feed(p, m->raw + skip, m->raw_len - skip, &used);
-	if (r != IMAP_PARSE_DONE) {
-		answer(c, m->tag, "BAD XZIP inner command: %s",
-		       r == IMAP_PARSE_ERROR ? imap_parser_error(p) : "incomplete");
 		imap_parser_free(p);
 		return;
 	}

@@ -128,15 +128,17 @@ bool pimap_new_format_fetch_items(const struct pimap_prefs *prefs, struct buf *o
 /* ---- XZIP ------------------------------------------------------------------ */
 
 /*
- * "tag XZIP inner-tag inner-command ...": check the outer command (an inner
- * tag that differs from the outer one, an inner command that may be wrapped:
- * not IDLE, STARTTLS, COMPRESS, AUTHENTICATE, LOGOUT, XZIP or LOGIN) and
- * return the offset in m->raw where the inner command's own text starts
- * (its tag). The caller parses raw[offset..raw_len) as one command: that
- * gives exactly the inner tag and arguments seen here, so the checks hold
- * for what runs. Returns 0 with the client's BAD text in err on refusal.
+ * "tag XZIP inner-tag inner-command ...": parse the inner command (from its
+ * tag to the end of the outer command's raw text) with limits, and check
+ * it: an inner tag that is the outer argument as written and differs from
+ * the outer tag, and a command that may be wrapped (not IDLE, STARTTLS,
+ * COMPRESS, AUTHENTICATE, LOGOUT, XZIP or LOGIN). The checks are made on
+ * the inner parse, which is what runs. Returns the parser holding the
+ * inner command (imap_parser_msg; the caller frees it), or NULL with the
+ * client's BAD text in err.
  */
-size_t pimap_xzip_inner(const struct imap_msg *m, char *err, size_t errlen);
+struct imap_parser *pimap_xzip_parse_inner(const struct imap_msg *m, const struct imap_limits *limits, char *err,
+                                           size_t errlen);
 
 /* ---- XPROVISION ----------------------------------------------------------- */
 

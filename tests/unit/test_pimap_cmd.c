@@ -765,6 +765,48 @@ static void test_provision(void)
 	buf_free(&out);
 }
 
+/* ---- XZIP ------------------------------------------------------------------ */
+
+/* XZIP's inner command: accepted with this tag and command name, or refused with this text. */
+static void expect_xzip(const char *line, const char *want_tag, const char *want_cmd, const char *want_err)
+{
+	struct imap_parser *parser = imap_parser_new(IMAP_PARSE_COMMANDS, &limits);
+	const struct imap_msg *msg = parse_cmd(parser, line, strlen(line));
+	char err[160] = "";
+	struct imap_parser *inner = pimap_xzip_parse_inner(msg, &limits, err, sizeof(err));
+
+	if (want_err) {
+		CU_ASSERT_PTR_NULL(inner);
+		CU_ASSERT_STRING_EQUAL(err, want_err);
+		if (strcmp(err, want_err) != 0)
+			fprintf(stderr, "\n  %s: got \"%s\"\n", line, err);
+	} else {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(inner);
+		const struct imap_msg *m = imap_parser_msg(inner);
+		CU_ASSERT_STRING_EQUAL(m->tag, want_tag);
+		CU_ASSERT_TRUE(imap_arg_is_atom(&m->args[0], want_cmd));
+	}
+	imap_parser_free(inner);
+	imap_parser_free(parser);
+}
+
+static void test_xzip(void)
+{
+	expect_xzip("a XZIP z1 FETCH 1:* (FLAGS)\r\n", "z1", "FETCH", NULL);
+	expect_xzip("a XZIP z1 SELECT {5+}\r\nINBOX\r\n", "z1", "SELECT", NULL);
+	expect_xzip("a XZIP z1\r\n", NULL, NULL, "XZIP needs an inner tag and command");
+	expect_xzip("a XZIP \"z1\" NOOP\r\n", NULL, NULL, "XZIP needs an inner tag and command");
+	expect_xzip("a XZIP a NOOP\r\n", NULL, NULL, "XZIP inner tag must differ from the outer tag");
+	expect_xzip("a XZIP z1 idle\r\n", NULL, NULL, "XZIP cannot wrap IDLE");
+	expect_xzip("a XZIP z1 LOGOUT\r\n", NULL, NULL, "XZIP cannot wrap LOGOUT");
+	expect_xzip("a XZIP z1 XZIP z2 NOOP\r\n", NULL, NULL, "XZIP cannot wrap XZIP");
+	/* One atom to the outer parser ("z[ IDLE ]", a section), the tag "z["
+	 * and IDLE to the inner one: refused on what would run
+	 * (fuzz_pimap_cmd: corpus/pimap_cmd/regress-xzip-*). */
+	expect_xzip("a XZIP z[ IDLE ] NOOP\r\n", NULL, NULL, "XZIP inner tag is not a plain tag");
+	expect_xzip("a XZIP z[ LOGOUT ] NOOP\r\n", NULL, NULL, "XZIP inner tag is not a plain tag");
+}
+
 void suite_pimap_cmd(void)
 {
 	ADD_SUITE("pimap_cmd",
@@ -783,5 +825,6 @@ void suite_pimap_cmd(void)
 	          {"stored values", test_set_value},
 	          {"XGETPIMAPPREF(S)", test_get},
 	          {"NEW_FORMAT fetch items", test_fetch_items},
-	          {"XPROVISION", test_provision});
+	          {"XPROVISION", test_provision},
+	          {"XZIP: the inner command and its checks", test_xzip});
 }
