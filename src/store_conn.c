@@ -412,7 +412,10 @@ static void setup_message(struct store_conn *sc, const struct imap_msg *m)
 	}
 	switch (sc->state) {
 	case SC_GREETING:
-		if (m->kind != IMAP_MSG_UNTAGGED || m->status == IMAP_STATUS_NONE) {
+		/* OK, PREAUTH or BYE (RFC 3501 7.1): "* NO" or "* BAD" is no greeting,
+		 * whatever capabilities it lists. */
+		if (m->kind != IMAP_MSG_UNTAGGED ||
+		    (m->status != IMAP_STATUS_OK && m->status != IMAP_STATUS_PREAUTH && m->status != IMAP_STATUS_BYE)) {
 			sc_fail(sc, STORE_LOGIN_FAILED, "store sent no IMAP greeting");
 			return;
 		}
