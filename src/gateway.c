@@ -1661,6 +1661,11 @@ static void relay_done(struct store_conn *sc, const struct imap_msg *m, void *ct
 static void relay_command(struct gw_conn *c, const struct imap_msg *m, enum cmd_kind kind)
 {
 	struct client_cmd *cmd = cmd_push(c, kind, m->tag);
+	/* Literals go as LITERAL+: a store without it would run their bytes as commands. */
+	if (!store_conn_takes_literals(c->sc, m->args, m->nargs)) {
+		cmd_finish_local(c, cmd, "NO [CANNOT] The store does not accept LITERAL+ literals");
+		return;
+	}
 	struct buf text;
 	buf_init(&text, 0);
 	/* imap_write_retagged writes "<tag>..."; store_send adds our own tag, so strip the tag entirely. */

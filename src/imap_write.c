@@ -77,15 +77,19 @@ int imap_write_retagged(struct buf *out, const char *new_tag, const uint8_t *raw
 }
 
 /* Quoted when every byte allows it, else a literal: "{n+}" from a client, "{n}" from a server. */
-static void write_astring(struct buf *out, const char *s, size_t len, bool nonsync)
+bool imap_astring_needs_literal(const char *s, size_t len)
 {
-	bool quotable = true;
-	for (size_t i = 0; i < len && quotable; i++) {
+	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '\r' || c == '\n' || c == '\0' || c >= 0x80)
-			quotable = false;
+			return true;
 	}
-	if (!quotable) {
+	return false;
+}
+
+static void write_astring(struct buf *out, const char *s, size_t len, bool nonsync)
+{
+	if (imap_astring_needs_literal(s, len)) {
 		buf_printf(out, nonsync ? "{%zu+}\r\n" : "{%zu}\r\n", len);
 		buf_append(out, s, len);
 		return;

@@ -39,6 +39,8 @@ int imap_write_retagged(struct buf *out, const char *new_tag, const uint8_t *raw
  * allows it (no CR, LF, NUL, 8-bit), else a LITERAL+ "{n+}\r\n" + bytes.
  */
 void imap_write_astring(struct buf *out, const char *s, size_t len);
+/* True if imap_write_astring writes s as a literal (a CR, LF, NUL or 8-bit byte). */
+bool imap_astring_needs_literal(const char *s, size_t len);
 
 /*
  * A mailbox name: an atom when it is one (INBOX), else as an astring. In a

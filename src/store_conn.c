@@ -130,6 +130,26 @@ bool store_conn_has_cap(const struct store_conn *sc, const char *cap)
 	return false;
 }
 
+/* RFC 7888: LITERAL- takes non-synchronising literals up to this size. */
+#define LITERAL_MINUS_MAX 4096
+
+/* May a non-synchronising literal of len bytes go to this store? */
+static bool takes_nonsync(const struct store_conn *sc, size_t len)
+{
+	return store_conn_has_cap(sc, "LITERAL+") || (store_conn_has_cap(sc, "LITERAL-") && len <= LITERAL_MINUS_MAX);
+}
+
+bool store_conn_takes_literals(const struct store_conn *sc, const struct imap_arg *args, size_t nargs)
+{
+	for (size_t i = 0; i < nargs; i++) {
+		if (args[i].type == IMAP_ARG_LIST && !store_conn_takes_literals(sc, args[i].list, args[i].list_count))
+			return false;
+		if (args[i].type == IMAP_ARG_LITERAL && !takes_nonsync(sc, args[i].len))
+			return false;
+	}
+	return true;
+}
+
 const char *store_conn_caps(const struct store_conn *sc)
 {
 	return sc->caps ? sc->caps : "";
@@ -327,6 +347,15 @@ static void after_caps(struct store_conn *sc)
 	}
 	if (store_conn_has_cap(sc, "LOGINDISABLED")) {
 		sc_fail(sc, STORE_LOGIN_FAILED, "store has LOGINDISABLED");
+		return;
+	}
+	/* A name or password with 8-bit or CR/LF bytes goes as a LITERAL+
+	 * literal: a store without LITERAL+ would refuse the LOGIN line and run
+	 * the password as a command (and echo it in its BAD). */
+	if ((imap_astring_needs_literal(sc->user, strlen(sc->user)) && !takes_nonsync(sc, strlen(sc->user))) ||
+	    (imap_astring_needs_literal(sc->password, strlen(sc->password)) && !takes_nonsync(sc, strlen(sc->password)))) {
+		sc_fail(sc, STORE_LOGIN_FAILED,
+		        "store has no LITERAL+ for a user name or password with 8-bit or line-break characters");
 		return;
 	}
 	send_login(sc);

@@ -102,6 +102,14 @@ void store_conn_orphan_commands(struct store_conn *sc);
 
 unsigned store_conn_in_flight(const struct store_conn *sc);
 bool store_conn_has_cap(const struct store_conn *sc, const char *cap);
+/*
+ * Can a command with these arguments go to the store with its literals
+ * non-synchronising (as imap_write_retagged writes them)? Yes without
+ * literals; with them only if the store has LITERAL+, or LITERAL- and no
+ * literal is over 4096 bytes (RFC 7888). A store without either refuses
+ * the command line and reads the literal's bytes as commands.
+ */
+bool store_conn_takes_literals(const struct store_conn *sc, const struct imap_arg *args, size_t nargs);
 const char *store_conn_caps(const struct store_conn *sc); /* space-separated, after login */
 bool store_conn_output_full(const struct store_conn *sc);
 void store_conn_pause_reading(struct store_conn *sc, bool pause);
