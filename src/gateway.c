@@ -3664,6 +3664,9 @@ static void client_starttls(struct gw_conn *c, const struct imap_msg *m)
 	client_flush(c);
 	c->tls_ready = false;
 	c->greeted = true; /* no second greeting after STARTTLS */
+	/* Nothing learnt before TLS counts after it (RFC 3501 6.2.1): a resume
+	 * token sent in plaintext may have been injected. */
+	c->resume_token[0] = '\0';
 	imap_parser_reset(c->parser);
 	if (stream_start_tls_server(c->client, c->srv->server_creds, err, sizeof(err)) < 0)
 		conn_close(c, err);
