@@ -540,7 +540,10 @@ static void literal_continue(struct session *s)
 	size_t from = s->lit_ends[s->lit_next];
 	s->lit_next++;
 	size_t to = s->lit_next < s->lit_nsegs ? s->lit_ends[s->lit_next] : buf_len(&s->lit_cmd);
-	forward_to_upstream(s, buf_head(&s->lit_cmd) + from, to - from, false);
+	/* A LOGIN's later segments begin with the password: the tracer cannot
+	 * tell, since it sees them without the "tag LOGIN user" before. */
+	struct inflight *cmd = inflight_last(s);
+	forward_to_upstream(s, buf_head(&s->lit_cmd) + from, to - from, cmd && cmd->login);
 	if (s->lit_next >= s->lit_nsegs) {
 		/* Whole command sent. A LOGIN keeps holding the client until its
 		 * outcome is known; anything else is an ordinary command in flight. */
