@@ -1600,9 +1600,18 @@ const char *macro_client_fetch_items(const struct macro_client *c)
 				t += 4;
 			if (strncasecmp(t, "FETCH ", 6) != 0)
 				continue;
-			const char *items = strchr(t + 6, ' '); /* after the sequence set */
-			if (items && items[1])
-				return items + 1;
+			/* After the sequence set, which the loader's parser lets be
+			 * followed by more spaces or directly by "(": "FETCH  1:*(FLAGS)"
+			 * once gave "1:*(FLAGS)" as the items (fuzz_macros). */
+			t += 6;
+			while (*t == ' ')
+				t++;
+			while (*t && *t != ' ' && *t != '(')
+				t++;
+			while (*t == ' ')
+				t++;
+			if (*t)
+				return t;
 		}
 	return NULL;
 }

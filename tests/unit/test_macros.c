@@ -923,6 +923,37 @@ static void test_shipped_macros(void)
 	macro_set_free(set);
 }
 
+/* The new-mail items of a client: the items of its first fixed FETCH, as written. */
+static void expect_fetch_items(const char *send, const char *want)
+{
+	char yaml[1024], err[512] = "";
+	snprintf(yaml, sizeof(yaml),
+	         "client:\n  name: t\n  listen: [stdio]\nmacros:\n  - name: m\n    trigger: \"SELECT {mailbox}\"\n"
+	         "    send:\n      - \"%s\"\n",
+	         send);
+	struct macro_set *set = load(yaml, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(set);
+	const char *items = macro_client_fetch_items(macro_client_find(set, NULL, "stdio"));
+	if (!want) {
+		CU_ASSERT_PTR_NULL(items);
+	} else {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(items);
+		CU_ASSERT_STRING_EQUAL(items, want);
+	}
+	macro_set_free(set);
+}
+
+static void test_fetch_items(void)
+{
+	expect_fetch_items("FETCH 1:* (UID FLAGS)", "(UID FLAGS)");
+	expect_fetch_items("UID FETCH 1:* FLAGS", "FLAGS");
+	expect_fetch_items("STATUS INBOX (MESSAGES)", NULL);
+	/* What the loader's parser accepts: more spaces, or "(" right after the
+	 * set (fuzz_macros: corpus/macros/regress-fetch-items-spacing). */
+	expect_fetch_items("UID FETCH  1:*(FLAGS)", "(FLAGS)");
+	expect_fetch_items("FETCH 1:*   (FLAGS UID)", "(FLAGS UID)");
+}
+
 void suite_macros(void)
 {
 	ADD_SUITE("macros",
@@ -935,5 +966,6 @@ void suite_macros(void)
 	          {"expand", test_expand},
 	          {"claim exact", test_claim_exact},
 	          {"claim fetch", test_claim_fetch},
-	          {"shipped macros", test_shipped_macros});
+	          {"shipped macros", test_shipped_macros},
+	          {"new-mail fetch items", test_fetch_items});
 }
