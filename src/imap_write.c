@@ -8,7 +8,53 @@
 
 #include "imap_write.h"
 
-int imap_find_sync_literals(const uint8_t *raw, size_t len, size_t *ends, size_t *sizes, size_t max)
+/* The literal header ending the line raw[pos..lf_at] (LF at lf_at), if any. */
+struct lit_header {
+	size_t brace;   /* offset of "{" ("~" before it for literal8) */
+	size_t close;   /* offset of "}" */
+	bool   nonsync; /* "{n+}" */
+	size_t size;    /* n, saturated at SIZE_MAX */
+};
+
+static bool header_at_line_end(const uint8_t *raw, size_t pos, size_t lf_at, struct lit_header *h)
+{
+	size_t e = lf_at;
+	if (e > pos && raw[e - 1] == '\r')
+		e--;
+	if (e <= pos || raw[e - 1] != '}')
+		return false;
+	h->close = e - 1;
+	size_t j = e - 1;
+	h->nonsync = false;
+	if (j > pos && raw[j - 1] == '+') {
+		h->nonsync = true;
+		j--;
+	}
+	size_t digits_end = j;
+	while (j > pos && raw[j - 1] >= '0' && raw[j - 1] <= '9')
+		j--;
+	if (j == digits_end || j <= pos || raw[j - 1] != '{')
+		return false;
+	h->brace = j - 1;
+	size_t start = h->brace > pos && raw[h->brace - 1] == '~' ? h->brace - 1 : h->brace;
+	if (!(start == pos || raw[start - 1] == ' ' || raw[start - 1] == '('))
+		return false;
+	h->size = 0;
+	for (size_t k = j; k < digits_end; k++) {
+		size_t d = (size_t)(raw[k] - '0');
+		h->size = h->size > (SIZE_MAX - d) / 10 ? SIZE_MAX : h->size * 10 + d;
+	}
+	return true;
+}
+
+/*
+ * Visit every literal header of a complete command: ends/sizes/nonsync get
+ * the offset after its LF, its n and its kind (when want matches: sync
+ * only, or all). Returns the count, or -1 past max. A size running past the
+ * end of raw ends the scan: raw is not what the parser accepted.
+ */
+static int scan_literals(const uint8_t *raw, size_t len, bool all, size_t *ends, size_t *sizes, bool *nonsync,
+                         size_t max)
 {
 	size_t pos = 0;
 	int count = 0;
@@ -17,42 +63,58 @@ int imap_find_sync_literals(const uint8_t *raw, size_t len, size_t *ends, size_t
 		if (!lf)
 			break;
 		size_t lf_at = (size_t)(lf - raw);
-		size_t e = lf_at;
-		if (e > pos && raw[e - 1] == '\r')
-			e--;
 		size_t next = lf_at + 1;
-		if (e > pos && raw[e - 1] == '}') {
-			size_t j = e - 1;
-			bool nonsync = false;
-			if (j > pos && raw[j - 1] == '+') {
-				nonsync = true;
-				j--;
+		struct lit_header h;
+		if (header_at_line_end(raw, pos, lf_at, &h)) {
+			if (all || !h.nonsync) {
+				if ((size_t)count >= max)
+					return -1;
+				ends[count] = next;
+				if (sizes)
+					sizes[count] = h.size;
+				if (nonsync)
+					nonsync[count] = h.nonsync;
+				count++;
 			}
-			size_t digits_end = j, n = 0;
-			while (j > pos && raw[j - 1] >= '0' && raw[j - 1] <= '9')
-				j--;
-			if (j < digits_end && j > pos && raw[j - 1] == '{') {
-				size_t brace = j - 1;
-				size_t start = brace > pos && raw[brace - 1] == '~' ? brace - 1 : brace;
-				bool token_start = start == pos || raw[start - 1] == ' ' || raw[start - 1] == '(';
-				if (token_start) {
-					for (size_t k = j; k < digits_end; k++)
-						n = n * 10 + (size_t)(raw[k] - '0');
-					if (!nonsync) {
-						if ((size_t)count >= max)
-							return -1;
-						ends[count] = next;
-						if (sizes)
-							sizes[count] = n;
-						count++;
-					}
-					next += n;
-				}
-			}
+			if (h.size > len - next)
+				break;
+			next += h.size;
 		}
 		pos = next;
 	}
 	return count;
+}
+
+int imap_find_sync_literals(const uint8_t *raw, size_t len, size_t *ends, size_t *sizes, size_t max)
+{
+	return scan_literals(raw, len, false, ends, sizes, NULL, max);
+}
+
+int imap_find_literals(const uint8_t *raw, size_t len, size_t *ends, size_t *sizes, bool *nonsync, size_t max)
+{
+	return scan_literals(raw, len, true, ends, sizes, nonsync, max);
+}
+
+int imap_write_literals_sync(struct buf *out, const uint8_t *raw, size_t len)
+{
+	size_t ends[IMAP_MAX_LITERAL_SEGMENTS];
+	bool nonsync[IMAP_MAX_LITERAL_SEGMENTS];
+	int n = imap_find_literals(raw, len, ends, NULL, nonsync, IMAP_MAX_LITERAL_SEGMENTS);
+	if (n < 0)
+		return -1;
+	size_t from = 0;
+	for (int i = 0; i < n; i++) {
+		if (!nonsync[i])
+			continue;
+		size_t plus = ends[i] - 1; /* LF */
+		if (plus > 0 && raw[plus - 1] == '\r')
+			plus--;
+		plus -= 2; /* "+}" */
+		buf_append(out, raw + from, plus - from);
+		from = plus + 1;
+	}
+	buf_append(out, raw + from, len - from);
+	return n;
 }
 
 int imap_write_retagged(struct buf *out, const char *new_tag, const uint8_t *raw, size_t len, size_t tag_len)

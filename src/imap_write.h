@@ -24,6 +24,19 @@
  */
 int imap_find_sync_literals(const uint8_t *raw, size_t len, size_t *ends, size_t *sizes, size_t max);
 
+/* The same for every literal header, synchronising or not (nonsync[i] says which). */
+int imap_find_literals(const uint8_t *raw, size_t len, size_t *ends, size_t *sizes, bool *nonsync, size_t max);
+
+/*
+ * Append raw (a complete command as received) to out with every
+ * non-synchronising literal header ("{n+}", "~{n+}") written synchronising
+ * ("{n}"): for a server without LITERAL+, where a client's own LITERAL+
+ * literal would be refused with its bytes read as commands. Returns the
+ * number of literals (all kinds), or -1 (out unchanged) if there are more
+ * than IMAP_MAX_LITERAL_SEGMENTS.
+ */
+int imap_write_literals_sync(struct buf *out, const uint8_t *raw, size_t len);
+
 /*
  * Append raw (a complete command as received, starting with its tag of
  * tag_len bytes) to out with the tag replaced by new_tag and every

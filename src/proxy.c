@@ -498,7 +498,7 @@ void literals_to_nonsync(const struct imap_msg *m, struct buf *out)
 static void forward_command(struct session *s, const struct imap_msg *m)
 {
 	size_t ends[MAX_LITERAL_SEGMENTS], sizes[MAX_LITERAL_SEGMENTS];
-	int n = imap_find_sync_literals(m->raw, m->raw_len, ends, sizes, MAX_LITERAL_SEGMENTS);
+	int n = imap_find_literals(m->raw, m->raw_len, ends, sizes, NULL, MAX_LITERAL_SEGMENTS);
 	if (n < 0) {
 		client_say(s, "%s BAD Too many literals in one command", m->tag);
 		return;
@@ -522,9 +522,12 @@ static void forward_command(struct session *s, const struct imap_msg *m)
 		buf_free(&out);
 		return;
 	}
-	/* Step by step: first segment now, each next one on the upstream's "+". */
+	/* Step by step: first segment now, each next one on the upstream's "+".
+	 * A client's own LITERAL+ literals too: the upstream would refuse them
+	 * and read their bytes as commands. */
 	buf_clear(&s->lit_cmd);
-	buf_append(&s->lit_cmd, m->raw, m->raw_len);
+	imap_write_literals_sync(&s->lit_cmd, m->raw, m->raw_len);
+	n = imap_find_sync_literals(buf_head(&s->lit_cmd), buf_len(&s->lit_cmd), ends, NULL, MAX_LITERAL_SEGMENTS);
 	for (int i = 0; i < n; i++)
 		s->lit_ends[i] = ends[i];
 	s->lit_nsegs = (size_t)n;

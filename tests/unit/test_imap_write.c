@@ -78,6 +78,28 @@ static void test_find_sync_literals(void)
 	CU_ASSERT_EQUAL(imap_find_sync_literals((const uint8_t *)tricky, strlen(tricky), ends, sizes, 4), 1);
 }
 
+/* For an upstream without LITERAL+: every literal synchronising, found at the same places. */
+static void test_literals_sync(void)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	const char *cmd = "a APPEND INBOX {5+}\r\nhello {3}\r\nabc ~{2+}\r\nxy\r\n";
+	CU_ASSERT_EQUAL(imap_write_literals_sync(&b, (const uint8_t *)cmd, strlen(cmd)), 3);
+	expect_buf(&b, "a APPEND INBOX {5}\r\nhello {3}\r\nabc ~{2}\r\nxy\r\n");
+	size_t ends[4], sizes[4];
+	bool nonsync[4];
+	CU_ASSERT_EQUAL(imap_find_literals((const uint8_t *)cmd, strlen(cmd), ends, sizes, nonsync, 4), 3);
+	CU_ASSERT(nonsync[0] && !nonsync[1] && nonsync[2]);
+	CU_ASSERT_EQUAL(sizes[2], 2);
+	const char *none = "a NOOP {x}\r\n";
+	CU_ASSERT_EQUAL(imap_write_literals_sync(&b, (const uint8_t *)none, strlen(none)), 0);
+	expect_buf(&b, none);
+	/* A size running past the command's end stops the scan (never a wrap-around). */
+	const char *cut = "a X {18446744073709551615+}\r\nab {2}\r\n";
+	CU_ASSERT_EQUAL(imap_find_literals((const uint8_t *)cut, strlen(cut), ends, sizes, nonsync, 4), 1);
+	buf_free(&b);
+}
+
 static void test_retagged(void)
 {
 	struct buf b;
@@ -138,6 +160,7 @@ void suite_imap_write(void)
 	          {"astring quoting and literals", test_astring},
 	          {"astring round trip through the parser", test_astring_round_trip},
 	          {"sync literal headers", test_find_sync_literals},
+	          {"every literal made synchronising", test_literals_sync},
 	          {"re-tagged commands with LITERAL+", test_retagged},
 	          {"mailbox names for commands and responses", test_mailbox});
 }
