@@ -56,6 +56,7 @@
 #include "imap_parse.h"
 #include "imap_write.h"
 #include "listener.h"
+#include "login_throttle.h"
 #include "log.h"
 #include "outband.h"
 #include "pimap_cmd.h"
@@ -75,7 +76,7 @@
 #define PRELOGIN_MAX_COMMAND 65536
 #define MAX_CLIENT_TAG 64
 #define THROTTLE_WINDOW 60.0     /* seconds over which failed logins are counted */
-#define THROTTLE_MAX_ADDRESSES 4096
+#define THROTTLE_MAX_ADDRESSES 4096 /* client addresses (IPv6: /64s) tracked at once */
 #define EXPIRY_CHECK_INTERVAL 30.0
 #define CRED_HASH_LEN SASL_CRED_HASH_LEN
 /*
@@ -265,7 +266,7 @@ struct gw_conn {
 	bool idle_bad;       /* the client ended IDLE with something other than DONE */
 
 	bool in_input;       /* process_client_input is on the stack */
-	bool login_counted;  /* a store login of ours is in the throttle's in_flight count */
+	struct login_throttle_slot *throttle_slot; /* our store login, counted as under way there */
 	bool logging_out;    /* LOGOUT sent: nothing more is read from the client */
 	bool logout_done;    /* its reply is written: close after this flush */
 	bool store_no_idle;  /* the store refused IDLE: never ask again */
@@ -305,13 +306,6 @@ struct gw_conn {
 	struct view_recount *recounts;  /* pushed STATUS of filtered folders being counted again */
 };
 
-struct throttle_entry {
-	char addr[128];
-	double window_start;
-	long long failures;
-	long long in_flight; /* store logins under way: parallel guesses count before they fail */
-};
-
 struct gateway_server {
 	struct ev_loop *loop;
 	const struct gateway_config *cfg;
@@ -327,8 +321,7 @@ struct gateway_server {
 	struct gw_conn *conns;
 	unsigned nconns;
 	struct device_session *sessions;
-	struct throttle_entry *throttle;
-	size_t nthrottle;
+	struct login_throttle *throttle; /* failed logins per client address */
 	ev_timer expiry;
 	ev_timer drain_timer;
 	bool draining;
@@ -3058,77 +3051,16 @@ static void dispatch_authed(struct gw_conn *c, const struct imap_msg *m)
 /* ------------------------------------------------------------------------ */
 /* login                                                                     */
 
-static struct throttle_entry *throttle_find(struct gateway_server *srv, const char *addr, bool create)
-{
-	double now = ev_now(srv->loop);
-	for (size_t i = 0; i < srv->nthrottle; i++) {
-		struct throttle_entry *e = &srv->throttle[i];
-		if (strcmp(e->addr, addr) == 0) {
-			if (now - e->window_start > THROTTLE_WINDOW) {
-				e->window_start = now;
-				e->failures = 0;
-			}
-			return e;
-		}
-	}
-	if (!create)
-		return NULL;
-	/* Reuse a stale slot before growing. */
-	for (size_t i = 0; i < srv->nthrottle; i++) {
-		struct throttle_entry *e = &srv->throttle[i];
-		if (now - e->window_start > THROTTLE_WINDOW) {
-			snprintf(e->addr, sizeof(e->addr), "%s", addr);
-			e->window_start = now;
-			e->failures = 0;
-			return e;
-		}
-	}
-	if (srv->nthrottle >= THROTTLE_MAX_ADDRESSES)
-		return &srv->throttle[srv->nthrottle - 1];
-	srv->throttle = xrealloc(srv->throttle, (srv->nthrottle + 1) * sizeof(*srv->throttle));
-	struct throttle_entry *e = &srv->throttle[srv->nthrottle++];
-	*e = (struct throttle_entry){.in_flight = 0}; /* realloc'd memory: in_flight was garbage */
-	snprintf(e->addr, sizeof(e->addr), "%s", addr);
-	e->window_start = now;
-	e->failures = 0;
-	return e;
-}
-
-/* The address part of "addr:port" / "[v6]:port". */
-static void peer_address(const char *peer, char *out, size_t outlen) /* out: at least 128 bytes */
-{
-	snprintf(out, outlen, "%s", peer);
-	char *colon = strrchr(out, ':');
-	if (colon)
-		*colon = '\0';
-}
-
 static bool throttled(struct gw_conn *c)
 {
-	char addr[128];
-	peer_address(c->peer, addr, sizeof(addr));
-	struct throttle_entry *e = throttle_find(c->srv, addr, false);
-	return e && e->failures + e->in_flight >= c->srv->cfg->max_failed_logins;
+	return login_throttle_refuses(c->srv->throttle, c->peer, ev_now(c->srv->loop), c->srv->cfg->max_failed_logins);
 }
 
-/* A store login starts (+1) or ends (-1) for this connection's address. */
-static void throttle_in_flight(struct gw_conn *c, int delta)
+/* Our store login is decided (failed: the store refused the password) or abandoned. */
+static void throttle_end(struct gw_conn *c, bool failed)
 {
-	char addr[128];
-	peer_address(c->peer, addr, sizeof(addr));
-	struct throttle_entry *e = throttle_find(c->srv, addr, true);
-	e->in_flight += delta;
-	if (e->in_flight < 0)
-		e->in_flight = 0;
-	c->login_counted = delta > 0;
-}
-
-static void count_failure(struct gw_conn *c)
-{
-	char addr[128];
-	peer_address(c->peer, addr, sizeof(addr));
-	struct throttle_entry *e = throttle_find(c->srv, addr, true);
-	e->failures++;
+	login_throttle_end(c->srv->throttle, c->throttle_slot, ev_now(c->srv->loop), failed);
+	c->throttle_slot = NULL;
 }
 
 static void wipe_free(char **s)
@@ -3420,12 +3352,10 @@ static struct parked *parked_resumable(struct device_session *ds, const char *to
 static void conn_store_login_done(struct store_conn *sc, enum store_login_result r, const char *text, void *ctx)
 {
 	struct gw_conn *c = ctx;
-	if (c->login_counted)
-		throttle_in_flight(c, -1);
+	throttle_end(c, r == STORE_LOGIN_REFUSED);
 	if (r != STORE_LOGIN_OK) {
 		c->sc = NULL;
 		if (r == STORE_LOGIN_REFUSED) {
-			count_failure(c);
 			clog_(c, LOG_LEVEL_INFO, "login failed for %s", c->login.store_user);
 			login_fail(c, "[AUTHENTICATIONFAILED] Authentication failed.");
 		} else {
@@ -3627,7 +3557,7 @@ static void start_login(struct gw_conn *c, const char *tag, const char *name, si
 		login_fail(c, "[UNAVAILABLE] The mail store is not reachable now.");
 		return;
 	}
-	throttle_in_flight(c, +1);
+	c->throttle_slot = login_throttle_begin(srv->throttle, c->peer, ev_now(srv->loop));
 }
 
 static bool login_allowed_here(const struct gw_conn *c)
@@ -4105,8 +4035,7 @@ static void conn_close(struct gw_conn *c, const char *why)
 	wipe_free(&c->send_secret);
 	pimap_login_free(&c->login);
 	folder_state_clear(&c->sel);
-	if (c->login_counted)
-		throttle_in_flight(c, -1);
+	throttle_end(c, false);
 	if (c->client)
 		stream_close_after_flush(c->client);
 	c->client = NULL;
@@ -4302,6 +4231,7 @@ struct gateway_server *gateway_server_new(struct ev_loop *loop, const struct gat
 	struct gateway_server *srv = xcalloc(1, sizeof(*srv));
 	srv->loop = loop;
 	srv->cfg = cfg;
+	srv->throttle = login_throttle_new(THROTTLE_WINDOW, THROTTLE_MAX_ADDRESSES);
 	gnutls_rnd(GNUTLS_RND_KEY, srv->hash_key, sizeof(srv->hash_key));
 	if (url_parse(cfg->store_url, &srv->store_url, err, errlen) < 0)
 		goto fail;
@@ -4542,6 +4472,6 @@ void gateway_server_free(struct gateway_server *srv)
 		tlsio_creds_unref(srv->server_creds);
 	if (srv->store_creds)
 		tlsio_creds_unref(srv->store_creds);
-	free(srv->throttle);
+	login_throttle_free(srv->throttle);
 	free(srv);
 }

@@ -14,6 +14,10 @@
 #     bob#Pdev1 with alice's password gets NO and no session lines; then
 #     bob#Pdev1 with his own password does resume (SESSION SELECTED, FOLDER
 #     INBOX, the same SESSIONID) - the positive control;
+#  3b. AUTHENTICATE PLAIN with alice's credentials and bob#Pdev1 (or bob)
+#     as the authorization identity: NO, no session, not logged in;
+#  3c. alice#Pshared attached and bob#Pshared logging in: two sessions,
+#     each user's own mailbox;
 #  4. a plain session (login without #P) is plain IMAP: no SESSIONID, SELECT
 #     and FETCH work, XSETPIMAPPREF / XGETPIMAPPREF(S) answer NO [CANNOT],
 #     XPROVISION works;
@@ -29,7 +33,9 @@
 #     opened at the same time keeps working;
 #  7. limits.max_failed_logins=3: after 3 failures from 127.0.0.1, the right
 #     password gets NO within 5 s (LOGIN, AUTHENTICATE, plain and P-IMAP)
-#     and Dovecot's log shows that the store was not asked.
+#     and Dovecot's log shows that the store was not asked;
+#  7b. 8 wrong passwords sent at once from another address (127.0.0.2):
+#     logins under way count, so at most 3 reach the store.
 # The gateway must be alive throughout; any sanitizer report fails the test.
 # Dovecot delays a failed login (2 s) and more for each new user/password
 # pair from the same address (its auth penalty); the test uses one wrong
@@ -154,6 +160,40 @@ def _():
     check(sum(1 for r in resps if re.match(r"\* \d+ FETCH", r.first)) == 3, "bob's resumed view has 3 messages")
     c.ok("LOGOUT")
     c.close()
+
+
+@step("3b. an authorization identity never takes another user's session")
+def _():
+    # SASL PLAIN carries "authzid NUL authcid NUL password": alice's own
+    # password with bob's device as the identity to act as.
+    for authzid, authcid in (("bob#Pdev1", "alice"), ("bob#Pdev1", "alice#Pdev1"), ("bob", "alice")):
+        c = gw(timeout=30)
+        cred = base64.b64encode(b"%s\0%s\0%s" % (authzid.encode(), authcid.encode(), ALICE_PW.encode())).decode()
+        resps = c.command("AUTHENTICATE PLAIN " + cred)[1]
+        check(resps[-1].status == "NO", "authzid %s, authcid %s -> %r (want NO)" % (authzid, authcid, resps[-1].first))
+        check(not session_lines(resps), "no session lines: %r" % session_lines(resps))
+        r = c.command("SELECT INBOX")[1][-1]
+        check(r.status in ("NO", "BAD"), "not authenticated afterwards: SELECT -> %r" % r.first)
+        c.close()
+
+
+@step("3c. the same device id under another user is another session")
+def _():
+    a = gw()
+    aid = fresh_session(login(a, "alice#Pshared", ALICE_PW), "alice#Pshared")
+    check(exists_of(a.ok("SELECT INBOX")) == 2, "alice#Pshared sees alice's 2 messages")
+    b = gw()
+    resps = login(b, "bob#Pshared", PASS)
+    bid = fresh_session(resps, "bob#Pshared while alice#Pshared is attached")
+    check(bid != aid and not any(r.first.upper().startswith("* FOLDER") for r in resps),
+          "bob#Pshared got a session of his own (%s; alice's %s), no FOLDER" % (bid, aid))
+    check(exists_of(b.ok("SELECT INBOX")) == 3, "bob#Pshared sees bob's 3 messages")
+    a.ok("NOOP")
+    resps = a.ok("FETCH 1:* (UID)")
+    check(sum(1 for r in resps if re.match(r"\* \d+ FETCH", r.first)) == 2, "alice#Pshared still sees her 2 messages")
+    for c in (a, b):
+        c.ok("LOGOUT")
+        c.close()
 
 
 @step("4. a plain session")
@@ -319,6 +359,32 @@ def _():
     after = log_count(DLOG, ALICE_RX)
     check(after == before, "the store was not asked for the throttled logins (alice lines in Dovecot's log: %d before, %d after)" % (before, after))
     throttled("noir", "alice#Pthr2")
+    check(gw_alive(), "the gateway is alive")
+
+
+CAROL_RX = r"passwd-file\(carol,"
+
+
+@step("7b. parallel guesses count while the store decides them")
+def _():
+    # From another address (127.0.0.2, not yet throttled): 8 connections
+    # send a wrong password at the same moment. Logins under way count, so
+    # at most 3 reach the store; the rest get NO at once.
+    start = log_count(DLOG, CAROL_RX)
+    conns = [Client(HOST, gw_port(), tls=True, cafile=CA, timeout=30) for _ in range(8)]
+    for c in conns:
+        c.source = "127.0.0.2"
+        c.connect()
+    tags = [c.send_command('LOGIN "carol#Ppar" "wrong-password"')[0] for c in conns]
+    finals = [c.wait_tagged(t)[-1] for c, t in zip(conns, tags)]
+    check(all(r.status == "NO" for r in finals), "all 8 got NO: %r" % [r.first for r in finals])
+    for c in conns:
+        c.close()
+    s = store("dave")
+    s.ok("LOGOUT"); s.close()
+    check(wait_log_count(DLOG, r"Login: user=<dave>", 2) >= 2, "Dovecot logged the second marker login")
+    reached = log_count(DLOG, CAROL_RX) - start
+    check(1 <= reached <= 3, "%d of the 8 parallel guesses reached the store (limit 3)" % reached)
     check(gw_alive(), "the gateway is alive")
 
 

@@ -35,6 +35,7 @@ int main(void)
 	suite_vrelay();
 	suite_filters();
 	suite_http_tunnel();
+	suite_login_throttle();
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_tests_failed();

@@ -32,6 +32,7 @@ void suite_fview(void);
 void suite_vrelay(void);
 void suite_filters(void);
 void suite_http_tunnel(void);
+void suite_login_throttle(void);
 
 struct buf;
 /* The buffer's bytes as a NUL-terminated string (caller frees); unit_util.c. */
