@@ -6,7 +6,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
   libev-dev libgnutls28-dev gnutls-bin zlib1g-dev libyaml-dev libcunit1-dev libsqlite3-dev sqlite3 libhttp-parser-dev curl
   dovecot-imapd dovecot-lmtpd dovecot-submissiond mutt libsasl2-modules swaks tmux socat python3 python3-cryptography
   tinyproxy-bin
-  ca-certificates procps
+  ca-certificates procps clang-14 libclang-rt-14-dev
   thunderbird xvfb xdotool imagemagick iproute2 isync groff-base systemd gnuplot-nox"
 
 missing=""

@@ -1,10 +1,21 @@
 #!/bin/sh
 # Install what the tests need, build with AddressSanitizer and
-# UndefinedBehaviorSanitizer, and run every test (unit + integration).
-# Usage: ./scripts/test-all.sh [--no-distcheck]
+# UndefinedBehaviorSanitizer, and run every test (unit + integration), then
+# fuzz every parser for a bounded time (tests/fuzz/run-fuzzers.sh; 3 minutes
+# in all unless PIMAP_FUZZ_SECONDS says otherwise).
+# Usage: ./scripts/test-all.sh [--no-distcheck] [--no-fuzz]
 set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
+distcheck=1
+fuzz=1
+for a in "$@"; do
+	case $a in
+	--no-distcheck) distcheck=0 ;;
+	--no-fuzz) fuzz=0 ;;
+	*) echo "usage: $0 [--no-distcheck] [--no-fuzz]" >&2; exit 2 ;;
+	esac
+done
 ./scripts/install-deps.sh
 
 [ -x configure ] || ./autogen.sh
@@ -48,7 +59,14 @@ if [ "$status" -ne 0 ]; then
 	echo "test-all: FAILED"
 	exit "$status"
 fi
-if [ "${1:-}" != "--no-distcheck" ]; then
+if [ "$fuzz" = 1 ]; then
+	# libFuzzer targets in a clang build of their own (build-fuzz), each for
+	# its share of PIMAP_FUZZ_SECONDS; a crash or a failed check fails CI.
+	started=$(date +%s)
+	"$top/tests/fuzz/run-fuzzers.sh" || { echo "test-all: fuzzing FAILED"; exit 1; }
+	echo "fuzzing took $(( $(date +%s) - started )) s"
+fi
+if [ "$distcheck" = 1 ]; then
 	# The tarball must build and pass its unit tests on its own.
 	make distcheck DISTCHECK_CONFIGURE_FLAGS="--disable-werror" TESTS="tests/unit/run_unit" >distcheck.log 2>&1 || {
 		tail -n 60 distcheck.log; echo "test-all: distcheck FAILED"; exit 1; }

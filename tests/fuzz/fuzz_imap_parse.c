@@ -1,5 +1,5 @@
 /*
- * fuzz_imap_parse.c - libFuzzer harness for imap_parse.c.
+ * fuzz_imap_parse.c - libFuzzer target for imap_parse.c.
  *
  * The input after the first byte is treated as a stream of messages and
  * parsed in both modes, the way a connection would: reset after DONE (with
@@ -14,33 +14,14 @@
  * Bit 0 of the first byte picks small limits (to reach every limit error)
  * or the defaults.
  *
- * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
- *            src/imap_parse.c tests/fuzz/fuzz_imap_parse.c -o fuzz_imap
- * Run:   ./fuzz_imap -dict=tests/fuzz/imap.dict
+ * Built by `./configure --enable-fuzzing` (see tests/fuzz/README.md);
+ * corpus in tests/fuzz/corpus/imap_parse, dictionary tests/fuzz/imap_parse.dict.
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "config.h"
 
-#include "imap_parse.h"
+#include "fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                       \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			__builtin_trap();                                                 \
-		}                                                                         \
-	} while (0)
-
-static const struct imap_limits small_limits = {
-	.max_line_length = 64,
-	.max_literal_size = 32,
-	.max_list_depth = 4,
-	.max_args = 16,
-};
+#define CHECK FUZZ_CHECK
 
 /* Event log of one parse: compared byte for byte between the two runs. */
 struct log {
@@ -220,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	const struct imap_limits *lim = (data[0] & 1) ? &small_limits : NULL;
+	const struct imap_limits *lim = (data[0] & 1) ? &fuzz_small_limits : NULL;
 	unsigned seed = data[0] | 0x100; /* never 0: 0 means "one piece" */
 
 	for (int mode = 0; mode < 2; mode++) {
