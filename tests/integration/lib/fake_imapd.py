@@ -1,78 +1,257 @@
 #!/usr/bin/env python3
-"""fake_imapd - a tiny scripted IMAP server for the tests that need a server
-that misbehaves in one specific way (no STARTTLS, a certificate for the wrong
-name, ...). Loopback only; standard library only.
+"""fake_imapd - a small scriptable IMAP server for the tests that need a
+server that misbehaves in one specific way: no STARTTLS, a certificate for
+the wrong name, a PREAUTH or BYE greeting, responses injected behind the
+STARTTLS reply, no LITERAL+, a refused literal. Loopback only; standard
+library only.
 
-  fake_imapd.py --port P --record FILE [--greeting TEXT]
-                [--tls-cert CERT --tls-key KEY] [--ready-file FILE]
+  fake_imapd.py --port P --record FILE [options]
 
-It greets with --greeting (default "* OK [CAPABILITY IMAP4rev1] hi"), then
-answers CAPABILITY, NOOP, LOGIN (always OK), SELECT/EXAMINE (empty mailbox),
-LOGOUT, and BAD to anything else (STARTTLS and COMPRESS included, since it
-offers neither). With --tls-cert it speaks implicit TLS.
-Each connection is served by its own thread. Every byte received
-from every connection is appended to --record (so a test can check that a
-password never reached it). --ready-file is created once it listens.
-It runs until killed.
+Options (all optional):
+  --greeting TEXT        the greeting line (default "* OK [CAPABILITY <caps>] hi");
+                         "\\r\\n" in TEXT sends several lines
+  --caps LIST            what CAPABILITY answers before TLS (default "IMAP4rev1")
+  --tls-caps LIST        ... once TLS is on (default: --caps without STARTTLS)
+  --tls-cert C --tls-key K          implicit TLS on every connection
+  --starttls-cert C --starttls-key K  the certificate STARTTLS switches to
+                         (without it, STARTTLS gets BAD)
+  --starttls-reply TEXT  the tagged reply to STARTTLS after the tag
+                         (default "OK Begin TLS negotiation now"); a reply
+                         other than OK leaves the connection in plaintext
+  --inject TEXT          bytes sent in the same write as the STARTTLS reply,
+                         before the TLS handshake (the CVE-2011-0411 class on
+                         the server side). "\\r\\n" is CRLF, {tag} is the
+                         STARTTLS tag and {next} the tag after it (the same
+                         prefix, the number plus one)
+  --login-reply TEXT     the tagged reply to LOGIN and AUTHENTICATE after the
+                         tag (default "OK [CAPABILITY <tls-caps>] Logged in")
+  --literals MODE        "accept" (default): "+" for a synchronising literal;
+                         "refuse": "NO [TOOBIG]" instead, and the next bytes
+                         are read as commands, as a server must
+  --commands FILE        every line taken as a command, one per line (literal
+                         data not included): what a server would have run
+  --ready-file FILE      created once it listens
+
+A non-synchronising literal ("{n+}") when the current capability list has no
+LITERAL+ gets BAD, and what follows is read as commands: what a strict server
+without LITERAL+ does, so a client that sends one anyway has its literal run
+as commands (visible in --commands).
+
+Commands: CAPABILITY, NOOP, ID, ENABLE, LOGIN, AUTHENTICATE PLAIN (with or
+without an initial response), SELECT/EXAMINE (an empty mailbox), APPEND,
+IDLE/DONE, LIST, STARTTLS, COMPRESS (NO), LOGOUT; BAD to anything else.
+Every byte received (after TLS: decrypted) is appended to --record, so a test
+can check that a password never reached it. One thread per connection; it
+runs until killed.
 """
 
 import argparse
-import os
+import re
 import socket
 import ssl
 import sys
 import threading
 
+LOCK = threading.Lock()
 
-def serve_one(conn, args, record):
-    conn.settimeout(30)
-    f = conn.makefile("rwb", buffering=0)
 
-    def say(line):
-        f.write(line.encode() + b"\r\n")
+def unescape(text):
+    return text.replace("\\r\\n", "\r\n") if text is not None else None
 
-    say(args.greeting)
-    while True:
+
+class Conn:
+    def __init__(self, sock, args):
+        self.sock = sock
+        self.args = args
+        self.buf = b""
+        self.tls = False
+        self.caps = args.caps
+
+    # --- I/O -------------------------------------------------------------
+    def record(self, data):
+        with LOCK, open(self.args.record, "ab") as r:
+            r.write(data)
+
+    def record_command(self, line):
+        if self.args.commands:
+            with LOCK, open(self.args.commands, "ab") as r:
+                r.write(line.rstrip(b"\r\n") + b"\n")
+
+    def fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError
+        self.record(data)
+        self.buf += data
+
+    def line(self):
+        while b"\n" not in self.buf:
+            if len(self.buf) > 65536:
+                raise EOFError
+            self.fill()
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line + b"\n"
+
+    def exact(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def say(self, text):
+        self.sock.sendall(text.encode("latin-1") + b"\r\n")
+
+    # --- a command, literals included ------------------------------------
+    def command(self):
+        """Read one command; returns (tag, words, literals) or None when
+        the command was refused (its answer already sent)."""
+        line = self.line()
+        self.record_command(line)
+        text = line.decode("latin-1").rstrip("\r\n")
+        tag = text.split(" ", 1)[0]
+        literals = []
+        while True:
+            m = re.search(r"~?\{(\d+)(\+?)\}$", text)
+            if not m:
+                break
+            n, nonsync = int(m.group(1)), m.group(2) == "+"
+            if nonsync and "LITERAL+" not in self.caps.upper().split():
+                self.say("%s BAD Non-synchronising literal without LITERAL+" % tag)
+                return None
+            if not nonsync:
+                if self.args.literals == "refuse":
+                    self.say("%s NO [TOOBIG] Literal refused" % tag)
+                    return None
+                self.say("+ go ahead")
+            literals.append(self.exact(n))
+            rest = self.line()
+            self.record_command(b"<literal " + str(n).encode() + b">" + rest)
+            text = text + " <literal>" + rest.decode("latin-1").rstrip("\r\n")
+        words = text.split(" ")
+        return tag, words, literals
+
+    # --- the session -------------------------------------------------------
+    def starttls(self, tag):
+        a = self.args
+        if self.tls or not a.starttls_cert:
+            self.say("%s BAD STARTTLS not available" % tag)
+            return
+        reply = "%s %s\r\n" % (tag, a.starttls_reply)
+        if not a.starttls_reply.upper().startswith("OK"):
+            self.sock.sendall(reply.encode("latin-1"))
+            return
+        out = reply
+        if a.inject:
+            m = re.match(r"^(.*?)(\d+)$", tag)
+            nxt = "%s%d" % (m.group(1), int(m.group(2)) + 1) if m else tag + "1"
+            out += unescape(a.inject).replace("{tag}", tag).replace("{next}", nxt)
+        self.sock.sendall(out.encode("latin-1"))
+        # Whatever the client pipelined behind STARTTLS is dropped.
+        self.buf = b""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.starttls_cert, a.starttls_key)
+        self.sock.settimeout(10)
+        self.sock = ctx.wrap_socket(self.sock, server_side=True)
+        self.sock.settimeout(30)
+        self.tls = True
+        self.caps = a.tls_caps
+
+    def serve(self):
+        a = self.args
+        self.sock.sendall(unescape(a.greeting).encode("latin-1") + b"\r\n")
+        if self.tls:
+            self.caps = a.tls_caps
+        while True:
+            got = self.command()
+            if got is None:
+                continue
+            tag, words, literals = got
+            cmd = words[1].upper() if len(words) > 1 else ""
+            if cmd == "UID" and len(words) > 2:
+                cmd = words[2].upper()
+            if cmd == "CAPABILITY":
+                self.say("* CAPABILITY " + self.caps)
+                self.say("%s OK CAPABILITY completed" % tag)
+            elif cmd in ("NOOP", "ENABLE", "LIST", "LSUB", "CHECK", "CLOSE", "UNSELECT", "FETCH", "SEARCH"):
+                self.say("%s OK %s completed" % (tag, cmd))
+            elif cmd == "ID":
+                self.say("* ID NIL")
+                self.say("%s OK ID completed" % tag)
+            elif cmd == "STARTTLS":
+                self.starttls(tag)
+            elif cmd == "LOGIN":
+                self.say("%s %s" % (tag, a.login_reply or "OK [CAPABILITY %s] Logged in" % a.tls_caps))
+            elif cmd == "AUTHENTICATE":
+                if len(words) < 4:
+                    self.say("+ ")
+                    response = self.line()
+                    self.record_command(b"<sasl>" + response)
+                self.say("%s %s" % (tag, a.login_reply or "OK [CAPABILITY %s] Logged in" % a.tls_caps))
+            elif cmd in ("SELECT", "EXAMINE"):
+                self.say("* FLAGS (\\Seen)")
+                self.say("* 0 EXISTS")
+                self.say("* OK [UIDVALIDITY 1] ok")
+                self.say("* OK [UIDNEXT 1] ok")
+                self.say("%s OK [READ-WRITE] done" % tag)
+            elif cmd == "APPEND":
+                self.say("%s OK [APPENDUID 1 1] APPEND completed" % tag)
+            elif cmd == "IDLE":
+                self.say("+ idling")
+                done = self.line()
+                self.record_command(done)
+                self.say("%s OK IDLE done" % tag)
+            elif cmd == "COMPRESS":
+                self.say("%s NO COMPRESS not here" % tag)
+            elif cmd == "LOGOUT":
+                self.say("* BYE fake logging out")
+                self.say("%s OK LOGOUT completed" % tag)
+                return
+            else:
+                self.say("%s BAD fake_imapd does not do that" % tag)
+
+
+def handle(sock, ctx, args):
+    try:
+        sock.settimeout(30)
+        c = Conn(sock, args)
+        if ctx is not None:
+            sock.settimeout(10)
+            c.sock = ctx.wrap_socket(sock, server_side=True)
+            c.sock.settimeout(30)
+            c.tls = True
+        c.serve()
+    except (OSError, ssl.SSLError, EOFError) as e:
+        # A client that rejects our certificate lands here: expected.
+        print("fake_imapd: connection ended: %s" % (e or "EOF"), file=sys.stderr, flush=True)
+    finally:
         try:
-            line = f.readline(65536)
-        except (OSError, ssl.SSLError):
-            return
-        if not line:
-            return
-        with open(record, "ab") as r:
-            r.write(line)
-        words = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-        tag = words[0] if words else "*"
-        cmd = words[1].upper() if len(words) > 1 else ""
-        if cmd == "CAPABILITY":
-            say("* CAPABILITY IMAP4rev1")
-            say("%s OK CAPABILITY completed" % tag)
-        elif cmd == "NOOP":
-            say("%s OK NOOP completed" % tag)
-        elif cmd == "LOGIN":
-            say("%s OK [CAPABILITY IMAP4rev1] LOGIN completed" % tag)
-        elif cmd in ("SELECT", "EXAMINE"):
-            say("* FLAGS (\\Seen)")
-            say("* 0 EXISTS")
-            say("* OK [UIDVALIDITY 1] ok")
-            say("%s OK [READ-WRITE] done" % tag)
-        elif cmd == "LOGOUT":
-            say("* BYE fake logging out")
-            say("%s OK LOGOUT completed" % tag)
-            return
-        else:
-            say("%s BAD fake_imapd does not do that" % tag)
+            sock.close()
+        except OSError:
+            pass
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--record", required=True)
-    ap.add_argument("--greeting", default="* OK [CAPABILITY IMAP4rev1] hi")
+    ap.add_argument("--commands")
+    ap.add_argument("--greeting")
+    ap.add_argument("--caps", default="IMAP4rev1")
+    ap.add_argument("--tls-caps")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
+    ap.add_argument("--starttls-cert")
+    ap.add_argument("--starttls-key")
+    ap.add_argument("--starttls-reply", default="OK Begin TLS negotiation now")
+    ap.add_argument("--inject")
+    ap.add_argument("--login-reply")
+    ap.add_argument("--literals", choices=("accept", "refuse"), default="accept")
     ap.add_argument("--ready-file")
     args = ap.parse_args()
+    if args.greeting is None:
+        args.greeting = "* OK [CAPABILITY %s] hi" % args.caps
+    if args.tls_caps is None:
+        args.tls_caps = " ".join(c for c in args.caps.split() if c.upper() != "STARTTLS")
 
     ctx = None
     if args.tls_cert:
@@ -83,27 +262,13 @@ def main():
     s.bind(("127.0.0.1", args.port))
     s.listen(16)
     open(args.record, "ab").close()
+    if args.commands:
+        open(args.commands, "ab").close()
     if args.ready_file:
         open(args.ready_file, "w").close()
     while True:
         conn, _ = s.accept()
         threading.Thread(target=handle, args=(conn, ctx, args), daemon=True).start()
-
-
-def handle(conn, ctx, args):
-    try:
-        if ctx is not None:
-            conn.settimeout(10)
-            conn = ctx.wrap_socket(conn, server_side=True)
-        serve_one(conn, args, args.record)
-    except (OSError, ssl.SSLError) as e:
-        # A client that rejects our certificate lands here: expected.
-        print("fake_imapd: connection ended: %s" % e, file=sys.stderr, flush=True)
-    finally:
-        try:
-            conn.close()
-        except OSError:
-            pass
 
 
 if __name__ == "__main__":
