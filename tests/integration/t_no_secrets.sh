@@ -156,19 +156,7 @@ start_proxy --listen "127.0.0.1:$P" --listen-tls none --upstream "pimaps://127.0
 logins "$P" dave "$DOVECOT_PASS" --secrets "$SECRETS"
 # A session that stays while the gateway restarts: the proxy logs in again
 # with the password it kept.
-python3 - "$P" "$DOVECOT_PASS" "$T/relogin.ready" "$T/relogin.go" <<'PYEOF' &
-import os, sys, time
-from imapc import Client
-c = Client("127.0.0.1", int(sys.argv[1]), timeout=60)
-c.connect()
-c.login("alice", sys.argv[2])
-c.ok("SELECT INBOX")
-open(sys.argv[3], "w").close()
-while not os.path.exists(sys.argv[4]):
-    time.sleep(0.05)
-c.ok("NOOP", timeout=60)
-c.ok("LOGOUT")
-PYEOF
+tls_check held-session "$P" alice "$DOVECOT_PASS" "$T/relogin.ready" "$T/relogin.go" &
 RELOGIN_CLIENT=$!
 track_pid "$RELOGIN_CLIENT"
 wait_for 20 test -e "$T/relogin.ready" || fail "the gateway-mode session did not start"

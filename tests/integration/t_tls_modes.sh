@@ -17,34 +17,15 @@
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
+. "$top_srcdir/tests/integration/lib/tls_cases.sh"
 
 start_store_for_proxy
 
-# expect_bye PORT REGEX WHAT: connect to the proxy, the first line must be
-# "* BYE" matching REGEX (case-insensitive); then the proxy must close the
-# connection. A LOGIN is attempted anyway so that a proxy that kept going
-# would pass the password on (checked by the callers that can see it).
+# expect_bye PORT REGEX WHAT: the first line is "* BYE" matching REGEX, then
+# the connection closes; a LOGIN is attempted anyway so that a proxy that
+# went on would pass the password to the server (lib/tls_checks.py refused).
 expect_bye() {
-	python3 - "$@" <<-'PYEOF' || fail "$3"
-		import re, sys
-		from imapc import Client, Closed
-		port, rx, what = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-		c = Client("127.0.0.1", port, timeout=20)
-		g = c.connect()
-		print("%s: greeting %r" % (what, g.first), file=sys.stderr)
-		if g.status != "BYE" or not re.search(rx, g.first, re.I):
-		    sys.exit("want * BYE matching /%s/, got %r" % (rx, g.first))
-		try:
-		    c.send(b"a1 LOGIN alice secret\r\n")
-		except OSError:
-		    pass
-		try:
-		    rest = c.read_until_closed(timeout=10)
-		except Exception as e:
-		    sys.exit("connection not closed after BYE: %s" % e)
-		if rest:
-		    sys.exit("data after BYE: %r" % [r.first for r in rest])
-	PYEOF
+	tls_check refused "$1" "$2" || fail "$3"
 	log "ok: $3"
 }
 

@@ -206,21 +206,7 @@ PROXY_LOG=$T/proxy-link-reconnect.log
 start_proxy --listen "127.0.0.1:$P" --listen-tls none --upstream "pimap://127.0.0.1:$LINK_PORT" --ca-file "$CA" \
 	--device-id dev1 --trace -v --set link.reconnect_min=0.1s --set link.reconnect_max=0.3s \
 	--set link.outage_wait=60s
-python3 - "$P" "$T/link-client.ready" "$T/link-client.go" <<'PYEOF' &
-import os, sys, time
-from imapc import Client
-c = Client("127.0.0.1", int(sys.argv[1]), timeout=60)
-c.connect()
-c.login("alice", "secret")
-c.ok("NOOP")
-open(sys.argv[2], "w").close()
-while not os.path.exists(sys.argv[3]):
-    time.sleep(0.05)
-# Sent during the outage: it waits for the link and is answered after the
-# resume with the real server.
-c.ok("NOOP", timeout=60)
-c.ok("LOGOUT")
-PYEOF
+tls_check held-session "$P" alice secret "$T/link-client.ready" "$T/link-client.go" &
 LINK_CLIENT=$!
 track_pid "$LINK_CLIENT"
 wait_for 20 test -e "$T/link-client.ready" || fail "R: the client could not log in through the link"

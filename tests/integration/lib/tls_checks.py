@@ -32,6 +32,10 @@ not verified; these checks are about the daemon's side):
   tls_checks.py starttls-misuse PORT TLSPORT USER PASS
       STARTTLS twice, on the implicit-TLS listener, and after login: BAD;
       the session goes on
+  tls_checks.py held-session PORT USER PASS READY GO
+      (pimap-proxy's plain listener) log in, SELECT INBOX, create READY;
+      once GO exists send NOOP (waiting up to 60 s: the link may be down)
+      and LOGOUT: a session that must live through an outage
   tls_checks.py leftover-literal PORT USER PASS [--tls] [--after-login]
       a command line with a syntax error that ends in a LITERAL+ header:
       its literal (command lines) is skipped with the line, never run; a
@@ -41,8 +45,10 @@ not verified; these checks are about the daemon's side):
 
 import argparse
 import base64
+import os
 import re
 import sys
+import time
 
 from imapc import Client
 
@@ -234,51 +240,53 @@ def cmd_leftover_literal(a):
         fail("no BYE before closing after an oversized literal: %r" % [x.first for x in rest])
 
 
+def cmd_held_session(a):
+    c = Client("127.0.0.1", a.port, timeout=60)
+    c.connect()
+    c.login(a.user, a.password)
+    c.ok("SELECT INBOX")
+    open(a.ready, "w").close()
+    while not os.path.exists(a.go):
+        time.sleep(0.05)   # the shell's signal; it breaks the link meanwhile
+    # Sent after the outage began: it waits for the link and is answered
+    # once the session is back.
+    c.ok("NOOP", timeout=60)
+    c.ok("LOGOUT")
+
+
+# subcommand: (function, positional arguments, flags)
+COMMANDS = {
+    "refused": (cmd_refused, ("port:int", "regex"), ()),
+    "greeting": (cmd_greeting, ("port:int",), ("--want*", "--deny*")),
+    "login": (cmd_login, ("port:int", "user", "password", "expect"), ("--tls!", "--cafile", "--then*")),
+    "no-preauth": (cmd_no_preauth, ("port:int",), ("--tls!",)),
+    "starttls-injection": (cmd_starttls_injection, ("port:int", "user", "password"), ()),
+    "downgrade": (cmd_downgrade, ("port:int", "user", "password"), ()),
+    "starttls-misuse": (cmd_starttls_misuse, ("port:int", "tls_port:int", "user", "password"), ()),
+    "leftover-literal": (cmd_leftover_literal, ("port:int", "user", "password"), ("--tls!", "--after-login!")),
+    "held-session": (cmd_held_session, ("port:int", "user", "password", "ready", "go"), ()),
+}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("refused")
-    p.add_argument("port", type=int)
-    p.add_argument("regex")
-    p.set_defaults(fn=cmd_refused)
-    p = sub.add_parser("greeting")
-    p.add_argument("port", type=int)
-    p.add_argument("--want", action="append", default=[])
-    p.add_argument("--deny", action="append", default=[])
-    p.set_defaults(fn=cmd_greeting)
-    p = sub.add_parser("login")
-    p.add_argument("port", type=int)
-    p.add_argument("user")
-    p.add_argument("password")
-    p.add_argument("expect", choices=("OK", "NO", "BAD"))
-    p.add_argument("--tls", action="store_true")
-    p.add_argument("--cafile")
-    p.add_argument("--then", action="append", default=[])
-    p.set_defaults(fn=cmd_login)
-    p = sub.add_parser("no-preauth")
-    p.add_argument("port", type=int)
-    p.add_argument("--tls", action="store_true")
-    p.set_defaults(fn=cmd_no_preauth)
-    for name, fn in (("starttls-injection", cmd_starttls_injection), ("downgrade", cmd_downgrade)):
+    for name, (fn, positional, flags) in COMMANDS.items():
         p = sub.add_parser(name)
-        p.add_argument("port", type=int)
-        p.add_argument("user")
-        p.add_argument("password")
+        for arg in positional:
+            arg_name, _, kind = arg.partition(":")
+            p.add_argument(arg_name, type=int if kind == "int" else str)
+        for flag in flags:
+            if flag.endswith("!"):
+                p.add_argument(flag[:-1], action="store_true")
+            elif flag.endswith("*"):
+                p.add_argument(flag[:-1], action="append", default=[])
+            else:
+                p.add_argument(flag)
         p.set_defaults(fn=fn)
-    p = sub.add_parser("starttls-misuse")
-    p.add_argument("port", type=int)
-    p.add_argument("tls_port", type=int)
-    p.add_argument("user")
-    p.add_argument("password")
-    p.set_defaults(fn=cmd_starttls_misuse)
-    p = sub.add_parser("leftover-literal")
-    p.add_argument("port", type=int)
-    p.add_argument("user")
-    p.add_argument("password")
-    p.add_argument("--tls", action="store_true")
-    p.add_argument("--after-login", action="store_true")
-    p.set_defaults(fn=cmd_leftover_literal)
     a = ap.parse_args()
+    if a.cmd == "login" and a.expect not in ("OK", "NO", "BAD"):
+        ap.error("EXPECT is OK, NO or BAD")
     a.fn(a)
 
 
