@@ -69,36 +69,7 @@ USERS="alice bob"
 for ((i = 0; i < SESSIONS; i++)); do USERS+=" $(printf 'u%04d' "$i")"; done
 DOVECOT_USERS=$USERS start_dovecot
 
-# Dovecot's defaults cap concurrent sessions far below N: 100 processes per
-# service (imap-login proxies every TLS connection in its own process by
-# default), 1000 clients per service, 10 connections per user and address.
-CLIENTS=$((SESSIONS * 2 + 500))
-DOVECOT_LIMITS="default_process_limit = 1000, default_client_limit = $CLIENTS, imap-login in high-performance mode (service_count = 0, client_limit = $CLIENTS, process_min_avail = 2: a few processes serve every TLS connection instead of one process each), imap process_limit = $((SESSIONS + 100)) (one imap process per store connection, as by default), mail_max_userip_connections = $CLIENTS"
-cat >>"$DOVECOT_CONF" <<EOF
-
-# --- gateway_bench.sh: limits for $SESSIONS concurrent sessions ---
-default_process_limit = 1000
-default_client_limit = $CLIENTS
-service imap-login {
-  service_count = 0
-  client_limit = $CLIENTS
-  process_min_avail = 2
-}
-service imap {
-  process_limit = $((SESSIONS + 100))
-}
-protocol imap {
-  mail_max_userip_connections = $CLIENTS
-}
-EOF
-log "restarting Dovecot with raised limits"
-stop_dovecot "$DOVECOT_CONF"
-dovecot -F -c "$DOVECOT_CONF" >>"$DOVECOT_LOG" 2>&1 </dev/null &
-DPID=$!
-wait_for 10 test -s "$DOVECOT_DIR/run/master.pid" || hard_error "dovecot did not restart (see $DOVECOT_LOG)"
-[ "$(cat "$DOVECOT_DIR/run/master.pid")" = "$DPID" ] || hard_error "dovecot master.pid is not the process started"
-wait_port 127.0.0.1 "$DOVECOT_IMAPS" 10 "$DPID" && wait_port 127.0.0.1 "$DOVECOT_LMTP" 10 "$DPID" ||
-	hard_error "dovecot does not listen after the restart"
+dovecot_raise_limits "$SESSIONS"
 add_log "$DOVECOT_LOG"
 
 # Every session logs in from 127.0.0.1, 16 at a time: the gateway's

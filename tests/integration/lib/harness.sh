@@ -460,6 +460,48 @@ stop_dovecot() {
 	return 0
 }
 
+# dovecot_raise_limits SESSIONS: restart the Dovecot of start_dovecot with
+# limits for SESSIONS concurrent sessions (benchmarks). Its defaults cap
+# them far below: 100 processes per service (imap-login proxies every TLS
+# connection in its own process by default), 1000 clients per service, 10
+# connections per user and address. Sets DOVECOT_LIMITS (a description for
+# reports) and DOVECOT_PID.
+dovecot_raise_limits() {
+	local sessions=$1 clients=$(($1 * 2 + 500))
+	DOVECOT_LIMITS="default_process_limit = 1000, default_client_limit = $clients, imap-login in high-performance mode (service_count = 0, client_limit = $clients, process_min_avail = 2: a few processes serve every TLS connection instead of one process each), imap process_limit = $((sessions + 100)) (one imap process per store connection, as by default), mail_max_userip_connections = $clients"
+	cat >>"$DOVECOT_CONF" <<-EOF
+
+		# --- dovecot_raise_limits: $sessions concurrent sessions ---
+		default_process_limit = 1000
+		default_client_limit = $clients
+		service imap-login {
+		  service_count = 0
+		  client_limit = $clients
+		  process_min_avail = 2
+		}
+		service imap {
+		  process_limit = $((sessions + 100))
+		}
+		protocol imap {
+		  mail_max_userip_connections = $clients
+		}
+	EOF
+	log "restarting Dovecot with limits for $sessions sessions"
+	restart_dovecot
+}
+
+# restart_dovecot: stop the Dovecot of start_dovecot and start it again with
+# the same configuration (and ports); waits until it listens. Sets DOVECOT_PID.
+restart_dovecot() {
+	stop_dovecot "$DOVECOT_CONF"
+	dovecot -F -c "$DOVECOT_CONF" >>"$DOVECOT_LOG" 2>&1 </dev/null &
+	DOVECOT_PID=$!
+	wait_for 10 test -s "$DOVECOT_DIR/run/master.pid" || hard_error "dovecot did not restart (see $DOVECOT_LOG)"
+	[ "$(cat "$DOVECOT_DIR/run/master.pid")" = "$DOVECOT_PID" ] || hard_error "dovecot master.pid is not the process started"
+	wait_port 127.0.0.1 "$DOVECOT_IMAPS" 10 "$DOVECOT_PID" && wait_port 127.0.0.1 "$DOVECOT_LMTP" 10 "$DOVECOT_PID" ||
+		hard_error "dovecot does not listen after the restart"
+}
+
 # deliver USER SUBJECT [BODY]: deliver a small text message over LMTP.
 # The message is deterministic (fixed Date, Message-ID derived from the
 # content) so two users given the same deliveries hold identical messages.
