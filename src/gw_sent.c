@@ -40,8 +40,10 @@ static const char *const query_sql[Q__COUNT] = {
 	             "appenduid = excluded.appenduid",
 	[Q_DELETE] = "DELETE FROM sent WHERE user = ?1 AND message_id = ?2",
 	[Q_PRUNE_OLD] = "DELETE FROM sent WHERE at < ?1",
-	[Q_PRUNE_USER] = "DELETE FROM sent WHERE user = ?1 AND rowid NOT IN "
-	                 "(SELECT rowid FROM sent WHERE user = ?1 ORDER BY at DESC LIMIT ?2)",
+	/* In parentheses: clang's -Wstring-concatenation takes two literals of
+	 * an array initializer for a missing comma (the fuzz build is clang). */
+	[Q_PRUNE_USER] = ("DELETE FROM sent WHERE user = ?1 AND rowid NOT IN "
+	                  "(SELECT rowid FROM sent WHERE user = ?1 ORDER BY at DESC LIMIT ?2)"),
 };
 
 struct gw_sent {
