@@ -267,4 +267,72 @@ write("roundtrip", "login-0", bytes([R_LOGIN]) + b"joe\0laptop-1\0example.org")
 write("roundtrip", "login-1", bytes([R_LOGIN]) + b"joe\0dev\0")
 write("roundtrip", "sasl-0", bytes([R_SASL]) + b"alice\0secret")
 
+# --- http_wire: bit 0 = responses, bit 1 = small limits (fuzz_http_wire.c) ----
+for i, (ctl, text) in enumerate([
+    (0, "POST /pimap HTTP/1.1\r\nHost: gw\r\nContent-Type: application/vnd.pimap\r\nContent-Length: 13\r\n\r\n"
+        "a1 NOOP\r\nxyz"),
+    (0, "POST /pimap HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\na NOO\r\n3\r\nP\r\n\r\n0\r\n\r\n"),
+    (2, "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nab\r\n\r\n0\r\nX-T: 1\r\n\r\n"),
+    (0, "GET /pimap HTTP/1.1\r\nHost: x\r\n\r\nPOST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+    (0, "POST /p HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    (0, "POST /p HTTP/1.1\r\nCookie: PIMAPSESSION=0123\r\nContent-Encoding: deflate\r\nContent-Length: 2\r\n\r\nab"),
+    (1, "HTTP/1.1 200 OK\r\nSet-Cookie: PIMAPSESSION=0123; Path=/pimap; HttpOnly\r\nContent-Length: 5\r\n\r\n* OK "),
+    (1, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n* OK \r\n4\r\nhi\r\n\r\n0\r\n\r\n"),
+    (1, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil eof"),
+    (3, "HTTP/1.1 409 Conflict\r\nX-PIMAP-Incomplete: 1\r\nContent-Length: 0\r\n\r\n"),
+]):
+    write("http_wire", "seed-%d" % i, bytes([ctl]) + text.encode())
+
+# --- smtp: bit 0 = replies; server: bit 1 STARTTLS offered, 2 TLS on, 3 AUTH
+# in clear, 4 small messages, 5 one recipient (fuzz_smtp.c) ------------------
+PLAIN_SECRET = "AGFsaWNlAHNlY3JldA=="
+sessions = [
+    (0x0a, "EHLO c\r\nAUTH PLAIN %s\r\nMAIL FROM:<alice@x> SIZE=20\r\nRCPT TO:<bob@y>\r\nDATA\r\n"
+           "Subject: hi\r\n\r\n..dot\r\n.\r\nQUIT\r\n" % PLAIN_SECRET),
+    (0x02, "EHLO c\r\nAUTH PLAIN %s\r\nSTARTTLS\r\nEHLO c\r\nAUTH PLAIN %s\r\nMAIL FROM:<a@b>\r\n"
+           "RCPT TO:<b@c>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n" % (PLAIN_SECRET, PLAIN_SECRET)),
+    (0x0a, "EHLO c\r\nAUTH LOGIN\r\nYWxpY2U=\r\nd3Jvbmc=\r\nAUTH LOGIN YWxpY2U=\r\nc2VjcmV0\r\nQUIT\r\n"),
+    (0x0a, "EHLO c\r\nAUTH PLAIN\r\n*\r\nAUTH LOGIN\r\n%%%\r\nAUTH CRAM-MD5\r\nQUIT\r\n"),
+    (0x04, "MAIL FROM:<a@b>\r\nAUTH PLAIN %s\r\nEHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<b@c>\r\n"
+           "DATA\r\nAUTH PLAIN %s\r\nMAIL FROM:<a@b>\r\nDATA\r\n" % (PLAIN_SECRET, PLAIN_SECRET)),
+    (0x3c, "EHLO c\r\nAUTH PLAIN %s\r\nMAIL FROM:<a@b> SIZE=101\r\nMAIL FROM:<a@b> FOO=1\r\n"
+           "MAIL FROM:<a@b> BODY=8BITMIME\r\nRCPT TO:<b@c>\r\nRCPT TO:<d@e>\r\nDATA\r\n"
+           "reject me\r\n.\r\nQUIT\r\n" % PLAIN_SECRET),
+    (0x0a, "EHLO c\r\nAUTH PLAIN %s\r\nMAIL FROM:<a@b>\r\nRCPT TO:<b@c>\r\nDATA\r\nbad\nline\r\n.\r\n"
+           % PLAIN_SECRET),
+    (0x00, "EHLO c\r\nAUTH PLAIN %s\r\nSTARTTLS\r\nHELO x\r\nVRFY a\r\nEXPN b\r\nBDAT 5\r\nRSET\r\n"
+           "NOOP\r\nHELP\r\n" % PLAIN_SECRET + "x" * 3000 + "\r\nQUIT\r\n"),
+]
+for i, (ctl, text) in enumerate(sessions):
+    write("smtp", "server-%d" % i, bytes([ctl]) + text.encode())
+replies = [
+    "220 smtp.example.org ESMTP ready\r\n250-smtp.example.org\r\n250-SIZE 35882577\r\n250-AUTH PLAIN LOGIN\r\n"
+    "250-STARTTLS\r\n250 8BITMIME\r\n235 2.7.0 ok\r\n",
+    "250 2.0.0 Ok: queued as 1234\r\n550-5.1.1 no such user\r\n550 5.1.1 really\r\n",
+    "421 4.3.2 shutting down\r\n999 odd\r\n",
+    "250-a\r\n251 b\r\n",
+    "354 End data with <CR><LF>.<CR><LF>\r\n" + "250-x\r\n" * 300,
+]
+for i, text in enumerate(replies):
+    write("smtp", "replies-%d" % i, bytes([0x01 | (i << 1)]) + text.encode())
+
+# --- xdeliver: 0 command, 1 result (code, text), 2 tagged response -----------
+for i, cmd in enumerate([
+    'N SAVETO=Sent ENVELOPE (("Bob" NIL "bob" "example.org")) {21+}\r\nSubject: hi\r\n\r\nbody\r\n',
+    'N ENVELOPE (("Bob" NIL "bob" "x.org") (NIL NIL "a b" "y.org")) {3+}\r\nabc',
+    'R Inbox 1 203 Y SAVETO=~/Sent ENVELOPE (("Mooch" NIL "mooch" "owatagu.siam.edu")) {1+}\r\nz',
+    'F "Sent Items" 7 9 N SAVETO "My Sent" ENVELOPE ((NIL NIL "c" "d.org")) ~{2+}\r\nab',
+    'Q ENVELOPE ((NIL NIL b c)) {1+}\r\nz',
+    'N ENVELOPE NIL {1+}\r\nz',
+    'N ENVELOPE ((NIL NIL "x>y" "z")) {1+}\r\nz',
+    'N ENVELOPE ((NIL NIL "x" "z\r\n")) {1+}\r\nz',
+]):
+    write("xdeliver", "command-%d" % i, bytes([0]) + cmd.encode())
+for i, (code, text) in enumerate([(250, "2.0.0 Ok: queued"), (550, "5.1.1 <bob@x>: no such user"),
+                                  (451, "4.3.0 try again\x01\x7f"), (354, ""), (221, "x" * 700)]):
+    write("xdeliver", "result-%d" % i, bytes([1, code >> 8, code & 0xff]) + text.encode())
+for i, t in enumerate(["OK [SMTP 250 2.0.0] sent", "NO [SMTP 550 5.1.1] no", "OK [APPENDUID 1 2] 250 2.0.0 ok",
+                       "NO [UNAVAILABLE] later", "NO [SMTP 999 9.9.9] odd", "BAD what", "NO [SMTP"]):
+    write("xdeliver", "tagged-%d" % i, bytes([2]) + t.encode())
+
 print("seeds written under", os.path.join(HERE, "corpus"), file=sys.stderr)
