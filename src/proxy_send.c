@@ -963,10 +963,16 @@ static void drain_finish(struct sender_op *op, bool failed)
 	if (a->drain == op)
 		a->drain = NULL;
 	op->done = true;
-	if (failed)
+	if (failed) {
 		schedule_retry(a, true);
-	else
+	} else {
 		a->backoff = 0;
+		/* Entries queued while this pass ran are not in its list (taken at
+		 * its start), and the retry their queueing armed found the pass
+		 * still running: go round again for them, or they would wait for
+		 * the user's next message or login (found by t_faults). */
+		schedule_retry(a, false);
+	}
 	account_maybe_forget(a);
 	op_reap(op);
 }
