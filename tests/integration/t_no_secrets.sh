@@ -17,7 +17,10 @@
 #     AUTHENTICATE PLAIN), and its automatic re-login after the gateway
 #     restarts;
 #   pimap-gateway directly, with user#P<device> and plain logins (and its
-#     own LOGIN to Dovecot).
+#     own LOGIN to Dovecot);
+#   SMTP AUTH PLAIN and AUTH LOGIN (right and wrong) at pimap-proxy's SMTP
+#     listener in gateway mode, the message relayed by the gateway to a
+#     submission server with its own AUTH PLAIN.
 # A positive control checks the traces are really on (LOGIN and <secret>
 # in them).
 #
@@ -172,6 +175,44 @@ grep -q 'S> <secret>' "$PROXY_LOG" || fail "the re-login is not in the trace, re
 stop_pid "$PROXY_PID"
 stop_gateway
 log "ok: logins through the proxy in gateway mode, and its re-login"
+
+# --- SMTP: AUTH at the proxy's SMTP listener, the gateway's AUTH at the submission server ---
+fake_smtp fake-submission --starttls-cert "$SERVER_CERT" --starttls-key "$SERVER_KEY"
+GW_LOG=$T/gateway-smtp.log
+start_gateway --trace --set limits.max_failed_logins=1000 --set "submission.url=smtp://127.0.0.1:$FAKE_PORT" \
+	--set "submission.ca_file=$CA"
+P=$(free_port) PS=$(free_port)
+PROXY_LOG=$T/proxy-smtp.log
+start_proxy --listen "127.0.0.1:$P" --listen-tls none --upstream "pimaps://127.0.0.1:$GW_PORT" \
+	--ca-file "$CA" --device-id laptop2 --trace -v --set "smtp.listen=127.0.0.1:$PS" --set smtp.listen_tls=none
+wait_port 127.0.0.1 "$PS" 10 "$PROXY_PID" || fail "no SMTP listener"
+python3 - "$PS" dave "$DOVECOT_PASS" "$SECRETS" <<'PYEOF' || fail "SMTP AUTH and sending through the proxy"
+import base64, smtplib, sys
+port, user, pw, secrets = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+found = set()
+msg = "From: dave@example.org\r\nTo: bob@example.org\r\nSubject: s\r\nMessage-ID: <%s@example.org>\r\n\r\nhi\r\n"
+for mech, password, ok in (("PLAIN", pw, True), ("LOGIN", pw, True), ("PLAIN", "WrongSmtpPlain-7c1e", False),
+                           ("LOGIN", "WrongSmtpLogin-7c1e", False)):
+    s = smtplib.SMTP("127.0.0.1", port, timeout=60)
+    s.ehlo()
+    s.user, s.password = user, password
+    found |= {password, base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode(),
+              base64.b64encode(password.encode()).decode()}
+    try:
+        s.auth(mech, s.auth_plain if mech == "PLAIN" else s.auth_login, initial_response_ok=(mech == "PLAIN"))
+        assert ok, "AUTH %s with a wrong password was accepted" % mech
+        s.sendmail("dave@example.org", ["bob@example.org"], msg % mech)
+    except smtplib.SMTPAuthenticationError:
+        assert not ok, "AUTH %s with the right password was refused" % mech
+    s.quit()
+with open(secrets, "a") as f:
+    f.write("\n".join(sorted(found)) + "\n")
+PYEOF
+grep -q '^AUTH PLAIN' "$FAKE_REC" || fail "the gateway did not relay with AUTH (nothing to check)"
+stop_pid "$PROXY_PID"
+stop_gateway
+fake_stop
+log "ok: SMTP AUTH PLAIN and LOGIN at the proxy, relayed by the gateway with its own AUTH"
 
 # --- the search -----------------------------------------------------------------
 # The traces were on and saw the logins (otherwise this proves nothing).

@@ -7,12 +7,15 @@
 #   no-preauth          every TCP listener greets "* OK", never PREAUTH
 #   starttls-injection  commands pipelined behind STARTTLS in the same
 #                       packet are discarded, not run after the handshake
+#                       (also on the proxy's SMTP listener: an AUTH
+#                       pipelined behind STARTTLS does not count)
 #   downgrade           with logins before TLS refused (the gateway's
 #                       default; listen.plaintext_login=never for the
 #                       proxy): LOGINDISABLED, no AUTH=, LOGIN and both
 #                       forms of AUTHENTICATE PLAIN get NO [PRIVACYREQUIRED]
 #                       without asking for credentials; after STARTTLS the
-#                       login works
+#                       login works (the proxy's SMTP listener: no AUTH
+#                       offered or accepted before STARTTLS)
 #   starttls-misuse     STARTTLS twice, on the TLS listener, after login: BAD
 #   leftover-literal    the literal of a line with a syntax error is skipped
 #                       with it, before and after login, over plaintext and
@@ -34,27 +37,33 @@ deliver alice "one"
 deliver alice "two"
 
 # --- pimap-proxy --------------------------------------------------------------
-P=$(free_port) PT=$(free_port)
+P=$(free_port) PT=$(free_port) PS=$(free_port)
 PROXY_LOG=$T/proxy-default.log
 start_proxy --listen "127.0.0.1:$P" --listen-tls "127.0.0.1:$PT" \
-	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA"
+	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA" \
+	--set "smtp.listen=127.0.0.1:$PS" --set smtp.listen_tls=none --set smtp.submission_url=smtp://127.0.0.1:9
 tls_check no-preauth "$P" || fail "proxy: plain listener"
 tls_check no-preauth "$PT" --tls || fail "proxy: TLS listener"
 tls_check starttls-injection "$P" alice "$DOVECOT_PASS" || fail "proxy: STARTTLS injection"
 tls_check starttls-misuse "$P" "$PT" alice "$DOVECOT_PASS" || fail "proxy: STARTTLS misuse"
 tls_check leftover-literal "$P" alice "$DOVECOT_PASS" || fail "proxy: leftover literal before login"
 tls_check leftover-literal "$PT" alice "$DOVECOT_PASS" --tls --after-login || fail "proxy: leftover literal after login"
+wait_port 127.0.0.1 "$PS" 10 "$PROXY_PID" || fail "proxy: no SMTP listener"
+tls_check smtp-starttls-injection "$PS" alice "$DOVECOT_PASS" || fail "proxy: SMTP STARTTLS injection"
 proxy_alive || fail "the proxy died"
 stop_pid "$PROXY_PID"
-log "ok: proxy: no PREAUTH, STARTTLS injection, misuse, leftover literals"
+log "ok: proxy: no PREAUTH, STARTTLS injection (IMAP and SMTP), misuse, leftover literals"
 
-P=$(free_port)
+P=$(free_port) PS=$(free_port)
 PROXY_LOG=$T/proxy-never.log
 start_proxy --listen "127.0.0.1:$P" --listen-tls none --set listen.plaintext_login=never \
-	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA"
+	--upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA" \
+	--set "smtp.listen=127.0.0.1:$PS" --set smtp.listen_tls=none --set smtp.submission_url=smtp://127.0.0.1:9
 tls_check downgrade "$P" alice "$DOVECOT_PASS" || fail "proxy: login before TLS"
+wait_port 127.0.0.1 "$PS" 10 "$PROXY_PID" || fail "proxy: no SMTP listener"
+tls_check smtp-downgrade "$PS" alice "$DOVECOT_PASS" || fail "proxy: SMTP AUTH before TLS"
 stop_pid "$PROXY_PID"
-log "ok: proxy: no login before TLS with listen.plaintext_login=never"
+log "ok: proxy: no login before TLS with listen.plaintext_login=never (IMAP and SMTP)"
 
 # --- pimap-gateway --------------------------------------------------------------
 start_gateway --trace

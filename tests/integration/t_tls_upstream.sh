@@ -6,8 +6,9 @@
 # another name, an expired one).
 #
 # Upstreams: pimap-proxy's imap:// (STARTTLS) and imaps:// in compatibility
-# mode, pimap:// (STARTTLS) and pimaps:// in gateway mode; pimap-gateway's
-# store over imap:// (STARTTLS) and imaps://.
+# mode, pimap:// (STARTTLS), pimaps:// and https:// in gateway mode;
+# pimap-gateway's store over imap:// (STARTTLS) and imaps://, and its
+# submission server over smtp:// (STARTTLS) and smtps://.
 #
 # STARTTLS upstreams, each case on each of the three:
 #   injected   the tagged OK to STARTTLS comes with injected responses in
@@ -29,7 +30,8 @@
 #              no LOGIN is sent
 # Implicit-TLS upstreams: a good server works; PREAUTH and BYE greetings,
 # self-signed, wrong-name and expired certificates are refused, and then
-# the server receives no byte at all.
+# the server receives no byte at all. The same certificates for the
+# proxy's HTTPS binding (https://): no request is sent.
 # In every refused case the server never receives a LOGIN, an
 # AUTHENTICATE or the password, the client gets "* BYE" (proxy) or "NO"
 # (gateway), and the daemon keeps running.
@@ -48,6 +50,12 @@
 #      [CANNOT]) instead of being sent with a LITERAL+ literal the store
 #      would run as commands; a login whose password needs a literal is
 #      refused before the password is sent
+#
+# S: the gateway's submission link (XDELIVER to submission.url) against
+# lib/fake_smtpd.py: replies injected behind "220 Ready to start TLS" are
+# discarded and the message goes out; no STARTTLS, STARTTLS refused, a
+# refusing greeting, self-signed, wrong-name and expired certificates
+# (STARTTLS and smtps://): NO, and the server never sees AUTH.
 #
 # By hand: tests/integration/t_tls_upstream.sh (after building)
 
@@ -73,7 +81,7 @@ INJECT='* CAPABILITY IMAP4rev1 AUTH=PLAIN XINJECTED\r\n{next} OK [CAPABILITY IMA
 # injected ones) or "refused" (BYE matching REGEX, no credentials upstream).
 proxy_case() {
 	local mode=$1 name=$2 expect=$3 rx=${4:-.} extra=()
-	case $mode in pimap*) extra=(--device-id dev1) ;; esac
+	case $mode in pimap* | https) extra=(--device-id dev1) ;; esac
 	local p
 	p=$(free_port)
 	PROXY_LOG=$T/proxy-$mode-$name.log
@@ -182,6 +190,15 @@ tls_case bye refused 'go away' "$SERVER_CERT" "$SERVER_KEY" '* BYE go away'
 tls_case self-signed refused certificate "$UNTRUSTED_CERT" "$UNTRUSTED_KEY"
 tls_case wrong-name refused certificate "$WRONGNAME_CERT" "$WRONGNAME_KEY"
 tls_case expired refused certificate "$EXPIRED_CERT" "$EXPIRED_KEY"
+# The HTTPS binding (https://): a certificate that does not verify gets no
+# request at all (t_https.sh covers the binding against a real gateway).
+for bad in self-signed:UNTRUSTED wrong-name:WRONGNAME expired:EXPIRED; do
+	cert_var=${bad#*:}_CERT key_var=${bad#*:}_KEY
+	fake_start "fake-https-${bad%%:*}" --tls-cert "${!cert_var}" --tls-key "${!key_var}"
+	proxy_case https "${bad%%:*}" refused .
+	fake_stop
+	[ -s "$FAKE_REC" ] && fail "proxy https://, ${bad%%:*}: the server received data: $(head -c 200 "$FAKE_REC")"
+done
 
 # --- R: the gateway link's reconnects meet the same checks ---------------------
 # The proxy keeps the client's password to log in again after a loss. A
@@ -305,5 +322,46 @@ grep -q 'LITERAL+' "$GW_LOG" || fail "L2: the gateway's log does not say why the
 stop_gateway
 fake_stop
 log "ok: L2 the gateway sends no LITERAL+ literal to a store without LITERAL+"
+
+# --- S: the gateway's submission link (XDELIVER) --------------------------------
+# The gateway relays XDELIVER to submission.url with the user's own
+# password: the same attack classes as the IMAP upstreams, against
+# lib/fake_smtpd.py. A refused case answers NO (UNAVAILABLE) and the server
+# has received no AUTH; the injected case sends the message, and the
+# trace never shows the injected replies.
+start_dovecot
+submission_case() { # submission_case NAME SCHEME EXPECT FAKE-ARGS...
+	local name=$1 scheme=$2 expect=$3; shift 3
+	fake_smtp "fake-submission-$scheme-$name" "$@"
+	GW_LOG=$T/gateway-submission-$scheme-$name.log
+	start_gateway --set "submission.url=$scheme://127.0.0.1:$FAKE_PORT" --set "submission.ca_file=$CA" \
+		--set submission.connect_timeout=5s --trace --set limits.max_failed_logins=1000
+	tls_check xdeliver "$GW_PORT" alice "$DOVECOT_PASS" "$expect" --cafile "$CA" ||
+		fail "submission $scheme://, $name: XDELIVER did not get $expect"
+	if [ "$expect" = NO ] && grep -qiE '^AUTH|secret|AGFsaWNl' "$FAKE_REC"; then
+		fail "submission $scheme://, $name: credentials reached the server: $(head -c 300 "$FAKE_REC")"
+	fi
+	if [ "$expect" = OK ] && ! grep -q '^AUTH PLAIN' "$FAKE_REC"; then
+		fail "submission $scheme://, $name: the message went without AUTH? $(head -c 300 "$FAKE_REC")"
+	fi
+	grep -q INJECTED "$GW_LOG" && fail "submission $scheme://, $name: injected replies were parsed"
+	gateway_alive || fail "submission $scheme://, $name: the gateway died"
+	stop_gateway
+	fake_stop
+	log "ok: gateway submission $scheme://: $name ($expect)"
+}
+SMTP_TLS=(--starttls-cert "$SERVER_CERT" --starttls-key "$SERVER_KEY")
+submission_case injected smtp OK "${SMTP_TLS[@]}" \
+	--inject '250-INJECTED\r\n250 AUTH PLAIN\r\n235 2.7.0 INJECTED\r\n'
+submission_case no-starttls smtp NO --ehlo 'PIPELINING AUTH=PLAIN'
+submission_case starttls-refused smtp NO "${SMTP_TLS[@]}" --starttls-reply '454 4.7.0 TLS not available'
+submission_case greeting-refused smtp NO --greeting '554 5.3.2 go away'
+submission_case self-signed smtp NO --starttls-cert "$UNTRUSTED_CERT" --starttls-key "$UNTRUSTED_KEY"
+submission_case wrong-name smtp NO --starttls-cert "$WRONGNAME_CERT" --starttls-key "$WRONGNAME_KEY"
+submission_case expired smtp NO --starttls-cert "$EXPIRED_CERT" --starttls-key "$EXPIRED_KEY"
+submission_case good smtps OK --tls-cert "$SERVER_CERT" --tls-key "$SERVER_KEY" --ehlo 'PIPELINING AUTH=PLAIN'
+submission_case self-signed smtps NO --tls-cert "$UNTRUSTED_CERT" --tls-key "$UNTRUSTED_KEY"
+[ -s "$FAKE_REC" ] && fail "submission smtps://, self-signed: the server received data: $(head -c 200 "$FAKE_REC")"
+submission_case expired smtps NO --tls-cert "$EXPIRED_CERT" --tls-key "$EXPIRED_KEY"
 
 pass

@@ -47,7 +47,18 @@ fake_start() {
 	wait_port 127.0.0.1 "$FAKE_PORT" 10 "$FAKE_PID" || hard_error "fake server $name did not start"
 }
 
-# fake_stop: stop the last fake_start.
+# fake_smtp NAME [fake_smtpd.py ARGS...]: a scripted SMTP submission server
+# (see fake_smtpd.py) on a free port. Sets FAKE_PORT, FAKE_PID and FAKE_REC.
+fake_smtp() {
+	local name=$1; shift
+	FAKE_PORT=$(free_port)
+	FAKE_REC=$T/$name.record
+	spawn "$T/$name.fake.log" python3 "$HARNESS_LIB/fake_smtpd.py" --port "$FAKE_PORT" --record "$FAKE_REC" "$@"
+	FAKE_PID=$SPAWNED_PID
+	wait_port 127.0.0.1 "$FAKE_PORT" 10 "$FAKE_PID" || hard_error "fake SMTP server $name did not start"
+}
+
+# fake_stop: stop the last fake_start or fake_smtp.
 fake_stop() { stop_pid "$FAKE_PID"; }
 
 # no_credentials_at FILE WHAT: FILE (what a fake received) holds no login,

@@ -36,6 +36,16 @@ not verified; these checks are about the daemon's side):
       (pimap-proxy's plain listener) log in, SELECT INBOX, create READY;
       once GO exists send NOOP (waiting up to 60 s: the link may be down)
       and LOGOUT: a session that must live through an outage
+  tls_checks.py xdeliver PORT USER PASS EXPECT --cafile F
+      (pimap-gateway) log in over TLS and send one XDELIVER; its tagged
+      result must be EXPECT (OK or NO)
+  tls_checks.py smtp-starttls-injection PORT USER PASS
+      (pimap-proxy's SMTP listener) STARTTLS with AUTH and MAIL pipelined
+      behind it: only the 220 is answered; over TLS a MAIL still needs AUTH
+  tls_checks.py smtp-downgrade PORT USER PASS
+      (the SMTP listener with logins before TLS refused) no AUTH offered,
+      AUTH PLAIN and AUTH LOGIN refused with 5xx and no challenge; after
+      STARTTLS AUTH is offered
   tls_checks.py leftover-literal PORT USER PASS [--tls] [--after-login]
       a command line with a syntax error that ends in a LITERAL+ header:
       its literal (command lines) is skipped with the line, never run; a
@@ -47,10 +57,12 @@ import argparse
 import base64
 import os
 import re
+import socket
+import ssl
 import sys
 import time
 
-from imapc import Client
+from imapc import Client, Literal
 
 
 def fail(msg):
@@ -254,6 +266,109 @@ def cmd_held_session(a):
     c.ok("LOGOUT")
 
 
+def cmd_xdeliver(a):
+    c = Client("127.0.0.1", a.port, tls=True, cafile=a.cafile, timeout=60)
+    c.connect()
+    c.login(a.user, a.password)
+    msg = ("From: %s@example.org\r\nTo: bob@example.org\r\nSubject: over the submission link\r\n"
+           "Message-ID: <tls-checks.%d@example.org>\r\n\r\nhello\r\n" % (a.user, os.getpid())).encode()
+    tag, resps = c.command('XDELIVER N ENVELOPE ((NIL NIL "bob" "example.org")) ', Literal(msg, sync=False))
+    last = resps[-1]
+    print("XDELIVER -> %r" % last.first, file=sys.stderr)
+    if last.status != a.expect:
+        fail("XDELIVER -> %r, want %s" % (last.first, a.expect))
+    c.ok("LOGOUT")
+
+
+class Smtp:
+    """A raw SMTP client: replies as (code, [lines]); the read buffer is visible."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.buf = b""
+
+    def line(self):
+        while b"\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                fail("SMTP: connection closed")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode("latin-1")
+
+    def reply(self):
+        lines = []
+        while True:
+            ln = self.line()
+            lines.append(ln[4:])
+            if len(ln) < 4 or ln[3] != "-":
+                return int(ln[:3]), lines
+
+    def cmd(self, text):
+        self.sock.sendall(text.encode() + b"\r\n")
+        return self.reply()
+
+    def starttls(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+
+
+def smtp_keywords(lines):
+    return {ln.split()[0].upper() for ln in lines[1:] if ln.split()}
+
+
+def cmd_smtp_starttls_injection(a):
+    s = Smtp(a.port)
+    code, _ = s.reply()
+    if code != 220:
+        fail("SMTP greeting %d" % code)
+    code, lines = s.cmd("EHLO tls-checks")
+    if code != 250 or "STARTTLS" not in smtp_keywords(lines):
+        fail("EHLO before TLS: %d %r (want STARTTLS)" % (code, lines))
+    plain = base64.b64encode(b"\0" + a.user.encode() + b"\0" + a.password.encode()).decode()
+    s.sock.sendall(("STARTTLS\r\nAUTH PLAIN %s\r\nMAIL FROM:<%s@example.org>\r\n" % (plain, a.user)).encode())
+    code, lines = s.reply()
+    if code != 220:
+        fail("STARTTLS with commands pipelined behind it -> %d %r" % (code, lines))
+    if s.buf:
+        fail("answered in plaintext after STARTTLS's 220: %r" % s.buf[:80])
+    s.buf = b""
+    s.starttls()
+    code, lines = s.cmd("EHLO tls-checks")
+    if code != 250 or "STARTTLS" in smtp_keywords(lines):
+        fail("EHLO over TLS: %d %r" % (code, lines))
+    # The injected AUTH was not run: a transaction still needs it.
+    code, lines = s.cmd("MAIL FROM:<%s@example.org>" % a.user)
+    if code != 530:
+        fail("MAIL over TLS without AUTH -> %d %r (want 530: the injected AUTH must not count)" % (code, lines))
+    s.cmd("QUIT")
+
+
+def cmd_smtp_downgrade(a):
+    s = Smtp(a.port)
+    s.reply()
+    code, lines = s.cmd("EHLO tls-checks")
+    if "AUTH" in smtp_keywords(lines):
+        fail("AUTH offered before TLS: %r" % lines)
+    plain = base64.b64encode(b"\0" + a.user.encode() + b"\0" + a.password.encode()).decode()
+    code, lines = s.cmd("AUTH PLAIN " + plain)
+    if not 500 <= code < 600:
+        fail("AUTH PLAIN before TLS -> %d %r (want 5xx)" % (code, lines))
+    code, lines = s.cmd("AUTH LOGIN")
+    if code == 334 or not 500 <= code < 600:
+        fail("AUTH LOGIN before TLS -> %d %r (want 5xx, no challenge)" % (code, lines))
+    code, lines = s.cmd("STARTTLS")
+    if code != 220:
+        fail("STARTTLS -> %d" % code)
+    s.starttls()
+    code, lines = s.cmd("EHLO tls-checks")
+    if "AUTH" not in smtp_keywords(lines):
+        fail("no AUTH over TLS: %r" % lines)
+    s.cmd("QUIT")
+
+
 # subcommand: (function, positional arguments, flags)
 COMMANDS = {
     "refused": (cmd_refused, ("port:int", "regex"), ()),
@@ -265,6 +380,9 @@ COMMANDS = {
     "starttls-misuse": (cmd_starttls_misuse, ("port:int", "tls_port:int", "user", "password"), ()),
     "leftover-literal": (cmd_leftover_literal, ("port:int", "user", "password"), ("--tls!", "--after-login!")),
     "held-session": (cmd_held_session, ("port:int", "user", "password", "ready", "go"), ()),
+    "xdeliver": (cmd_xdeliver, ("port:int", "user", "password", "expect"), ("--cafile",)),
+    "smtp-starttls-injection": (cmd_smtp_starttls_injection, ("port:int", "user", "password"), ()),
+    "smtp-downgrade": (cmd_smtp_downgrade, ("port:int", "user", "password"), ()),
 }
 
 
@@ -285,7 +403,7 @@ def main():
                 p.add_argument(flag)
         p.set_defaults(fn=fn)
     a = ap.parse_args()
-    if a.cmd == "login" and a.expect not in ("OK", "NO", "BAD"):
+    if a.cmd in ("login", "xdeliver") and a.expect not in ("OK", "NO", "BAD"):
         ap.error("EXPECT is OK, NO or BAD")
     a.fn(a)
 
