@@ -2,7 +2,7 @@
 """faults - the workload side of t_faults.sh (the fault-injection matrix).
 
   faults.py round --name NAME --users U1,U2 --clients N --duration S --seed S
-                  --ready FILE --result FILE
+                  --ready FILE --result FILE [--mail-to USER]
 
 Clients of pimap-proxy (stock IMAP: they never see P-IMAP), N per user, each
 logged in, INBOX selected and modelled (pimapc.View: built only from what
@@ -23,13 +23,22 @@ failure is: a response that cannot apply to the client's model
 that never works again, or, at the end, a model that differs from the
 store's real state. At the end every client sends NOOP (until its model
 equals the store, up to FINAL_WAIT seconds: events may still be on their
-way) and LOGOUT. --result gets a JSON summary; exit 0 if nothing failed.
+way) and LOGOUT.
+
+With --mail-to (and PROXY_SMTP_PORT set), the first user also sends mail
+to USER through pimap-proxy's SMTP listener (AUTH PLAIN, one message every
+0.2-0.7 s, each with its own Message-ID). At the end every message the
+proxy accepted with 250 must be in USER's mailbox exactly once, or (queued,
+then failed for good) reported back to the sender in a delivery report in
+the sender's INBOX (queued ones are retried: up to DELIVERY_WAIT seconds),
+and no message may be in USER's mailbox twice. --result gets a JSON summary; exit 0 if nothing failed.
 """
 
 import argparse
 import json
 import os
 import random
+import smtplib
 import sys
 import threading
 import time
@@ -40,6 +49,9 @@ import imapc                                              # noqa: E402
 from pimapc import PimapClient, ViewError, store_truth    # noqa: E402
 
 PROXY_PORT = int(os.environ["PROXY_PORT"])
+SMTP_PORT = int(os.environ.get("PROXY_SMTP_PORT") or 0)
+DOVECOT_HOME = os.environ.get("DOVECOT_HOME", "")
+DELIVERY_WAIT = 90.0      # queued mail is retried with backoff until then
 REPLY_TIMEOUT = 45.0      # above link.outage_wait: a command waits out an outage
 RECONNECT_FOR = 60.0      # how long a daemon may take to come back
 FINAL_WAIT = 15.0
@@ -93,9 +105,16 @@ class Worker:
         self.c = None
         self.connect()
 
+    def check_untagged(self, r):
+        """What a stock client that never enabled CONDSTORE must not get."""
+        if r.tag == "*" and " FETCH " in r.first.upper() and "MODSEQ" in r.first.upper():
+            self.stats.setdefault("modseq", []).append(r.first[:100])
+
     def ok_or_no(self, cmd):
         """A command: OK, or NO (counted); BYE/close -> resync; anything else fails."""
         tag, resps = self.c.command(cmd, timeout=REPLY_TIMEOUT)
+        for r in resps:
+            self.check_untagged(r)
         if any(r.status == "BYE" for r in resps):
             raise imapc.Closed("BYE: %s" % [r.first for r in resps if r.status == "BYE"][0])
         st = resps[-1].status
@@ -121,11 +140,17 @@ class Worker:
                 self.ok_or_no("UID FETCH %d (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])" % uid)
         elif op == "idle":
             tag, _ = self.c.send_command("IDLE")
-            r = self.c.read_response(timeout=REPLY_TIMEOUT)
-            if not r.is_continuation:
+            while True:
+                # Untagged data may come before the continuation (it is
+                # applied to the view as it is read).
+                r = self.c.read_response(timeout=REPLY_TIMEOUT)
+                if r.is_continuation:
+                    break
                 if r.status == "BYE":
                     raise imapc.Closed("BYE: %s" % r.first)
-                raise Failure("%s: IDLE -> %r" % (self.name, r.first))
+                if r.tag != "*":
+                    raise Failure("%s: IDLE -> %r" % (self.name, r.first))
+                self.check_untagged(r)
             end = time.monotonic() + self.rng.uniform(0.2, 1.0)
             while time.monotonic() < end:
                 try:
@@ -223,6 +248,89 @@ class Worker:
             self.failures.append("%s: LOGOUT: %s" % (self.name, e))
 
 
+# --- mail sent through pimap-proxy's SMTP listener ------------------------------
+
+def copies_in_mailbox(user, msgid, anywhere=False):
+    """How many messages in user's Maildir carry this Message-ID (with
+    anywhere: mention it anywhere, as a delivery report does)."""
+    n = 0
+    for sub in ("new", "cur"):
+        d = os.path.join(DOVECOT_HOME, user, "Maildir", sub)
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            try:
+                with open(os.path.join(d, name), "rb") as f:
+                    head = f.read() if anywhere else f.read(8192)
+            except FileNotFoundError:
+                continue   # moved from new/ to cur/ meanwhile: counted there
+            if (msgid if anywhere else "Message-ID: " + msgid).encode() in head:
+                n += 1
+    return n
+
+
+class Sender:
+    """Sends mail as sender to rcpt through the proxy's SMTP listener; keeps
+    the Message-IDs the proxy accepted (250) and the ones it did not."""
+
+    def __init__(self, name, sender, rcpt, rng, log):
+        self.name, self.sender, self.rcpt, self.rng, self.log = name, sender, rcpt, rng, log
+        self.accepted, self.refused = [], []
+
+    def run(self, stop):
+        i = 0
+        while not stop.wait(self.rng.uniform(0.2, 0.7)):
+            mid = "<%s.%d.%d@faults.test>" % (self.name.replace("#", "-"), os.getpid(), i)
+            i += 1
+            msg = ("From: %s@mail.test\r\nTo: %s@mail.test\r\nSubject: fault %s %d\r\nMessage-ID: %s\r\n\r\n"
+                   "sent while faults happen\r\n" % (self.sender, self.rcpt, self.name, i, mid))
+            try:
+                s = smtplib.SMTP("127.0.0.1", SMTP_PORT, timeout=60)
+                try:
+                    s.ehlo()
+                    s.login(self.sender, g.PASS)
+                    s.sendmail("%s@mail.test" % self.sender, ["%s@mail.test" % self.rcpt], msg)
+                    self.accepted.append(mid)
+                finally:
+                    try:
+                        s.quit()
+                    except (smtplib.SMTPException, OSError):
+                        pass
+            except (smtplib.SMTPException, OSError) as e:
+                # Not accepted: the client knows (a real one retries later).
+                if mid not in self.accepted:
+                    self.refused.append(mid)
+                self.log("SMTP %s not accepted: %s" % (mid, str(e)[:120]))
+
+    def returned(self, msgid):
+        """A delivery report about msgid in the sender's own INBOX (what the
+        proxy does with queued mail that then fails for good)."""
+        return copies_in_mailbox(self.sender, msgid, anywhere=True) > 0
+
+    def check(self):
+        """Every accepted message delivered exactly once or, if it failed
+        for good after it was queued, reported back to the sender (waiting
+        for the outbox's retries); none delivered twice. Returns failures."""
+        deadline = time.monotonic() + DELIVERY_WAIT
+        while True:
+            missing = [m for m in self.accepted if copies_in_mailbox(self.rcpt, m) == 0 and not self.returned(m)]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)   # pacing while queued mail is retried
+        self.bounced = [m for m in self.accepted if copies_in_mailbox(self.rcpt, m) == 0 and self.returned(m)]
+        if self.bounced:
+            self.log("SMTP: %d accepted messages failed for good and were reported to the sender: %s"
+                     % (len(self.bounced), " ".join(self.bounced)))
+        out = ["accepted by SMTP, never delivered and never reported back: %s" % m for m in missing]
+        for m in self.accepted + self.refused:
+            n = copies_in_mailbox(self.rcpt, m)
+            if n > 1:
+                out.append("delivered %d times: %s" % (n, m))
+        return out
+
+
 def cmd_round(a):
     rng = random.Random(a.seed)
     lock = threading.Lock()
@@ -257,19 +365,36 @@ def cmd_round(a):
 
     dt = threading.Thread(target=deliverer)
     dt.start()
+    sender = None
+    if SMTP_PORT and a.mail_to:
+        sender = Sender(a.name, users[0], a.mail_to, random.Random(rng.random()), log)
+        st = threading.Thread(target=sender.run, args=(stop,))
+        st.start()
     time.sleep(a.duration)   # the workload's length: the fault is injected meanwhile
     stop.set()
     dt.join()
+    if sender:
+        st.join()
     for t in threads:
         t.join(timeout=REPLY_TIMEOUT + RECONNECT_FOR + 10)
     for w in workers:
         w.final_check()
     failures = [f for w in workers for f in w.failures]
-    out = {"name": a.name, "seed": a.seed, "deliveries": deliveries,
+    mail = None
+    if sender:
+        failures += ["SMTP: " + f for f in sender.check()]
+        mail = {"accepted": len(sender.accepted), "not_accepted": len(sender.refused),
+                "reported_back": len(sender.bounced)}
+        log("SMTP: %d messages accepted (each delivered once), %d not accepted" % (len(sender.accepted),
+                                                                                 len(sender.refused)))
+    out = {"name": a.name, "seed": a.seed, "deliveries": deliveries, "smtp": mail,
            "clients": {w.name: w.stats for w in workers}, "failures": failures}
     with open(a.result, "w") as f:
         json.dump(out, f, indent=1)
     total = {k: sum(w.stats[k] for w in workers) for k in ("ops", "no", "resyncs")}
+    modseq = [m for w in workers for m in w.stats.get("modseq", [])]
+    if modseq:
+        log("MODSEQ sent to clients that never enabled CONDSTORE (%d times), e.g. %s" % (len(modseq), modseq[0]))
     log("%d operations, %d refused with NO, %d resynchronisations, %d deliveries (%d refused); %s"
         % (total["ops"], total["no"], total["resyncs"], deliveries["ok"], deliveries["failed"],
            "every view equals the store" if not failures else "%d FAILURES" % len(failures)))
@@ -289,6 +414,7 @@ def main():
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--ready", required=True)
     p.add_argument("--result", required=True)
+    p.add_argument("--mail-to", help="also send mail to this user through the proxy's SMTP listener")
     p.set_defaults(fn=cmd_round)
     a = ap.parse_args()
     sys.exit(a.fn(a))
