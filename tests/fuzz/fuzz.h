@@ -40,6 +40,27 @@ static const struct imap_limits fuzz_small_limits = {
 	.max_args = 16,
 };
 
+/* A small deterministic generator (seeded from the input) for chunk sizes and choices. */
+static inline uint32_t fuzz_rand(uint32_t *state)
+{
+	*state = *state * 1103515245u + 12345u;
+	return *state >> 16;
+}
+
+/*
+ * The next chunk of left bytes to feed a parser: all of it with a zero
+ * state (one piece), otherwise mostly 1-5 bytes and sometimes up to 300, so
+ * that both byte-at-a-time and bulk paths get split.
+ */
+static inline size_t fuzz_chunk(uint32_t *state, size_t left)
+{
+	if (!*state)
+		return left;
+	uint32_t x = fuzz_rand(state);
+	size_t n = (x & 7) == 0 ? (x >> 3) % 300 + 1 : (x >> 3) % 5 + 1;
+	return n < left ? n : left;
+}
+
 /* A cursor over the fuzzer's bytes, for targets that need several inputs. */
 struct fuzz_in {
 	const uint8_t *p;

@@ -12,29 +12,16 @@
  * given to outband_extended_decode, which must refuse them without a crash
  * (the chance of forging an AES-GCM tag is nil).
  *
- * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Ibuild \
- *            src/http_wire.c src/buf.c src/outband_msg.c tests/fuzz/fuzz_http_wire.c \
- *            -lhttp_parser -lz $(pkg-config --cflags --libs gnutls) -o fuzz_http
- * Run:   ./fuzz_http
+ * Built by `./configure --enable-fuzzing` (tests/fuzz/README.md); corpus in
+ * tests/fuzz/corpus/http_wire, dictionary tests/fuzz/http_wire.dict.
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "config.h"
 
-#include "buf.h"
+#include "fuzz.h"
 #include "http_wire.h"
 #include "outband_msg.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                       \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "fuzz_http_wire: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-			__builtin_trap();                                                 \
-		}                                                                         \
-	} while (0)
+#define CHECK FUZZ_CHECK
 
 struct run {
 	char events[4096];

@@ -29,25 +29,6 @@
 #include "smtp_reply.h"
 #include "smtp_server.h"
 
-struct transcript {
-	struct buf t;
-};
-
-static uint32_t next_rand(uint32_t *s)
-{
-	*s = *s * 1103515245u + 12345u;
-	return *s >> 16;
-}
-
-static size_t chunk(uint32_t *rng, size_t left)
-{
-	if (!*rng)
-		return left; /* one piece */
-	uint32_t x = next_rand(rng);
-	size_t n = (x & 7) == 0 ? (x >> 3) % 300 + 1 : (x >> 3) % 5 + 1;
-	return n < left ? n : left;
-}
-
 /* Every reply line well-formed; appended to the transcript. */
 static void take_output(struct smtp_server *s, struct buf *t)
 {
@@ -80,7 +61,7 @@ static void run_server(const struct smtp_server_config *cfg, const uint8_t *data
 	take_output(s, t);
 	size_t pos = 0;
 	for (int guard = 0; guard < 100000; guard++) {
-		size_t n = pos < size ? chunk(&rng, size - pos) : 0, used = 0;
+		size_t n = pos < size ? fuzz_chunk(&rng, size - pos) : 0, used = 0;
 		enum smtp_action act = smtp_server_input(s, data + pos, n, &used);
 		FUZZ_CHECK(used <= n);
 		pos += used;
@@ -153,7 +134,7 @@ static void run_replies(const uint8_t *data, size_t size, uint32_t rng, struct b
 	size_t pos = 0, end = 0;
 	while (pos < size) {
 		if (end <= pos)
-			end = pos + chunk(&rng, size - pos);
+			end = pos + fuzz_chunk(&rng, size - pos);
 		size_t used = 0;
 		enum smtp_reply_result r = smtp_reply_feed(p, data + pos, end - pos, &used);
 		FUZZ_CHECK(used <= end - pos);

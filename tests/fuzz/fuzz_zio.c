@@ -28,12 +28,6 @@
 /* DEFLATE's worst case: one 258-byte match per 2 bits, i.e. 1032 bytes per input byte. */
 #define MAX_EXPANSION 1032u
 
-static uint32_t next_rand(uint32_t *s)
-{
-	*s = *s * 1103515245u + 12345u;
-	return *s >> 16;
-}
-
 static void fuzz_inflate(uint32_t seed, const uint8_t *p, size_t n)
 {
 	struct zio *z = zio_new_lean(-1);
@@ -43,7 +37,7 @@ static void fuzz_inflate(uint32_t seed, const uint8_t *p, size_t n)
 	size_t pos = 0, fed = 0;
 	bool failed = false;
 	while (pos < n) {
-		size_t chunk = next_rand(&seed) % INFLATE_SLICE + 1;
+		size_t chunk = fuzz_rand(&seed) % INFLATE_SLICE + 1;
 		if (chunk > n - pos)
 			chunk = n - pos;
 		size_t before = buf_len(&out);
@@ -81,21 +75,21 @@ static void fuzz_round_trip(uint32_t seed, const uint8_t *p, size_t n)
 	buf_init(&plain, 0);
 	size_t pos = 0;
 	while (pos < n) {
-		size_t chunk = next_rand(&seed) % 700 + 1;
+		size_t chunk = fuzz_rand(&seed) % 700 + 1;
 		if (chunk > n - pos)
 			chunk = n - pos;
-		bool flush = next_rand(&seed) % 3 == 0;
+		bool flush = fuzz_rand(&seed) % 3 == 0;
 		FUZZ_CHECK(zio_deflate(tx, p + pos, chunk, flush, &wire) == 0);
 		pos += chunk;
 		/* A flush can be repeated with nothing new (an empty batch). */
-		if (flush && next_rand(&seed) % 4 == 0)
+		if (flush && fuzz_rand(&seed) % 4 == 0)
 			FUZZ_CHECK(zio_deflate(tx, NULL, 0, true, &wire) == 0);
 	}
 	FUZZ_CHECK(zio_deflate(tx, NULL, 0, true, &wire) == 0);
 	/* Decode in other pieces, down to single bytes. */
 	size_t off = 0;
 	while (off < buf_len(&wire)) {
-		size_t chunk = next_rand(&seed) % 64 + 1;
+		size_t chunk = fuzz_rand(&seed) % 64 + 1;
 		if (chunk > buf_len(&wire) - off)
 			chunk = buf_len(&wire) - off;
 		FUZZ_CHECK(zio_inflate(rx, buf_head(&wire) + off, chunk, &plain) == 0);

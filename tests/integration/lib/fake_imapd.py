@@ -46,60 +46,23 @@ runs until killed.
 """
 
 import argparse
+import os
 import re
-import socket
-import ssl
 import sys
-import threading
 
-LOCK = threading.Lock()
-
-
-def unescape(text):
-    return text.replace("\\r\\n", "\r\n") if text is not None else None
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_base import LOCK, LineConn, serve_forever, unescape  # noqa: E402
 
 
-class Conn:
+class Conn(LineConn):
     def __init__(self, sock, args):
-        self.sock = sock
-        self.args = args
-        self.buf = b""
-        self.tls = False
+        super().__init__(sock, args)
         self.caps = args.caps
-
-    # --- I/O -------------------------------------------------------------
-    def record(self, data):
-        with LOCK, open(self.args.record, "ab") as r:
-            r.write(data)
 
     def record_command(self, line):
         if self.args.commands:
             with LOCK, open(self.args.commands, "ab") as r:
                 r.write(line.rstrip(b"\r\n") + b"\n")
-
-    def fill(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError
-        self.record(data)
-        self.buf += data
-
-    def line(self):
-        while b"\n" not in self.buf:
-            if len(self.buf) > 65536:
-                raise EOFError
-            self.fill()
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line + b"\n"
-
-    def exact(self, n):
-        while len(self.buf) < n:
-            self.fill()
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def say(self, text):
-        self.sock.sendall(text.encode("latin-1") + b"\r\n")
 
     # --- a command, literals included ------------------------------------
     def command(self):
@@ -140,25 +103,17 @@ class Conn:
         if not a.starttls_reply.upper().startswith("OK"):
             self.sock.sendall(reply.encode("latin-1"))
             return
-        out = reply
-        if a.inject:
+        inject = a.inject
+        if inject:
             m = re.match(r"^(.*?)(\d+)$", tag)
             nxt = "%s%d" % (m.group(1), int(m.group(2)) + 1) if m else tag + "1"
-            out += unescape(a.inject).replace("{tag}", tag).replace("{next}", nxt)
-        self.sock.sendall(out.encode("latin-1"))
-        # Whatever the client pipelined behind STARTTLS is dropped.
-        self.buf = b""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(a.starttls_cert, a.starttls_key)
-        self.sock.settimeout(10)
-        self.sock = ctx.wrap_socket(self.sock, server_side=True)
-        self.sock.settimeout(30)
-        self.tls = True
+            inject = inject.replace("{tag}", tag).replace("{next}", nxt)
+        self.switch_to_tls(reply, inject, a.starttls_cert, a.starttls_key)
         self.caps = a.tls_caps
 
     def serve(self):
         a = self.args
-        self.sock.sendall(unescape(a.greeting).encode("latin-1") + b"\r\n")
+        self.say(unescape(a.greeting))
         if self.tls:
             self.caps = a.tls_caps
         while True:
@@ -210,26 +165,6 @@ class Conn:
                 self.say("%s BAD fake_imapd does not do that" % tag)
 
 
-def handle(sock, ctx, args):
-    try:
-        sock.settimeout(30)
-        c = Conn(sock, args)
-        if ctx is not None:
-            sock.settimeout(10)
-            c.sock = ctx.wrap_socket(sock, server_side=True)
-            c.sock.settimeout(30)
-            c.tls = True
-        c.serve()
-    except (OSError, ssl.SSLError, EOFError) as e:
-        # A client that rejects our certificate lands here: expected.
-        print("fake_imapd: connection ended: %s" % (e or "EOF"), file=sys.stderr, flush=True)
-    finally:
-        try:
-            sock.close()
-        except OSError:
-            pass
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, required=True)
@@ -253,22 +188,7 @@ def main():
     if args.tls_caps is None:
         args.tls_caps = " ".join(c for c in args.caps.split() if c.upper() != "STARTTLS")
 
-    ctx = None
-    if args.tls_cert:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(args.tls_cert, args.tls_key)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", args.port))
-    s.listen(16)
-    open(args.record, "ab").close()
-    if args.commands:
-        open(args.commands, "ab").close()
-    if args.ready_file:
-        open(args.ready_file, "w").close()
-    while True:
-        conn, _ = s.accept()
-        threading.Thread(target=handle, args=(conn, ctx, args), daemon=True).start()
+    serve_forever(args, Conn, "fake_imapd", (args.commands,))
 
 
 if __name__ == "__main__":

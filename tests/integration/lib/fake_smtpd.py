@@ -27,41 +27,16 @@ the final dot, RSET/NOOP 250, QUIT 221; anything else 502.
 """
 
 import argparse
-import socket
-import ssl
+import os
 import sys
-import threading
 
-LOCK = threading.Lock()
-
-
-def unescape(text):
-    return text.replace("\\r\\n", "\r\n") if text is not None else None
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_base import LineConn, serve_forever  # noqa: E402
 
 
-class Conn:
-    def __init__(self, sock, args):
-        self.sock = sock
-        self.args = args
-        self.buf = b""
-        self.tls = False
-
-    def fill(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError
-        with LOCK, open(self.args.record, "ab") as r:
-            r.write(data)
-        self.buf += data
-
-    def line(self):
-        while b"\n" not in self.buf:
-            self.fill()
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.rstrip(b"\r").decode("latin-1")
-
-    def say(self, text):
-        self.sock.sendall(text.encode("latin-1") + b"\r\n")
+class Conn(LineConn):
+    def text_line(self):
+        return self.line().rstrip(b"\r\n").decode("latin-1")
 
     def ehlo(self, name):
         words = (self.args.tls_ehlo if self.tls else self.args.ehlo).split()
@@ -74,27 +49,18 @@ class Conn:
         if self.tls or not a.starttls_cert:
             self.say("502 5.5.1 no STARTTLS here")
             return
-        out = a.starttls_reply + "\r\n"
+        reply = a.starttls_reply + "\r\n"
         if not a.starttls_reply.startswith("220"):
-            self.sock.sendall(out.encode("latin-1"))
+            self.sock.sendall(reply.encode("latin-1"))
             return
-        if a.inject:
-            out += unescape(a.inject)
-        self.sock.sendall(out.encode("latin-1"))
-        self.buf = b""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(a.starttls_cert, a.starttls_key)
-        self.sock.settimeout(10)
-        self.sock = ctx.wrap_socket(self.sock, server_side=True)
-        self.sock.settimeout(30)
-        self.tls = True
+        self.switch_to_tls(reply, a.inject, a.starttls_cert, a.starttls_key)
 
     def serve(self):
         self.say(self.args.greeting)
         if not self.args.greeting.startswith("220"):
             return
         while True:
-            line = self.line()
+            line = self.text_line()
             verb = line.split(" ", 1)[0].upper()
             if verb in ("EHLO", "HELO"):
                 self.ehlo(line[5:])
@@ -103,18 +69,18 @@ class Conn:
             elif verb == "AUTH":
                 if line.upper().startswith("AUTH LOGIN"):
                     self.say("334 VXNlcm5hbWU6")
-                    self.line()
+                    self.text_line()
                     self.say("334 UGFzc3dvcmQ6")
-                    self.line()
+                    self.text_line()
                 elif len(line.split()) < 3:
                     self.say("334 ")
-                    self.line()
+                    self.text_line()
                 self.say("235 2.7.0 Authentication successful")
             elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
                 self.say("250 2.0.0 Ok")
             elif verb == "DATA":
                 self.say("354 End data with <CR><LF>.<CR><LF>")
-                while self.line() != ".":
+                while self.text_line() != ".":
                     pass
                 self.say("250 2.0.0 Ok: queued as FAKE1")
             elif verb == "QUIT":
@@ -122,25 +88,6 @@ class Conn:
                 return
             else:
                 self.say("502 5.5.2 fake_smtpd does not do that")
-
-
-def handle(sock, ctx, args):
-    try:
-        sock.settimeout(30)
-        c = Conn(sock, args)
-        if ctx is not None:
-            sock.settimeout(10)
-            c.sock = ctx.wrap_socket(sock, server_side=True)
-            c.sock.settimeout(30)
-            c.tls = True
-        c.serve()
-    except (OSError, ssl.SSLError, EOFError) as e:
-        print("fake_smtpd: connection ended: %s" % (e or "EOF"), file=sys.stderr, flush=True)
-    finally:
-        try:
-            sock.close()
-        except OSError:
-            pass
 
 
 def main():
@@ -160,21 +107,7 @@ def main():
     args = ap.parse_args()
     if args.tls_ehlo is None:
         args.tls_ehlo = " ".join(w for w in args.ehlo.split() if w.upper() != "STARTTLS")
-    ctx = None
-    if args.tls_cert:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(args.tls_cert, args.tls_key)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", args.port))
-    s.listen(16)
-    open(args.record, "ab").close()
-    if args.ready_file:
-        open(args.ready_file, "w").close()
-    while True:
-        conn, _ = s.accept()
-        threading.Thread(target=handle, args=(conn, ctx, args), daemon=True).start()
-
+    serve_forever(args, Conn, "fake_smtpd")
 
 if __name__ == "__main__":
     main()
