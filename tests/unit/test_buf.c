@@ -96,6 +96,22 @@ static void test_printf_and_find(void)
 	buf_free(&b);
 }
 
+/* An unused buffer's head is a valid empty string, never NULL + 0 (UB that
+ * clang's UBSan reports; fuzz_roundtrip: corpus/roundtrip/regress-empty-uidset-null-head). */
+static void test_unused_head(void)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	CU_ASSERT_PTR_NOT_NULL(buf_head(&b));
+	CU_ASSERT_EQUAL(buf_len(&b), 0);
+	uint8_t *p = buf_reserve(&b, 0);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	buf_clear(&b);
+	CU_ASSERT_PTR_NOT_NULL(buf_head(&b));
+	buf_free(&b);
+	CU_ASSERT_PTR_NOT_NULL(buf_head(&b));
+}
+
 void suite_buf(void)
 {
 	ADD_SUITE("buf",
@@ -103,5 +119,6 @@ void suite_buf(void)
 	          {"growth keeps content in order", test_growth_keeps_content},
 	          {"reserve and commit", test_reserve_commit},
 	          {"limit and room", test_limit_and_room},
-	          {"printf and find LF", test_printf_and_find});
+	          {"printf and find LF", test_printf_and_find},
+	          {"an unused buffer's head", test_unused_head});
 }
