@@ -146,7 +146,10 @@ void xfilter_format_date(long day, char *out, size_t outlen)
 	long y;
 	unsigned m, d;
 	civil_from_days(day, &y, &m, &d);
-	snprintf(out, outlen, "%u-%s-%ld", d, month_names[m - 1], y);
+	/* Four digits: a date-year is 4DIGIT (RFC 3501), and xfilter_parse_date
+	 * reads no other; "1-Jan-985" from 1-Jan-0985 was stored, then refused
+	 * when loaded and sent to the store as a bad date (found by fuzz_xfilter). */
+	snprintf(out, outlen, "%u-%s-%04ld", d, month_names[m - 1], y);
 }
 
 bool xfilter_parse_date(const char *s, size_t len, long *day)

@@ -179,6 +179,15 @@ static void test_dates(void)
 	CU_ASSERT(xfilter_civil_day(2024, 3, 10, &d));
 	xfilter_format_date(d, out, sizeof(out));
 	CU_ASSERT_STRING_EQUAL(out, "10-Mar-2024");
+	/* a year under 1000 keeps four digits (found by fuzz_xfilter) */
+	CU_ASSERT(xfilter_parse_date("01-Jan-0985", 11, &d));
+	xfilter_format_date(d, out, sizeof(out));
+	CU_ASSERT_STRING_EQUAL(out, "1-Jan-0985");
+	for (long day = -719162; day < -700000; day += 997) {
+		long back;
+		xfilter_format_date(day, out, sizeof(out));
+		CU_ASSERT(xfilter_parse_date(out, strlen(out), &back) && back == day);
+	}
 	CU_ASSERT(xfilter_today(0) >= -1 && xfilter_today(0) <= 0);
 }
 
