@@ -61,7 +61,9 @@ built=$(date +%s)
 echo "run-fuzzers: built in $((built - started)) s with clang (ASan, UBSan, libFuzzer)"
 
 ntargets=$(echo $targets | wc -w)
-# Time per target: the total divided by the targets, run $jobs at a time.
+# Time per target: the total divided by the targets, run $jobs at a time
+# (fewer targets than jobs: each gets the whole time, not more).
+[ "$jobs" -le "$ntargets" ] || jobs=$ntargets
 per=$((total * jobs / ntargets))
 [ "$per" -ge 5 ] || per=5
 
