@@ -335,4 +335,53 @@ for i, t in enumerate(["OK [SMTP 250 2.0.0] sent", "NO [SMTP 550 5.1.1] no", "OK
                        "NO [UNAVAILABLE] later", "NO [SMTP 999 9.9.9] odd", "BAD what", "NO [SMTP"]):
     write("xdeliver", "tagged-%d" % i, bytes([2]) + t.encode())
 
+# --- xfilter: first byte % 3: 0 command, 1 criteria text, 2 filter file; the
+# byte also picks "today" (fuzz_xfilter.c) --------------------------------------
+for i, cmd in enumerate([
+    'INBOX V DAYSBEFORETODAY 14',
+    'INBOX N OR FROM boss@example.com FROM family@example.org',
+    'ALL B GET',
+    'ALL V NONE',
+    '"ALL" N ALL',
+    'INBOX B OR FROM a SUBJECT b',
+    'Lists/x V (NOT SUBJECT digest DAYSBEFORETODAY 30) LARGER 10 SMALLER 5000000',
+    'INBOX V HEADER X-Priority "1" SENTSINCE 1-Mar-2024 SENTBEFORE "2-Apr-2025" ON 3-May-2026',
+    'INBOX V SINCE 01-Jan-1970 BEFORE 31-Dec-2150 SENTON 29-Feb-2024 BCC x CC y TO z',
+    'INBOX V BODY foo TEXT "bar baz"',
+    'INBOX V FLAGGED',
+    'INBOX V UNSEEN',
+    'INBOX V NOT DAYSBEFORETODAY 3',
+    'INBOX V 1:5',
+    'INBOX V UID 1:*',
+    'INBOX V MODSEQ 5',
+    'INBOX V KEYWORD $Junk',
+    'INBOX V FROM {7+}\r\nM\xc3\xbcller',
+    'INBOX V SUBJECT "\xe2\x82\xac"',
+    'INBOX X ALL',
+    'INBOX V',
+    'INBOX V ((((FROM a))))',
+    'INBOX V OR OR FROM a FROM b OR TO c TO d',
+]):
+    write("xfilter", "command-%d" % i, bytes([0 + 3 * (i % 60)]) + cmd.encode("latin-1"))
+for i, text in enumerate([
+    'DAYSBEFORETODAY 0', 'from "x" subject y', 'OR (FROM a TO b) NOT LARGER 100',
+    'HEADER "List-Id" "<x.y>"', 'SENTSINCE 1-Jan-2000 BEFORE 1-Jan-2001', 'ALL', 'NONE',
+    'DAYSBEFORETODAY 36500', 'LARGER 4294967295', 'SMALLER 0', 'NOT NOT FROM a', '(', ')', 'OR FROM a',
+    'SEEN', 'ANSWERED', 'ON 31-Feb-2024', 'FROM "a\\"b\\\\c"',
+]):
+    write("xfilter", "text-%d" % i, bytes([1 + 3 * (i % 60)]) + text.encode())
+for i, name in enumerate(["mobile.yaml", "metered.yaml"]):
+    with open(os.path.join(TOP, "filters", name), "rb") as f:
+        write("xfilter", "file-%s" % name.split(".")[0], bytes([2 + 3 * i]) + f.read())
+for i, text in enumerate([
+    'folders:\n  "Lists/*":\n    view:\n      days: 30\n      search: NOT SUBJECT digest\n    notify: none\n'
+    '  INBOX:\n    notify:\n      header: {X-Priority: "1"}\n  "*":\n    view: {max_size: 5M}\n    notify: none\n',
+    'events: new\nexclude: Junk\nfolders:\n  INBOX:\n    view:\n      since: 2024-03-01\n      before: 1-Mar-2025\n'
+    '      min_size: 500K\n      to: [a@b, c@d]\n      cc: x\n      subject: ["hi", "ho"]\n      body: b\n      text: t\n',
+    'events: none\nfolders:\n  INBOX:\n    view:\n      dayz: 3\n',
+    'folders:\n  INBOX:\n    view:\n      search: FLAGGED\n',
+    'folders:\n  "Arch?ve/*":\n    view: none\n    notify: all\n',
+]):
+    write("xfilter", "file-%d" % i, bytes([2 + 3 * (i % 60)]) + text.encode())
+
 print("seeds written under", os.path.join(HERE, "corpus"), file=sys.stderr)
