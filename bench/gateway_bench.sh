@@ -3,7 +3,8 @@
 # session (not a test).
 #
 # Starts a private Dovecot (users alice, bob and u0000...u(N-1), limits raised
-# so that it can hold N concurrent sessions, see DOVECOT_LIMITS below) and
+# so that it can hold N concurrent sessions, see dovecot_raise_limits in
+# tests/integration/lib/harness.sh) and
 # pimap-gateway in front of it, then
 #  1. push latency (bench/push_latency.py latency): a client IDLEs directly on
 #     Dovecot and one IDLEs through the gateway in a P-IMAP session; --deliveries

@@ -139,7 +139,9 @@ stop_gateway 120
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 [ -n "$CPU_MODEL" ] || CPU_MODEL=$(uname -m)
 CMDLINE="bench/load_bench.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
-[ -z "$ENV_BUILDDIR" ] || CMDLINE="top_builddir=$ENV_BUILDDIR $CMDLINE"
+# the build directory as the document shows it: relative inside the source tree
+SHOWN_BUILDDIR=${ENV_BUILDDIR#"$top_srcdir"/}
+[ -z "$ENV_BUILDDIR" ] || CMDLINE="top_builddir=$SHOWN_BUILDDIR $CMDLINE"
 REPORT_OUT=$OUTPUT
 [ "$OUTPUT" = - ] && REPORT_OUT=$T/PERFORMANCE.md
 python3 "$LOAD" report --json "$T/load-dovecot.json" --json "$T/load-pimap-proxy.json" \
