@@ -580,6 +580,17 @@ enum smtp_action smtp_server_input(struct smtp_server *s, const uint8_t *data, s
 				reset_transaction(s);
 				break;
 			}
+			/* Mail cannot carry NUL (RFC 5322; 8BITMIME is no BINARYMIME), and
+			 * the XDELIVER literal it would go in cannot either: the gateway
+			 * dropped the link at it, and the outbox retried it for ever with
+			 * every later message held behind it. */
+			struct buf *m = smtp_in_data(s->in);
+			if (memchr(buf_head(m), '\0', buf_len(m))) {
+				s->st = S_COMMAND;
+				reply(s, 554, "5.6.0", "The message contains a NUL byte, which mail cannot carry; nothing was sent");
+				reset_transaction(s);
+				break;
+			}
 			s->st = S_WAIT_DELIVER;
 			act = SMTP_ACTION_DELIVER;
 			break;

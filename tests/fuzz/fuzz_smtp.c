@@ -104,6 +104,7 @@ static void run_server(const struct smtp_server_config *cfg, const uint8_t *data
 			FUZZ_CHECK(nr >= 1 && nr <= cfg->max_recipients);
 			struct buf *m = smtp_server_message(s);
 			FUZZ_CHECK(buf_len(m) <= cfg->max_message);
+			FUZZ_CHECK(!memchr(buf_head(m), '\0', buf_len(m))); /* XDELIVER could not carry it */
 			buf_printf(t, "[deliver %s", smtp_server_mail_from(s));
 			for (size_t i = 0; i < nr; i++)
 				buf_printf(t, " %s", rcpts[i]);

@@ -14,6 +14,8 @@
 #  5. too many recipients: 452 4.5.3;
 #  6. bad addresses and parameters: 501 5.1.7, 501 5.1.3, 555 5.5.4;
 #  7. a bare LF inside DATA: 521 5.5.2 and the connection closes; nothing sent;
+#  7b. a NUL byte inside DATA: 554 5.6.0 (mail cannot carry NUL, nor can the
+#     XDELIVER literal), nothing sent or queued, the session goes on;
 #  8. DATA cut by a disconnect: nothing sent;
 #  9. everything pipelined in one write (RFC 2920): replies in order, sent once;
 # 10. ten errors in a row: 421 and the connection closes;
@@ -38,7 +40,7 @@ PROXY_ARGS=(--listen "127.0.0.1:$P" --listen-tls none --smtp-listen "127.0.0.1:$
 	--upstream "pimaps://127.0.0.1:$GW_PORT" --ca-file "$CA" --device-id bad-dev -v
 	--set smtp.max_message_size=64K --set smtp.max_recipients=3 --state-dir "$T/proxy-state")
 start_proxy "${PROXY_ARGS[@]}"
-export SP PROXY_CERT="$T/proxy-state/proxy-cert.pem"
+export SP PROXY_CERT="$T/proxy-state/proxy-cert.pem" PROXY_STATE="$T/proxy-state"
 
 py_part "bad input" <<'PY'
 from gwt import *
@@ -149,6 +151,24 @@ def _():
     check(r.closed(), "the connection is closed")
     time.sleep(1)
     check(delivered_count(mid) == 0 and search_msgid("bob", mid) == [], "nothing was sent")
+
+@step("7b. a NUL byte inside DATA: 554, nothing sent or queued, the session goes on")
+def _():
+    r = session()
+    mid = new_id("nul")
+    expect(r, "MAIL FROM:<alice@mail.test>", 250, "MAIL")
+    expect(r, "RCPT TO:<bob@mail.test>", 250, "RCPT")
+    expect(r, "DATA", 354, "DATA")
+    r.send(message(mid, "a NUL", body="before \0 after\r\n") + b".\r\n")
+    expect(r, None, 554, "NUL in DATA", "5.6.0")
+    still_works(r)
+    r.close()
+    time.sleep(1.5)
+    check(delivered_count(mid) == 0 and search_msgid("bob", mid) == [], "nothing was sent")
+    state = E["PROXY_STATE"]
+    files = [os.path.join(d, f) for d, _, fs in os.walk(state) for f in fs]
+    check(not any(mid.encode() in open(f, "rb").read() for f in files if os.path.isfile(f)),
+          "nothing queued in the outbox")
 
 @step("8. DATA cut by a disconnect: nothing sent")
 def _():

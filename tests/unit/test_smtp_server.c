@@ -387,6 +387,17 @@ static void test_server_sessions(void)
 	              "EHLO c\r\nAUTH PLAIN " PLAIN_SECRET "\r\nMAIL FROM:<a@b>\r\nRCPT TO:<b@c>\r\nDATA\r\nbad\nline\r\n"
 	              ".\r\n",
 	              "220 250-250-250-250-250-250-250 [auth alice] 235 250 250 354 521 [close]", "");
+	/* a NUL in the message: 554, nothing delivered, the session goes on (XDELIVER cannot carry it) */
+	{
+		static const char in[] = "EHLO c\r\nAUTH PLAIN " PLAIN_SECRET "\r\nMAIL FROM:<a@b>\r\nRCPT TO:<b@c>\r\n"
+		                         "DATA\r\nnul \0 here\r\n.\r\nNOOP\r\n";
+		char *msgs = NULL;
+		char *got = run_session(&plain_cfg, in, sizeof(in) - 1, 0, &msgs);
+		CU_ASSERT_STRING_EQUAL(got, "220 250-250-250-250-250-250-250 [auth alice] 235 250 250 354 554 250 ");
+		CU_ASSERT_STRING_EQUAL(msgs, "");
+		free(got);
+		free(msgs);
+	}
 	/* a bare LF and a long line in commands: 500, the session goes on */
 	struct buf b;
 	buf_init(&b, 0);
