@@ -214,6 +214,13 @@ int xdeliver_parse(const struct imap_msg *m, struct xdeliver_cmd *out, char *err
 		errf(err, errlen, "the message is empty");
 		goto bad;
 	}
+	/* A literal8 can hold NUL; mail cannot (RFC 5322), the SAVETO copy goes
+	 * to the store in a plain literal, and what pimap-proxy writes back
+	 * (xdeliver_format) could not be parsed (found by fuzz_xdeliver). */
+	if (memchr(a[i].str, '\0', a[i].len)) {
+		errf(err, errlen, "the message contains a NUL byte, which mail cannot carry");
+		goto bad;
+	}
 	out->msg = (const uint8_t *)a[i].str;
 	out->msg_len = a[i].len;
 	if (i + 1 != n) {

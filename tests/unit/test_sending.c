@@ -251,6 +251,10 @@ static void test_xdeliver_parse(void)
 		CU_ASSERT_EQUAL(r, -1);
 		CU_ASSERT_NOT_EQUAL(err[0], '\0');
 	}
+	/* a NUL in a literal8: mail cannot carry it (found by fuzz_xdeliver) */
+	err[0] = '\0';
+	CU_ASSERT_EQUAL(XD("a XDELIVER N ENVELOPE ((NIL NIL b c)) ~{3+}\r\na\0b\r\n"), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "NUL"));
 	imap_parser_free(p);
 }
 
