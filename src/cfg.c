@@ -735,6 +735,12 @@ static int set_from_node(struct loader *ld, const struct cfg_key *k, yaml_node_t
 		return 0;
 	}
 	if (k->type == CFG_STRING && cfg_yaml_scalar_is_null(value)) {
+		/* A null is "", checked as "" is: unchecked, "outband.listen:" loaded,
+		 * and --dump-config's 'listen: ""' then did not (found by fuzz_cfg). */
+		if (k->validate && k->validate("", msg, sizeof(msg)) < 0) {
+			node_error(ld, value, "%s: %s", k->name, msg);
+			return -1;
+		}
 		store(k, ld->config, &(struct value){.u.s = xstrdup("")});
 		return 0;
 	}

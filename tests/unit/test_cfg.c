@@ -1277,6 +1277,9 @@ static void test_gateway_file_errors(void)
 		{"listen:\n  pimaps: []\n  plaintext_login: sometimes\n", 3, 20,
 		 "listen.plaintext_login: expected one of: loopback, never, always, got 'sometimes'"},
 		{"session:\n  lifetime: 2h\n  idle: 1m\n", 3, 3, "unknown key 'session.idle'"},
+		/* a null is checked as "" is (found by fuzz_cfg: the dump of a null did not load) */
+		{"http:\n  path:\n", 2, 8, "http.path: expected an absolute path such as /pimap"},
+		{"http:\n  path: \"\"\n", 2, 9, "http.path: expected an absolute path such as /pimap"},
 	};
 	struct gateway_config c;
 	struct cfg_error err;
