@@ -17,9 +17,8 @@
  */
 #include "config.h"
 
-#include <math.h>
-
 #include "cfg.h"
+#include "../unit/cfg_equal.h"
 #include "fuzz.h"
 #include "gateway_config.h"
 #include "proxy_config.h"
@@ -38,38 +37,6 @@ static char *dump_text(const struct cfg_key *table, const void *config, size_t *
 	cfg_dump(table, config, f);
 	FUZZ_CHECK(fclose(f) == 0);
 	return text;
-}
-
-static bool same_value(const struct cfg_key *k, const void *a, const void *b)
-{
-	const void *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
-	switch (k->type) {
-	case CFG_STRING: {
-		const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
-		return strcmp(sa ? sa : "", sb ? sb : "") == 0;
-	}
-	case CFG_STRLIST: {
-		char *const *la = *(char **const *)fa, *const *lb = *(char **const *)fb;
-		for (; la && *la; la++, lb++)
-			if (!lb || !*lb || strcmp(*la, *lb) != 0)
-				return false;
-		return !lb || !*lb;
-	}
-	case CFG_BOOL:
-		return *(const bool *)fa == *(const bool *)fb;
-	case CFG_INT:
-		return *(const long long *)fa == *(const long long *)fb;
-	case CFG_SIZE:
-		return *(const size_t *)fa == *(const size_t *)fb;
-	case CFG_DURATION: {
-		double da = *(const double *)fa, db = *(const double *)fb;
-		/* The dump prints milliseconds at most. */
-		return fabs(da - db) <= 0.0005 + fabs(da) * 1e-9;
-	}
-	case CFG_ENUM:
-		return *(const int *)fa == *(const int *)fb;
-	}
-	return false;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -113,9 +80,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(!"dump reloads");
 	}
 	for (const struct cfg_key *k = table; k->name; k++) {
-		if (!same_value(k, &cfg, &again))
+		if (!cfg_value_equal(k, &cfg, &again, true))
 			fprintf(stderr, "%s changed through the dump\n", k->name);
-		FUZZ_CHECK(same_value(k, &cfg, &again));
+		FUZZ_CHECK(cfg_value_equal(k, &cfg, &again, true));
 	}
 	char *dump2 = dump_text(table, &again, &dlen2);
 	FUZZ_CHECK(dlen == dlen2 && memcmp(dump, dump2, dlen) == 0);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "cfg_equal.h"
 #include "gateway_config.h"
 #include "proxy_config.h"
 #include "suites.h"
@@ -76,40 +77,11 @@ static size_t list_len(char **list)
 
 /* ---- generic comparison over a table ------------------------------------- */
 
-static bool field_equal(const struct cfg_key *k, const void *a, const void *b)
-{
-	const void *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
-
-	switch (k->type) {
-	case CFG_STRING:
-		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
-	case CFG_STRLIST: {
-		char *const *la = *(char **const *)fa, *const *lb = *(char **const *)fb;
-
-		for (; *la && *lb; la++, lb++)
-			if (strcmp(*la, *lb) != 0)
-				return false;
-		return !*la && !*lb;
-	}
-	case CFG_BOOL:
-		return *(const bool *)fa == *(const bool *)fb;
-	case CFG_INT:
-		return *(const long long *)fa == *(const long long *)fb;
-	case CFG_SIZE:
-		return *(const size_t *)fa == *(const size_t *)fb;
-	case CFG_DURATION:
-		return *(const double *)fa == *(const double *)fb;
-	case CFG_ENUM:
-		return *(const int *)fa == *(const int *)fb;
-	}
-	return false;
-}
-
 /* Name of the first key that differs, or "" (so a failing assert shows which). */
 static const char *first_difference(const struct cfg_key *table, const void *a, const void *b)
 {
 	for (const struct cfg_key *k = table; k->name; k++)
-		if (!field_equal(k, a, b))
+		if (!cfg_value_equal(k, a, b, false))
 			return k->name;
 	return "";
 }
@@ -1063,7 +1035,7 @@ static void check_example_config(const struct cfg_key *table, size_t config_size
 	for (const struct cfg_key *k = table; k->name; k++) {
 		poison_value(k, defaults, value, sizeof(value));
 		CU_ASSERT_EQUAL(cfg_set(table, c, k->name, value, &err), 0);
-		CU_ASSERT_FALSE(field_equal(k, c, defaults));
+		CU_ASSERT_FALSE(cfg_value_equal(k, c, defaults, false));
 	}
 	CU_ASSERT_EQUAL(cfg_load_file(table, c, path, &err), 0);
 	if (err.message[0]) {
