@@ -257,8 +257,7 @@ static void vh_send(void *ctx, const uint8_t *text, size_t len, uint32_t cookie,
 	buf_init(&line, 0);
 	buf_printf(&line, "%s ", p->tag);
 	buf_append(&line, text, len);
-	log_trace_imap(pv->s->prefix, TRACE_UPSTREAM_OUT, buf_head(&line), buf_len(&line), false);
-	write_part(pv, &line);
+	write_part(pv, &line); /* traced when it goes out */
 	buf_free(&line);
 }
 
