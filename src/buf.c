@@ -50,6 +50,14 @@ char *xstrdup(const char *s)
 	return p;
 }
 
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
 void set_errmsg(char *err, size_t errlen, const char *fmt, ...)
 {
 	if (!err || !errlen)

@@ -59,6 +59,8 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* The first n bytes of s as a string (s need not be NUL-terminated). */
+char *xstrndup(const char *s, size_t n);
 /* Overwrite a NUL-terminated secret (a password) with zeros, free it and set *s to NULL; NULL is fine. */
 void secret_free(char **s);
 

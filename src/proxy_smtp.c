@@ -549,25 +549,29 @@ static void login_note(struct smtp_service *svc, const void *key, const char *us
 		return;
 	struct pending_login *p = xcalloc(1, sizeof(*p));
 	p->key = key;
-	p->user = xmalloc(ul + 1);
-	memcpy(p->user, user, ul);
-	p->user[ul] = '\0';
-	p->password = xmalloc(pl + 1);
-	memcpy(p->password, pw, pl);
-	p->password[pl] = '\0';
+	p->user = xstrndup(user, ul);
+	p->password = xstrndup(pw, pl);
 	p->next = svc->logins;
 	svc->logins = p;
 }
 
+struct login_of {
+	struct smtp_service *svc;
+	const void *key;
+};
+
+static void login_note_plain(void *ctx, const struct sasl_plain *plain)
+{
+	struct login_of *l = ctx;
+	login_note(l->svc, l->key, plain->user, plain->user_len, plain->password, plain->password_len);
+}
+
 void smtp_service_login_line(struct smtp_service *svc, const void *key, const char *b64, size_t len)
 {
-	uint8_t raw[SASL_PLAIN_MAX + 1];
-	struct sasl_plain plain;
 	if (!svc)
 		return;
-	if (sasl_plain_decode(b64, len, raw, &plain) == SASL_PLAIN_OK)
-		login_note(svc, key, plain.user, plain.user_len, plain.password, plain.password_len);
-	gnutls_memset(raw, 0, sizeof(raw));
+	struct login_of l = {svc, key};
+	sasl_plain_peek(b64, len, login_note_plain, &l);
 }
 
 void smtp_service_login_command(struct smtp_service *svc, const void *key, const struct imap_msg *m)

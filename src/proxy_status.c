@@ -308,14 +308,14 @@ static void note_user(struct session *s, const char *user, size_t len)
 	s->login_user[len] = '\0';
 }
 
+static void note_plain_user(void *ctx, const struct sasl_plain *plain)
+{
+	note_user(ctx, plain->user, plain->user_len);
+}
+
 static void note_sasl(struct session *s, const char *b64, size_t len)
 {
-	uint8_t raw[SASL_PLAIN_MAX + 1];
-	struct sasl_plain plain;
-
-	if (sasl_plain_decode(b64, len, raw, &plain) == SASL_PLAIN_OK)
-		note_user(s, plain.user, plain.user_len);
-	gnutls_memset(raw, 0, sizeof(raw));
+	sasl_plain_peek(b64, len, note_plain_user, s);
 }
 
 void proxy_status_note_login(struct session *s, const struct imap_msg *m)

@@ -57,6 +57,15 @@ enum sasl_plain_result sasl_plain_decode(const char *b64, size_t len, uint8_t ra
 	return SASL_PLAIN_OK;
 }
 
+void sasl_plain_peek(const char *b64, size_t len, void (*fn)(void *ctx, const struct sasl_plain *plain), void *ctx)
+{
+	uint8_t raw[SASL_PLAIN_MAX + 1];
+	struct sasl_plain plain;
+	if (sasl_plain_decode(b64, len, raw, &plain) == SASL_PLAIN_OK)
+		fn(ctx, &plain);
+	gnutls_memset(raw, 0, sizeof(raw));
+}
+
 const char *sasl_plain_refusal(enum sasl_plain_result r)
 {
 	switch (r) {

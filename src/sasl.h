@@ -37,6 +37,10 @@ struct sasl_plain {
 enum sasl_plain_result sasl_plain_decode(const char *b64, size_t len, uint8_t raw[SASL_PLAIN_MAX + 1],
                                          struct sasl_plain *out);
 
+/* Decode one AUTHENTICATE PLAIN response and, if it decodes cleanly, hand the credentials to fn;
+ * what was decoded is wiped before this returns (for callers that only note them). */
+void sasl_plain_peek(const char *b64, size_t len, void (*fn)(void *ctx, const struct sasl_plain *plain), void *ctx);
+
 /* The tagged answer (after the tag) to a decode that failed: "BAD ..." or "NO [...] ...". */
 const char *sasl_plain_refusal(enum sasl_plain_result r);
 

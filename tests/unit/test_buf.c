@@ -1,4 +1,5 @@
 /* Unit tests for buf.c: the byte queue under every stream. */
+#include <stdlib.h>
 #include <string.h>
 #include <CUnit/CUnit.h>
 
@@ -112,6 +113,21 @@ static void test_unused_head(void)
 	CU_ASSERT_PTR_NOT_NULL(buf_head(&b));
 }
 
+/* xstrndup copies exactly n bytes, NULs and all, and ends the copy with one. */
+static void test_xstrndup(void)
+{
+	char *p = xstrndup("user\0secret", 4);
+	CU_ASSERT_STRING_EQUAL(p, "user");
+	free(p);
+	p = xstrndup("abc", 0);
+	CU_ASSERT_STRING_EQUAL(p, "");
+	free(p);
+	char raw[3] = {'x', 'y', 'z'}; /* not NUL-terminated */
+	p = xstrndup(raw, 3);
+	CU_ASSERT_STRING_EQUAL(p, "xyz");
+	free(p);
+}
+
 void suite_buf(void)
 {
 	ADD_SUITE("buf",
@@ -120,5 +136,6 @@ void suite_buf(void)
 	          {"reserve and commit", test_reserve_commit},
 	          {"limit and room", test_limit_and_room},
 	          {"printf and find LF", test_printf_and_find},
-	          {"an unused buffer's head", test_unused_head});
+	          {"an unused buffer's head", test_unused_head},
+	          {"xstrndup", test_xstrndup});
 }
