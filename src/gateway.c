@@ -250,7 +250,8 @@ struct gw_conn {
 	/* login */
 	struct pimap_login login;
 	char *password;
-	char *send_secret;   /* the password, kept in memory while logged in for XDELIVER's SMTP AUTH */
+	char *send_secret;   /* the password, kept in memory while logged in: XDELIVER's SMTP AUTH, and in
+	                      * P-IMAP sessions the folder counter (view_counter_ready) */
 	char login_tag[MAX_CLIENT_TAG + 1];
 
 	struct store_conn *sc;
@@ -2418,11 +2419,21 @@ static void view_counter_login(struct gw_conn *c, const char *password)
 	if (!ds || !password || !xfilter_set_has_views(&ds->filters))
 		return;
 	if (ds->counter && folder_count_dead(ds->counter)) {
-		folder_count_free(ds->counter);
+		/* deferred: its last answers may be on the stack */
+		loop_defer_free((void (*)(void *))folder_count_free, ds->counter);
 		ds->counter = NULL;
 	}
 	if (!ds->counter)
 		ds->counter = folder_count_open(c->srv->loop, &c->srv->target_pimap, c->login.store_user, password, c->prefix);
+}
+
+/* The helper connection, opened now if missing or gone: filters first set after
+ * the login, or a counter the store closed, need no new login. */
+static bool view_counter_ready(struct gw_conn *c)
+{
+	if (c->ds && (!c->ds->counter || folder_count_dead(c->ds->counter)))
+		view_counter_login(c, c->send_secret);
+	return c->ds && c->ds->counter && !folder_count_dead(c->ds->counter);
 }
 
 /*
@@ -2498,7 +2509,7 @@ static bool view_status_push(struct gw_conn *c, const struct imap_msg *m)
 			free(mailbox);
 			return true;
 		}
-	if (!c->ds->counter || folder_count_dead(c->ds->counter)) {
+	if (!view_counter_ready(c)) {
 		clog_(c, LOG_LEVEL_DEBUG, "STATUS of %s not pushed: no helper connection to count it", mailbox);
 		free(mailbox);
 		return true;
@@ -2547,10 +2558,10 @@ static bool view_status(struct gw_conn *c, const struct imap_msg *m)
 		free(mailbox);
 		return false;
 	}
-	if (!c->ds->counter || folder_count_dead(c->ds->counter)) {
+	if (!view_counter_ready(c)) {
 		free(mailbox);
-		answer(c, m->tag, "NO [UNAVAILABLE] a filtered folder is counted on a helper connection the gateway "
-		                  "opens at login; select the folder, or log in again");
+		answer(c, m->tag, "NO [UNAVAILABLE] the helper connection that counts a filtered folder cannot be "
+		                  "opened now; select the folder");
 		return true;
 	}
 	struct client_cmd *cmd = cmd_push(c, CMD_LOCAL, m->tag);
@@ -3074,11 +3085,12 @@ static void wipe_free(char **s)
 	*s = NULL;
 }
 
-/* XDELIVER logs in to the submission server as the user: the password stays in
- * memory while the connection is logged in (never on disk), wiped at close. */
+/* XDELIVER logs in to the submission server as the user, and a P-IMAP session
+ * may need its folder counter after filters are first set: the password stays
+ * in memory while the connection is logged in (never on disk), wiped at close. */
 static void keep_send_secret(struct gw_conn *c, const char *password, size_t len)
 {
-	if (!c->srv->deliver)
+	if (!c->srv->deliver && !c->login.device_id)
 		return;
 	wipe_free(&c->send_secret);
 	c->send_secret = xmalloc(len + 1);

@@ -11,7 +11,8 @@
 #  2. a 7-day view: SELECT shows exactly the messages the store itself
 #     finds with SINCE <7 days ago>; SEARCH ALL, UID SEARCH ALL, STATUS and
 #     FETCH 1:* agree; hidden UIDs are not fetched, stored or copied; STATUS
-#     of the filtered INBOX from another folder counts the view too;
+#     of the filtered INBOX from another folder counts the view too, also
+#     when the filter was first set after the login (no new login needed);
 #  3. new mail: a matching message (today) is pushed in IDLE as EXISTS, a
 #     non-matching one (APPENDed with an old date) never appears; expunging
 #     a hidden message changes nothing for the client; expunging a visible
@@ -179,6 +180,27 @@ def _():
     c.ok("XSETPIMAPPREF PIMAP_FOLDER_STATUS OFF")
     c.logout()
     s.ok("UNSUBSCRIBE INBOX")
+    s.logout()
+
+
+@step("2d. filters first set after login: STATUS counts the view without a new login")
+def _():
+    s = store_client()
+    early = pimap("late")          # logged in while the device has no filter
+    c = pimap("late")
+    early.ok("SELECT Archive")
+    ok_ = c.command("XFILTER INBOX V DAYSBEFORETODAY 7")[1]
+    check(ok_[-1].status == "OK", "XFILTER after login: %r" % ok_[-1].first)
+    c.ok("SELECT Archive")
+    ref = ref7(s)
+    unseen = search_uids(s, "SINCE %s UNSEEN" % imap_date(7))
+    want = "* STATUS INBOX (MESSAGES %d UNSEEN %d)" % (len(ref), len(unseen))
+    for who, conn in (("the connection that set it", c), ("one logged in before", early)):
+        r = conn.command("STATUS INBOX (MESSAGES UNSEEN)")[1]
+        got = [x.first for x in r if x.first.startswith("* STATUS")]
+        check(r[-1].status == "OK" and got == [want], "%s: STATUS INBOX %r %r (want %r)" % (who, got, r[-1].first, want))
+    c.logout()
+    early.logout()
     s.logout()
 
 
