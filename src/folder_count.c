@@ -285,6 +285,25 @@ static void fc_queue(struct folder_count *fc, struct fc_req *r, const char *mail
 	fc_next(fc);
 }
 
+/* Add one STATUS item to r's list; false (and r answered and freed) if a view does not count it. */
+static bool req_item(struct fc_req *r, const char *name, size_t len)
+{
+	int found = -1;
+	for (int k = 0; k < IT__COUNT; k++)
+		if (len == strlen(item_names[k]) && strncasecmp(name, item_names[k], len) == 0)
+			found = k;
+	if (found < 0 || r->nitems == IT__COUNT) {
+		char why[160];
+		snprintf(why, sizeof(why), "NO [CANNOT] STATUS %.*s is not counted in a filtered folder",
+		         (int)(len > 40 ? 40 : len), name);
+		req_answer(r, NULL, why);
+		req_free(r);
+		return false;
+	}
+	r->order[r->nitems++] = found;
+	return true;
+}
+
 void folder_count_status(struct folder_count *fc, const char *mailbox, const char *view, long today,
                          const struct imap_arg *items, folder_count_cb cb, void *ctx)
 {
@@ -292,19 +311,25 @@ void folder_count_status(struct folder_count *fc, const char *mailbox, const cha
 	r->cb = cb;
 	r->ctx = ctx;
 	for (size_t i = 0; items->type == IMAP_ARG_LIST && i < items->list_count; i++) {
-		int found = -1;
-		for (int k = 0; k < IT__COUNT; k++)
-			if (imap_arg_is_atom(&items->list[i], item_names[k]))
-				found = k;
-		if (found < 0 || r->nitems == IT__COUNT) {
-			char why[160];
-			snprintf(why, sizeof(why), "NO [CANNOT] STATUS %.*s is not counted in a filtered folder",
-			         (int)(items->list[i].len > 40 ? 40 : items->list[i].len), items->list[i].str);
-			req_answer(r, NULL, why);
-			req_free(r);
+		const struct imap_arg *a = &items->list[i];
+		if (!req_item(r, a->type == IMAP_ARG_ATOM ? a->str : "", a->type == IMAP_ARG_ATOM ? a->len : 0))
 			return;
-		}
-		r->order[r->nitems++] = found;
+	}
+	fc_queue(fc, r, mailbox, view, today);
+}
+
+void folder_count_status_names(struct folder_count *fc, const char *mailbox, const char *view, long today,
+                               const char *names, folder_count_cb cb, void *ctx)
+{
+	struct fc_req *r = xcalloc(1, sizeof(*r));
+	r->cb = cb;
+	r->ctx = ctx;
+	for (const char *p = names; *p;) {
+		size_t n = strcspn(p, " ");
+		if (n && !req_item(r, p, n))
+			return;
+		p += n;
+		p += strspn(p, " ");
 	}
 	fc_queue(fc, r, mailbox, view, today);
 }

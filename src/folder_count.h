@@ -3,11 +3,13 @@
  *
  * A view filter changes what STATUS must count (MESSAGES, UNSEEN, RECENT of
  * the view, not of the folder), and IMAP cannot search a folder without
- * selecting it. pimap-gateway therefore keeps, per device session with view
- * filters, one helper store connection (opened at login, while the
- * password is at hand; it is never stored) on which it EXAMINEs the folder,
- * counts with UID SEARCH RETURN (COUNT) and leaves it again (UNSELECT).
- * Requests are served one at a time, in order.
+ * selecting it. A helper connection therefore EXAMINEs the folder, counts
+ * with UID SEARCH RETURN (COUNT) and leaves it again (UNSELECT). Requests
+ * are served one at a time, in order. Its owners: pimap-gateway, one per
+ * device session with view filters (opened when first needed; the
+ * password is kept in memory while a connection of the session is logged
+ * in, never on disk), and pimap-proxy in compatibility mode, one per
+ * client session (proxy_count.c).
  *
  * The folder selected on the client's own connection is counted by its
  * vrelay instead (vrelay.c), from the view the client has.
@@ -47,6 +49,9 @@ bool folder_count_dead(const struct folder_count *fc);
  */
 void folder_count_status(struct folder_count *fc, const char *mailbox, const char *view, long today,
                          const struct imap_arg *items, folder_count_cb cb, void *ctx);
+/* The same with the items as names separated by spaces ("MESSAGES UNSEEN"): a LIST-STATUS's. */
+void folder_count_status_names(struct folder_count *fc, const char *mailbox, const char *view, long today,
+                               const char *names, folder_count_cb cb, void *ctx);
 /*
  * The same for a STATUS the gateway pushes (PIMAP_FOLDER_STATUS): the items
  * the store's own pushes carry, MESSAGES UIDNEXT UIDVALIDITY UNSEEN

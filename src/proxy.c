@@ -621,6 +621,7 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 		if (s->raw_secret) {
 			smtp_service_login_line(s->srv->smtp, s, m->text, m->text_len);
 			proxy_status_note_sasl_line(s, m);
+			pview_login_line(s, m);
 		}
 		if (s->pview && pview_client_raw(s, m))
 			return;
@@ -667,6 +668,8 @@ static void handle_client_message(struct session *s, const struct imap_msg *m)
 		size_t before = s->ninflight;
 		smtp_service_login_command(s->srv->smtp, s, m); /* the SMTP outbox may need the password */
 		proxy_status_note_login(s, m);
+		if (s->srv->filters)
+			pview_login_command(s, m); /* counting filtered folders may need them */
 		s->block = BLOCK_LOGIN;
 		s->authenticate = command_is(m, "AUTHENTICATE");
 		forward_command(s, m);

@@ -2,13 +2,16 @@
  * proxy_view.c - view filters in pimap-proxy's compatibility mode (see
  * proxy_view.h).
  *
- * While a filtered folder is selected (or being left) every client command
- * is tracked in order (struct pv_cmd), whether the view answers it (taken
- * by vrelay, or the proxy's own IDLE) or the server does (relayed as
- * usual): replies then reach the client in the order of the commands, and
- * the view's pending EXISTS/EXPUNGE go out before a reply where that is
- * safe. Commands of the view's own (searches) carry the proxy's internal
- * tags and are answered to the view.
+ * While a filtered folder is selected (or being left), or a command is
+ * answered out of the server's order (a STATUS counted on the helper
+ * connection, a LIST-STATUS whose counts are replaced), every client
+ * command is tracked in order (struct pv_cmd), whether the view answers it
+ * (taken by vrelay, the proxy's own IDLE, the counter) or the server does
+ * (relayed as usual): replies then reach the client in the order of the
+ * commands, and the view's pending EXISTS/EXPUNGE go out before a reply
+ * where that is safe.
+ * Commands of the view's own (searches) carry the proxy's internal tags
+ * and are answered to the view.
  */
 #include "config.h"
 
@@ -16,11 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "caps.h"
 #include "filters.h"
 #include "imap_write.h"
 #include "log.h"
+#include "proxy_count.h"
 #include "proxy_session.h"
 #include "proxy_view.h"
 #include "vrelay.h"
@@ -31,22 +36,29 @@ enum pv_kind {
 	PC_TAKEN,  /* answered by the view (vrelay_command) */
 	PC_SELECT, /* SELECT of a filtered folder: answered when the view is open */
 	PC_IDLE,   /* the client's IDLE, answered by the proxy */
+	PC_LISTPART, /* the count of one STATUS line of a LIST-STATUS (never in the command list) */
 };
 
 struct pv_cmd {
 	struct pv_cmd *next;
+	struct pview *pv;
 	char tag[MAX_CLIENT_TAG + 1];
 	enum pv_kind kind;
 	bool seq;         /* uses the client's sequence numbers */
 	bool done;
 	struct buf out;   /* the answer, once done (PC_PASS: the server's tagged line, relayed in turn) */
 	uint64_t mark;    /* vrelay_reply_waits: the reply waits until new mail reported before it is decided */
+	struct pcount_hold *list; /* LIST ... RETURN (STATUS ...): its answer, held in order while counts run */
+	char *list_items;         /* ...the STATUS items it asks for ("MESSAGES UNSEEN") */
+	struct pv_cmd *owner;     /* PC_LISTPART: the LIST it counts for, and its place there */
+	size_t slot;
 };
 
 /* One filtered folder's engine. */
 struct pv_view {
 	struct pview *pv;
 	struct vrelay *vr;
+	char mailbox[1024];     /* as vrelay has it (INBOX in capitals) */
 	bool readonly;          /* EXAMINE, or the server said READ-ONLY */
 	struct pv_cmd *leaving; /* the command that leaves it (when it is pv->old) */
 };
@@ -77,6 +89,10 @@ struct pview {
 	struct pv_part *up_idle;  /* the proxy's IDLE at the server */
 	bool up_plus, up_ending, up_end_wanted;
 	struct buf queued;        /* commands waiting for that IDLE to end */
+	/* STATUS of filtered folders */
+	struct pcount *count;        /* the helper connection and the login's credentials */
+	struct pv_cmd *lparts;       /* PC_LISTPARTs being counted */
+	struct imap_parser *cmdparse; /* builds the view's STATUS for a LIST-STATUS line */
 };
 
 static void release(struct pview *pv);
@@ -91,6 +107,7 @@ static struct pview *pview_of(struct session *s)
 		s->pview->s = s;
 		buf_init(&s->pview->select_tagged, 0);
 		buf_init(&s->pview->queued, 0);
+		s->pview->count = pcount_new(s);
 	}
 	return s->pview;
 }
@@ -103,6 +120,7 @@ static bool tracking(const struct pview *pv)
 static struct pv_cmd *track(struct pview *pv, const char *tag, enum pv_kind kind)
 {
 	struct pv_cmd *c = xcalloc(1, sizeof(*c));
+	c->pv = pv;
 	snprintf(c->tag, sizeof(c->tag), "%s", tag);
 	c->kind = kind;
 	buf_init(&c->out, 0);
@@ -115,13 +133,25 @@ static struct pv_cmd *track(struct pview *pv, const char *tag, enum pv_kind kind
 
 static void cmd_unlink_free(struct pview *pv, struct pv_cmd *c)
 {
-	for (struct pv_cmd **pp = &pv->cmds; *pp; pp = &(*pp)->next)
+	for (struct pv_cmd **pp = c->kind == PC_LISTPART ? &pv->lparts : &pv->cmds; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
 			break;
 		}
 	buf_free(&c->out);
+	pcount_hold_free(c->list);
+	free(c->list_items);
 	free(c);
+}
+
+/* The server answers what the client sent before: those commands are tracked too, so that an answer
+ * the proxy gives (a STATUS counted elsewhere) does not overtake theirs. */
+static void adopt_in_flight(struct pview *pv)
+{
+	if (pv->cmds)
+		return;
+	for (size_t i = 0; i < pv->s->ninflight; i++)
+		track(pv, pv->s->inflight[i].tag, PC_PASS);
 }
 
 static bool parts_of(const struct pview *pv, const struct pv_view *v)
@@ -179,24 +209,44 @@ static void maybe_retire(struct pview *pv)
 	view_free(pv, v);
 }
 
-/* A reply waits while new mail the server reported before it is decided. */
+/* A reply waits while new mail the server reported before it is decided, and a LIST-STATUS for its counts. */
 static bool reply_waits(struct pview *pv, struct pv_cmd *c)
 {
-	return pv->cur && c->kind != PC_SELECT && vrelay_reply_waits(pv->cur->vr, &c->mark);
+	bool waits = pv->cur && c->kind != PC_SELECT && vrelay_reply_waits(pv->cur->vr, &c->mark);
+	return waits || (c->list && pcount_hold_waiting(c->list));
+}
+
+/* What a LIST-STATUS holds and can give out now. */
+static void list_progress(struct pview *pv, struct pv_cmd *c)
+{
+	struct buf out;
+	buf_init(&out, 0);
+	pcount_hold_drain(c->list, &out);
+	if (buf_len(&out) && !pv->s->closing)
+		forward_to_client(pv->s, buf_head(&out), buf_len(&out));
+	buf_free(&out);
+}
+
+/* One whole message in data, parsed with *parser (made on first use); NULL if it is not one. */
+static const struct imap_msg *parse_whole(struct imap_parser **parser, enum imap_parser_mode mode,
+                                          const uint8_t *data, size_t len)
+{
+	if (!*parser) {
+		struct imap_limits lim = {UPSTREAM_MAX_LINE_LENGTH, UPSTREAM_MAX_LITERAL_SIZE, UPSTREAM_MAX_LIST_DEPTH,
+		                          UPSTREAM_MAX_ARGS, 0};
+		*parser = imap_parser_new(mode, &lim);
+	}
+	imap_parser_reset(*parser);
+	size_t used = 0;
+	return imap_parser_feed(*parser, data, len, &used) == IMAP_PARSE_DONE ? imap_parser_msg(*parser) : NULL;
 }
 
 /* The server's tagged reply of a relayed command, kept until its turn. */
 static void relay_held_reply(struct pview *pv, struct pv_cmd *c)
 {
-	if (!pv->reparse) {
-		struct imap_limits lim = {UPSTREAM_MAX_LINE_LENGTH, UPSTREAM_MAX_LITERAL_SIZE, UPSTREAM_MAX_LIST_DEPTH,
-		                          UPSTREAM_MAX_ARGS, 0};
-		pv->reparse = imap_parser_new(IMAP_PARSE_RESPONSES, &lim);
-	}
-	imap_parser_reset(pv->reparse);
-	size_t used = 0;
-	if (imap_parser_feed(pv->reparse, buf_head(&c->out), buf_len(&c->out), &used) == IMAP_PARSE_DONE)
-		relay_tagged_reply(pv->s, imap_parser_msg(pv->reparse));
+	const struct imap_msg *m = parse_whole(&pv->reparse, IMAP_PARSE_RESPONSES, buf_head(&c->out), buf_len(&c->out));
+	if (m)
+		relay_tagged_reply(pv->s, m);
 }
 
 /* Answers of done commands, in order. */
@@ -204,6 +254,8 @@ static void release(struct pview *pv)
 {
 	while (pv->cmds && pv->cmds->done && !pv->s->closing && !reply_waits(pv, pv->cmds)) {
 		struct pv_cmd *c = pv->cmds;
+		if (c->list)
+			list_progress(pv, c);
 		if (c->kind != PC_SELECT)
 			flush_events(pv, removals_ok(pv, c));
 		if (c->kind == PC_PASS)
@@ -261,10 +313,23 @@ static void vh_send(void *ctx, const uint8_t *text, size_t len, uint32_t cookie,
 	buf_free(&line);
 }
 
+static void list_part_done(struct pview *pv, struct pv_cmd *part, const uint8_t *data, size_t len, bool ok);
+
 static void vh_finished(void *ctx, void *cmdp, const uint8_t *data, size_t len)
 {
 	struct pv_view *v = ctx;
 	struct pv_cmd *c = cmdp;
+	if (c->kind == PC_LISTPART) {
+		/* the untagged STATUS, then our tagged line: keep the first */
+		size_t end = len;
+		while (end > 0 && (data[end - 1] == '\n' || data[end - 1] == '\r'))
+			end--;
+		while (end > 0 && data[end - 1] != '\n')
+			end--;
+		bool ok = len - end > strlen(c->tag) + 3 && memcmp(data + end + strlen(c->tag), " OK", 3) == 0;
+		list_part_done(v->pv, c, data, end, ok);
+		return;
+	}
 	buf_append(&c->out, data, len);
 	c->done = true;
 	if (!v->pv->in_command)
@@ -479,8 +544,9 @@ static bool client_select(struct session *s, struct pview *pv, const struct imap
 	}
 	struct pv_view *v = xcalloc(1, sizeof(*v));
 	v->pv = pv;
+	snprintf(v->mailbox, sizeof(v->mailbox), "%s", strcasecmp(mailbox, "INBOX") == 0 ? "INBOX" : mailbox);
 	struct vrelay_config cfg = {
-		.mailbox = strcasecmp(mailbox, "INBOX") == 0 ? "INBOX" : mailbox,
+		.mailbox = v->mailbox,
 		.view = view,
 		.notify = XFILTER_ALL, /* the server pushes what it pushes */
 		.today = xfilter_today(time(NULL)),
@@ -510,6 +576,216 @@ static bool client_select(struct session *s, struct pview *pv, const struct imap
 	return true;
 }
 
+/* ------------------------------------------------------------------------ */
+/* STATUS of filtered folders the view does not count                       */
+
+/* A mailbox argument as a name (INBOX in capitals, as vrelay and the filter file's lookups have it). */
+static void mailbox_name(const struct imap_arg *a, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%.*s", (int)a->len, a->str);
+	if (strcasecmp(out, "INBOX") == 0)
+		snprintf(out, outlen, "INBOX");
+}
+
+/* The selected view answers for this mailbox itself (vrelay's STATUS). */
+static bool view_counts(const struct pview *pv, const char *mailbox)
+{
+	return pv->cur && vrelay_is_open(pv->cur->vr) && strcmp(pv->cur->mailbox, mailbox) == 0;
+}
+
+/* After an answer from the helper connection (outside the relay's batches): send what was queued. */
+static void flush_streams(struct session *s)
+{
+	if (!s->closing)
+		stream_flush(s->client);
+	if (!s->closing && s->upstream)
+		stream_flush(s->upstream);
+}
+
+static void status_counted(void *ctx, const struct buf *untagged, const char *tagged)
+{
+	struct pv_cmd *c = ctx;
+	struct pview *pv = c->pv;
+	if (untagged)
+		buf_append(&c->out, buf_head(untagged), buf_len(untagged));
+	buf_printf(&c->out, "%s %s\r\n", c->tag, tagged);
+	c->done = true;
+	if (!pv->in_command) {
+		release(pv);
+		flush_streams(pv->s);
+	}
+}
+
+/* A STATUS item list as names ("MESSAGES UNSEEN"), NUL-terminated in out; "?" for what is no item name
+ * (the counter refuses it). */
+static void status_names(const struct imap_arg *items, struct buf *out)
+{
+	for (size_t j = 0; j < items->list_count; j++) {
+		const struct imap_arg *a = &items->list[j];
+		if (a->type == IMAP_ARG_ATOM && a->len <= 64)
+			buf_printf(out, "%s%.*s", j ? " " : "", (int)a->len, a->str);
+		else
+			buf_printf(out, "%s?", j ? " " : "");
+	}
+	buf_append(out, "", 1);
+}
+
+/* Some item depends on which messages the folder shows (the rest, UIDNEXT and the like, are the server's). */
+static bool names_need_view(const char *names)
+{
+	static const char *const folder_items[] = {"UIDNEXT", "UIDVALIDITY", "HIGHESTMODSEQ", "MAILBOXID",
+	                                           "APPENDLIMIT", NULL};
+	for (const char *p = names; *p;) {
+		size_t n = strcspn(p, " ");
+		bool folder = false;
+		for (size_t k = 0; folder_items[k]; k++)
+			folder = folder || (n == strlen(folder_items[k]) && strncasecmp(p, folder_items[k], n) == 0);
+		if (n && !folder)
+			return true;
+		p += n;
+		p += strspn(p, " ");
+	}
+	return false;
+}
+
+/* STATUS of a filtered folder other than the selected view's: counted on the helper connection. */
+static bool client_status(struct pview *pv, const struct imap_msg *m)
+{
+	if (m->nargs != 3 || !imap_arg_is_string(&m->args[1]) || m->args[2].type != IMAP_ARG_LIST)
+		return false;
+	char mailbox[1024];
+	mailbox_name(&m->args[1], mailbox, sizeof(mailbox));
+	const char *view = filter_set_value(pv->s->srv->filters, mailbox, XFILTER_VIEW);
+	if (xfilter_is_all(view) || view_counts(pv, mailbox))
+		return false;
+	struct buf names;
+	buf_init(&names, 0);
+	status_names(&m->args[2], &names);
+	bool need = names_need_view((const char *)buf_head(&names));
+	buf_free(&names);
+	if (!need)
+		return false; /* the server's answer is the view's */
+	adopt_in_flight(pv);
+	struct pv_cmd *c = track(pv, m->tag, PC_TAKEN);
+	slog(pv->s, LOG_LEVEL_DEBUG, "STATUS of %s counted through its view (%s)", mailbox, view);
+	pv->in_command = true;
+	pcount_status(pv->count, mailbox, view, &m->args[2], NULL, status_counted, c);
+	pv->in_command = false;
+	release(pv);
+	return true;
+}
+
+/* LIST ... RETURN (... STATUS (items) ...): the items as names ("MESSAGES UNSEEN") if a view changes
+ * them, else NULL. */
+static char *list_status_items(const struct imap_msg *m)
+{
+	for (size_t i = 1; i + 1 < m->nargs; i++) {
+		if (!word_is(&m->args[i], "RETURN") || m->args[i + 1].type != IMAP_ARG_LIST)
+			continue;
+		const struct imap_arg *l = &m->args[i + 1];
+		for (size_t k = 0; k + 1 < l->list_count; k++) {
+			if (!word_is(&l->list[k], "STATUS") || l->list[k + 1].type != IMAP_ARG_LIST)
+				continue;
+			struct buf b;
+			buf_init(&b, 0);
+			status_names(&l->list[k + 1], &b);
+			char *names = names_need_view((const char *)buf_head(&b)) ? xstrdup((const char *)buf_head(&b)) : NULL;
+			buf_free(&b);
+			return names;
+		}
+	}
+	return NULL;
+}
+
+/* The LIST-STATUS whose answer is coming (its tagged reply not in yet). */
+static struct pv_cmd *open_list(struct pview *pv)
+{
+	for (struct pv_cmd *c = pv->cmds; c; c = c->next)
+		if (c->list && !c->done)
+			return c;
+	return NULL;
+}
+
+static void list_part_done(struct pview *pv, struct pv_cmd *part, const uint8_t *data, size_t len, bool ok)
+{
+	struct pv_cmd *owner = part->owner;
+	if (!ok)
+		slog(pv->s, LOG_LEVEL_DEBUG, "LIST-STATUS: a filtered folder's STATUS left out (cannot be counted)");
+	pcount_hold_fill(owner->list, part->slot, ok ? data : NULL, ok ? len : 0);
+	cmd_unlink_free(pv, part);
+	list_progress(pv, owner);
+	if (!pv->in_command)
+		release(pv);
+}
+
+static void list_counted(void *ctx, const struct buf *untagged, const char *tagged)
+{
+	struct pv_cmd *part = ctx;
+	struct pview *pv = part->pv;
+	bool ok = untagged && strncmp(tagged, "OK", 2) == 0;
+	if (!ok)
+		slog(pv->s, LOG_LEVEL_DEBUG, "LIST-STATUS: %s", tagged);
+	list_part_done(pv, part, ok ? buf_head(untagged) : NULL, ok ? buf_len(untagged) : 0, ok);
+	if (!pv->in_command)
+		flush_streams(pv->s);
+}
+
+/* The selected view counts its own folder, as for the client's STATUS (RECENT as this session sees it). */
+static bool list_part_by_view(struct pview *pv, struct pv_cmd *part, const char *items)
+{
+	struct buf line;
+	buf_init(&line, 0);
+	buf_printf(&line, "%s STATUS ", part->tag);
+	imap_write_mailbox(&line, pv->cur->mailbox, false);
+	buf_printf(&line, " (%s)\r\n", items);
+	const struct imap_msg *m = parse_whole(&pv->cmdparse, IMAP_PARSE_COMMANDS, buf_head(&line), buf_len(&line));
+	bool seq = false;
+	bool taken = m && vrelay_command(pv->cur->vr, m, part, &seq) == VR_TAKEN;
+	buf_free(&line);
+	return taken;
+}
+
+/* A "* STATUS" line of a filtered folder in a LIST-STATUS answer: counted again through the view. */
+static void list_count(struct pview *pv, struct pv_cmd *owner, const char *mailbox, const char *view)
+{
+	struct pv_cmd *part = xcalloc(1, sizeof(*part));
+	part->pv = pv;
+	part->kind = PC_LISTPART;
+	snprintf(part->tag, sizeof(part->tag), "L");
+	buf_init(&part->out, 0);
+	part->owner = owner;
+	part->slot = pcount_hold_slot(owner->list);
+	part->next = pv->lparts;
+	pv->lparts = part;
+	bool in = pv->in_command;
+	pv->in_command = true;
+	if (!view_counts(pv, mailbox) || !list_part_by_view(pv, part, owner->list_items))
+		pcount_status(pv->count, mailbox, view, NULL, owner->list_items, list_counted, part);
+	pv->in_command = in;
+}
+
+/* An untagged response while a LIST-STATUS is answered: true if taken (replaced or held in order). */
+static bool list_response(struct pview *pv, const struct imap_msg *m)
+{
+	struct pv_cmd *owner = open_list(pv);
+	if (!owner || m->nargs < 2 || !(word_is(&m->args[0], "LIST") || word_is(&m->args[0], "STATUS")))
+		return false;
+	if (word_is(&m->args[0], "STATUS") && imap_arg_is_string(&m->args[1])) {
+		char mailbox[1024];
+		mailbox_name(&m->args[1], mailbox, sizeof(mailbox));
+		const char *view = filter_set_value(pv->s->srv->filters, mailbox, XFILTER_VIEW);
+		if (!xfilter_is_all(view)) {
+			list_count(pv, owner, mailbox, view);
+			list_progress(pv, owner);
+			return true;
+		}
+	}
+	if (!pcount_hold_active(owner->list))
+		return false;
+	pcount_hold_raw(owner->list, m->raw, m->raw_len);
+	return true;
+}
+
 bool pview_client_command(struct session *s, const struct imap_msg *m)
 {
 	if (!filter_set_has_views(s->srv->filters) || m->nargs < 1 || m->args[0].type != IMAP_ARG_ATOM)
@@ -520,6 +796,18 @@ bool pview_client_command(struct session *s, const struct imap_msg *m)
 		return client_enable(s, pv, m);
 	if ((word_is(name, "SELECT") || word_is(name, "EXAMINE")) && m->nargs >= 2 && imap_arg_is_string(&m->args[1]))
 		return client_select(s, pv, m);
+	if (word_is(name, "STATUS") && client_status(pv, m))
+		return true;
+	if (word_is(name, "LIST")) {
+		char *items = list_status_items(m);
+		if (items) {
+			/* relayed; the STATUS lines of filtered folders are counted again (list_response) */
+			struct pv_cmd *c = track(pv, m->tag, PC_PASS);
+			c->list = pcount_hold_new();
+			c->list_items = items;
+			return false;
+		}
+	}
 	if (!tracking(pv))
 		return false;
 	if (!pv->cur) {
@@ -637,17 +925,30 @@ bool pview_upstream(struct session *s, const struct imap_msg *m)
 	if (m->kind != IMAP_MSG_UNTAGGED)
 		return false;
 	struct pv_view *v = pv->old ? pv->old : pv->cur;
-	if (!v)
-		return false;
-	struct buf out;
-	buf_init(&out, 0);
-	enum vrelay_untagged r = vrelay_untagged(v->vr, m, &out);
-	if (r == VRU_PASS && v == pv->old && pv->cur)
-		r = vrelay_untagged(pv->cur->vr, m, &out);
-	if (r == VRU_OUT && !s->closing)
-		forward_to_client(s, buf_head(&out), buf_len(&out));
-	buf_free(&out);
-	return r != VRU_PASS;
+	if (v) {
+		struct buf out;
+		buf_init(&out, 0);
+		enum vrelay_untagged r = vrelay_untagged(v->vr, m, &out);
+		if (r == VRU_PASS && v == pv->old && pv->cur)
+			r = vrelay_untagged(pv->cur->vr, m, &out);
+		if (r == VRU_OUT && !s->closing)
+			forward_to_client(s, buf_head(&out), buf_len(&out));
+		buf_free(&out);
+		if (r != VRU_PASS)
+			return true;
+	}
+	return list_response(pv, m);
+}
+
+void pview_login_command(struct session *s, const struct imap_msg *m)
+{
+	pcount_login_command(pview_of(s)->count, m);
+}
+
+void pview_login_line(struct session *s, const struct imap_msg *m)
+{
+	if (s->pview)
+		pcount_login_line(s->pview->count, m->raw, m->raw_len);
 }
 
 bool pview_quiescent(const struct session *s)
@@ -656,7 +957,7 @@ bool pview_quiescent(const struct session *s)
 	if (!pv)
 		return true;
 	for (const struct pv_cmd *c = pv->cmds; c; c = c->next)
-		if (c->kind != PC_PASS && c->kind != PC_IDLE)
+		if ((c->kind != PC_PASS && c->kind != PC_IDLE) || (c->list && pcount_hold_waiting(c->list)))
 			return false;
 	return !parts_of(pv, NULL);
 }
@@ -667,6 +968,9 @@ void pview_free(struct pview *pv)
 		return;
 	while (pv->cmds)
 		cmd_unlink_free(pv, pv->cmds);
+	while (pv->lparts)
+		cmd_unlink_free(pv, pv->lparts);
+	pcount_free(pv->count);
 	while (pv->parts) {
 		struct pv_part *p = pv->parts;
 		pv->parts = p->next;
@@ -682,5 +986,7 @@ void pview_free(struct pview *pv)
 	buf_free(&pv->queued);
 	if (pv->reparse)
 		imap_parser_free(pv->reparse);
+	if (pv->cmdparse)
+		imap_parser_free(pv->cmdparse);
 	free(pv);
 }

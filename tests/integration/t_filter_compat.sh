@@ -15,7 +15,14 @@
 #     answer in view numbers; pipelined commands are answered in order;
 #  4. leaving for an unfiltered folder and coming back gives a fresh view;
 #  5. ENABLE QRESYNC is not passed on while views are in force;
-#  6. mutt through the proxy shows the 7-day messages only.
+#  6. STATUS of the filtered INBOX while another folder (or none) is
+#     selected counts the view (MESSAGES, UNSEEN, RECENT; UIDNEXT and
+#     UIDVALIDITY the store's), after LOGIN and after AUTHENTICATE PLAIN
+#     without an initial response; Junk counts 0; SIZE is refused;
+#  7. LIST "" "*" RETURN (STATUS ...) counts INBOX and Junk through their
+#     views, each STATUS right after its LIST line, with INBOX selected or
+#     not; Archive as the store has it;
+#  8. mutt through the proxy shows the 7-day messages only.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
@@ -162,6 +169,111 @@ def _():
     c = client()
     got = firsts(c.ok("ENABLE QRESYNC"))
     check(not any("QRESYNC" in x for x in got[:-1]), "nothing enabled: %r" % got)
+    c.ok("LOGOUT")
+
+
+run_steps()
+PYEOF
+
+py_part "counts of folders not selected" <<'PYEOF'
+from gwt import *
+from filter_lib import *
+from pimapc import PimapClient, StoreClient, View
+
+client = proxy_client
+
+
+def statuses(resps):
+    """{mailbox: {item: value}} of the "* STATUS" lines."""
+    out = {}
+    for r in resps:
+        m = re.match(r'^\* STATUS ("([^"]*)"|(\S+)) \((.*)\)$', r.first)
+        if m:
+            w = m.group(4).split()
+            out[m.group(2) or m.group(3)] = {w[i].upper(): int(w[i + 1]) for i in range(0, len(w) - 1, 2)}
+    return out
+
+
+def plain_client():
+    """Logged in through the proxy with AUTHENTICATE PLAIN, the credentials in the second line."""
+    c = PimapClient("127.0.0.1", int(E["PROXY_PORT"]), tls=False, timeout=20)
+    c.connect()
+    r = c.authenticate_plain("alice", PASS, initial_response=False)
+    check(r[-1].status == "OK", "AUTHENTICATE PLAIN through the proxy: %r" % r[-1].first, quiet=True)
+    return c
+
+
+def store_now():
+    """alice's INBOX as the store counts it: the 7-day view's UIDs and unseen ones, UIDNEXT, UIDVALIDITY."""
+    s = store_client("alice")
+    ref = reference(s, "INBOX", "SINCE %s" % imap_date(7))
+    unseen = search_uids(s, "SINCE %s UNSEEN" % imap_date(7))
+    st = statuses(s.ok("STATUS INBOX (UIDNEXT UIDVALIDITY)"))["INBOX"]
+    s.logout()
+    return ref, unseen, st
+
+
+@step("6. STATUS of the filtered INBOX, not selected, counts the view")
+def _():
+    ref, unseen, st = store_now()
+    want = {"MESSAGES": len(ref), "UNSEEN": len(unseen), "UIDNEXT": st["UIDNEXT"], "UIDVALIDITY": st["UIDVALIDITY"]}
+    for how, make in (("LOGIN", client), ("AUTHENTICATE PLAIN", plain_client)):
+        c = make()
+        for where in ("nothing selected", "Archive selected"):
+            if where == "Archive selected":
+                c.ok("SELECT Archive")
+            got = statuses(c.ok("STATUS INBOX (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)")).get("INBOX")
+            check(got == want, "%s, %s: STATUS INBOX %r (the view: %r)" % (how, where, got, want))
+        got = statuses(c.ok("STATUS Junk (MESSAGES UNSEEN)")).get("Junk")
+        check(got == {"MESSAGES": 0, "UNSEEN": 0}, "%s: the excluded Junk counts 0: %r" % (how, got))
+        r = c.command("STATUS INBOX (SIZE)")[1]
+        check(r[-1].status == "NO" and "not counted" in r[-1].first, "%s: STATUS SIZE is refused: %r" % (how, r[-1].first))
+        c.ok("LOGOUT")
+
+
+@step("6b. RECENT: the view's recent messages, not the folder's")
+def _():
+    deliver(LMTP, "alice", make_message("recent and in the view"))
+    st = StoreClient("127.0.0.1", int(E["DOVECOT_IMAP"]), "alice", PASS, tls=False, tag_prefix="D")
+    append_dated(st, "INBOX", dated_message(950, "shop@example.com", 1500, 40), 40)
+    st.ok("EXAMINE INBOX")  # read-only: claims no \Recent
+    recent_all = search_uids(st, "RECENT")
+    recent_view = search_uids(st, "RECENT SINCE %s" % imap_date(7))
+    st.logout()
+    check(len(recent_all) == 2 and len(recent_view) == 1, "the store has %r recent, %r of them in the view"
+          % (recent_all, recent_view))
+    c = client()
+    c.ok("SELECT Archive")
+    got = statuses(c.ok("STATUS INBOX (RECENT MESSAGES)")).get("INBOX")
+    ref, _, _ = store_now()
+    check(got == {"RECENT": 1, "MESSAGES": len(ref)}, "STATUS INBOX (RECENT MESSAGES): %r" % got)
+    c.ok("LOGOUT")
+
+
+@step("7. LIST RETURN (STATUS ...) counts filtered folders through their views")
+def _():
+    ref, unseen, _ = store_now()
+    s = store_client("alice")
+    archive = statuses(s.ok("STATUS Archive (MESSAGES UNSEEN)"))["Archive"]
+    s.logout()
+    c = client()
+    for where in ("nothing selected", "INBOX selected"):
+        if where == "INBOX selected":
+            c.select_view("INBOX")
+        resps = c.ok('LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN))')
+        lines = [x.first for x in resps[:-1]]
+        st = statuses(resps)
+        check(st.get("INBOX") == {"MESSAGES": len(ref), "UNSEEN": len(unseen)} and
+              st.get("Junk") == {"MESSAGES": 0, "UNSEEN": 0} and st.get("Archive") == archive,
+              "%s: INBOX %r (the view: %d, %d unseen), Junk %r, Archive %r (the store: %r)"
+              % (where, st.get("INBOX"), len(ref), len(unseen), st.get("Junk"), st.get("Archive"), archive))
+        order = []
+        for i, l in enumerate(lines):
+            if l.startswith("* STATUS"):
+                name = list(statuses([x for x in resps if x.first == l]))[0]
+                prev = lines[i - 1] if i else ""
+                order.append(prev.startswith("* LIST") and prev.rstrip('"').endswith(name))
+        check(order and all(order), "%s: each STATUS right after its LIST line: %r" % (where, lines))
     c.ok("LOGOUT")
 
 

@@ -16,7 +16,10 @@
 # folder (pimapc.View: an impossible EXPUNGE, a UID out of order, ... fails
 # at once). After every step and a NOOP, its model must equal the reference
 # computed from the store itself (UID SEARCH with the same criteria, the
-# store's flags), and FETCH 1:* (UID FLAGS) through the gateway must agree.
+# store's flags), and FETCH 1:* (UID FLAGS) through the gateway must agree;
+# a second connection of the same user (logged in before the view was set,
+# with Archive selected) must count INBOX through the view with STATUS
+# (MESSAGES UNSEEN) (the gateway's helper connection, or the proxy's).
 #
 # The same runs twice: through pimap-gateway (the view set with XFILTER,
 # also leaving and returning to a saved view, dropping and resuming the
@@ -85,6 +88,8 @@ for i in range(60):
     size = 80000 if i % 7 == 0 else 1500 + rnd.randrange(3000)
     append_dated(s, "INBOX", dated_message(i, sender, size, 59 - i), 59 - i, ("\\Seen",) if i % 2 else ())
 
+other = pimap()  # logged in before the view exists: its STATUS must count the view all the same
+other.ok("SELECT Archive")
 c = pimap()
 if MODE == "gateway":
     r = c.command("XFILTER INBOX V " + VIEW)[1]
@@ -118,6 +123,11 @@ def compare(what):
     check(sorted(fetched) == list(range(1, len(want) + 1)) and [fetched[k] for k in sorted(fetched)] == want,
           "%s: FETCH 1:* agrees" % what, quiet=True)
     check(v.snapshot() == want, "%s: nothing moved during the comparison" % what, quiet=True)
+    st = [x.first for x in other.ok("STATUS INBOX (MESSAGES UNSEEN)") if x.first.startswith("* STATUS")]
+    unseen = sum(1 for u, f in want if "\\Seen" not in f)
+    check(st == ["* STATUS INBOX (MESSAGES %d UNSEEN %d)" % (len(want), unseen)],
+          "%s: STATUS from another connection %r, the view has %d (%d unseen)" % (what, st, len(want), unseen),
+          quiet=True)
 
 
 def new_uid():
