@@ -563,6 +563,14 @@ bool filter_set_has_views(const struct filter_set *set)
 	return false;
 }
 
+bool filter_set_has_notify(const struct filter_set *set)
+{
+	for (size_t i = 0; set && i < set->n; i++)
+		if (!xfilter_is_all(set->rules[i].notify))
+			return true;
+	return false;
+}
+
 /* ------------------------------------------------------------------------ */
 /* keeping a gateway's table in step                                         */
 

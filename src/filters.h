@@ -12,8 +12,9 @@
  *   - pimap-proxy in gateway mode makes the gateway hold them
  *     (filter_sync_*: the XFILTER commands that bring the gateway's table,
  *     as XFILTER ... GET reported it, to what the file says);
- *   - in compatibility mode the proxy applies the views itself
- *     (filter_set_value for the folder being selected).
+ *   - in compatibility mode the proxy applies them itself
+ *     (filter_set_value for the folder being selected, filter_set_events
+ *     when the client waits in IDLE).
  *
  * Which rule applies to a folder: an excluded folder shows nothing; else
  * the rule whose folder is the name itself; else the first glob rule (file
@@ -56,6 +57,8 @@ size_t filter_set_names(const struct filter_set *set, const char ***names);
 size_t filter_set_count(const struct filter_set *set);
 /* Some folder has a view other than ALL. */
 bool filter_set_has_views(const struct filter_set *set);
+/* Some folder has a notification rule other than ALL. */
+bool filter_set_has_notify(const struct filter_set *set);
 
 /*
  * What the gateway holds for this device (from "* XFILTER <mailbox> <V|N>

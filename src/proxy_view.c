@@ -4,12 +4,12 @@
  *
  * While a filtered folder is selected (or being left), or a command is
  * answered out of the server's order (a STATUS counted on the helper
- * connection, a LIST-STATUS whose counts are replaced), every client
- * command is tracked in order (struct pv_cmd), whether the view answers it
- * (taken by vrelay, the proxy's own IDLE, the counter) or the server does
- * (relayed as usual): replies then reach the client in the order of the
- * commands, and the view's pending EXISTS/EXPUNGE go out before a reply
- * where that is safe.
+ * connection, a LIST-STATUS whose counts are replaced, an IDLE whose
+ * events are held), every client command is tracked in order (struct
+ * pv_cmd), whether the view answers it (taken by vrelay, the proxy's own
+ * IDLE, the counter) or the server does (relayed as usual): replies then
+ * reach the client in the order of the commands, and held events and the
+ * view's pending EXISTS/EXPUNGE go out before a reply where that is safe.
  * Commands of the view's own (searches) carry the proxy's internal tags
  * and are answered to the view.
  */
@@ -89,6 +89,10 @@ struct pview {
 	struct pv_part *up_idle;  /* the proxy's IDLE at the server */
 	bool up_plus, up_ending, up_end_wanted;
 	struct buf queued;        /* commands waiting for that IDLE to end */
+	/* the filter file's event kinds: what an IDLE may not be told yet waits for the next reply */
+	struct pv_cmd *relayed_idle; /* the client's IDLE in an unfiltered folder, answered by the server */
+	struct buf held;
+	unsigned nheld;
 	/* STATUS of filtered folders */
 	struct pcount *count;        /* the helper connection and the login's credentials */
 	struct pv_cmd *lparts;       /* PC_LISTPARTs being counted */
@@ -107,9 +111,48 @@ static struct pview *pview_of(struct session *s)
 		s->pview->s = s;
 		buf_init(&s->pview->select_tagged, 0);
 		buf_init(&s->pview->queued, 0);
+		buf_init(&s->pview->held, 0);
 		s->pview->count = pcount_new(s);
 	}
 	return s->pview;
+}
+
+/* The filter file asks the proxy for something: views, notification rules or event kinds. */
+static bool filters_apply(const struct filter_set *set)
+{
+	const char *events = filter_set_events(set);
+	return filter_set_has_views(set) || filter_set_has_notify(set) || (events && strcmp(events, "ALL") != 0);
+}
+
+/* The file's event kinds (PIMAP_EVENT_FILTER's meaning): may a new message (or another change) be pushed? */
+static bool events_allow(const struct pview *pv, bool new_mail)
+{
+	const char *events = filter_set_events(pv->s->srv->filters);
+	if (!events || strcmp(events, "ALL") == 0)
+		return true;
+	return strcmp(events, "NEW") == 0 && new_mail;
+}
+
+/* Events held back go out now (before a reply, or before a pushed event: never reordered). */
+static void flush_held(struct pview *pv)
+{
+	if (!buf_len(&pv->held))
+		return;
+	if (!pv->s->closing)
+		forward_to_client(pv->s, buf_head(&pv->held), buf_len(&pv->held));
+	buf_clear(&pv->held);
+	pv->nheld = 0;
+}
+
+static void hold_event(struct pview *pv, const uint8_t *data, size_t len)
+{
+	buf_append(&pv->held, data, len);
+	pv->nheld++;
+	slog(pv->s, LOG_LEVEL_DEBUG, "event held for the client's next command (events: %s; %u held)",
+	     filter_set_events(pv->s->srv->filters) ? filter_set_events(pv->s->srv->filters) : "ALL", pv->nheld);
+	/* bounded: past the limit they are delivered rather than dropped */
+	if (pv->nheld >= PVIEW_MAX_HELD_EVENTS)
+		flush_held(pv);
 }
 
 static bool tracking(const struct pview *pv)
@@ -173,14 +216,14 @@ static void view_free(struct pview *pv, struct pv_view *v)
 	loop_defer_free(free, v);
 }
 
-/* Pending EXISTS/EXPUNGE before a reply (EXPUNGE only if removals). */
-static void flush_events(struct pview *pv, bool removals)
+/* Pending EXPUNGE (if removals) and EXISTS (if arrivals) to the client: before a reply, or pushed. */
+static void flush_events(struct pview *pv, bool removals, bool arrivals)
 {
 	if (!pv->cur || !vrelay_is_open(pv->cur->vr))
 		return;
 	struct buf out;
 	buf_init(&out, 0);
-	vrelay_flush(pv->cur->vr, removals, true, &out);
+	vrelay_flush(pv->cur->vr, removals, arrivals, &out);
 	if (buf_len(&out))
 		forward_to_client(pv->s, buf_head(&out), buf_len(&out));
 	buf_free(&out);
@@ -254,10 +297,11 @@ static void release(struct pview *pv)
 {
 	while (pv->cmds && pv->cmds->done && !pv->s->closing && !reply_waits(pv, pv->cmds)) {
 		struct pv_cmd *c = pv->cmds;
+		flush_held(pv);
 		if (c->list)
 			list_progress(pv, c);
 		if (c->kind != PC_SELECT)
-			flush_events(pv, removals_ok(pv, c));
+			flush_events(pv, removals_ok(pv, c), true);
 		if (c->kind == PC_PASS)
 			relay_held_reply(pv, c);
 		else
@@ -361,19 +405,32 @@ static void vh_opened(void *ctx, enum vrelay_opened result, const struct buf *re
 	release(pv);
 }
 
+/* The client waits in IDLE: push what the notification rule and the event kinds allow; the rest goes
+ * with the next reply. */
+static void push_pending(struct pview *pv)
+{
+	struct vrelay_pending pd;
+	vrelay_pending(pv->cur->vr, &pd);
+	bool removals = pd.removals && removals_ok(pv, pv->idle) && events_allow(pv, false);
+	bool arrivals = pd.arrivals && pd.notify && events_allow(pv, true);
+	if (pd.arrivals && !arrivals)
+		slog(pv->s, LOG_LEVEL_DEBUG, "new mail not pushed: %s (%u held)",
+		     pd.notify ? "the filter file's events leave it for the next command"
+		               : "none passes the notification rule",
+		     pd.arrivals);
+	if (!removals && !arrivals)
+		return;
+	flush_held(pv);
+	flush_events(pv, removals, arrivals);
+}
+
 static void vh_pending(void *ctx)
 {
 	struct pv_view *v = ctx;
 	struct pview *pv = v->pv;
 	/* In IDLE the client waits for them; otherwise they go with the next reply. */
-	if (pv->cur == v && pv->idle && !pv->idle_done) {
-		struct buf out;
-		buf_init(&out, 0);
-		vrelay_flush(v->vr, removals_ok(pv, pv->idle), true, &out);
-		if (buf_len(&out))
-			forward_to_client(pv->s, buf_head(&out), buf_len(&out));
-		buf_free(&out);
-	}
+	if (pv->cur == v && pv->idle && !pv->idle_done)
+		push_pending(pv);
 	release(pv); /* replies that waited for new mail to be decided */
 	maybe_idle(pv);
 }
@@ -526,7 +583,9 @@ static bool client_select(struct session *s, struct pview *pv, const struct imap
 	bool params_ok = m->nargs == 2 || (m->nargs == 3 && m->args[2].type == IMAP_ARG_LIST &&
 	                                   m->args[2].list_count == 1 && word_is(&m->args[2].list[0], "CONDSTORE"));
 	const char *view = filter_set_value(s->srv->filters, mailbox, XFILTER_VIEW);
-	bool filtered = !xfilter_is_all(view) && params_ok && server_ok(s);
+	const char *notify = filter_set_value(s->srv->filters, mailbox, XFILTER_NOTIFY);
+	/* a notification rule needs the view engine too: it decides which new mail is pushed */
+	bool filtered = (!xfilter_is_all(view) || !xfilter_is_all(notify)) && params_ok && server_ok(s);
 	if (!filtered) {
 		if (!tracking(pv))
 			return false;
@@ -548,7 +607,7 @@ static bool client_select(struct session *s, struct pview *pv, const struct imap
 	struct vrelay_config cfg = {
 		.mailbox = v->mailbox,
 		.view = view,
-		.notify = XFILTER_ALL, /* the server pushes what it pushes */
+		.notify = notify,
 		.today = xfilter_today(time(NULL)),
 		.max_events = 0, /* no saved views without a gateway */
 		.condstore = caps_contains(s->upstream_caps, strlen(s->upstream_caps), "CONDSTORE"),
@@ -571,7 +630,7 @@ static bool client_select(struct session *s, struct pview *pv, const struct imap
 	literals_to_nonsync(m, &line);
 	forward_to_upstream(s, buf_head(&line), buf_len(&line), false);
 	buf_free(&line);
-	slog(s, LOG_LEVEL_DEBUG, "%s is filtered (view %s)", mailbox, view);
+	slog(s, LOG_LEVEL_DEBUG, "%s is filtered (view %s, notification rule %s)", mailbox, view, notify);
 	vrelay_open(v->vr, VR_OPEN_SELECT, NULL);
 	return true;
 }
@@ -786,19 +845,37 @@ static bool list_response(struct pview *pv, const struct imap_msg *m)
 	return true;
 }
 
+/* An untagged response during an IDLE the server answers: held if the event kinds say not now. */
+static bool relayed_idle_event(struct pview *pv, const struct imap_msg *m)
+{
+	if (!pv->relayed_idle)
+		return false;
+	uint32_t n;
+	bool new_mail = imap_untagged_num(m, "EXISTS", &n) || imap_untagged_num(m, "RECENT", &n);
+	bool other = imap_untagged_num(m, "EXPUNGE", &n) || (m->nargs >= 2 && word_is(&m->args[1], "FETCH"));
+	if (!new_mail && !other)
+		return false;
+	if (events_allow(pv, new_mail)) {
+		flush_held(pv); /* never reordered */
+		return false;
+	}
+	hold_event(pv, m->raw, m->raw_len);
+	return true;
+}
+
 bool pview_client_command(struct session *s, const struct imap_msg *m)
 {
-	if (!filter_set_has_views(s->srv->filters) || m->nargs < 1 || m->args[0].type != IMAP_ARG_ATOM)
+	if (!filters_apply(s->srv->filters) || m->nargs < 1 || m->args[0].type != IMAP_ARG_ATOM)
 		return false;
 	struct pview *pv = pview_of(s);
 	const struct imap_arg *name = &m->args[0];
-	if (word_is(name, "ENABLE"))
+	if (word_is(name, "ENABLE") && (filter_set_has_views(s->srv->filters) || filter_set_has_notify(s->srv->filters)))
 		return client_enable(s, pv, m);
 	if ((word_is(name, "SELECT") || word_is(name, "EXAMINE")) && m->nargs >= 2 && imap_arg_is_string(&m->args[1]))
 		return client_select(s, pv, m);
-	if (word_is(name, "STATUS") && client_status(pv, m))
+	if (word_is(name, "STATUS") && filter_set_has_views(s->srv->filters) && client_status(pv, m))
 		return true;
-	if (word_is(name, "LIST")) {
+	if (word_is(name, "LIST") && filter_set_has_views(s->srv->filters)) {
 		char *items = list_status_items(m);
 		if (items) {
 			/* relayed; the STATUS lines of filtered folders are counted again (list_response) */
@@ -807,6 +884,11 @@ bool pview_client_command(struct session *s, const struct imap_msg *m)
 			c->list_items = items;
 			return false;
 		}
+	}
+	if (word_is(name, "IDLE") && (!pv->cur || !vrelay_is_open(pv->cur->vr)) && !events_allow(pv, false)) {
+		/* the server answers it; the events the file's kinds leave out wait for the next reply */
+		pv->relayed_idle = track(pv, m->tag, PC_PASS);
+		return false;
 	}
 	if (!tracking(pv))
 		return false;
@@ -902,6 +984,8 @@ static bool upstream_tagged(struct pview *pv, const struct imap_msg *m)
 			continue;
 		/* its turn comes once the commands before it are answered and new mail is decided */
 		c->done = true;
+		if (c == pv->relayed_idle)
+			pv->relayed_idle = NULL;
 		buf_append(&c->out, m->raw, m->raw_len);
 		release(pv);
 		return true;
@@ -931,13 +1015,19 @@ bool pview_upstream(struct session *s, const struct imap_msg *m)
 		enum vrelay_untagged r = vrelay_untagged(v->vr, m, &out);
 		if (r == VRU_PASS && v == pv->old && pv->cur)
 			r = vrelay_untagged(pv->cur->vr, m, &out);
-		if (r == VRU_OUT && !s->closing)
-			forward_to_client(s, buf_head(&out), buf_len(&out));
+		if (r == VRU_OUT && !s->closing) {
+			if (pv->idle && !pv->idle_done && !events_allow(pv, false)) {
+				hold_event(pv, buf_head(&out), buf_len(&out)); /* a flag change: not now */
+			} else {
+				flush_held(pv);
+				forward_to_client(s, buf_head(&out), buf_len(&out));
+			}
+		}
 		buf_free(&out);
 		if (r != VRU_PASS)
 			return true;
 	}
-	return list_response(pv, m);
+	return list_response(pv, m) || relayed_idle_event(pv, m);
 }
 
 void pview_login_command(struct session *s, const struct imap_msg *m)
@@ -984,6 +1074,7 @@ void pview_free(struct pview *pv)
 	free(pv->old);
 	buf_free(&pv->select_tagged);
 	buf_free(&pv->queued);
+	buf_free(&pv->held);
 	if (pv->reparse)
 		imap_parser_free(pv->reparse);
 	if (pv->cmdparse)

@@ -3,16 +3,20 @@
  *
  * Without a gateway the proxy applies the filter file itself, with the
  * gateway's view engine (vrelay.c):
- *  - a SELECT of a folder with a view is answered
+ *  - a SELECT of a folder with a view (or a notification rule) is answered
  *    with the view, the client's sequence numbers and UID sets are
  *    translated, new mail enters only if it matches, and the client's IDLE
  *    there is answered by the proxy (it ends the server's IDLE to search
  *    for new mail, and starts it again);
+ *  - in that IDLE only new mail that passes the notification rule is
+ *    pushed, and only the kinds of change the file's `events` allow; the
+ *    rest goes out before the reply to the client's next command (the end
+ *    of the IDLE included). In a folder without view or rule the server
+ *    answers the IDLE and the proxy holds the events `events` leaves out;
  *  - STATUS of a filtered folder that is not selected, and the STATUS lines
  *    of a LIST ... RETURN (STATUS ...), are counted through the view on a
  *    helper connection (proxy_count.c); the selected folder's by its view.
- * Notification rules and event kinds are not applied (the server pushes
- * what it pushes). QRESYNC is not enabled while views are in force (ENABLE QRESYNC
+ * QRESYNC is not enabled while views or rules are in force (ENABLE QRESYNC
  * is answered without it).
  *
  * proxy.c calls these hooks in compatibility mode only (no link).
@@ -26,6 +30,10 @@
 
 struct session;
 struct pview;
+
+/* Events an IDLE is not told (the file's events) held for the next reply; past this many they are
+ * delivered rather than held without bound. */
+#define PVIEW_MAX_HELD_EVENTS 1000
 
 /* The client's LOGIN / AUTHENTICATE, and its SASL response line: the credentials the helper
  * connection logs in with (proxy_count.h). */

@@ -22,7 +22,14 @@
 #  7. LIST "" "*" RETURN (STATUS ...) counts INBOX and Junk through their
 #     views, each STATUS right after its LIST line, with INBOX selected or
 #     not; Archive as the store has it;
-#  8. mutt through the proxy shows the 7-day messages only.
+#  8. a notification rule (from the boss): in the proxy's IDLE a non-VIP
+#     message is not pushed (the proxy logs the decision), a VIP one is,
+#     the held one with it; the next NOOP tells what was held;
+#  9. event kinds (SIGHUP to events: new, then none): in the filtered INBOX
+#     and in the unfiltered Archive (the server's IDLE) a flag change in
+#     IDLE is held and told with the next reply, before any push; with
+#     none even VIP mail waits for the end of the IDLE;
+# 10. mutt through the proxy shows the 7-day messages only.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib/harness.sh"
@@ -49,7 +56,7 @@ printf 'exclude: [Junk]\nfolders:\n  INBOX:\n    view: {days: 7}\n' >"$FILTERS"
 P=$(free_port)
 start_proxy --listen "127.0.0.1:$P" --listen-tls none --upstream "imaps://127.0.0.1:$DOVECOT_IMAPS" --ca-file "$CA" \
 	-v --trace --filters "$FILTERS"
-export PROXY_PORT=$P
+export PROXY_PORT=$P PROXY_LOG PROXY_PID FILTERS
 
 py_part "compatibility mode" <<'PYEOF'
 from gwt import *
@@ -175,12 +182,23 @@ def _():
 run_steps()
 PYEOF
 
-py_part "counts of folders not selected" <<'PYEOF'
+py_part "counts and push rules" <<'PYEOF'
+import signal
 from gwt import *
 from filter_lib import *
 from pimapc import PimapClient, StoreClient, View
 
 client = proxy_client
+BOSS = "boss@example.com"
+BASE = "exclude: [Junk]\nfolders:\n  INBOX:\n    view: {days: 7}\n"
+
+
+def reload_filters(text):
+    with open(E["FILTERS"], "w") as f:
+        f.write(text)
+    n = log_count(E["PROXY_LOG"], r"loaded \d+ filter rule")
+    os.kill(int(E["PROXY_PID"]), signal.SIGHUP)
+    check(wait_log_count(E["PROXY_LOG"], r"loaded \d+ filter rule", n + 1) > n, "SIGHUP: the proxy loaded the new rules")
 
 
 def statuses(resps):
@@ -275,6 +293,77 @@ def _():
                 order.append(prev.startswith("* LIST") and prev.rstrip('"').endswith(name))
         check(order and all(order), "%s: each STATUS right after its LIST line: %r" % (where, lines))
     c.ok("LOGOUT")
+
+
+@step("8. a notification rule: only VIP mail is pushed in IDLE; the rest with the next command")
+def _():
+    reload_filters(BASE + "    notify: {from: %s}\n" % BOSS)
+    c = client()
+    v = c.select_view("INBOX")
+    n = len(v)
+    tag = idle_vip_only(c, "alice", n, E["PROXY_LOG"], "new mail not pushed: none passes the notification rule",
+                        "the proxy")
+    c.idle_done(tag)
+    deliver(LMTP, "alice", make_message("non-VIP, not idling", sender="shop@example.com"))
+    got = c.ok("NOOP")
+    check(any(x.first == "* %d EXISTS" % (n + 3) for x in got), "a NOOP tells it: %r" % firsts(got))
+    v.complete(c)
+    c.ok("LOGOUT")
+
+
+@step("9. event kinds: what an IDLE is not told waits for the next reply")
+def _():
+    reload_filters("events: new\n" + BASE)
+    s = store_client("alice")
+    s.ok("SELECT Archive")
+    for i in range(2):
+        append_dated(s, "Archive", dated_message(960 + i, "shop@example.com", 1200, 3), 3)
+    aref = search_uids(s, "ALL")
+    s.ok("SELECT INBOX")
+    vis = reference(s, "INBOX", "SINCE %s" % imap_date(7))
+    c = client()
+    v = c.select_view("INBOX")
+    n = len(v)
+    for folder, uid in (("INBOX", vis[0]), ("Archive", aref[0])):
+        if folder == "Archive":
+            c.unselect_view()
+            c.ok("SELECT Archive")
+            s.ok("SELECT Archive")
+        tag = c.idle_start()
+        held = log_count(E["PROXY_LOG"], "event held for the client's next command")
+        s.store_uid(uid, "+FLAGS", ["\\Flagged"])
+        check(wait_log_count(E["PROXY_LOG"], "event held for the client's next command", held + 1) > held,
+              "%s: the flag change is held (events: new)" % folder)
+        got = quiet(c, 0.5)
+        check(not any(" FETCH " in x.first for x in got), "%s: not pushed in IDLE: %r" % (folder, firsts(got)))
+        if folder == "INBOX":
+            deliver(LMTP, "alice", make_message("new mail is pushed", sender="shop@example.com"))
+            got = c.collect_until(lambda x: bool(re.match(r"\* \d+ EXISTS$", x.first)), timeout=15)
+            kinds = [("FETCH" if " FETCH " in x.first else "EXISTS") for x in got if re.match(r"\* \d+ (FETCH|EXISTS)", x.first)]
+            check(kinds == ["FETCH", "EXISTS"], "INBOX: new mail is pushed, the held flag change first: %r" % firsts(got))
+            c.idle_done(tag)
+        else:
+            got = c.idle_done(tag)
+            f = [x.first for x in got if " FETCH " in x.first]
+            check(len(f) == 1 and "\\Flagged" in f[0] and got[-1].status == "OK",
+                  "Archive: the end of IDLE tells the held flag change: %r" % firsts(got))
+    c.ok("UNSELECT")
+    reload_filters("events: none\n" + BASE)
+    v = c.select_view("INBOX")
+    n = len(v)
+    tag = c.idle_start()
+    held = log_count(E["PROXY_LOG"], "new mail not pushed: the filter file's events")
+    deliver(LMTP, "alice", make_message("VIP, but events are none", sender=BOSS), sender=BOSS)
+    check(wait_log_count(E["PROXY_LOG"], "new mail not pushed: the filter file's events", held + 1) > held,
+          "events: none: the proxy held the new message")
+    got = quiet(c, 0.5)
+    check(not any(re.match(r"\* \d+ EXISTS", x.first) for x in got), "events: none: nothing pushed: %r" % firsts(got))
+    got = c.idle_done(tag)
+    check(any(x.first == "* %d EXISTS" % (n + 1) for x in got), "the end of IDLE tells it: %r" % firsts(got))
+    v.complete(c)
+    c.ok("LOGOUT")
+    s.logout()
+    reload_filters(BASE)
 
 
 run_steps()

@@ -65,6 +65,7 @@ static void test_mobile(void)
 	CU_ASSERT_STRING_EQUAL(filter_set_value(set, "Sent", XFILTER_VIEW), "ALL");
 	CU_ASSERT_STRING_EQUAL(filter_set_events(set), "ALL");
 	CU_ASSERT(filter_set_has_views(set));
+	CU_ASSERT(filter_set_has_notify(set));
 	filter_set_free(set);
 	set = load(shipped("metered.yaml"));
 	if (!set)
@@ -73,6 +74,12 @@ static void test_mobile(void)
 	CU_ASSERT_STRING_EQUAL(filter_set_value(set, "Archive/2019", XFILTER_VIEW), "NOT LARGER 1048576");
 	CU_ASSERT_STRING_EQUAL(filter_set_value(set, "INBOX", XFILTER_NOTIFY), "ALL");
 	CU_ASSERT_PTR_NULL(filter_set_events(set));
+	CU_ASSERT(!filter_set_has_notify(set));
+	filter_set_free(set);
+	/* a notification rule alone */
+	set = load("folders:\n  INBOX:\n    notify: {from: boss@example.com}\n");
+	CU_ASSERT(!filter_set_has_views(set));
+	CU_ASSERT(filter_set_has_notify(set));
 	filter_set_free(set);
 }
 

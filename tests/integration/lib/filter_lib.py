@@ -15,6 +15,10 @@
       the client's model equals the reference, and SEARCH ALL, UID SEARCH
       ALL, STATUS (MESSAGES) and FETCH 1:* (UID) through the connection
       agree with it.
+  idle_vip_only(c, user, n, log, held_rx, who) -> the IDLE's tag
+      with a notification rule FROM the boss, in IDLE: a non-VIP message is
+      decided and held (a new log line matching held_rx), not pushed; a VIP
+      one is pushed, and the held one with it (EXISTS n + 2).
 """
 
 import datetime
@@ -141,6 +145,20 @@ def reference(store, mailbox, keys):
     """The view as the store computes it (SELECT, UID SEARCH keys)."""
     store.ok("SELECT %s" % pimapc._quote(mailbox))
     return search_uids(store, keys)
+
+
+def idle_vip_only(c, user, n, log, held_rx, who):
+    from gwt import LMTP, check, quiet, log_count, wait_log_count, firsts, deliver, make_message
+    tag = c.idle_start()
+    held = log_count(log, held_rx)
+    deliver(LMTP, user, make_message("not from a VIP", sender="shop@example.com"))
+    check(wait_log_count(log, held_rx, held + 1) > held, "%s decided the non-VIP message and held it" % who)
+    got = quiet(c, 0.5)
+    check(not any(re.match(r"\* \d+ EXISTS", x.first) for x in got), "not pushed during IDLE: %r" % firsts(got))
+    deliver(LMTP, user, make_message("from the boss", sender=VIPS[0]), sender=VIPS[0])
+    r = c.wait_untagged(r"^\* \d+ EXISTS$", timeout=15)
+    check(r.first == "* %d EXISTS" % (n + 2), "a VIP message is pushed, and the held one with it: %r" % r.first)
+    return tag
 
 
 def check_view(c, view, ref, what):
