@@ -2,6 +2,8 @@
 #ifndef PIMAP_TEST_SUITES_H
 #define PIMAP_TEST_SUITES_H
 
+#include <stdint.h>
+
 #include <CUnit/CUnit.h>
 
 void suite_buf(void);
@@ -35,6 +37,12 @@ void suite_http_tunnel(void);
 void suite_login_throttle(void);
 
 struct buf;
+/* A deterministic pseudo-random sequence for randomised cases (unit_util.c):
+ * seed it in each test, so every failure reproduces. below(n) is 0..n-1. */
+void unit_rng_seed(uint32_t seed);
+uint32_t unit_rng_next(void);
+uint32_t unit_rng_below(uint32_t n);
+
 /* The buffer's bytes as a NUL-terminated string (caller frees); unit_util.c. */
 char *buf_str(const struct buf *b);
 

@@ -586,17 +586,6 @@ static void test_snapshot_interleaved(void)
 
 /* ---- randomised ---------------------------------------------------------- */
 
-static uint32_t rng_state;
-
-static uint32_t rng_next(void)
-{
-	uint32_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	rng_state = x;
-	return x;
-}
 
 static const char *const palette[] = {"", "\\Seen", "\\Seen \\Flagged", "\\Flagged \\Seen", "\\SEEN", "$Work",
                                       "\\Recent", "\\Deleted \\Seen $Work"};
@@ -618,10 +607,10 @@ static void gen_mailbox(struct buf *b, const bool *member, bool is_view, uint32_
 		if (!member[u])
 			continue;
 		n++;
-		if (is_view && rng_next() % 10 == 0)
+		if (is_view && unit_rng_next() % 10 == 0)
 			buf_printf(b, "* %u FETCH (UID %u)\r\n", n, u);
 		else
-			buf_printf(b, "* %u FETCH (UID %u FLAGS (%s))\r\n", n, u, palette[rng_next() % PALETTE_N]);
+			buf_printf(b, "* %u FETCH (UID %u FLAGS (%s))\r\n", n, u, palette[unit_rng_next() % PALETTE_N]);
 	}
 }
 
@@ -629,15 +618,15 @@ static void test_random(void)
 {
 	int refused = 0;
 
-	rng_state = 0x5eed1234u;
+	unit_rng_seed(0x5eed1234u);
 	for (int round = 0; round < RANDOM_ROUNDS; round++) {
 		bool in_v[RANDOM_UID_MAX + 1] = {false}, in_s[RANDOM_UID_MAX + 1] = {false};
 		struct buf vt, st;
 		uint32_t vc, sc, max_kept = 0, min_new = UINT32_MAX;
 
 		for (uint32_t u = 1; u <= RANDOM_UID_MAX; u++) {
-			in_v[u] = rng_next() % 3 == 0;
-			in_s[u] = in_v[u] ? rng_next() % 4 != 0 : rng_next() % 6 == 0;
+			in_v[u] = unit_rng_next() % 3 == 0;
+			in_s[u] = in_v[u] ? unit_rng_next() % 4 != 0 : unit_rng_next() % 6 == 0;
 			if (in_v[u] && in_s[u])
 				max_kept = u;
 		}

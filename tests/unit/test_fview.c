@@ -21,22 +21,6 @@
 #include "suites.h"
 #include "uidset.h"
 
-static uint32_t rng_state;
-
-static uint32_t rng(void)
-{
-	uint32_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	rng_state = x;
-	return x;
-}
-
-static uint32_t below(uint32_t n)
-{
-	return n ? rng() % n : 0;
-}
 
 /* ---- reference model ---------------------------------------------------- */
 
@@ -100,7 +84,7 @@ static void check_consistent(const struct fview *v, const struct ref *r)
 		ok = fview_store_uid(v, (uint32_t)i + 1) == r->store[i];
 	/* a few random sequence sets and UID sets */
 	for (int t = 0; ok && t < 3 && r->nc; t++) {
-		uint32_t a = 1 + below((uint32_t)r->nc), b = 1 + below((uint32_t)r->nc);
+		uint32_t a = 1 + unit_rng_below((uint32_t)r->nc), b = 1 + unit_rng_below((uint32_t)r->nc);
 		char text[64];
 		snprintf(text, sizeof(text), "%u:%u,%u", a, b, a);
 		struct uidset got;
@@ -112,7 +96,7 @@ static void check_consistent(const struct fview *v, const struct ref *r)
 		for (uint32_t s = lo; ok && s <= hi; s++)
 			ok = got.uids[s - lo] == r->client[s - 1];
 		uidset_clear(&got);
-		uint32_t ulo = 1 + below(r->next_uid + 2), uhi = 1 + below(r->next_uid + 2);
+		uint32_t ulo = 1 + unit_rng_below(r->next_uid + 2), uhi = 1 + unit_rng_below(r->next_uid + 2);
 		snprintf(text, sizeof(text), "%u:%u", ulo, uhi);
 		ok = ok && fview_uidset(v, text, strlen(text), &got, err, sizeof(err)) == 0;
 		if (ulo > uhi) {
@@ -132,7 +116,7 @@ static void check_consistent(const struct fview *v, const struct ref *r)
 
 static void model_run(uint32_t seed, unsigned steps, bool big)
 {
-	rng_state = seed;
+	unit_rng_seed(seed);
 	struct ref *r = calloc(1, sizeof(*r));
 	struct fview *v = fview_new();
 	struct uidset all, match;
@@ -142,8 +126,8 @@ static void model_run(uint32_t seed, unsigned steps, bool big)
 	unsigned start = big ? 3000 : 20;
 	for (unsigned i = 0; i < start; i++) {
 		uint32_t u = r->next_uid;
-		r->next_uid += 1 + below(3);
-		bool m = below(3) != 0;
+		r->next_uid += 1 + unit_rng_below(3);
+		bool m = unit_rng_below(3) != 0;
 		r->store[r->ns] = u;
 		r->match[r->ns++] = m;
 		uidset_add(&all, u);
@@ -157,17 +141,17 @@ static void model_run(uint32_t seed, unsigned steps, bool big)
 	struct buf out;
 	buf_init(&out, 0);
 	for (unsigned step = 0; step < steps; step++) {
-		unsigned op = below(10);
+		unsigned op = unit_rng_below(10);
 		if (op < 3 && r->ns + 10 < MAXM) {
 			/* new mail: EXISTS, then learn, then decide (sometimes with an expunge of a new one between) */
-			unsigned k = 1 + below(4);
+			unsigned k = 1 + unit_rng_below(4);
 			uint32_t before = (uint32_t)r->ns;
 			struct uidset nu, nm;
 			uidset_init(&nu);
 			uidset_init(&nm);
 			for (unsigned i = 0; i < k; i++) {
 				uint32_t u = r->next_uid++;
-				bool m = below(2);
+				bool m = unit_rng_below(2);
 				r->store[r->ns] = u;
 				r->match[r->ns++] = m;
 				uidset_add(&nu, u);
@@ -176,9 +160,9 @@ static void model_run(uint32_t seed, unsigned steps, bool big)
 			}
 			CU_ASSERT_FATAL(fview_store_exists(v, (uint32_t)r->ns));
 			CU_ASSERT_EQUAL(fview_unknown(v), k);
-			if (below(4) == 0) {
+			if (unit_rng_below(4) == 0) {
 				/* an unknown one is expunged before its UID is learnt: the search then misses it */
-				uint32_t idx = before + below(k);
+				uint32_t idx = before + unit_rng_below(k);
 				CU_ASSERT_FATAL(fview_store_expunge(v, idx + 1));
 				uidset_remove(&nu, r->store[idx]);
 				uidset_remove(&nm, r->store[idx]);
@@ -194,7 +178,7 @@ static void model_run(uint32_t seed, unsigned steps, bool big)
 			uidset_free(&nm);
 		} else if (op < 5 && r->ns) {
 			/* the store expunges a message */
-			uint32_t idx = below((uint32_t)r->ns);
+			uint32_t idx = unit_rng_below((uint32_t)r->ns);
 			CU_ASSERT_FATAL(fview_store_expunge(v, idx + 1));
 			memmove(&r->store[idx], &r->store[idx + 1], (r->ns - idx - 1) * sizeof(uint32_t));
 			memmove(&r->match[idx], &r->match[idx + 1], (r->ns - idx - 1) * sizeof(bool));
@@ -203,8 +187,8 @@ static void model_run(uint32_t seed, unsigned steps, bool big)
 			/* ageing: a few told messages leave */
 			struct uidset leave;
 			uidset_init(&leave);
-			for (unsigned i = 0; i < 1 + below(3); i++) {
-				uint32_t u = r->client[below((uint32_t)r->nc)];
+			for (unsigned i = 0; i < 1 + unit_rng_below(3); i++) {
+				uint32_t u = r->client[unit_rng_below((uint32_t)r->nc)];
 				for (size_t j = 0; j < r->ns; j++)
 					if (r->store[j] == u)
 						r->match[j] = false;

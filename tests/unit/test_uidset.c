@@ -23,30 +23,6 @@
 #define RANDOM_ROUNDS   3000
 #define RANDOM_UID_MAX  200
 
-/* Deterministic xorshift: the same cases on every run and every libc. */
-static uint32_t rng_state;
-
-static void rng_seed(uint32_t seed)
-{
-	rng_state = seed ? seed : 1;
-}
-
-static uint32_t rng_next(void)
-{
-	uint32_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	rng_state = x;
-	return x;
-}
-
-/* 0..n-1 */
-static uint32_t rng_below(uint32_t n)
-{
-	return rng_next() % n;
-}
-
 /* The set's compact text, NUL-terminated, in a static buffer. */
 static const char *fmt(const struct uidset *set)
 {
@@ -407,7 +383,7 @@ static void test_random_against_bitmap(void)
 	struct uidset a, b, out, back;
 	char err[128];
 
-	rng_seed(12345);
+	unit_rng_seed(12345);
 	uidset_init(&a);
 	uidset_init(&b);
 	uidset_init(&out);
@@ -418,9 +394,9 @@ static void test_random_against_bitmap(void)
 		uidset_clear(&a);
 		uidset_clear(&b);
 		for (int op = 0; op < 60; op++) {
-			uint32_t u = 1 + rng_below(RANDOM_UID_MAX);
-			uint32_t v = 1 + rng_below(RANDOM_UID_MAX);
-			switch (rng_below(4)) {
+			uint32_t u = 1 + unit_rng_below(RANDOM_UID_MAX);
+			uint32_t v = 1 + unit_rng_below(RANDOM_UID_MAX);
+			switch (unit_rng_below(4)) {
 			case 0:
 				uidset_add(&a, u);
 				ref_a[u] = true;
@@ -442,7 +418,7 @@ static void test_random_against_bitmap(void)
 				/* parse a little random sequence-set into b */
 				char text[64];
 				int n = snprintf(text, sizeof(text), "%u:%u,%u", (unsigned)u, (unsigned)v,
-				                 (unsigned)(1 + rng_below(RANDOM_UID_MAX)));
+				                 (unsigned)(1 + unit_rng_below(RANDOM_UID_MAX)));
 				CU_ASSERT_EQUAL(uidset_parse(&b, text, (size_t)n, err, sizeof(err)), 0);
 				uint32_t lo = u < v ? u : v, hi = u < v ? v : u;
 				for (uint32_t x = lo; x <= hi; x++)
@@ -623,7 +599,7 @@ static void test_syncdiff_random(void)
 	struct sync_diff diff;
 	unsigned ok_count = 0, reordered = 0;
 
-	rng_seed(20240601);
+	unit_rng_seed(20240601);
 	uidset_init(&seen);
 	uidset_init(&now);
 	for (int round = 0; round < RANDOM_ROUNDS; round++) {
@@ -631,19 +607,19 @@ static void test_syncdiff_random(void)
 		uidset_clear(&seen);
 		uidset_clear(&now);
 		for (uint32_t u = 1; u <= RANDOM_UID_MAX / 2; u++)
-			if (rng_below(3) == 0)
+			if (unit_rng_below(3) == 0)
 				uidset_add(&seen, u);
 		max_seen = uidset_max(&seen);
 		/* keep each seen UID with some probability */
-		uint32_t keep_pct = rng_below(101);
+		uint32_t keep_pct = unit_rng_below(101);
 		for (size_t i = 0; i < seen.count; i++)
-			if (rng_below(100) < keep_pct)
+			if (unit_rng_below(100) < keep_pct)
 				uidset_add(&now, seen.uids[i]);
 		/* new mail: usually above everything seen, sometimes (1 round in 4) anywhere */
-		bool anywhere = rng_below(4) == 0;
-		uint32_t nnew = rng_below(8);
+		bool anywhere = unit_rng_below(4) == 0;
+		uint32_t nnew = unit_rng_below(8);
 		for (uint32_t k = 0; k < nnew; k++) {
-			uint32_t u = anywhere ? 1 + rng_below(RANDOM_UID_MAX) : max_seen + 1 + rng_below(RANDOM_UID_MAX);
+			uint32_t u = anywhere ? 1 + unit_rng_below(RANDOM_UID_MAX) : max_seen + 1 + unit_rng_below(RANDOM_UID_MAX);
 			if (!uidset_contains(&seen, u))
 				uidset_add(&now, u);
 		}
