@@ -366,11 +366,17 @@ uint32_t fview_max_uid(const struct fview *v)
 	return v->n ? v->uid[v->n - 1] : 0;
 }
 
+/* The UID of the seq-th message counted by tree (n_counted of them), or 0. */
+static uint32_t uid_of_rank(const struct fview *v, const uint32_t *tree, uint32_t n_counted, uint32_t seq)
+{
+	if (seq == 0 || seq > n_counted)
+		return 0;
+	return v->uid[fw_find(tree, v->n, seq) - 1];
+}
+
 uint32_t fview_uid_at(const struct fview *v, uint32_t seq)
 {
-	if (seq == 0 || seq > v->n_told)
-		return 0;
-	return v->uid[fw_find(v->f_told, v->n, seq) - 1];
+	return uid_of_rank(v, v->f_told, v->n_told, seq);
 }
 
 uint32_t fview_seq_of(const struct fview *v, uint32_t uid)
@@ -383,9 +389,7 @@ uint32_t fview_seq_of(const struct fview *v, uint32_t uid)
 
 uint32_t fview_store_uid(const struct fview *v, uint32_t sseq)
 {
-	if (sseq == 0 || sseq > v->n_alive)
-		return 0;
-	return v->uid[fw_find(v->f_alive, v->n, sseq) - 1];
+	return uid_of_rank(v, v->f_alive, v->n_alive, sseq);
 }
 
 bool fview_is_alive(const struct fview *v, uint32_t uid)
