@@ -139,21 +139,7 @@ const struct cfg_key gateway_config_keys[] = {
 	{"submission.max_concurrent", CFG_INT, OFF(submission_max_concurrent), "64", 1, 10000, NULL, true,
 	 "XDELIVER commands in progress at once, all users together; more get NO [LIMIT]"},
 
-	{"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, true,
-	 "log verbosity: error, warn, info or debug"},
-	{"log.file", CFG_STRING, OFF(log_file), "", 0, 0, NULL, true,
-	 "log file, reopened on SIGHUP; \"\" = stderr"},
-	{"log.trace", CFG_BOOL, OFF(log_trace), "false", 0, 0, NULL, true,
-	 "log protocol traffic (passwords and message bodies are elided)"},
-	{"log.syslog", CFG_BOOL, OFF(log_syslog), "false", 0, 0, NULL, true,
-	 "log to the syslog daemon instead of log.file or stderr (not both)"},
-	{"log.syslog_facility", CFG_ENUM, OFF(log_syslog_facility), "mail", 0, 0, log_facility_names, true,
-	 "syslog facility: mail, daemon, user or local0..local7"},
-	{"log.syslog_socket", CFG_STRING, OFF(log_syslog_socket), "/dev/log", 0, 0, NULL, true,
-	 "the syslog daemon's datagram socket"},
-
-	{"pid_file", CFG_STRING, OFF(pid_file), "", 0, 0, NULL, false,
-	 "write the daemon's pid here; \"\" = none"},
+	CFG_LOG_AND_PID_KEYS
 
 	/* Bounds: below the minimums ordinary clients break, above the maximums one
 	 * user or connection could pin an unreasonable share of memory or time. */

@@ -106,4 +106,25 @@ enum log_facility_value { LOGF_MAIL, LOGF_DAEMON, LOGF_USER, LOGF_LOCAL0, LOGF_L
 	LOGF_LOCAL3, LOGF_LOCAL4, LOGF_LOCAL5, LOGF_LOCAL6, LOGF_LOCAL7 };
 extern const char *const log_facility_names[];
 
+/*
+ * The log.* and pid_file rows both daemons' tables share, expanded inside
+ * each table, where OFF(field) names that daemon's config struct (the
+ * fields have the same names in both).
+ */
+#define CFG_LOG_AND_PID_KEYS \
+	{"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, true, \
+	 "log verbosity: error, warn, info or debug"}, \
+	{"log.file", CFG_STRING, OFF(log_file), "", 0, 0, NULL, true, \
+	 "log file, reopened on SIGHUP; \"\" = stderr"}, \
+	{"log.trace", CFG_BOOL, OFF(log_trace), "false", 0, 0, NULL, true, \
+	 "log protocol traffic (passwords and message bodies are elided)"}, \
+	{"log.syslog", CFG_BOOL, OFF(log_syslog), "false", 0, 0, NULL, true, \
+	 "log to the syslog daemon instead of log.file or stderr (not both)"}, \
+	{"log.syslog_facility", CFG_ENUM, OFF(log_syslog_facility), "mail", 0, 0, log_facility_names, true, \
+	 "syslog facility: mail, daemon, user or local0..local7"}, \
+	{"log.syslog_socket", CFG_STRING, OFF(log_syslog_socket), "/dev/log", 0, 0, NULL, true, \
+	 "the syslog daemon's datagram socket"}, \
+	{"pid_file", CFG_STRING, OFF(pid_file), "", 0, 0, NULL, false, \
+	 "write the daemon's pid here; \"\" = none"},
+
 #endif
